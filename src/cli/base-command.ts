@@ -1,0 +1,38 @@
+import { Command, Flags, Errors } from '@oclif/core';
+import { DifftalkError } from '../util/errors.js';
+import type { OnEvent } from '../util/events.js';
+import { barRenderer, jsonLinesRenderer, type Renderer } from './progress.js';
+
+/**
+ * Every difftalk command extends this. `run()` returns a JSON-safe result; --json prints it (oclif),
+ * and progress events become bars (TTY), plain lines (logs) or JSON lines on stderr (--json).
+ */
+export abstract class BaseCommand extends Command {
+  static override enableJsonFlag = true;
+
+  static override baseFlags = {
+    'log-level': Flags.option({ options: ['info', 'debug'] as const, default: 'info', helpGroup: 'GLOBAL', summary: 'Verbosity of progress output.' })(),
+  };
+
+  private renderer?: Renderer;
+
+  /** The event sink to hand to library code. */
+  protected events(logLevel: 'info' | 'debug' = 'info'): OnEvent {
+    if (!this.renderer) this.renderer = this.jsonEnabled() ? jsonLinesRenderer() : barRenderer(process.stderr, logLevel);
+    return this.renderer.onEvent;
+  }
+
+  protected override async finally(err: Error | undefined): Promise<unknown> {
+    this.renderer?.stop();
+    return super.finally(err);
+  }
+
+  protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
+    this.renderer?.stop();
+    if (err instanceof DifftalkError) {
+      const e = new Errors.CLIError(err.message, { exit: 2, code: err.code, suggestions: err.suggestion ? [err.suggestion] : undefined });
+      return super.catch(e);
+    }
+    return super.catch(err);
+  }
+}

@@ -1,0 +1,92 @@
+import { spawn } from 'node:child_process';
+import { DifftalkError } from './errors.js';
+import { resolveTool, type ToolName } from './tools.js';
+
+export interface ExecOptions {
+  /** Bytes written to the child's stdin, then closed. */
+  input?: Buffer | Uint8Array;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Called with each stdout chunk; when given, stdout is not buffered. */
+  onStdout?: (chunk: Buffer) => void;
+  /** Called with each stderr line (progress parsing). */
+  onStderrLine?: (line: string) => void;
+  /** Abort the child (SIGKILL) when this signal fires. */
+  signal?: AbortSignal;
+  /** Kill the child after this many milliseconds. */
+  timeoutMs?: number;
+}
+
+export interface ExecResult {
+  stdout: Buffer;
+  stderr: string;
+  code: number;
+}
+
+/** A child process that failed: keeps the argument list, exit code and the tail of stderr. */
+export class ExecError extends DifftalkError {
+  readonly argv: string[];
+  readonly exitCode: number | null;
+  readonly stderr: string;
+
+  constructor(argv: string[], exitCode: number | null, stderr: string, suggestion?: string) {
+    const tail = stderr.trim().split('\n').slice(-6).join('\n');
+    super('exec-failed', `${argv[0]} exited with ${exitCode ?? 'a signal'}: ${tail || '(no output)'}`, { suggestion });
+    this.argv = argv;
+    this.exitCode = exitCode;
+    this.stderr = stderr;
+  }
+}
+
+/**
+ * Run a program with an argument array (never a shell string). Resolves with stdout/stderr on exit 0,
+ * rejects with ExecError otherwise. The one place difftalk starts child processes.
+ */
+export function runProcess(program: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const argv = [program, ...args];
+    const child = spawn(program, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      signal: opts.signal,
+    });
+    const out: Buffer[] = [];
+    let err = '';
+    let pending = '';
+    let timer: NodeJS.Timeout | undefined;
+    if (opts.timeoutMs) timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
+    child.stdout.on('data', (c: Buffer) => (opts.onStdout ? opts.onStdout(c) : out.push(c)));
+    child.stderr.on('data', (c: Buffer) => {
+      const s = c.toString('utf8');
+      err += s;
+      if (err.length > 1_000_000) err = err.slice(-500_000);
+      if (opts.onStderrLine) {
+        pending += s;
+        const lines = pending.split(/[\r\n]/);
+        pending = lines.pop() ?? '';
+        for (const l of lines) if (l) opts.onStderrLine(l);
+      }
+    });
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      if (timer) clearTimeout(timer);
+      if (e.code === 'ENOENT') reject(new DifftalkError('tool-missing', `cannot start ${program}: not found`));
+      else reject(new ExecError(argv, null, `${err}\n${e.message}`));
+    });
+    child.on('close', (code) => {
+      if (timer) clearTimeout(timer);
+      if (code === 0) resolve({ stdout: Buffer.concat(out), stderr: err, code });
+      else reject(new ExecError(argv, code, err));
+    });
+    child.stdin.on('error', () => {
+      /* the child may exit before reading all input; its exit code tells */
+    });
+    if (opts.input) child.stdin.end(opts.input);
+    else child.stdin.end();
+  });
+}
+
+/** runProcess for one of the known external tools, resolved from PATH or its override variable. */
+export function runTool(tool: ToolName, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+  return runProcess(resolveTool(tool), args, opts);
+}
