@@ -1,0 +1,21 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Repository root (tests run from TypeScript sources through tsx). */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** ../shared beside the checkout: real media, annotations, models and fixtures (read-only). */
+export const SHARED = process.env.DIFFTALK_SHARED ?? path.resolve(ROOT, '..', 'shared');
+export const MEDIA = path.join(SHARED, 'data', 'media');
+export const HDTF = path.join(SHARED, 'data', 'hdtf');
+export const MODELS = path.join(SHARED, 'data', 'models');
+export const FIXTURES = path.join(SHARED, 'data', 'fixtures');
+export const AOC_CLIP = path.join(MEDIA, 'WDA_AlexandriaOcasioCortez_000.mp4');
+
+/** A fresh temp directory, removed when the test process exits unless DIFFTALK_KEEP_TMP is set. */
+export function tmpDir(prefix = 'difftalk-test-'): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  if (!process.env.DIFFTALK_KEEP_TMP) process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
