@@ -292,12 +292,10 @@ export class SyncNet {
             const { mean, variance } = tf.moments(h, axes);
             const n = h.size / l.ch;
             if (rm instanceof tf.Variable && rv instanceof tf.Variable) {
-              const m = tf.keep(tf.stopGradient(mean));
-              const v = tf.keep(tf.stopGradient(variance.mul(n / Math.max(1, n - 1))));
-              rm.assign(rm.mul(1 - BN_MOMENTUM).add(m.mul(BN_MOMENTUM)));
-              rv.assign(rv.mul(1 - BN_MOMENTUM).add(v.mul(BN_MOMENTUM)));
-              m.dispose();
-              v.dispose();
+              // Running statistics (unbiased variance, as PyTorch); they do not feed the loss, so no gradient flows.
+              const unbiased = variance.mul(n / Math.max(1, n - 1));
+              rm.assign(rm.mul(1 - BN_MOMENTUM).add(mean.mul(BN_MOMENTUM)));
+              rv.assign(rv.mul(1 - BN_MOMENTUM).add(unbiased.mul(BN_MOMENTUM)));
             }
             h = tf.batchNorm(h, mean, variance, beta, gamma, BN_EPS);
           } else {
