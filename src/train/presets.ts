@@ -1,0 +1,80 @@
+/**
+ * Model presets. Every size lives in one {@link DifftalkConfig} object, which is saved in each checkpoint and read
+ * back on resume / render, so architecture keys always come from the checkpoint.
+ *
+ * - paper: DiffTalk's talking.yaml — VQ-f4 (ch 128) on 256² faces → 3×64×64 latents, UNet 256·[1,2,3,4], 530 M params.
+ * - small: 128² faces, VQ ch 64, UNet 64·[1,2,3] — a single-GPU experiment size.
+ * - tiny: 64² faces, VQ ch 32 (1 res block), UNet 32·[1,2] with attention at 8² (the parity-fixture UNet) — CPU tests.
+ */
+import { DifftalkError } from '../util/errors.js';
+import { PAPER_AUDIO_NET, type AudioNetConfig } from './models/audio-net.js';
+import { PAPER_LDM_NET, type LdmNetConfig } from './models/ldm-net.js';
+import type { UNetConfig } from './models/unet.js';
+import { VQ_F4, type VqConfig } from './models/vq-f4.js';
+
+export interface ScheduleConfig {
+  numTrainTimesteps: number;
+  betaStart: number;
+  betaEnd: number;
+}
+
+export interface DifftalkConfig {
+  preset: PresetName;
+  /** Face crop side fed to the first stage (dataset frames are resized to this). */
+  imageSize: number;
+  vq: VqConfig;
+  unet: UNetConfig;
+  audio: AudioNetConfig;
+  ldm: LdmNetConfig;
+  schedule: ScheduleConfig;
+}
+
+export type PresetName = 'paper' | 'small' | 'tiny';
+
+/** LDM "linear" schedule of talking.yaml: betas = linspace(√0.0015, √0.0195, 1000)². */
+export const DIFFTALK_SCHEDULE: ScheduleConfig = { numTrainTimesteps: 1000, betaStart: 0.0015, betaEnd: 0.0195 };
+
+const unet = (over: Partial<UNetConfig>): UNetConfig => ({
+  imageSize: 64,
+  inChannels: 9,
+  outChannels: 3,
+  modelChannels: 256,
+  attentionResolutions: [8, 4, 2],
+  numResBlocks: 2,
+  channelMult: [1, 2, 3, 4],
+  numHeadChannels: 32,
+  transformerDepth: 1,
+  contextDim: PAPER_AUDIO_NET.dimAud + PAPER_LDM_NET.dimLdm,
+  ...over,
+});
+
+export const PRESETS: Readonly<Record<PresetName, DifftalkConfig>> = {
+  paper: { preset: 'paper', imageSize: 256, vq: VQ_F4, unet: unet({}), audio: PAPER_AUDIO_NET, ldm: PAPER_LDM_NET, schedule: DIFFTALK_SCHEDULE },
+  small: {
+    preset: 'small',
+    imageSize: 128,
+    vq: { ...VQ_F4, resolution: 128, ch: 64, numResBlocks: 1, nEmbed: 1024 },
+    unet: unet({ imageSize: 32, modelChannels: 64, channelMult: [1, 2, 3], attentionResolutions: [2, 4], numResBlocks: 1 }),
+    audio: PAPER_AUDIO_NET,
+    ldm: PAPER_LDM_NET,
+    schedule: DIFFTALK_SCHEDULE,
+  },
+  tiny: {
+    preset: 'tiny',
+    imageSize: 64,
+    vq: { ...VQ_F4, resolution: 64, ch: 32, numResBlocks: 1, nEmbed: 512 },
+    unet: unet({ imageSize: 16, modelChannels: 32, channelMult: [1, 2], attentionResolutions: [2], numResBlocks: 1, numHeadChannels: 8 }),
+    audio: PAPER_AUDIO_NET,
+    ldm: PAPER_LDM_NET,
+    schedule: DIFFTALK_SCHEDULE,
+  },
+};
+
+/** A preset with the audio feature shape of the dataset (window × dim per frame) filled in. */
+export function resolveConfig(preset: string, audio: { winSize: number; featureDim: number }): DifftalkConfig {
+  if (!(preset in PRESETS)) {
+    throw new DifftalkError('bad-flag', `unknown model preset '${preset}'`, { suggestion: `use one of ${Object.keys(PRESETS).join(', ')}` });
+  }
+  const base = PRESETS[preset as PresetName];
+  return structuredClone({ ...base, audio: { ...base.audio, winSize: audio.winSize, featureDim: audio.featureDim } });
+}

@@ -1,0 +1,124 @@
+/**
+ * Parity of the TensorFlow.js DiffTalk networks with the reference PyTorch code, using the deterministic `det()` weights
+ * of ../shared/data/fixtures (expected.json parts difftalk_encoders, unet, vq_f4; README there for the formula).
+ * Tolerances per the fixture README: encoders 1e-5 relative, UNet / VQ 1e-4 relative (max |Δ| / max |ref|).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { FIXTURES } from '../helpers.js';
+import { tf, initBackend } from '../../src/util/tf.js';
+import { detInput } from '../../src/weights/det.js';
+import { Params, countParams, permute, type ParamSpec } from '../../src/train/models/blocks.js';
+import { audioAttNetParamSpecs, audioNet, audioNetParamSpecs, encodeAudio, PAPER_AUDIO_NET } from '../../src/train/models/audio-net.js';
+import { ldmNet, ldmNetParamSpecs, PAPER_LDM_NET } from '../../src/train/models/ldm-net.js';
+import { unetForward, unetParamSpecs, type UNetConfig } from '../../src/train/models/unet.js';
+import { vqDecodeUnquantized, vqEncode, vqParamSpecs, type VqConfig } from '../../src/train/models/vq-f4.js';
+import { PRESETS } from '../../src/train/presets.js';
+
+const expected = JSON.parse(readFileSync(path.join(FIXTURES, 'expected.json'), 'utf8'));
+
+function relErr(got: ArrayLike<number>, ref: readonly number[]): number {
+  assert.equal(got.length, ref.length);
+  let maxD = 0;
+  let maxR = 0;
+  for (let i = 0; i < ref.length; i++) {
+    maxD = Math.max(maxD, Math.abs(got[i]! - ref[i]!));
+    maxR = Math.max(maxR, Math.abs(ref[i]!));
+  }
+  return maxD / maxR;
+}
+
+function sameSpecs(ours: ParamSpec[], ref: [string, number[]][], ignore: string[] = []): void {
+  const a = new Map(ours.filter((s) => !ignore.includes(s.name)).map((s) => [s.name, s.shape.join('x')]));
+  const b = new Map(ref.map(([n, s]) => [n, s.join('x')]));
+  assert.deepEqual([...a.entries()].sort(), [...b.entries()].sort());
+}
+
+const nchwToNhwc = (d: Float32Array, [n, c, h, w]: number[]) => tf.tensor4d(permute(d, [n!, c!, h!, w!], [0, 2, 3, 1]), [n!, h!, w!, c!]);
+const nhwcToNchw = (t: tf.Tensor4D) => permute(t.dataSync() as Float32Array, t.shape, [0, 3, 1, 2]);
+
+test('backend', async () => {
+  await initBackend('cpu');
+});
+
+test('AudioNet + AudioAttNet + LdmNet match the reference (det weights, 1e-5 rel)', () => {
+  const fx = expected.difftalk_encoders;
+  const audio = fx.params.filter(([n]: [string]) => n.startsWith('audio.')).map(([n, s]: [string, number[]]) => [n.slice(6), s]);
+  const att = fx.params.filter(([n]: [string]) => n.startsWith('audio_att.')).map(([n, s]: [string, number[]]) => [n.slice(10), s]);
+  const ldm = fx.params.filter(([n]: [string]) => n.startsWith('ldm.')).map(([n, s]: [string, number[]]) => [n.slice(4), s]);
+  sameSpecs(audioNetParamSpecs(PAPER_AUDIO_NET), audio);
+  sameSpecs(audioAttNetParamSpecs(PAPER_AUDIO_NET), att);
+  sameSpecs(ldmNetParamSpecs(PAPER_LDM_NET), ldm);
+  const pA = new Params(audioNetParamSpecs(PAPER_AUDIO_NET), 'det', 0, { prefix: 'audio.' });
+  const pB = new Params(audioAttNetParamSpecs(PAPER_AUDIO_NET), 'det', 0, { prefix: 'audio_att.' });
+  const pL = new Params(ldmNetParamSpecs(PAPER_LDM_NET), 'det', 0, { prefix: 'ldm.' });
+  const x = tf.tensor4d(detInput([2, 8, 16, 29], 0.3), [2, 8, 16, 29]);
+  const an = audioNet(pA, x.reshape([16, 16, 29]));
+  const anData = an.dataSync();
+  const e1 = Math.max(relErr(anData.slice(0, 8), fx.audionet_out.first8), relErr(anData.slice(-8), fx.audionet_out.last8));
+  assert.ok(Math.abs(an.sum().dataSync()[0]! - fx.audionet_out.sum) < 1e-3, 'audionet sum');
+  const a = encodeAudio(pA, pB, x, PAPER_AUDIO_NET);
+  const e2 = relErr(a.dataSync(), fx.audioatt_out_full);
+  const lm = tf.tensor3d(detInput([2, 39, 2], 1.1, 100, 128), [2, 39, 2]);
+  const l = ldmNet(pL, lm, PAPER_LDM_NET);
+  const e3 = relErr(l.dataSync(), fx.ldmnet_out_full);
+  console.log(`encoders rel err: audionet(first8) ${e1.toExponential(2)} audioatt ${e2.toExponential(2)} ldmnet ${e3.toExponential(2)}`);
+  assert.ok(e1 < 1e-5 && e2 < 1e-5 && e3 < 1e-5);
+  [pA, pB, pL].forEach((p) => p.dispose());
+});
+
+const unetCfg = (c: Record<string, unknown>): UNetConfig => ({
+  imageSize: c.image_size as number,
+  inChannels: c.in_channels as number,
+  outChannels: c.out_channels as number,
+  modelChannels: c.model_channels as number,
+  attentionResolutions: c.attention_resolutions as number[],
+  numResBlocks: c.num_res_blocks as number,
+  channelMult: c.channel_mult as number[],
+  numHeadChannels: c.num_head_channels as number,
+  transformerDepth: c.transformer_depth as number,
+  contextDim: c.context_dim as number,
+});
+
+test('UNet (tiny fixture config) matches openaimodel with det weights (1e-4 rel)', () => {
+  const fx = expected.unet;
+  const cfg = unetCfg(fx.config);
+  sameSpecs(unetParamSpecs(cfg), fx.params);
+  const p = new Params(unetParamSpecs(cfg), 'det');
+  const x = nchwToNhwc(detInput([1, 9, 16, 16], 0.7), [1, 9, 16, 16]);
+  const ctx = tf.tensor3d(detInput([1, 1, 128], 2.3), [1, 1, 128]);
+  const t0 = performance.now();
+  const out = unetForward(p, cfg, x, tf.tensor1d([37]), ctx);
+  const ms = performance.now() - t0;
+  const e = relErr(nhwcToNchw(out), fx.out_full);
+  console.log(`unet rel err ${e.toExponential(2)} (forward ${ms.toFixed(0)} ms)`);
+  assert.ok(e < 1e-4);
+  p.dispose();
+});
+
+test('UNet paper config: parameter names/shapes and count (530,152,963) from shapes only', () => {
+  const fx = expected.unet;
+  const specs = unetParamSpecs(PRESETS.paper.unet);
+  sameSpecs(specs, fx.paper_config_params);
+  assert.equal(countParams(specs), fx.paper_param_count);
+});
+
+test('VQ-f4 encoder/decoder (tiny fixture config) match LDM with det weights (1e-4 rel)', () => {
+  const fx = expected.vq_f4;
+  const c = fx.config;
+  const cfg: VqConfig = { resolution: c.resolution, inChannels: c.in_channels, outCh: c.out_ch, ch: c.ch, chMult: c.ch_mult, numResBlocks: c.num_res_blocks, zChannels: c.z_channels, embedDim: 3, nEmbed: 16 };
+  sameSpecs(vqParamSpecs(cfg), fx.params, ['quantize.embedding.weight']);
+  const p = new Params(vqParamSpecs(cfg), 'det');
+  const x = nchwToNhwc(detInput([1, 3, 32, 32], 0.2), [1, 3, 32, 32]);
+  const z = vqEncode(p, cfg, x);
+  const ez = relErr(nhwcToNchw(z), fx.z_full);
+  const rec = vqDecodeUnquantized(p, cfg, z);
+  const recSum = rec.sum().dataSync()[0]!;
+  const er = Math.max(relErr(nhwcToNchw(rec).slice(0, 8), fx.recon.first8), relErr(nhwcToNchw(rec).slice(-8), fx.recon.last8));
+  console.log(`vq rel err: z ${ez.toExponential(2)} recon(first/last8) ${er.toExponential(2)} sum ${recSum} vs ${fx.recon.sum}`);
+  assert.ok(ez < 1e-4 && er < 1e-4);
+  assert.ok(Math.abs(recSum - fx.recon.sum) / fx.recon.abs_sum < 1e-4);
+  p.dispose();
+});
