@@ -7,7 +7,9 @@
  * `encode` returns the pre-quantisation latent (VQModelInterface.encode); `decode` quantises to the codebook first.
  */
 import { tf } from '../../util/tf.js';
-import { attention, conv2d, groupNorm, silu, spec, stopGradient, upsample2x, type ParamSpec, type Params } from './blocks.js';
+import { readSafetensors } from '../../weights/safetensors.js';
+import { readTorchFile, stateDict } from '../../weights/torch.js';
+import { attention, conv2d, groupNorm, Params, silu, spec, stopGradient, upsample2x, type ParamSpec } from './blocks.js';
 
 export interface VqConfig {
   resolution: number;
@@ -131,4 +133,22 @@ export function vqDecodeUnquantized(p: Params, c: VqConfig, z: tf.Tensor4D): tf.
 /** VQModelInterface.decode: quantise, then decode. Output in [-1, 1] (unclamped). */
 export function vqDecode(p: Params, c: VqConfig, z: tf.Tensor4D): tf.Tensor4D {
   return vqDecodeUnquantized(p, c, vqQuantize(p, z));
+}
+
+/**
+ * Load LDM's released `vq-f4` checkpoint (`model.ckpt` from vq-f4.zip: `state_dict` with `encoder.*`, `decoder.*`,
+ * `quantize.embedding.weight`, `quant_conv.*`, `post_quant_conv.*` and the unused `loss.*` discriminator/LPIPS
+ * entries), a DiffTalk/LDM diffusion checkpoint (`first_stage_model.*`), or a safetensors file with either naming.
+ */
+export async function loadVqWeights(file: string, c: VqConfig): Promise<Params> {
+  const tensors = file.endsWith('.safetensors') ? (await readSafetensors(file)).tensors : stateDict(await readTorchFile(file));
+  const prefix = [...tensors.keys()].some((k) => k.startsWith('first_stage_model.')) ? 'first_stage_model.' : '';
+  const p = new Params(vqParamSpecs(c), 'init', 0, { trainable: false });
+  try {
+    p.loadTorch(tensors, { prefix, source: file });
+  } catch (e) {
+    p.dispose();
+    throw e;
+  }
+  return p;
 }
