@@ -148,7 +148,7 @@ export async function prepareClip(
   const params: ClipRecord['params'] = {
     size: opts.size,
     fps,
-    crop: opts.crop,
+    crop: { x: opts.crop.x, y: opts.crop.y, w: opts.crop.w, h: opts.crop.h },
     startS: spec.startS,
     endS: spec.endS,
     source: path.basename(abs),
@@ -193,6 +193,7 @@ export async function prepareClip(
     return drop('annotation-invalid', `${spec.id}: ${errorMessage(e)}`);
   }
   notes.push(...fitted.notes);
+  if (info.interlaced) notes.push('interlaced source: deinterlaced with bwdif (one frame per frame)');
   const crop = fitted.box;
 
   await mkdir(path.dirname(out.video), { recursive: true });
@@ -207,6 +208,7 @@ export async function prepareClip(
       duration: end - start,
       wholeFile: spec.startS === undefined && spec.endS === undefined,
       crop,
+      deinterlace: info.interlaced,
       size: opts.size,
       frames: expected,
       samples,
@@ -295,6 +297,7 @@ interface FfmpegJob {
   duration: number;
   wholeFile: boolean;
   crop: Box;
+  deinterlace: boolean;
   size: number;
   frames: number;
   samples: number;
@@ -304,9 +307,13 @@ interface FfmpegJob {
   onFrame: (frames: number) => void;
 }
 
-/** The video filter chain: 25 fps CFR first (cheapest), then crop, then the scaler, square pixels, 4:4:4. */
-export function clipVideoFilter(crop: Box, size: number): string {
+/**
+ * The video filter chain: deinterlace (only for interlaced sources), 25 fps CFR (before the scaler, so dropped
+ * frames cost nothing), crop, the scaler, square pixels, 4:4:4.
+ */
+export function clipVideoFilter(crop: Box, size: number, opts: { deinterlace?: boolean } = {}): string {
   return [
+    ...(opts.deinterlace ? ['bwdif=mode=send_frame:parity=auto:deint=interlaced'] : []),
     `fps=fps=${CLIP_FPS}:start_time=0`,
     `crop=w=${crop.w}:h=${crop.h}:x=${crop.x}:y=${crop.y}:exact=1`,
     `scale=w=${size}:h=${size}:flags=${CLIP_SCALER}`,
@@ -338,7 +345,7 @@ function runFfmpeg(job: FfmpegJob): Promise<void> {
     cmd.inputOptions(inOpts);
     cmd.output(job.video).outputOptions([
       '-map', '0:v:0', '-an', '-sn', '-dn', '-map_metadata', '-1',
-      '-vf', clipVideoFilter(job.crop, job.size),
+      '-vf', clipVideoFilter(job.crop, job.size, { deinterlace: job.deinterlace }),
       '-frames:v', String(job.frames),
       '-c:v', CLIP_VIDEO_CODEC.codec, '-level', String(CLIP_VIDEO_CODEC.level), '-g', String(CLIP_VIDEO_CODEC.gop),
       '-pix_fmt', CLIP_VIDEO_CODEC.pixFmt, '-fflags', '+bitexact', '-f', CLIP_VIDEO_CODEC.container,

@@ -34,6 +34,8 @@ export interface MediaInfo {
   frameCount?: number;
   videoCodec: string;
   pixFmt?: string;
+  /** True when ffprobe reports an interlaced field order (tt, bb, tb, bt). */
+  interlaced: boolean;
   /** Video stream start time in seconds (0 when absent). */
   startTime: number;
   hasAudio: boolean;
@@ -46,6 +48,7 @@ interface FfprobeStream {
   width?: number;
   height?: number;
   pix_fmt?: string;
+  field_order?: string;
   avg_frame_rate?: string;
   r_frame_rate?: string;
   duration?: string;
@@ -139,6 +142,7 @@ export async function probeMedia(file: string, opts: { countFrames?: boolean } =
     frameCount,
     videoCodec: v.codec_name ?? 'unknown',
     pixFmt: v.pix_fmt,
+    interlaced: ['tt', 'bb', 'tb', 'bt'].includes(v.field_order ?? ''),
     startTime: num(v.start_time) ?? 0,
     hasAudio: a !== undefined,
   };
