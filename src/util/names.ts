@@ -12,8 +12,8 @@ export const SAFE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 export function unsafeNameReason(s: string): string | undefined {
   if (typeof s !== 'string' || s.length === 0) return 'the name is empty';
   if (s.includes('\0')) return 'the name contains a NUL character';
-  if (s.includes('/') || s.includes('\\')) return 'the name contains a path separator';
   if (s === '.' || s.startsWith('..')) return 'the name would escape the output folder';
+  if (s.includes('/') || s.includes('\\')) return 'the name contains a path separator';
   if (s.startsWith('-')) return 'the name starts with "-" and could be read as a command-line option';
   if (s.startsWith('.')) return 'the name starts with "." (hidden file or parent-directory reference)';
   // eslint-disable-next-line no-control-regex
