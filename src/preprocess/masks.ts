@@ -39,8 +39,8 @@ export function jawPolygon(lm68: Float32Array): Float32Array {
 }
 
 /**
- * A size×size mask of ones with the polygon filled with 0 (like cv2.fillPoly(ones, [poly], 0)). A pixel is inside
- * when its centre (x + 0.5, y + 0.5) is inside the polygon (even–odd rule). `scale` maps polygon coordinates to
+ * A size×size mask of ones with the polygon filled with 0 (like cv2.fillPoly(ones, [poly], 0)). A pixel is filled
+ * when its centre (x + 0.5, y + 0.5) is inside the polygon or on its boundary (even–odd rule per scanline). `scale` maps polygon coordinates to
  * mask pixels (e.g. 64 / 256 for the latent mask; DiffTalk itself fills at full size, then resizes).
  */
 export function rasterizeMask(polygon: Float32Array, size: number, opts: { scale?: number } = {}): Uint8Array {
