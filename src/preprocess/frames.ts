@@ -53,13 +53,16 @@ async function decodeWith(video: string, info: MediaInfo, opts: DecodeOptions): 
   args.push('-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1');
 
   const frameBytes = width * height * 3;
+  // With a known count, write straight into the result (one copy of the frames in memory, not two).
   const cap = opts.count !== undefined ? opts.count * frameBytes : undefined;
+  const direct = cap !== undefined ? new Uint8Array(cap) : undefined;
   const chunks: Buffer[] = [];
   let total = 0;
   try {
     await runTool('ffmpeg', args, {
       onStdout: (c) => {
-        chunks.push(c);
+        if (direct) direct.set(c.subarray(0, Math.max(0, Math.min(c.length, direct.length - total))), total);
+        else chunks.push(c);
         total += c.length;
       },
     });
@@ -71,15 +74,20 @@ async function decodeWith(video: string, info: MediaInfo, opts: DecodeOptions): 
     }
     throw e;
   }
+  if (cap !== undefined && total > cap) throw new DifftalkError('clip-failed', 'ffmpeg returned more frames than asked for');
   const count = Math.floor(total / frameBytes);
-  if (cap !== undefined && total > cap) throw new DifftalkError('clip-failed', `ffmpeg returned more frames than asked for`);
-  const data = new Uint8Array(count * frameBytes);
-  let off = 0;
-  for (const c of chunks) {
-    const n = Math.min(c.length, data.length - off);
-    data.set(c.subarray(0, n), off);
-    off += n;
-    if (off >= data.length) break;
+  let data: Uint8Array;
+  if (direct) {
+    data = count * frameBytes === direct.length ? direct : direct.slice(0, count * frameBytes);
+  } else {
+    data = new Uint8Array(count * frameBytes);
+    let off = 0;
+    for (const c of chunks) {
+      if (off >= data.length) break;
+      const n = Math.min(c.length, data.length - off);
+      data.set(c.subarray(0, n), off);
+      off += n;
+    }
   }
   return { width, height, count, data };
 }
