@@ -110,6 +110,8 @@ export function scaleHdtfBox(crop: Box & { refHeight: number }, srcW: number, sr
 interface ClipRecord {
   version: 1;
   params: { size: number; fps: number; crop: Box; startS?: number; endS?: number; source: string };
+  /** Samples in the WAV (frames × 640 of the requested range). */
+  audioSamples: number;
   clip: PreparedClip;
 }
 
@@ -200,6 +202,7 @@ export async function prepareClip(
   const tmpVideo = tempPathFor(out.video);
   const tmpAudio = tempPathFor(out.audio);
   const t0 = performance.now();
+  let framesDone = 0;
   onEvent({ type: 'stage-start', stage: 'clip', total: expected, unit: 'frames' });
   try {
     await runFfmpeg({
@@ -231,7 +234,7 @@ export async function prepareClip(
     if (gap > 1 / fps + 1e-6) {
       return drop('clip-failed', `${spec.id}: audio lasts ${a.duration.toFixed(3)} s for ${frameCount} frames (${(frameCount / fps).toFixed(3)} s)`);
     }
-    if (info.audio?.duration !== undefined && info.audio.duration + 0.1 < Math.min(end, info.duration) - start) {
+    if (info.audio?.duration !== undefined && info.audio.duration + 0.1 < end) {
       notes.push(`source audio ends at ${info.audio.duration.toFixed(3)} s: padded with silence to the video length`);
     }
     const clip: PreparedClip = {
@@ -248,8 +251,8 @@ export async function prepareClip(
     };
     await rename(tmpVideo, out.video);
     await rename(tmpAudio, out.audio);
-    await writeJsonAtomic(out.record, { version: 1, params, clip } satisfies ClipRecord);
-    onEvent({ type: 'stage-done', stage: 'clip', done: frameCount, seconds: (performance.now() - t0) / 1000 });
+    await writeJsonAtomic(out.record, { version: 1, params, audioSamples: samples, clip } satisfies ClipRecord);
+    framesDone = frameCount;
     return ok(clip);
   } catch (e) {
     if (e instanceof DifftalkError && e.code === 'tool-missing') throw e;
@@ -259,6 +262,7 @@ export async function prepareClip(
     }
     return drop('clip-failed', `${spec.id}: ${msg}`);
   } finally {
+    onEvent({ type: 'stage-done', stage: 'clip', done: framesDone, seconds: (performance.now() - t0) / 1000 });
     await rm(tmpVideo, { force: true });
     await rm(tmpAudio, { force: true });
   }
@@ -273,7 +277,7 @@ async function readCompleteRecord(
     const rec = await readJson<ClipRecord>(out.record);
     if (rec.version !== 1 || JSON.stringify(rec.params) !== JSON.stringify(params)) return undefined;
     const [v, a] = await Promise.all([stat(out.video), stat(out.audio)]);
-    if (v.size === 0 || a.size !== 44 + rec.clip.frameCount * SAMPLES_PER_FRAME * 2) return undefined;
+    if (v.size === 0 || a.size !== 44 + rec.audioSamples * 2) return undefined;
     return { ...rec.clip, video: out.video, audio: out.audio };
   } catch {
     return undefined;

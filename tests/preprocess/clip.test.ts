@@ -251,3 +251,15 @@ test('prepareClip: an interlaced source is deinterlaced (combing measured before
   };
   assert.ok(comb(out.data) < comb(src.data) / 2, `comb ${comb(out.data)} vs source ${comb(src.data)}`);
 });
+
+test('prepareClip: an annotated range past the end of the video is cut at the end; one starting after it is invalid', async () => {
+  const dir = tmpDir();
+  const crop = { x: 0, y: 0, w: 512, h: 512 };
+  const clip = value(await prepareClip(spec('late', 7, 12), AOC_CLIP, dir, { size: 256, crop }));
+  assert.equal(clip.frameCount, 25); // 7 s … 8 s (end of the 8.000 s video)
+  assert.ok(clip.notes.some((n) => /past the video end/.test(n)), clip.notes.join('; '));
+  const r = await prepareClip(spec('after', 9, 12), AOC_CLIP, dir, { size: 256, crop });
+  assert.deepEqual(r.ok ? 'ok' : r.reason, 'annotation-invalid');
+  const unsafe = await prepareClip(spec('../escape'), AOC_CLIP, dir, { size: 256, crop });
+  assert.deepEqual(unsafe.ok ? 'ok' : unsafe.reason, 'unsafe-name');
+});
