@@ -1,0 +1,110 @@
+import { Args, Flags } from '@oclif/core';
+import { BaseCommand } from '../../cli/base-command.js';
+import { renderPrepSummary } from '../../cli/summary.js';
+import { DEFAULT_PREP_CONFIG, runPrep, type PrepConfig, type PrepResult, type PrepSource } from '../../preprocess/pipeline.js';
+import { DifftalkError } from '../../util/errors.js';
+
+export default class Prep extends BaseCommand {
+  static override summary = 'Build a talking-head dataset: HDTF annotations or videos → Arrow shards + dataset.json.';
+  static override description =
+    'Downloads (yt-dlp), cuts, crops and normalises clips (25 fps, 256/512 px, 16 kHz mono), finds 478 MediaPipe face landmarks ' +
+    '(+ iBUG-68), computes per-frame audio feature windows, samples DiffTalk reference frames and writes Arrow IPC shards. ' +
+    'Rerunning the same command resumes where it stopped.';
+
+  static override examples = [
+    '<%= config.bin %> prep --hdtf HDTF_dataset --out data/hdtf256 --subset WDA,WRA --limit 20',
+    '<%= config.bin %> prep --input videos/ --out data/mine --size 512 --landmarker tfjs --preview',
+    '<%= config.bin %> prep --hdtf HDTF_dataset --out data/part-3 --shard 3/16',
+  ];
+
+  static override args = {};
+
+  static override flags = {
+    hdtf: Flags.directory({ summary: 'Folder with the 15 HDTF annotation files.', exists: true, exclusive: ['input'] }),
+    input: Flags.string({ summary: 'Video file or folder of videos (repeatable).', multiple: true, exclusive: ['hdtf'] }),
+    out: Flags.string({ summary: 'Dataset folder (created; rerun to resume).', required: true }),
+    subset: Flags.string({ summary: 'HDTF subsets, comma-separated.', default: 'RD,WDA,WRA' }),
+    limit: Flags.integer({ summary: 'Prepare at most N usable clips.', min: 1 }),
+    size: Flags.option({ options: ['256', '512'] as const, default: '256', summary: 'Side of the square face crop in pixels.' })(),
+    'image-format': Flags.option({ options: ['jpeg', 'png'] as const, default: 'jpeg', summary: 'Image encoding in the shards.' })(),
+    'jpeg-quality': Flags.integer({ default: DEFAULT_PREP_CONFIG.jpegQuality, min: 1, max: 100, summary: 'JPEG quality.' }),
+    'shard-rows': Flags.integer({ default: DEFAULT_PREP_CONFIG.shardRows, min: 1, summary: 'Rows (frames) per Arrow shard at most.' }),
+    landmarker: Flags.option({ options: ['mediapipe', 'tfjs'] as const, default: 'mediapipe', summary: 'Landmark engine.' })(),
+    'face-model': Flags.file({ exists: true, summary: 'FaceLandmarker .task bundle (default: Google\'s official model, cached).' }),
+    smoothing: Flags.string({ default: DEFAULT_PREP_CONFIG.smoothing, summary: "Temporal landmark smoothing: none | ema:<alpha> | savgol:<window>." }),
+    'max-bad-frames': Flags.string({ default: String(DEFAULT_PREP_CONFIG.maxBadFrameFraction), summary: 'Drop a clip when more than this fraction of frames has not exactly one face.' }),
+    'audio-feature': Flags.string({ multiple: true, summary: 'Audio feature (repeatable): mfcc, mel, mel:nMels=64, onnx:model=enc.onnx,id=w2v.', default: DEFAULT_PREP_CONFIG.audioFeatures }),
+    'audio-window': Flags.string({ multiple: true, summary: 'Feature frames per video frame, per feature: mfcc=20 (repeatable).' }),
+    seed: Flags.integer({ default: DEFAULT_PREP_CONFIG.seed, summary: 'Seed of the reference sampler and the identity split.' }),
+    'reference-policy': Flags.option({ options: ['drop-clip', 'farthest'] as const, default: 'drop-clip', summary: 'Clips too short for the 60-frame reference rule: drop, or use the farthest frame.' })(),
+    'test-fraction': Flags.string({ default: String(DEFAULT_PREP_CONFIG.testFraction), summary: 'Fraction of identities in the test split.' }),
+    'split-file': Flags.file({ exists: true, summary: 'Split list: "<clip_id> train|test" lines, or a DiffTalk train_name.txt.' }),
+    'allow-identity-leak': Flags.boolean({ default: false, summary: 'Accept a split file that puts one person in both splits.' }),
+    'crop-ratio': Flags.string({ summary: '--input: enlargement of the tracked face box (default 1.2).' }),
+    shard: Flags.string({ summary: 'Array job: prepare partition i of n (i/n, 0-based); merge with `prep merge`.' }),
+    concurrency: Flags.integer({ default: 4, min: 1, summary: 'Parallel downloads.' }),
+    retries: Flags.integer({ default: 3, min: 0, summary: 'Retries of a transient download failure (exponential backoff).' }),
+    'retry-failed': Flags.boolean({ default: false, summary: 'Retry videos/clips recorded as failed in an earlier run.' }),
+    preview: Flags.boolean({ default: false, summary: 'Write a PNG contact sheet with landmarks and masks per clip (previews/).' }),
+  };
+
+  async run(): Promise<PrepResult> {
+    const { flags } = await this.parse(Prep);
+    const num = (name: string, v: string, lo: number, hi: number) => {
+      const x = Number(v);
+      if (!(x >= lo && x <= hi)) throw new DifftalkError('bad-flag', `--${name} must be a number in [${lo}, ${hi}], got ${v}`);
+      return x;
+    };
+    let source: PrepSource;
+    if (flags.hdtf) {
+      const subsets = flags.subset.split(',').map((s) => s.trim().toUpperCase());
+      for (const s of subsets) if (!['RD', 'WDA', 'WRA'].includes(s)) throw new DifftalkError('bad-flag', `--subset: unknown subset ${s} (RD, WDA, WRA)`);
+      source = { kind: 'hdtf', dir: flags.hdtf, subsets: subsets as ('RD' | 'WDA' | 'WRA')[], limit: flags.limit };
+    } else if (flags.input?.length) {
+      source = { kind: 'input', paths: flags.input, limit: flags.limit, cropRatio: flags['crop-ratio'] ? num('crop-ratio', flags['crop-ratio'], 0.1, 10) : undefined };
+    } else {
+      throw new DifftalkError('bad-flag', 'give --hdtf <annotation folder> or --input <video file or folder>');
+    }
+    const audioWindows: Record<string, number> = {};
+    for (const w of flags['audio-window'] ?? []) {
+      const m = /^([a-z0-9_-]+)=(\d+)$/.exec(w);
+      if (!m) throw new DifftalkError('bad-flag', `--audio-window expects name=frames, got ${w}`);
+      audioWindows[m[1]!] = Number(m[2]);
+    }
+    let shard: { index: number; count: number } | undefined;
+    if (flags.shard) {
+      const m = /^(\d+)\/(\d+)$/.exec(flags.shard);
+      if (!m) throw new DifftalkError('bad-flag', `--shard expects i/n, got ${flags.shard}`);
+      shard = { index: Number(m[1]), count: Number(m[2]) };
+    }
+    const config: PrepConfig = {
+      ...DEFAULT_PREP_CONFIG,
+      size: Number(flags.size) as 256 | 512,
+      imageFormat: flags['image-format'],
+      jpegQuality: flags['jpeg-quality'],
+      shardRows: flags['shard-rows'],
+      landmarker: flags.landmarker,
+      faceModel: flags['face-model'],
+      smoothing: flags.smoothing,
+      maxBadFrameFraction: num('max-bad-frames', flags['max-bad-frames'], 0, 1),
+      audioFeatures: flags['audio-feature'],
+      audioWindows,
+      seed: flags.seed,
+      referencePolicy: flags['reference-policy'],
+      testFraction: num('test-fraction', flags['test-fraction'], 0, 1),
+      splitFile: flags['split-file'],
+      allowIdentityLeak: flags['allow-identity-leak'],
+    };
+    const result = await runPrep(source, config, {
+      out: flags.out,
+      shard,
+      concurrency: flags.concurrency,
+      retries: flags.retries,
+      retryFailed: flags['retry-failed'],
+      preview: flags.preview,
+      onEvent: this.events(flags['log-level']),
+    });
+    if (!this.jsonEnabled()) this.log(renderPrepSummary(result));
+    return result;
+  }
+}
