@@ -55,6 +55,11 @@ export interface DatasetManifest extends DatasetSummary {
    * Free-form JSON owned by the prep pipeline; compared as a whole by mergeManifests.
    */
   config: Record<string, unknown>;
+  /**
+   * Per-run settings that do not change the data (workers, --shard-index/--num-shards of an array job, host, ...).
+   * Kept out of `config` so that array jobs' configs compare equal; dropped by mergeManifests.
+   */
+  job?: Record<string, unknown>;
   clips: DatasetClip[];
   /** Directories merged into this one by `difftalk prep merge`, when it was made that way. */
   merged_from?: string[];
@@ -105,6 +110,7 @@ export function buildDatasetManifest(input: {
   created?: string;
   toolVersion?: string;
   mergedFrom?: string[];
+  job?: Record<string, unknown>;
 }): DatasetManifest {
   const clips = [...input.clips].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const manifest: DatasetManifest = {
@@ -113,6 +119,7 @@ export function buildDatasetManifest(input: {
     tool_version: input.toolVersion ?? VERSION,
     created: input.created ?? new Date().toISOString(),
     config: input.config,
+    ...(input.job ? { job: input.job } : {}),
     ...summarizeClips(clips),
     clips,
   };
@@ -138,6 +145,7 @@ export function validateDatasetManifest(m: DatasetManifest, source: string): voi
     );
   }
   if (typeof m.config !== 'object' || m.config === null || Array.isArray(m.config)) bad('config must be an object');
+  if (m.job !== undefined && (typeof m.job !== 'object' || m.job === null || Array.isArray(m.job))) bad('job must be an object');
   if (!Array.isArray(m.clips)) bad('clips must be an array');
   const seen = new Set<string>();
   m.clips.forEach((c, i) => {
@@ -220,7 +228,7 @@ async function placeFile(src: string, dest: string): Promise<void> {
 
 /**
  * Merge the dataset.json of several prep outputs (e.g. array jobs) into `<outDir>/dataset.json`.
- * - configs, schema versions and tool versions must be identical (else 'dataset-merge-conflict' naming the keys);
+ * - configs, schema versions and tool versions must be identical (`job` is ignored and not carried over) (else 'dataset-merge-conflict' naming the keys);
  * - a clip id in several inputs is an error unless the entries are identical (then it is kept once);
  * - every shard of a done clip must exist; shards of inputs other than outDir are hard-linked (or copied) into
  *   `<outDir>/shards/`;

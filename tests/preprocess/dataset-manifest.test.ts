@@ -56,14 +56,19 @@ async function makeClip(clipId: string, split: Split, n: number): Promise<ClipSh
   };
 }
 
-async function prepDir(clips: { id: string; identity: string; split: Split; frames: number }[], dropped: DatasetClip[] = [], config = CONFIG) {
+async function prepDir(
+  clips: { id: string; identity: string; split: Split; frames: number }[],
+  dropped: DatasetClip[] = [],
+  config: Record<string, unknown> = CONFIG,
+  job: Record<string, unknown> = { workers: 2, shard_index: clips.length },
+) {
   const dir = freshDir();
   const entries: DatasetClip[] = [...dropped];
   for (const c of clips) {
     const res = await writeClipShards(dir, await makeClip(c.id, c.split, c.frames), { maxRows: 4, metadata: META });
     entries.push({ id: c.id, identity: c.identity, split: c.split, status: 'done', frames: res.rows, shards: res.files, notes: [] });
   }
-  const m = buildDatasetManifest({ config, clips: entries });
+  const m = buildDatasetManifest({ config, clips: entries, job });
   await writeDatasetManifest(dir, m);
   return { dir, m };
 }
@@ -130,6 +135,7 @@ test('merge: disjoint array-job outputs become one dataset; shards are placed in
   assert.deepEqual(merged.drop_reasons, { 'too-short': 1 });
   assert.deepEqual(merged.config, CONFIG);
   assert.deepEqual(merged.merged_from, [path.resolve(a.dir), path.resolve(b.dir)]);
+  assert.equal(merged.job, undefined, 'per-job settings (which differed: shard_index 1 vs 2) are not merged');
   assert.deepEqual(await readDatasetManifest(out), merged);
   for (const c of merged.clips) for (const s of c.shards) assert.ok(existsSync(path.join(out, s)), s);
   let rows = 0;

@@ -228,6 +228,43 @@ test('identical input gives identical bytes; rewriting with another maxRows remo
   assert.equal(back[0]!.batches, 1);
 });
 
+test('a 150-frame shard holds 64-row record batches that stream in order', async () => {
+  const R = 15; // tile the 10-frame clip 15 times
+  const tile = <T extends Float32Array | Int32Array>(a: T): T => {
+    const out = new (a.constructor as new (n: number) => T)(a.length * R);
+    for (let i = 0; i < R; i++) out.set(a, i * a.length);
+    return out;
+  };
+  const big: ClipShardInput = {
+    ...clip,
+    clipId: 'big',
+    images: Array.from({ length: R }, () => clip.images).flat(),
+    faceStatus: Array.from({ length: R }, () => clip.faceStatus).flat(),
+    faceScore: tile(clip.faceScore),
+    landmarks478: tile(clip.landmarks478),
+    landmarks478Raw: tile(clip.landmarks478Raw),
+    landmarks68: tile(clip.landmarks68),
+    maskRowTrain: tile(clip.maskRowTrain),
+    maskRowTest: tile(clip.maskRowTest),
+    audio: clip.audio.map((a) => ({ name: a.name, windows: { ...a.windows, frames: N * R, data: tile(a.windows.data) } })),
+    refFrameIndex: tile(clip.refFrameIndex),
+  };
+  const dir = tmpDir();
+  const res = await writeClipShards(dir, big, { maxRows: 1000, metadata: META });
+  assert.equal(res.files.length, 1);
+  const back = await readInFreshProcess([path.join(dir, res.files[0]!)]);
+  assert.equal(back[0]!.numRows, 150);
+  assert.equal(back[0]!.batches, 3);
+  const sizes: number[] = [];
+  const idx: number[] = [];
+  for await (const rb of iterateRows(dir, { columns: ['frame_index'] })) {
+    sizes.push(rb.batch.numRows);
+    idx.push(...(rb.batch.getChild('frame_index')!.toArray() as Int32Array));
+  }
+  assert.deepEqual(sizes, [64, 64, 22]);
+  assert.deepEqual(idx, [...Array(150).keys()]);
+});
+
 test('bad input is one clear DifftalkError', async () => {
   const dir = tmpDir();
   const bad = async (c: Partial<ClipShardInput>, re: RegExp, meta: ShardMetadata = META, maxRows = 4): Promise<void> => {
