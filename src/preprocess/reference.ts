@@ -138,7 +138,7 @@ export function difftalkReferenceSampler(opts: { seed?: number; policy?: NoCandi
         const total = before + after;
         if (total === 0) {
           // only reachable with policy 'farthest'
-          refs[f] = f - 0 >= last - f ? 0 : last;
+          refs[f] = f >= last - f ? 0 : last;
           continue;
         }
         // floor(u·total) with u of 32-bit resolution: bias at most total/2^32 (< 4e-7 for 1500 frames).

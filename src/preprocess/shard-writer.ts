@@ -213,6 +213,9 @@ function checkClip(clip: ClipShardInput, m: ShardMetadata): number {
   len('maskRowTrain', clip.maskRowTrain.length, n);
   len('maskRowTest', clip.maskRowTest.length, n);
   len('refFrameIndex', clip.refFrameIndex.length, n);
+  clip.images.forEach((im, i) => {
+    if (!(im instanceof Uint8Array) || im.length === 0) bad(`image of frame ${i} is empty`);
+  });
   for (const s of clip.faceStatus) if (s !== 'ok' && s !== 'no-face' && s !== 'multi-face') bad(`face status '${String(s)}'`);
   for (const r of clip.refFrameIndex) if (r < 0 || r >= n) bad(`reference index ${r} is outside 0..${n - 1}`);
   const names = clip.audio.map((a) => a.name).sort().join(',');

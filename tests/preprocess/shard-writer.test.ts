@@ -279,6 +279,7 @@ test('bad input is one clear DifftalkError', async () => {
   await bad({ refFrameIndex: Int32Array.from({ length: N }, () => N) }, /reference index 10/);
   await bad({ audio: clip.audio.slice(0, 1) }, /audio features/);
   await bad({ fps: 30 }, /fps 30/);
+  await bad({ images: [new Uint8Array(0), ...clip.images.slice(1)] }, /image of frame 0 is empty/);
   await bad({}, /jpeg quality/, { ...META, jpegQuality: 0 });
   await bad({}, /column audio_mfcc/, { ...META, audioFeatures: [{ ...META.audioFeatures[0]!, column: 'mfcc' }, META.audioFeatures[1]!] });
   await bad({}, /shard rows/, META, 0);
