@@ -164,6 +164,26 @@ describe('landmark engines on real media', () => {
     assert.ok(medianDistance(a, b) < 4, `engines agree within 4 px: ${medianDistance(a, b)}`);
   });
 
+  test('tiny face (≈100 px in a 1080×1920 frame): missed on the whole frame, found by the tile search', async () => {
+    // the 540×960 portrait padded into a gray 1080×1920 canvas at (270, 480): the short-range detector sees the
+    // whole frame at 128 px, where the face is ~7 px; tiles of 540 px bring it to ~24 px
+    const frames = await decodeImage(LATENTSYNC, 1080, 1920, 'scale=540:960,pad=1080:1920:270:480:gray', 2);
+    const noTiles = [await MediapipeEngine.create({ modelFile: FM478, tileMinSide: Infinity }), await TfjsEngine.create({ tileMinSide: Infinity })];
+    try {
+      for (const e of noTiles) assert.deepEqual((await e.detect(frames)).map((r) => r.status), ['no-face', 'no-face'], `${e.name} without tiles`);
+    } finally {
+      for (const e of noTiles) await e.close();
+    }
+    for (const engine of [mp, tfe]) {
+      await engine.reset();
+      const res = await engine.detect(frames);
+      assert.deepEqual(res.map((r) => r.status), ['ok', 'ok'], engine.name);
+      // reference: nose tip (mesh 1) at the latentsync 540×960 position (≈295, 358; see the test above) + (270, 480)
+      const nose = { x: res[0]!.points[3]!, y: res[0]!.points[4]! };
+      assert.ok(Math.abs(nose.x - 566) < 15 && Math.abs(nose.y - 840) < 15, `${engine.name} ${JSON.stringify(nose)}`);
+    }
+  });
+
   test('no face: flat gray frames and a background crop of astronaut.png', async () => {
     const bg = await decodeImage(path.join(MEDIA, 'astronaut.png'), 256, 256, 'crop=192:192:320:0,scale=256:256');
     const frames = concatFrames(grayFrames(256, 3), bg);

@@ -79,7 +79,7 @@ export class MediapipeEngine implements LandmarkEngine {
       minTrackingConfidence: opts.minTrackingConfidence ?? 0.5,
       zoomBelow: opts.zoomBelow ?? 0.4,
       roiScale: 2.2,
-      tileMinSide: opts.tileMinSide ?? 384,
+      tileMinSide: Math.min(opts.tileMinSide ?? 384, 1e9), // JSON has no Infinity
     };
     const pending = new Map<string, Pending>();
     const server = await startServer(model, config, pending);

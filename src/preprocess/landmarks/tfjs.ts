@@ -162,10 +162,12 @@ function iou(a: Detection, b: Detection): number {
   return inter / (a.w * a.h + b.w * b.h - inter);
 }
 
+/** Non-maximum suppression: a box overlapping a better one (IoU ≥ thr) or centred within half its side is dropped. */
 function nms(dets: Detection[], thr = 0.3): Detection[] {
   const sorted = [...dets].sort((a, b) => b.score - a.score);
   const keep: Detection[] = [];
-  for (const d of sorted) if (keep.every((k) => iou(k, d) < thr)) keep.push(d);
+  const near = (a: Detection, b: Detection) => Math.hypot(a.cx - b.cx, a.cy - b.cy) < Math.min(Math.max(a.w, a.h), Math.max(b.w, b.h)) / 2;
+  for (const d of sorted) if (keep.every((k) => iou(k, d) < thr && !near(k, d))) keep.push(d);
   return keep;
 }
 
@@ -272,10 +274,11 @@ export class TfjsEngine implements LandmarkEngine {
     return dets;
   }
 
-  private detectFaces(data: Uint8Array, off: number, W: number, H: number): Detection[] {
+  /** Faces of the whole frame; overlapping tiles when there is none, no track, and the frame is large. */
+  private detectFaces(data: Uint8Array, off: number, W: number, H: number, tracking: boolean): Detection[] {
     const full: Roi = { cx: W / 2, cy: H / 2, size: Math.max(W, H), angle: 0 };
     let dets = nms(this.detectIn(data, off, W, H, full));
-    if (dets.length === 0 && Math.min(W, H) >= this.tileMinSide) {
+    if (dets.length === 0 && !tracking && Math.min(W, H) >= this.tileMinSide) {
       const side = Math.floor(Math.min(W, H) / 2);
       const step = Math.floor(side / 2);
       const all: Detection[] = [];
@@ -326,7 +329,7 @@ export class TfjsEngine implements LandmarkEngine {
     const out: FaceLandmarks[] = [];
     for (let f = 0; f < count; f++) {
       const off = f * frameBytes;
-      const dets = this.detectFaces(data, off, W, H);
+      let dets = this.detectFaces(data, off, W, H, this.track !== null);
       let result: { pts: Float32Array; flag: number } | null = null;
       if (this.track) {
         result = this.runMesh(data, off, W, H, this.track);
@@ -336,6 +339,8 @@ export class TfjsEngine implements LandmarkEngine {
         result = this.runMesh(data, off, W, H, roiFromDetection(dets[0]!));
         if (result.flag < this.minPresence) result = null;
       }
+      // A second face counts only when the mesh network confirms it (as MediaPipe's graph does with presence).
+      if (dets.length > 1) dets = dets.filter((d) => this.runMesh(data, off, W, H, roiFromDetection(d)).flag >= this.minPresence);
       this.track = result ? roiFromMesh(result.pts) : null;
       if (!result) out.push({ status: 'no-face', points: new Float32Array(0), score: 0 });
       else out.push({ status: dets.length > 1 ? 'multi-face' : 'ok', points: result.pts, score: result.flag });
