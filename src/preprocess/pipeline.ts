@@ -22,10 +22,9 @@ import { decodeFrames } from './frames.js';
 import { probeMedia } from './probe.js';
 import { clipsFromInputs, partitionClips } from './inputs.js';
 import { createLandmarkEngine, landmarkClip, type LandmarkEngineName, type LandmarkerInfo } from './landmarks/index.js';
-import { maskRows } from './masks.js';
 import { writePreview } from './preview.js';
 import { difftalkReferenceSampler, type NoCandidatePolicy } from './reference.js';
-import { encodeFrames, writeClipShards, type ImageFormat, type ShardMetadata } from './shard-writer.js';
+import { encodeFrames, maskRowsFromLandmarks68, writeClipShards, type ImageFormat, type ShardMetadata } from './shard-writer.js';
 import { readSplitFile, resolveSplits, type Split } from './split.js';
 import type { Box, ClipSpec, DropReason, LandmarkEngine, StageResult } from './types.js';
 
@@ -348,13 +347,7 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
       const audio = await timed('audio', frameCount, () => computeAudioFeatures(p.audio, frameCount, p.fps, requests, onEvent));
       if (!audio.ok) return audio;
       const images = await timed('encode', frameCount, () => encodeFrames(frames, { format: config.imageFormat, quality: config.jpegQuality }));
-      const maskTrain = new Int32Array(frameCount);
-      const maskTest = new Int32Array(frameCount);
-      for (let i = 0; i < frameCount; i++) {
-        const m = maskRows(lm.value.lm68.subarray(i * 136, (i + 1) * 136));
-        maskTrain[i] = m ? Math.min(config.size, Math.max(0, m.train)) : -1;
-        maskTest[i] = m ? Math.min(config.size, Math.max(0, m.test)) : -1;
-      }
+      const masks = maskRowsFromLandmarks68(lm.value.lm68, config.size);
       shardMetadata = {
         fps: p.fps,
         size: config.size,
@@ -377,8 +370,8 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
             landmarks478: lm.value.smoothed,
             landmarks478Raw: lm.value.raw,
             landmarks68: lm.value.lm68,
-            maskRowTrain: maskTrain,
-            maskRowTest: maskTest,
+            maskRowTrain: masks.train,
+            maskRowTest: masks.test,
             audio: audio.value.map((a) => ({ name: a.name, windows: a.windows })),
             refFrameIndex: refs.value,
           },
@@ -422,10 +415,9 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
     reference: sampler.params,
     split: { method: splitMethod, testFraction: config.testFraction, seed: config.seed, splitFileSha256: splitFileHash },
     source: source.kind === 'hdtf' ? { kind: 'hdtf', subsets: source.subsets ?? ['RD', 'WDA', 'WRA'] } : { kind: 'input' },
-    shard: run.shard ?? null,
   });
   await checkConfig(out, { ...stored, landmarkerResolved: undefined });
-  const manifest = buildDatasetManifest({ config: stored, clips: records, toolVersion: VERSION });
+  const manifest = buildDatasetManifest({ config: stored, clips: records, toolVersion: VERSION, job: { shard: run.shard ?? null, concurrency: run.concurrency } });
   const manifestFile = await writeDatasetManifest(out, manifest);
 
   const wallSeconds = (performance.now() - t0) / 1000;

@@ -1,0 +1,136 @@
+/**
+ * The `difftalk prep` CLI as a user runs it (bin/run.js over the built dist/): --json output, clear errors,
+ * SIGKILL mid-run then resume == an uninterrupted run, and array-job shards merged == one run.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { before, describe, test } from 'node:test';
+import { runTool } from '../../src/util/exec.js';
+import { AOC_CLIP, MODELS, ROOT, tmpDir } from '../helpers.js';
+
+const BIN = path.join(ROOT, 'bin', 'run.js');
+const FACE_MODEL = path.join(MODELS, 'fm478md.task');
+
+interface CliRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the CLI; `killWhen` is polled every 50 ms and, when true, the whole process group gets SIGKILL. */
+function cli(args: string[], killWhen?: () => boolean): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    let timer: NodeJS.Timeout | undefined;
+    if (killWhen) {
+      timer = setInterval(() => {
+        if (killWhen()) {
+          clearInterval(timer);
+          process.kill(-child.pid!, 'SIGKILL');
+        }
+      }, 50);
+    }
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (timer) clearInterval(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+const prepArgs = (input: string, out: string, extra: string[] = []) => ['prep', '--input', input, '--out', out, '--face-model', FACE_MODEL, '--json', ...extra];
+
+/** Shard file name → bytes, and dataset.json without its creation time. */
+function snapshot(dir: string): { shards: Record<string, string>; manifest: Record<string, unknown> } {
+  const shardDir = path.join(dir, 'shards');
+  const shards: Record<string, string> = {};
+  for (const f of readdirSync(shardDir).sort()) shards[f] = readFileSync(path.join(shardDir, f)).toString('base64');
+  const { created: _c, merged_from: _m, job: _j, ...manifest } = JSON.parse(readFileSync(path.join(dir, 'dataset.json'), 'utf8'));
+  return { shards, manifest };
+}
+
+describe('difftalk prep (CLI)', () => {
+  let inputs: string;
+  let reference: ReturnType<typeof snapshot>;
+  let work: string;
+
+  before(async () => {
+    work = tmpDir();
+    inputs = path.join(work, 'in');
+    await mkdir(inputs);
+    await copyFile(AOC_CLIP, path.join(inputs, 'a.mp4'));
+    // A second, different clip: the last 6 s of the same video.
+    await runTool('ffmpeg', ['-v', 'error', '-ss', '2', '-i', AOC_CLIP, '-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'aac', path.join(inputs, 'b.mp4')]);
+    const r = await cli(prepArgs(inputs, path.join(work, 'full')));
+    assert.equal(r.code, 0, r.stderr);
+    const result = JSON.parse(r.stdout);
+    assert.equal(result.clips.done, 2);
+    assert.equal(result.frames, 200 + 150);
+    assert.ok(result.stages.some((s: { stage: string; framesPerSecond: number }) => s.stage === 'landmarks' && s.framesPerSecond > 0));
+    // --json: progress events are JSON lines on stderr.
+    const events = r.stderr.trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(events.some((e) => e.type === 'stage-done' && e.stage === 'clips'));
+    reference = snapshot(path.join(work, 'full'));
+  });
+
+  test('killed with SIGKILL mid-run, the rerun resumes to the same shards and manifest', async () => {
+    const out = path.join(work, 'killed');
+    // Kill once the first clip is finished, while the second is being prepared.
+    const killed = await cli(prepArgs(inputs, out), () => {
+      const w = path.join(out, 'work');
+      return existsSync(w) && readdirSync(w).some((d) => existsSync(path.join(w, d, 'status.json')));
+    });
+    assert.equal(killed.signal, 'SIGKILL');
+    assert.ok(!existsSync(path.join(out, 'dataset.json')), 'the killed run did not finish');
+    const resumed = await cli(prepArgs(inputs, out));
+    assert.equal(resumed.code, 0, resumed.stderr);
+    const result = JSON.parse(resumed.stdout);
+    assert.equal(result.clips.skippedAsFinished, 1);
+    assert.deepEqual(snapshot(out), reference);
+  });
+
+  test('killed at an arbitrary early moment (during the first clip), the rerun still matches', async () => {
+    const out = path.join(work, 'killed-early');
+    const t0 = Date.now();
+    const killed = await cli(prepArgs(inputs, out), () => Date.now() - t0 > 2500);
+    assert.equal(killed.signal, 'SIGKILL');
+    const resumed = await cli(prepArgs(inputs, out));
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.deepEqual(snapshot(out), reference);
+  });
+
+  test('array job: --shard 0/2 and 1/2 merged equal one run', async () => {
+    for (const i of [0, 1]) {
+      const r = await cli(prepArgs(inputs, path.join(work, `part-${i}`), ['--shard', `${i}/2`]));
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(JSON.parse(r.stdout).clips.done, 1);
+    }
+    const merged = path.join(work, 'merged');
+    const r = await cli(['prep', 'merge', path.join(work, 'part-0'), path.join(work, 'part-1'), '--out', merged, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).frames, 350);
+    const snap = snapshot(merged);
+    assert.deepEqual(snap.shards, reference.shards);
+    assert.deepEqual((snap.manifest as { clips: unknown }).clips, (reference.manifest as { clips: unknown }).clips);
+  });
+
+  test('bad invocations fail with one clear message', async () => {
+    const none = await cli(['prep', '--out', path.join(work, 'x')]);
+    assert.notEqual(none.code, 0);
+    assert.match(none.stderr, /--hdtf .* or --input/);
+    const missing = await cli(['prep', '--input', path.join(work, 'nope.mp4'), '--out', path.join(work, 'y')]);
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /does not exist/);
+    const shard = await cli(['prep', '--input', inputs, '--out', path.join(work, 'z'), '--shard', '2/2']);
+    assert.notEqual(shard.code, 0);
+    assert.match(shard.stderr, /--shard must be i\/n/);
+  });
+});
