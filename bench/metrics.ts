@@ -1,0 +1,62 @@
+/**
+ * Throughput of the frame metrics at 256×256 RGB, in frames per second (a frame = one prediction/target pair).
+ * LPIPS runs on the tfjs backend `initBackend(backend)` picks (auto: tensorflow → webgpu → wasm → cpu) with
+ * det() weights: same shapes and FLOPs as the real networks, so the timing is representative; values are not.
+ */
+import { Lpips } from '../src/eval/metrics/lpips.js';
+import { psnr } from '../src/eval/metrics/psnr.js';
+import { ssim } from '../src/eval/metrics/ssim.js';
+import { featureParams, FEATURE_NETS, type NamedWeight } from '../src/eval/nets/torchvision-features.js';
+import type { RgbFrames } from '../src/preprocess/types.js';
+import { initBackend, type BackendName } from '../src/util/tf.js';
+import { det } from '../src/weights/det.js';
+
+const SIZE = 256;
+
+function synthetic(count: number, seed: number): RgbFrames {
+  const n = SIZE * SIZE * 3;
+  const data = new Uint8Array(count * n);
+  for (let k = 0; k < data.length; k++) data[k] = Math.round(127.5 + 127.5 * Math.sin(0.37 * k + seed + 0.001 * (k % 977) * (k % 131)));
+  return { width: SIZE, height: SIZE, count, data };
+}
+
+async function rate(frames: number, minSeconds: number, fn: () => Promise<unknown> | unknown): Promise<number> {
+  await fn(); // warm-up
+  let runs = 0;
+  const t0 = performance.now();
+  do {
+    await fn();
+    runs++;
+  } while ((performance.now() - t0) / 1000 < minSeconds);
+  return (runs * frames) / ((performance.now() - t0) / 1000);
+}
+
+/** Frames/s per metric: psnr, ssim-gaussian, ssim-skimage, lpips-alex, lpips-vgg (keys `<metric>.fps`). */
+export async function benchMetrics(options: { backend?: BackendName; minSeconds?: number } = {}): Promise<Record<string, number>> {
+  const minSeconds = options.minSeconds ?? 2;
+  await initBackend(options.backend ?? 'auto');
+  const a = synthetic(8, 0);
+  const b = synthetic(8, 1);
+  const out: Record<string, number> = {};
+  out['psnr.fps'] = await rate(8, minSeconds, () => psnr(a, b));
+  out['ssim-gaussian.fps'] = await rate(8, minSeconds, () => ssim(a, b, 'gaussian'));
+  out['ssim-skimage.fps'] = await rate(8, minSeconds, () => ssim(a, b, 'skimage'));
+  for (const net of ['alex', 'vgg'] as const) {
+    const w = new Map<string, NamedWeight>();
+    for (const [name, shape] of featureParams(net)) w.set(name, { shape, data: det(name, shape) });
+    FEATURE_NETS[net].channels.forEach((c, k) => {
+      const name = `lin${k}.model.1.weight`;
+      w.set(name, { shape: [1, c, 1, 1], data: det(name, [1, c, 1, 1]).map(Math.abs) });
+    });
+    const model = new Lpips(net, w);
+    try {
+      const n = 2;
+      const pa = { ...a, count: n, data: a.data.subarray(0, n * SIZE * SIZE * 3) };
+      const pb = { ...b, count: n, data: b.data.subarray(0, n * SIZE * SIZE * 3) };
+      out[`lpips-${net}.fps`] = await rate(n, minSeconds, () => model.distances(pa, pb, n));
+    } finally {
+      model.dispose();
+    }
+  }
+  return out;
+}
