@@ -2,11 +2,16 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { loadLpips } from '../../src/eval/metrics/lpips.js';
 import { DifftalkError } from '../../src/util/errors.js';
+import { initBackend } from '../../src/util/tf.js';
+import { det } from '../../src/weights/det.js';
 import { sha256File } from '../../src/util/fs.js';
 import { getWeightKind, importWeights, loadWeights, registerWeightKind, requireWeights, weightsDir } from '../../src/weights/store.js';
 import { readTorchFile, stateDict } from '../../src/weights/torch.js';
+import { crop, frames, loadAstronaut } from '../eval/metrics/astronaut.js';
 import { FIXTURES, SHARED, tmpDir } from '../helpers.js';
+import { writeLegacyTorch } from './legacy-writer.js';
 
 const ZIP = path.join(FIXTURES, 'torch_zip.pt');
 const ALEX = path.join(SHARED, 'data', 'weights', 'lpips-v0.1', 'alex.pth');
@@ -79,4 +84,38 @@ test('importWeights verifies, converts, indexes; loadWeights returns the same te
   bytes[bytes.length - 1] ^= 0xff;
   writeFileSync(r.path, bytes);
   await assert.rejects(requireWeights('test-fixture', { cacheDir: dir }), code('weights-corrupt'));
+});
+
+test('lpips-alex import end to end: torchvision-named checkpoint + real alex.pth → cache → loadLpips → reference LPIPS', async () => {
+  // The real alexnet-owt-7be5be79.pth is not available here: fabricate a torchvision-named legacy checkpoint with the
+  // det() weights of expected.json lpips.alex (plus the classifier tensors a real file has), and import it under a
+  // copy of the lpips-alex kind without the backbone hash check (the linear layer keeps its full sha256).
+  // Reference: ../shared/data/fixtures/expected.json lpips.alex.values.crop64_far.lpips; tolerance 1e-5 relative.
+  const fixture = JSON.parse(readFileSync(path.join(FIXTURES, 'expected.json'), 'utf8')).lpips.alex;
+  const dir = tmpDir();
+  const sd = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, shape] of fixture.backbone_params as [string, number[]][]) sd.set(name, { shape, data: det(name, shape) });
+  sd.set('classifier.6.bias', { shape: [10], data: det('classifier.6.bias', [10]) });
+  const backbone = path.join(dir, 'alexnet-fabricated.pth');
+  writeLegacyTorch(backbone, sd);
+  const spec = getWeightKind('lpips-alex');
+  registerWeightKind({ ...spec, sources: spec.sources.map((s) => (s.flag === 'backbone' ? { ...s, sha256Prefix: undefined } : s)) });
+  const cache = path.join(dir, 'cache');
+  const r = await importWeights('lpips-alex', { backbone, linear: ALEX }, { cacheDir: cache });
+  assert.equal(r.tensors, 15);
+  assert.deepEqual(r.sources.map((s) => s.verified), ['unverified', 'sha256']);
+  await initBackend('wasm');
+  const model = await loadLpips('alex', { cacheDir: cache });
+  try {
+    const a = await loadAstronaut();
+    const d = await model.distances(frames(crop(a, 200, 200, 64, 64)), frames(crop(a, 300, 50, 64, 64)));
+    const ref = fixture.values.crop64_far.lpips as number;
+    assert.ok(Math.abs(d.total[0]! - ref) <= 1e-5 * ref, `${d.total[0]} vs ${ref}`);
+  } finally {
+    model.dispose();
+  }
+  // a checkpoint lacking a backbone tensor is refused with a clear error
+  sd.delete('features.8.weight');
+  writeLegacyTorch(backbone, sd);
+  await assert.rejects(importWeights('lpips-alex', { backbone, linear: ALEX }, { cacheDir: cache }), (e: unknown) => e instanceof DifftalkError && e.code === 'bad-weights' && /features\.8\.weight/.test(e.message));
 });
