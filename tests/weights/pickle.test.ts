@@ -5,7 +5,7 @@ import { PyGlobal, PyObject, unpickle } from '../../src/weights/pickle.js';
 
 // Reference: CPython 3 `pickle.dumps(obj, protocol=p)` of the object below (bytes generated once with python3,
 // pasted here; no Python at test time):
-//   {'i1': 7, 'i2': 1234, 'i4': -70000, 'big': 2**70, 'neg': -2**40, 'f': 1.5e-3, 's': 'héllo', 'b': b'\\x00\\xff',
+//   {'i1': 7, 'i2': 1234, 'i4': -70000, 'big': 2**70, 'neg': -2**40, 'f': 1.5e-3, 's': 'héllo', 'b': b'\x00\xff',
 //    't': (1, (2, 3), ()), 'l': [None, True, False], 'set': {4}, 'fs': frozenset([5]),
 //    'od': OrderedDict([('a', 1), ('b', [1, 2])]), 'ba': bytearray(b'xy'), 'shared': (shared, shared)}
 const PICKLES: Record<number, string> = {

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { DifftalkError } from '../../src/util/errors.js';
 import { readTorchFile, stateDict } from '../../src/weights/torch.js';
 import { FIXTURES, SHARED, tmpDir } from '../helpers.js';
+import { readStoredEntries, writeZip } from './zip-writer.js';
 
 interface Expected {
   torch_files: Record<string, { dtype: string; shape: number[]; values: number[] }>;
@@ -38,6 +39,27 @@ for (const [file, format] of [
     assert.ok(f.tensors.has('state_dict.f32'));
   });
 }
+
+test('zip variants: deflated entries and zip64 records give the same tensors', async () => {
+  // Reference: the tensors of the unmodified torch_zip.pt (checked against expected.json above); exact.
+  const orig = stateDict(await readTorchFile(path.join(FIXTURES, 'torch_zip.pt')));
+  const items = readStoredEntries(readFileSync(path.join(FIXTURES, 'torch_zip.pt')));
+  assert.ok(items.some((i) => i.name.endsWith('/data.pkl')));
+  const dir = tmpDir();
+  for (const opts of [{ deflate: true }, { zip64: true }, { deflate: true, zip64: true }]) {
+    const f = path.join(dir, `repacked-${JSON.stringify(opts).replace(/\W/g, '')}.pt`);
+    writeFileSync(f, writeZip(items, opts));
+    const sd = stateDict(await readTorchFile(f));
+    assert.deepEqual([...sd.keys()], [...orig.keys()]);
+    for (const [k, t] of orig) assert.deepEqual(sd.get(k), t, `${k} ${JSON.stringify(opts)}`);
+  }
+  const noPkl = path.join(dir, 'no-pkl.pt');
+  writeFileSync(noPkl, writeZip(items.filter((i) => !i.name.endsWith('data.pkl'))));
+  await assert.rejects(readTorchFile(noPkl), (e: unknown) => e instanceof DifftalkError && e.code === 'bad-torch-file');
+  const noData = path.join(dir, 'no-data.pt');
+  writeFileSync(noData, writeZip(items.filter((i) => !i.name.endsWith('data/3'))));
+  await assert.rejects(readTorchFile(noData), (e: unknown) => e instanceof DifftalkError && /data\/3/.test(e.message));
+});
 
 test('LPIPS v0.1 linear layers (legacy format): per-layer Σw equals eval-metrics.md §3', async () => {
   // Reference: ../shared/docs/eval-metrics.md §3 checksums (5 significant digits) → tolerance 1e-5 relative + rounding.
