@@ -8,6 +8,7 @@
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import PQueue from 'p-queue';
 import { DifftalkError, errorMessage } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { exists, readJson, sha256, writeJsonAtomic } from '../util/fs.js';
@@ -63,8 +64,13 @@ export interface PrepRunOptions {
   /** Retry downloads the ledger records as unavailable, and clips dropped in an earlier run. */
   retryFailed: boolean;
   preview: boolean;
+  /** Clips prepared at the same time (default 2); the landmark engine is shared and taken in turns. */
+  clipWorkers?: number;
   onEvent?: OnEvent;
 }
+
+/** Errors that stop the whole run (environment or configuration), as opposed to dropping one clip. */
+const FATAL_CODES = new Set(['tool-missing', 'bad-option', 'bad-flag', 'bad-argument', 'model-missing', 'backend-unavailable', 'onnx-unavailable']);
 
 export const DEFAULT_PREP_CONFIG: PrepConfig = {
   size: 256,
@@ -84,6 +90,7 @@ export const DEFAULT_PREP_CONFIG: PrepConfig = {
 
 export interface StageTiming {
   stage: string;
+  /** Busy seconds of the stage summed over clips (clips overlap, so stages can add up to more than the wall time). */
   seconds: number;
   frames: number;
   framesPerSecond: number;
@@ -198,10 +205,19 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
   }
   const sampler = difftalkReferenceSampler({ seed: config.seed, policy: config.referencePolicy });
   const splitFileHash = config.splitFile ? sha256(await readFile(config.splitFile)) : undefined;
-  let engineHolder: { engine: LandmarkEngine; info: LandmarkerInfo } | undefined;
-  const engine = async () => {
-    engineHolder ??= await createLandmarkEngine({ engine: config.landmarker, faceModel: config.faceModel });
-    return engineHolder;
+  // One landmark engine (one Chromium page / one tfjs model) for the run, started on first use. Clips are prepared
+  // `clipWorkers` at a time so ffmpeg, decoding, audio and encoding of one clip overlap the landmark pass of another;
+  // the engine itself is stateful (VIDEO-mode tracking), so its users take turns through this lock.
+  let enginePromise: Promise<{ engine: LandmarkEngine; info: LandmarkerInfo }> | undefined;
+  let engineLock: Promise<unknown> = Promise.resolve();
+  const withEngine = <T>(fn: (engine: LandmarkEngine, info: LandmarkerInfo) => Promise<T>): Promise<T> => {
+    const next = engineLock.then(async () => {
+      enginePromise ??= createLandmarkEngine({ engine: config.landmarker, faceModel: config.faceModel });
+      const { engine, info } = await enginePromise;
+      return fn(engine, info);
+    });
+    engineLock = next.catch(() => undefined);
+    return next;
   };
 
   const timings = new Map<string, { seconds: number; frames: number }>();
@@ -280,17 +296,31 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
     onEvent({ type: 'stage-start', stage: 'clips', total: todo.length, unit: 'clips' });
     const tClips = performance.now();
     let n = 0;
+    const queue = new PQueue({ concurrency: run.clipWorkers ?? 2 });
+    let fatal: unknown;
     for (const clip of todo) {
-      try {
-        const result = await prepareOne(clip);
-        if (!result.ok) await dropClip(clip, result.reason, result.message);
-      } catch (e) {
-        // Configuration and environment errors (missing tools, bad flags) stop the run; everything else drops the clip.
-        if (e instanceof DifftalkError && ['tool-missing', 'bad-option', 'bad-flag', 'bad-argument', 'model-missing', 'backend-unavailable', 'onnx-unavailable'].includes(e.code)) throw e;
-        await dropClip(clip, 'clip-failed', errorMessage(e));
-      }
-      onEvent({ type: 'progress', stage: 'clips', done: ++n, total: todo.length, detail: clip.id });
+      void queue.add(async () => {
+        if (fatal) return;
+        try {
+          const result = await prepareOne(clip);
+          if (!result.ok) await dropClip(clip, result.reason, result.message);
+        } catch (e) {
+          // Configuration and environment errors (missing tools, bad flags) stop the run; everything else drops the clip.
+          if (e instanceof DifftalkError && FATAL_CODES.has(e.code)) {
+            fatal ??= e;
+            queue.clear();
+            return;
+          }
+          await dropClip(clip, 'clip-failed', errorMessage(e));
+        }
+        onEvent({ type: 'progress', stage: 'clips', done: ++n, total: todo.length, detail: clip.id });
+      }).catch((e: unknown) => {
+        fatal ??= e; // e.g. the disk is full: writing a status file failed
+        queue.clear();
+      });
     }
+    await queue.onIdle();
+    if (fatal) throw fatal;
     onEvent({ type: 'stage-done', stage: 'clips', done: n, seconds: (performance.now() - tClips) / 1000 });
 
     async function prepareOne(clip: ClipSpec): Promise<StageResult<null>> {
@@ -321,8 +351,7 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
         clamped = fitted.clamped;
         notes.push(...fitted.notes);
       } else {
-        const { engine: eng } = await engine();
-        const tracked = await timed('crop-track', 0, () => trackCropBox(sourceFile, eng, { ratio: clip.cropRatio ?? 1.2, onEvent }));
+        const tracked = await withEngine((eng) => timed('crop-track', 0, () => trackCropBox(sourceFile, eng, { ratio: clip.cropRatio ?? 1.2, onEvent })));
         if (!tracked.ok) return tracked;
         crop = tracked.value;
         clamped = tracked.value.clamped;
@@ -338,11 +367,13 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
       const refs = sampler.sample(clip.id, frameCount);
       if (!refs.ok) return refs;
       const frames = await timed('decode', frameCount, () => decodeFrames(p.video));
-      const { engine: eng, info } = await engine();
+      const { lm, info } = await withEngine(async (eng, info) => ({
+        info,
+        lm: await timed('landmarks', frameCount, () =>
+          landmarkClip(eng, frames, { smoothing: config.smoothing, maxBadFrameFraction: config.maxBadFrameFraction, onEvent, id: clip.id }),
+        ),
+      }));
       landmarkerInfo = info;
-      const lm = await timed('landmarks', frameCount, () =>
-        landmarkClip(eng, frames, { smoothing: config.smoothing, maxBadFrameFraction: config.maxBadFrameFraction, onEvent, id: clip.id }),
-      );
       if (!lm.ok) return lm;
       const audio = await timed('audio', frameCount, () => computeAudioFeatures(p.audio, frameCount, p.fps, requests, onEvent));
       if (!audio.ok) return audio;
@@ -397,7 +428,7 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
       return { ok: true, value: null };
     }
   } finally {
-    await engineHolder?.engine.close().catch(() => undefined);
+    if (enginePromise) await (await enginePromise.catch(() => undefined))?.engine.close().catch(() => undefined);
   }
 
   // 7. dataset.json from every status file of this worker's clips.
