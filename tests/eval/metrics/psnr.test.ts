@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { createFrameMetric } from '../../../src/eval/metrics/create.js';
 import { DifftalkError } from '../../../src/util/errors.js';
 import { PSNR_CAP_DB, psnr, PsnrMetric } from '../../../src/eval/metrics/psnr.js';
 import { crop, frames, loadAstronaut, quantise } from './astronaut.js';
@@ -35,4 +36,11 @@ test('PsnrMetric: mean of per-frame values, identical frames capped at 100 dB an
   m1.reset();
   assert.equal(m1.compute().frames, 0);
   await assert.rejects(m.update(frames(a), frames(a, a)), (e: unknown) => e instanceof DifftalkError && e.code === 'frame-mismatch');
+});
+
+test('createFrameMetric maps ids to variants and rejects unknown ids', async () => {
+  assert.equal((await createFrameMetric('psnr')).name, 'psnr');
+  assert.equal((await createFrameMetric('ssim')).name, 'ssim(gaussian-11-1.5)');
+  assert.equal((await createFrameMetric('ssim-skimage')).name, 'ssim(skimage-7)');
+  await assert.rejects(createFrameMetric('fid'), (e: unknown) => e instanceof DifftalkError && e.code === 'unknown-metric');
 });
