@@ -50,7 +50,7 @@ export async function createLandmarkEngine(
 export { MediapipeEngine, CHROMIUM_FLAGS, type MediapipeEngineOptions } from './mediapipe.js';
 export { TfjsEngine, type TfjsEngineOptions, type TfjsMeshModel } from './tfjs.js';
 export * as refinement from './refinement.js';
-export { OFFICIAL_FACE_MODEL, modelCacheDir, resolveFaceModel, type ResolvedModel } from './model.js';
+export { OFFICIAL_FACE_MODEL, downloadVerified, modelCacheDir, resolveFaceModel, type ResolvedModel } from './model.js';
 export { IBUG68_FROM_MESH, IBUG68_REGIONS, toIbug68 } from './ibug68.js';
 export {
   DEFAULT_SMOOTHING,

@@ -29,7 +29,8 @@ export function modelCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(base, 'models');
 }
 
-async function download(url: string, file: string, expectSha: string): Promise<void> {
+/** Download `url` to `file` through a temp file in the same folder; the rename happens only if the sha256 matches. */
+export async function downloadVerified(url: string, file: string, expectSha: string): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   let res: Response;
   try {
@@ -77,7 +78,7 @@ export async function resolveFaceModel(userFile?: string, env: NodeJS.ProcessEnv
     return { file: path.resolve(userFile), sha256: await sha256File(userFile), source: 'user' };
   }
   const file = path.join(modelCacheDir(env), OFFICIAL_FACE_MODEL.name);
-  if (!(await exists(file))) await download(OFFICIAL_FACE_MODEL.url, file, OFFICIAL_FACE_MODEL.sha256);
+  if (!(await exists(file))) await downloadVerified(OFFICIAL_FACE_MODEL.url, file, OFFICIAL_FACE_MODEL.sha256);
   const sha = await sha256File(file);
   if (sha !== OFFICIAL_FACE_MODEL.sha256) {
     throw new DifftalkError('model-checksum', `${file} has sha256 ${sha}, expected ${OFFICIAL_FACE_MODEL.sha256}`, {
