@@ -354,7 +354,7 @@ export async function downloadVideos(clips: readonly ClipSpec[], opts: DownloadO
     return drop(reason, message);
   };
 
-  const one = async (job: VideoJob, tick: (detail: string) => void): Promise<DownloadResult> => {
+  const one = async (job: VideoJob, tick: (detail: string) => void, report: (detail: string) => void): Promise<DownloadResult> => {
     const nameProblem = unsafeNameReason(job.key);
     if (nameProblem) return fail(job, 'unsafe-name', `video key ${JSON.stringify(job.key)}: ${nameProblem}`, 0, false);
     const urlProblem = unsafeUrlReason(job.url);
@@ -406,7 +406,7 @@ export async function downloadVideos(clips: readonly ClipSpec[], opts: DownloadO
             const pct = Math.floor((100 * done) / t / 10) * 10;
             if (pct !== lastPct) {
               lastPct = pct;
-              onEvent({ type: 'log', level: 'debug', message: `${job.key}: ${pct}% of ${(t / 1e6).toFixed(1)} MB` });
+              report(`${job.key} ${pct}% of ${(t / 1e6).toFixed(1)} MB`);
             }
           }
         }
@@ -434,6 +434,8 @@ export async function downloadVideos(clips: readonly ClipSpec[], opts: DownloadO
           });
           continue;
         }
+        // Nothing of an unavailable video is worth keeping; partial files of other failures stay for a resume.
+        if (f.reason === 'video-unavailable') await rm(workDir, { recursive: true, force: true });
         return fail(job, f.reason, f.message, attempts, true);
       }
 
@@ -488,10 +490,14 @@ export async function downloadVideos(clips: readonly ClipSpec[], opts: DownloadO
         let r: DownloadResult;
         let ticked = false;
         try {
-          r = await one(job, (detail) => {
-            ticked = true;
-            finish(detail);
-          });
+          r = await one(
+            job,
+            (detail) => {
+              ticked = true;
+              finish(detail);
+            },
+            (detail) => onEvent({ type: 'progress', stage: 'download', done, total: jobs.length, detail }),
+          );
         } catch (e) {
           if (isAbort(signal)) throw e;
           // An unexpected error (disk full, permission ...) fails this video, not the run.
@@ -504,8 +510,9 @@ export async function downloadVideos(clips: readonly ClipSpec[], opts: DownloadO
     try {
       await Promise.all(tasks);
     } catch (e) {
+      // Aborted: drop the queued videos (their promises never settle) and wait for the running ones to stop.
       queue.clear();
-      await Promise.allSettled(tasks);
+      await queue.onIdle();
       throw e;
     }
   });

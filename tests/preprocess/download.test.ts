@@ -102,6 +102,8 @@ describe('downloadVideos (real yt-dlp, local server)', () => {
     assert.equal(resumed.value.sha256, aocHash);
     assert.ok(server.requests.some((r) => r.path === '/resume.mp4' && r.range === 'bytes=1000000-'), JSON.stringify(server.requests));
     await assert.rejects(stat(path.join(dir, PARTIAL_DIR, 'RD_Resume1')), 'work folder removed after success');
+    await assert.rejects(stat(path.join(dir, PARTIAL_DIR, 'WDA_Gone')), 'work folder of an unavailable video removed');
+    assert.ok(events.some((ev) => ev.type === 'progress' && ev.stage === 'download' && /^WDA_AlexandriaOcasioCortez 100% of 2\.3 MB$/.test(ev.detail ?? '')));
 
     const ledger = JSON.parse(await readFile(path.join(dir, LEDGER_FILE), 'utf8')) as DownloadLedger;
     assert.equal(ledger.version, 1);
@@ -163,6 +165,36 @@ describe('downloadVideos (real yt-dlp, local server)', () => {
     assert.equal(server.requests.length, before);
     assert.deepEqual([...results.keys()].sort(), ['WDA_../z', 'WDA_X', 'WDA_Y']);
     for (const r of results.values()) assert.ok(!r.ok && r.reason === 'unsafe-name');
+  });
+
+  test('an aborted run rejects without starting yt-dlp', async () => {
+    const ac = new AbortController();
+    ac.abort(new Error('stop'));
+    const before = server.requests.length;
+    await assert.rejects(downloadVideos(clips, { dir: tmpDir(), concurrency: 1, retries: 0, onEvent: () => {}, signal: ac.signal }), /stop/);
+    assert.equal(server.requests.length, before);
+  });
+
+  test('abort mid-download keeps the partial file; the next run resumes it to the exact bytes', async () => {
+    const d = tmpDir();
+    const slow: ClipSpec[] = [{ id: 'WDA_Slow_000', identity: 'Slow', subset: 'WDA', video: 'Slow', clipIndex: 0, url: server.url('/resume.mp4') }];
+    server.stall('/resume.mp4', 800_000);
+    const ac = new AbortController();
+    const onEvent = (e: ProgressEvent) => {
+      // The server stops after 800,000 of 2,257,667 bytes (35%); yt-dlp reads in doubling blocks, so 20% is the
+      // last step it reports before the stall. Abort there, while yt-dlp waits on the connection.
+      if (e.type === 'progress' && /^WDA_Slow 20%/.test(e.detail ?? '')) ac.abort(new Error('interrupted'));
+    };
+    await assert.rejects(downloadVideos(slow, { dir: d, concurrency: 1, retries: 0, onEvent, signal: ac.signal }), /interrupted/);
+    const part = path.join(d, PARTIAL_DIR, 'WDA_Slow', 'WDA_Slow.mp4.part');
+    const partSize = (await stat(part)).size;
+    assert.ok(partSize > 0 && partSize <= 800_000, String(partSize));
+    server.stall('/resume.mp4', undefined);
+    const results = await downloadVideos(slow, { dir: d, concurrency: 1, retries: 0, onEvent: () => {} });
+    const r = results.get('WDA_Slow')!;
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.equal(r.value.sha256, aocHash);
+    assert.ok(server.requests.some((q) => q.path === '/resume.mp4' && q.range === `bytes=${partSize}-`), `no Range request from ${partSize}`);
   });
 
   test('argument list: URL after --, output inside the work folder, height-first format selection', () => {

@@ -74,6 +74,8 @@ export interface MediaServer {
   requests: RequestLog[];
   /** GET requests for a path so far. */
   gets(p: string): number;
+  /** Make a file route send only its first `afterBytes` bytes and then hang (undefined: serve normally again). */
+  stall(p: string, afterBytes: number | undefined): void;
   close(): Promise<void>;
 }
 
@@ -81,6 +83,7 @@ export interface MediaServer {
 export async function startMediaServer(routes: Record<string, Route>): Promise<MediaServer> {
   const requests: RequestLog[] = [];
   const hits = new Map<string, number>();
+  const stalls = new Map<string, number>();
   const server = http.createServer((req, res) => {
     const p = new URL(req.url ?? '/', 'http://x').pathname;
     requests.push({ method: req.method ?? '', path: p, range: req.headers.range });
@@ -132,6 +135,16 @@ export async function startMediaServer(routes: Record<string, Route>): Promise<M
           res.end();
           return;
         }
+        const stallAt = stalls.get(p);
+        if (stallAt !== undefined && end >= stallAt) {
+          // Send the bytes before the stall point, then keep the connection open without sending more.
+          if (start >= stallAt) return;
+          const s = createReadStream(file, { start, end: stallAt - 1 });
+          s.on('error', () => res.destroy());
+          req.on('close', () => s.destroy());
+          s.pipe(res, { end: false });
+          return;
+        }
         const s = createReadStream(file, { start, end });
         s.on('error', () => res.destroy());
         req.on('close', () => s.destroy());
@@ -148,6 +161,10 @@ export async function startMediaServer(routes: Record<string, Route>): Promise<M
     url: (p) => `${base}${p}`,
     requests,
     gets: (p) => requests.filter((r) => r.method === 'GET' && r.path === p).length,
+    stall: (p, afterBytes) => {
+      if (afterBytes === undefined) stalls.delete(p);
+      else stalls.set(p, afterBytes);
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
