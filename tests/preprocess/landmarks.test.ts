@@ -307,4 +307,13 @@ describe('engine creation', () => {
     assert.equal(info.sha256, '4c0ac2cafd40d19e11a0c052753cfaa990efb8f88391c789acf069d603442ad4');
     assert.equal(info.engine, 'mediapipe');
   });
+
+  test('createLandmarkEngine tfjs: attention mesh by default, --face-model refused', async () => {
+    const { engine, info } = await createLandmarkEngine({ engine: 'tfjs' });
+    await engine.close();
+    assert.equal(info.engine, 'tfjs');
+    assert.match(info.model, /facemesh-attention-pinto/);
+    assert.match(info.sha256, /^[0-9a-f]{64}$/);
+    await assert.rejects(createLandmarkEngine({ engine: 'tfjs', faceModel: FM478 }), (e: unknown) => e instanceof DifftalkError && e.code === 'bad-option');
+  });
 });
