@@ -328,9 +328,11 @@ export async function downloadVideos(clips: readonly ClipSpec[], opts: DownloadO
   const writer = new LedgerWriter(dir);
   const results = new Map<string, DownloadResult>();
 
+  // yt-dlp is only needed when something must be downloaded; looked up once (a missing yt-dlp stops the run).
   let tools: { ffmpeg?: string; version: string } | undefined;
-  const toolInfo = async (): Promise<{ ffmpeg?: string; version: string }> => {
-    if (!tools) {
+  let toolsPromise: Promise<{ ffmpeg?: string; version: string }> | undefined;
+  const toolInfo = (): Promise<{ ffmpeg?: string; version: string }> => {
+    toolsPromise ??= (async () => {
       const version = (await runTool('yt-dlp', ['--version'], { signal })).stdout.toString('utf8').trim();
       let ffmpeg: string | undefined;
       try {
@@ -339,8 +341,9 @@ export async function downloadVideos(clips: readonly ClipSpec[], opts: DownloadO
         onEvent({ type: 'log', level: 'warn', message: 'ffmpeg not found: yt-dlp cannot merge separate video and audio streams' });
       }
       tools = { ffmpeg, version };
-    }
-    return tools;
+      return tools;
+    })();
+    return toolsPromise;
   };
 
   const fail = async (job: VideoJob, reason: DropReason, message: string, attempts: number, record: boolean): Promise<DownloadResult> => {
@@ -500,6 +503,7 @@ export async function downloadVideos(clips: readonly ClipSpec[], opts: DownloadO
           );
         } catch (e) {
           if (isAbort(signal)) throw e;
+          if (e instanceof DifftalkError && e.code === 'tool-missing') throw e;
           // An unexpected error (disk full, permission ...) fails this video, not the run.
           r = await fail(job, 'download-failed', `${job.key}: ${errorMessage(e)}`, 0, false);
         }

@@ -19,8 +19,10 @@ import {
 } from '../../src/preprocess/download.js';
 import type { ClipSpec } from '../../src/preprocess/types.js';
 import type { ProgressEvent } from '../../src/util/events.js';
+import { DifftalkError } from '../../src/util/errors.js';
 import { runTool } from '../../src/util/exec.js';
 import { sha256File } from '../../src/util/fs.js';
+import { clearToolCache } from '../../src/util/tools.js';
 import { AOC_CLIP, tmpDir } from '../helpers.js';
 import { type MediaServer, startMediaServer, writeHdtfAnnotations } from './hdtf-fixture.js';
 
@@ -195,6 +197,22 @@ describe('downloadVideos (real yt-dlp, local server)', () => {
     assert.ok(r.ok, JSON.stringify(r));
     assert.equal(r.value.sha256, aocHash);
     assert.ok(server.requests.some((q) => q.path === '/resume.mp4' && q.range === `bytes=${partSize}-`), `no Range request from ${partSize}`);
+  });
+
+  test('a missing yt-dlp is one clear error for the run', async () => {
+    const saved = process.env.YTDLP_PATH;
+    process.env.YTDLP_PATH = path.join(tmpDir(), 'no-such-yt-dlp');
+    clearToolCache();
+    try {
+      await assert.rejects(
+        downloadVideos(clips.slice(0, 1), { dir: tmpDir(), concurrency: 1, retries: 0, onEvent: () => {} }),
+        (e) => e instanceof DifftalkError && e.code === 'tool-missing' && /YTDLP_PATH/.test(e.message),
+      );
+    } finally {
+      if (saved === undefined) delete process.env.YTDLP_PATH;
+      else process.env.YTDLP_PATH = saved;
+      clearToolCache();
+    }
   });
 
   test('argument list: URL after --, output inside the work folder, height-first format selection', () => {
