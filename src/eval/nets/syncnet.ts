@@ -174,6 +174,34 @@ function toTorch(name: string, torchShape: readonly number[], t: tf.Tensor): Flo
   }).slice();
 }
 
+/**
+ * conv2d with a hand-written gradient, so training runs on backends without a Conv2DBackpropFilter kernel
+ * (tfjs-wasm has Conv2D and Conv2DBackpropInput but not the filter gradient): the filter gradient is itself a
+ * (dilated) conv2d, as TensorFlow's reference kernels compute it. `inputGrad = false` skips dx (the network input needs none).
+ */
+export function trainableConv2d(x: tf.Tensor4D, w: tf.Tensor4D, stride: [number, number], pad: number, inputGrad: boolean): tf.Tensor4D {
+  const body = (xi: tf.Tensor, wi: tf.Tensor, save: tf.GradSaveFunc) => {
+    const x4 = xi as tf.Tensor4D;
+    const w4 = wi as tf.Tensor4D;
+    save([x4, w4]);
+    const value = tf.conv2d(x4, w4, stride, pad === 0 ? 'valid' : pad);
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] => {
+      const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
+      const [kh, kw, ci, co] = ws.shape;
+      const xp = pad > 0 ? tf.pad(xs, [[0, 0], [pad, pad], [pad, pad], [0, 0]]) : xs;
+      // dW[kh, kw, ci, co] = Σ_{b,oh,ow} xp[b, s·oh + kh, s·ow + kw, ci] · dy[b, oh, ow, co]: a stride-1 convolution of
+      // xp (ci as batch, b as channels) with dy as the filter, dilated by the stride; keep the first kh × kw outputs.
+      const r = tf.conv2d(xp.transpose([3, 1, 2, 0]) as tf.Tensor4D, dy.transpose([1, 2, 0, 3]) as tf.Tensor4D, 1, 'valid', 'NHWC', stride);
+      const dw = r.slice([0, 0, 0, 0], [ci, kh, kw, co]).transpose([1, 2, 0, 3]);
+      const dx = inputGrad ? tf.conv2dTranspose(dy as tf.Tensor4D, ws, xs.shape, stride, pad === 0 ? 'valid' : pad) : tf.zerosLike(xs);
+      return [dx, dw];
+    };
+    return { value, gradFunc };
+  };
+  const f = tf.customGrad(body as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(x, w) as tf.Tensor4D;
+}
+
 /** Small seeded PRNG (mulberry32) for reproducible initialisation. */
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
@@ -275,7 +303,9 @@ export class SyncNet {
       switch (l.kind) {
         case 'conv': {
           const w = this.p(`${l.name}.weight`) as tf.Tensor4D;
-          const y = tf.conv2d(h as tf.Tensor4D, w, l.stride, l.pad === 0 ? 'valid' : l.pad);
+          const y = training
+            ? trainableConv2d(h as tf.Tensor4D, w, l.stride, l.pad, h !== x)
+            : tf.conv2d(h as tf.Tensor4D, w, l.stride, l.pad === 0 ? 'valid' : l.pad);
           h = tf.add(y, this.p(`${l.name}.bias`));
           break;
         }

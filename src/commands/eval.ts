@@ -1,0 +1,69 @@
+import { Flags } from '@oclif/core';
+import { BaseCommand } from '../cli/base-command.js';
+import { DEFAULT_EVAL_METRICS, EVAL_METRICS, runEval, type EvalMetric } from '../eval/pipeline.js';
+import { summaryJson, writeEvalReport } from '../eval/report.js';
+import { DifftalkError } from '../util/errors.js';
+import { initBackend, type BackendName } from '../util/tf.js';
+
+export default class Eval extends BaseCommand {
+  static override summary = 'Score generated talking-head videos against ground truth (PSNR, SSIM, LPIPS, LSE-D/LSE-C, LMD).';
+  static override description =
+    'Pairs clips by name, aligns frame counts, evaluates on face crops (SyncNet crop rule from landmarks) or full frames, and ' +
+    'writes frames.csv, clips.csv, summary.json and report.html to --out. Every score is named with its variant and, for ' +
+    'LSE, the SyncNet weights identity. See docs/commands/eval.md.';
+
+  static override examples = [
+    '<%= config.bin %> eval --pred out/render/clip.mp4 --gt data/clip.mp4 --out out/eval',
+    '<%= config.bin %> eval --pred out/render --gt data/hdtf-prepared --out out/eval --metrics psnr,ssim,lpips,lse,lmd --baseline',
+    '<%= config.bin %> eval --pred gen.mp4 --gt gt.mp4 --out ev --metrics lse --syncnet-weights runs/sync/syncnet-step001000.safetensors',
+  ];
+
+  static override flags = {
+    pred: Flags.string({ summary: 'Generated video, or a folder of them.', required: true }),
+    gt: Flags.string({ summary: 'Ground-truth video, folder of videos, or a prepared dataset (clip_id = video base name).', required: true }),
+    out: Flags.directory({ summary: 'Output folder for the report files.', required: true }),
+    metrics: Flags.string({ summary: `Comma-separated: ${EVAL_METRICS.join(',')} (fid: not implemented).`, default: DEFAULT_EVAL_METRICS.join(',') }),
+    crop: Flags.option({ options: ['face', 'none'] as const, default: 'face', summary: 'Frame metrics on face crops (from GT landmarks) or full frames.' })(),
+    'crop-size': Flags.integer({ min: 32, max: 1024, default: 224, summary: 'Side of the face crops for the frame metrics.' }),
+    baseline: Flags.boolean({ summary: 'Add GT-vs-GT rows and LSE of the GT with shifted audio.', default: false }),
+    'baseline-shift': Flags.integer({ default: 10, summary: 'Audio shift in frames for the shifted-audio baseline.' }),
+    'ssim-variant': Flags.option({ options: ['gaussian', 'skimage'] as const, default: 'gaussian', summary: 'SSIM variant.' })(),
+    'lpips-net': Flags.option({ options: ['alex', 'vgg'] as const, default: 'alex', summary: 'LPIPS backbone.' })(),
+    'syncnet-weights': Flags.file({ summary: 'SyncNet weights (.safetensors from `difftalk train syncnet`, or syncnet_v2.model); default: the imported syncnet-v2.' }),
+    'landmark-engine': Flags.option({ options: ['tfjs', 'mediapipe'] as const, default: 'tfjs', summary: 'Landmark engine for face crops and LMD.' })(),
+    'cache-dir': Flags.directory({ summary: 'Weights cache folder.' }),
+    backend: Flags.option({ options: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const, default: 'wasm', summary: 'TensorFlow.js backend.' })(),
+  };
+
+  async run(): Promise<unknown> {
+    const { flags } = await this.parse(Eval);
+    const metrics = flags.metrics.split(',').map((m) => m.trim()).filter(Boolean) as EvalMetric[];
+    const bad = metrics.filter((m) => !EVAL_METRICS.includes(m));
+    if (bad.length) throw new DifftalkError('bad-flag', `unknown metric(s) ${bad.join(', ')}`, { suggestion: `use ${EVAL_METRICS.join(',')}` });
+    await initBackend(flags.backend as BackendName);
+    const result = await writeEvalReport(
+      await runEval({
+        pred: flags.pred,
+        gt: flags.gt,
+        out: flags.out,
+        metrics,
+        crop: flags.crop,
+        cropSize: flags['crop-size'],
+        baseline: flags.baseline,
+        baselineShift: flags['baseline-shift'],
+        ssimVariant: flags['ssim-variant'],
+        lpipsNet: flags['lpips-net'],
+        syncnetWeights: flags['syncnet-weights'],
+        landmarkEngine: flags['landmark-engine'],
+        weightsCacheDir: flags['cache-dir'],
+        onEvent: this.events(flags['log-level']),
+      }),
+    );
+    for (const [system, rows] of Object.entries(result.summary)) {
+      this.log(`${system}:`);
+      for (const m of rows) this.log(`  ${m.name} = ${m.value.toFixed(4)} (${m.higherIsBetter ? 'higher' : 'lower'} is better; mean over ${m.count} ${m.averagedOver})`);
+    }
+    this.log(`report: ${result.files.report}`);
+    return summaryJson(result);
+  }
+}

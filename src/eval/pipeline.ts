@@ -1,0 +1,437 @@
+/**
+ * `difftalk eval`: score generated talking-head videos against ground truth.
+ *
+ * Protocol (docs/commands/eval.md):
+ * 1. Pair clips by name: file ↔ file; folder ↔ folder (same base name, any video extension); videos ↔ a prepared
+ *    dataset (base name = clip_id; GT frames from the shards' `image` column).
+ * 2. Frame rates must match (else a 'fps-mismatch' error); frame counts are aligned to the shorter one and the
+ *    mismatch is recorded in the clip's notes; GT is decoded at the prediction's size (a size mismatch is noted).
+ * 3. Frame metrics (PSNR, SSIM, LPIPS) on full frames (`crop: 'none'`) or on face crops (`crop: 'face'`, default):
+ *    the SyncNet crop rule (face-crop.ts) from the GT's landmark boxes, applied to both videos, at `cropSize`².
+ *    Reported as the mean of per-frame values over all frames of all clips (the talking-head convention).
+ * 4. LMD on full frames at the prediction's resolution, raw per-frame landmarks of the LandmarkEngine.
+ * 5. LSE-D / LSE-C on the prediction's own SyncNet face crops (its landmarks) with its own audio track (or the GT's
+ *    audio when the prediction has none); mean over videos (Wav2Lip aggregation).
+ * 6. `baseline`: the same scores for GT vs GT, and LSE of the GT video with its audio shifted by `baselineShift` frames.
+ * FID is not implemented in this version (a clear error).
+ */
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import sharp from 'sharp';
+import { loadAudio16k, type AudioData } from '../preprocess/audio/wav.js';
+import { decodeFrames } from '../preprocess/frames.js';
+import { createLandmarkEngine, type LandmarkEngineName } from '../preprocess/landmarks/index.js';
+import { probeMedia, type MediaInfo } from '../preprocess/probe.js';
+import { iterateRows, listShards, openShard } from '../preprocess/shard-reader.js';
+import type { FaceLandmarks, LandmarkEngine, RgbFrames } from '../preprocess/types.js';
+import { DifftalkError } from '../util/errors.js';
+import { silent, type OnEvent } from '../util/events.js';
+import { exists } from '../util/fs.js';
+import { applyCropTrack, cropsToFrames, meshBox, syncnetCropTrack } from './face-crop.js';
+import { ibug68FromResults, lmd } from './metrics/lmd.js';
+import { loadLpips, type Lpips, type LpipsNet } from './metrics/lpips.js';
+import { syncScores, type SyncScores } from './metrics/lse.js';
+import { frameAt } from './metrics/metric.js';
+import { PsnrMetric, psnr } from './metrics/psnr.js';
+import { ssim, SSIM_NAMES, type SsimVariant } from './metrics/ssim.js';
+import { loadSyncNet, type LoadedSyncNet, type SyncNetIdentity } from './nets/syncnet-weights.js';
+import { SYNCNET_SIZE } from './nets/syncnet.js';
+
+export type EvalMetric = 'psnr' | 'ssim' | 'lpips' | 'lse' | 'lmd' | 'fid';
+export const EVAL_METRICS: readonly EvalMetric[] = ['psnr', 'ssim', 'lpips', 'lse', 'lmd', 'fid'];
+export const DEFAULT_EVAL_METRICS: readonly EvalMetric[] = ['psnr', 'ssim', 'lmd'];
+
+export interface EvalOptions {
+  pred: string;
+  gt: string;
+  out: string;
+  metrics?: readonly EvalMetric[];
+  crop?: 'none' | 'face';
+  /** Side of the face crops for the frame metrics (default 224). */
+  cropSize?: number;
+  baseline?: boolean;
+  /** Audio shift (video frames) of the shifted-audio baseline (default 10 = 0.4 s). */
+  baselineShift?: number;
+  /** SyncNet weights file; default: the imported `syncnet-v2` kind from the weights cache. */
+  syncnetWeights?: string;
+  lpipsNet?: LpipsNet;
+  ssimVariant?: SsimVariant;
+  landmarkEngine?: LandmarkEngineName;
+  weightsCacheDir?: string;
+  /** Worst frames per clip embedded in the HTML report (default 4). */
+  worstFrames?: number;
+  onEvent?: OnEvent;
+}
+
+export type SystemName = 'pred' | 'gt' | `gt-shifted-audio(${string})`;
+
+export interface ClipResult {
+  clip: string;
+  system: SystemName;
+  pred: string;
+  gt: string;
+  frames: number;
+  /** Mean over this clip's frames (frame metrics) or the clip's score (LSE), by full metric name. */
+  scores: Record<string, number>;
+  lse?: SyncScores;
+  notes: string[];
+}
+
+export interface FrameResult {
+  clip: string;
+  system: SystemName;
+  frame: number;
+  values: Record<string, number>;
+}
+
+export interface WorstFrame {
+  clip: string;
+  frame: number;
+  metric: string;
+  value: number;
+  /** JPEG of prediction | ground truth side by side. */
+  jpeg: Uint8Array;
+}
+
+export interface MetricSummary {
+  name: string;
+  value: number;
+  higherIsBetter: boolean;
+  /** 'frames' (mean of per-frame values) or 'videos' (mean of per-video scores). */
+  averagedOver: 'frames' | 'videos';
+  count: number;
+}
+
+export interface EvalResult {
+  out: string;
+  files: { framesCsv: string; clipsCsv: string; summary: string; report: string };
+  protocol: {
+    crop: 'none' | 'face';
+    cropSize: number;
+    landmarkEngine?: { engine: string; model: string; sha256: string };
+    syncnet?: SyncNetIdentity;
+    baselineShift?: number;
+    deviations: string[];
+  };
+  /** Dataset-level scores per system ('pred' first). */
+  summary: Record<string, MetricSummary[]>;
+  clips: ClipResult[];
+  unmatched: { pred: string[]; gt: string[] };
+  lseWindowsPerSecond?: number;
+  frames: FrameResult[];
+  worst: WorstFrame[];
+}
+
+const VIDEO_EXT = new Set(['.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg']);
+const PSNR_NAME = `psnr(${PsnrMetric.variant})`;
+
+type Source = { kind: 'video'; id: string; file: string } | { kind: 'dataset'; id: string; dir: string };
+
+async function listSources(p: string, role: 'pred' | 'gt'): Promise<Source[]> {
+  let st;
+  try {
+    st = await stat(p);
+  } catch {
+    throw new DifftalkError('file-missing', `--${role} ${p} does not exist`);
+  }
+  if (st.isFile()) return [{ kind: 'video', id: path.basename(p).replace(/\.[^.]+$/, ''), file: p }];
+  if (role === 'gt' && ((await exists(path.join(p, 'dataset.json'))) || (await exists(path.join(p, 'shards'))))) {
+    const entries = await listShards(p);
+    const ids = [...new Set(entries.map((e) => e.clipId ?? ''))].filter(Boolean);
+    if (ids.length === 0) {
+      // no manifest: read the clip ids from the shards
+      for await (const rb of iterateRows(p, { columns: ['clip_id'] })) if (!ids.includes(rb.clipId)) ids.push(rb.clipId);
+    }
+    return ids.map((id) => ({ kind: 'dataset', id, dir: p }));
+  }
+  const names = (await readdir(p)).filter((n) => VIDEO_EXT.has(path.extname(n).toLowerCase())).sort();
+  if (names.length === 0) throw new DifftalkError('no-videos', `--${role} folder ${p} holds no video files (${[...VIDEO_EXT].join(', ')})`);
+  return names.map((n) => ({ kind: 'video', id: n.replace(/\.[^.]+$/, ''), file: path.join(p, n) }));
+}
+
+/** Pair prediction and GT clips by name (a single file on both sides pairs regardless of name). */
+export async function pairClips(pred: string, gt: string): Promise<{ pairs: Array<{ id: string; pred: Source; gt: Source }>; unmatched: { pred: string[]; gt: string[] } }> {
+  const ps = await listSources(pred, 'pred');
+  const gs = await listSources(gt, 'gt');
+  if (ps.length === 1 && gs.length === 1 && gs[0]!.kind === 'video') {
+    return { pairs: [{ id: ps[0]!.id, pred: ps[0]!, gt: gs[0]! }], unmatched: { pred: [], gt: [] } };
+  }
+  const gmap = new Map(gs.map((g) => [g.id, g]));
+  const pairs = ps.flatMap((p) => (gmap.has(p.id) ? [{ id: p.id, pred: p, gt: gmap.get(p.id)! }] : []));
+  const used = new Set(pairs.map((x) => x.id));
+  const unmatched = { pred: ps.filter((p) => !gmap.has(p.id)).map((p) => p.id), gt: gs.filter((g) => !used.has(g.id)).map((g) => g.id) };
+  if (pairs.length === 0) {
+    throw new DifftalkError('no-pairs', `no prediction matches a ground-truth clip by name (pred: ${ps.map((p) => p.id).slice(0, 5).join(', ')}; gt: ${gs.map((g) => g.id).slice(0, 5).join(', ')})`, {
+      suggestion: 'name each generated video like its ground-truth clip (e.g. WDA_X_000.mp4 ↔ WDA_X_000.mp4 or clip_id)',
+    });
+  }
+  return { pairs, unmatched };
+}
+
+async function datasetFrames(dir: string, id: string, width: number, height: number): Promise<{ frames: RgbFrames; fps: number }> {
+  const shards = await listShards(dir);
+  const first = await openShard(path.join(dir, shards[0]!.shard));
+  const fps = first.metadata.fps;
+  await first.close();
+  const byIndex = new Map<number, Uint8Array>();
+  for await (const rb of iterateRows(dir, { clips: [id], columns: ['clip_id', 'frame_index', 'image'] })) {
+    if (rb.clipId !== id) continue;
+    const idx = rb.batch.getChild('frame_index')!;
+    const img = rb.batch.getChild('image')!;
+    for (let r = 0; r < rb.batch.numRows; r++) {
+      const raw = await sharp(img.get(r) as Uint8Array).removeAlpha().resize(width, height, { fit: 'fill' }).raw().toBuffer();
+      byIndex.set(idx.get(r) as number, new Uint8Array(raw));
+    }
+  }
+  const count = byIndex.size;
+  if (count === 0) throw new DifftalkError('clip-missing', `clip ${id} has no rows in ${dir}`);
+  const data = new Uint8Array(count * width * height * 3);
+  for (let k = 0; k < count; k++) {
+    const f = byIndex.get(k);
+    if (!f) throw new DifftalkError('dataset-corrupt', `${dir}: clip ${id} lacks frame ${k}`);
+    data.set(f, k * width * height * 3);
+  }
+  return { frames: { width, height, count, data }, fps };
+}
+
+function truncate(f: RgbFrames, n: number): RgbFrames {
+  return n >= f.count ? f : { ...f, count: n, data: f.data.subarray(0, n * f.width * f.height * 3) };
+}
+
+function mean(xs: readonly number[]): number {
+  const v = xs.filter((x) => Number.isFinite(x));
+  return v.length ? v.reduce((a, b) => a + b, 0) / v.length : Number.NaN;
+}
+
+async function sideBySide(a: Uint8Array, b: Uint8Array, w: number, h: number): Promise<Uint8Array> {
+  const both = new Uint8Array(w * 2 * h * 3);
+  for (let y = 0; y < h; y++) {
+    both.set(a.subarray(y * w * 3, (y + 1) * w * 3), y * w * 6);
+    both.set(b.subarray(y * w * 3, (y + 1) * w * 3), y * w * 6 + w * 3);
+  }
+  const scale = Math.min(1, 256 / h);
+  return new Uint8Array(
+    await sharp(both, { raw: { width: w * 2, height: h, channels: 3 } })
+      .resize(Math.round(w * 2 * scale), Math.round(h * scale))
+      .jpeg({ quality: 85 })
+      .toBuffer(),
+  );
+}
+
+/** Score every clip pair; writes nothing (see report.ts writeEvalReport). */
+export async function runEval(opts: EvalOptions): Promise<EvalResult> {
+  const onEvent = opts.onEvent ?? silent;
+  const metrics = [...new Set(opts.metrics ?? DEFAULT_EVAL_METRICS)];
+  for (const m of metrics) if (!EVAL_METRICS.includes(m)) throw new DifftalkError('bad-option', `unknown metric '${m}'`, { suggestion: `use ${EVAL_METRICS.join(', ')}` });
+  if (metrics.includes('fid')) {
+    throw new DifftalkError('not-implemented', 'FID is not implemented in this version of difftalk eval', {
+      suggestion: 'drop fid from --metrics; pytorch-fid on the face-crop folders is the reference tool meanwhile',
+    });
+  }
+  const crop = opts.crop ?? 'face';
+  const cropSize = opts.cropSize ?? SYNCNET_SIZE;
+  const shift = opts.baselineShift ?? 10;
+  const ssimVariant = opts.ssimVariant ?? 'gaussian';
+  const ssimName = SSIM_NAMES[ssimVariant];
+  const deviations: string[] = [];
+
+  // Fail early on missing weights or inputs, before decoding anything.
+  const { pairs, unmatched } = await pairClips(opts.pred, opts.gt);
+  let sync: LoadedSyncNet | undefined;
+  let lpips: Lpips | undefined;
+  let engine: LandmarkEngine | undefined;
+  let engineInfo: EvalResult['protocol']['landmarkEngine'];
+  const needLandmarks = crop === 'face' || metrics.includes('lse') || metrics.includes('lmd');
+  const clips: ClipResult[] = [];
+  const frames: FrameResult[] = [];
+  const worst: WorstFrame[] = [];
+  let lseWindows = 0;
+  let lseSeconds = 0;
+  try {
+    if (metrics.includes('lse')) {
+      sync = await loadSyncNet(opts.syncnetWeights, { cacheDir: opts.weightsCacheDir });
+      if (sync.identity.source !== 'syncnet-v2') deviations.push(`LSE uses ${sync.identity.description}`);
+    }
+    if (metrics.includes('lpips')) lpips = await loadLpips(opts.lpipsNet ?? 'alex', { cacheDir: opts.weightsCacheDir });
+    if (needLandmarks) {
+      const created = await createLandmarkEngine({ engine: opts.landmarkEngine ?? 'tfjs' });
+      engine = created.engine;
+      engineInfo = created.info;
+      deviations.push(`face boxes from the ${created.info.engine} landmark engine (mesh bounding box) instead of S3FD; no shot detection or multi-face tracking (one face per clip)`);
+    }
+    const lmdName = engineInfo ? `lmd(mouth-48-67,${engineInfo.engine})` : 'lmd';
+    const lseLabel = sync ? sync.identity.label : '';
+
+    for (const [pi, pair] of pairs.entries()) {
+      onEvent({ type: 'progress', stage: 'eval', done: pi, total: pairs.length, detail: pair.id });
+      if (pair.pred.kind !== 'video') throw new DifftalkError('internal', 'prediction must be a video');
+      const notes: string[] = [];
+      const pInfo: MediaInfo = await probeMedia(pair.pred.file);
+      let gtFrames: RgbFrames;
+      let gtFps: number;
+      let gtAudio: AudioData | undefined;
+      if (pair.gt.kind === 'video') {
+        const gInfo = await probeMedia(pair.gt.file);
+        gtFps = gInfo.fps;
+        if (gInfo.width !== pInfo.width || gInfo.height !== pInfo.height) {
+          notes.push(`GT is ${gInfo.width}×${gInfo.height}, prediction ${pInfo.width}×${pInfo.height}: GT decoded at the prediction's size`);
+        }
+        gtFrames = await decodeFrames(pair.gt.file, { width: pInfo.width, height: pInfo.height });
+        if (gInfo.hasAudio && (metrics.includes('lse') || !pInfo.hasAudio)) gtAudio = await loadAudio16k(pair.gt.file);
+      } else {
+        const d = await datasetFrames(pair.gt.dir, pair.gt.id, pInfo.width, pInfo.height);
+        gtFrames = d.frames;
+        gtFps = d.fps;
+      }
+      if (Math.abs(gtFps - pInfo.fps) > 1e-3) {
+        throw new DifftalkError('fps-mismatch', `${pair.id}: prediction is ${pInfo.fps} fps, ground truth ${gtFps} fps`, {
+          suggestion: 'resample one of them, e.g. ffmpeg -i in.mp4 -r 25 out.mp4',
+        });
+      }
+      let predFrames = await decodeFrames(pair.pred.file);
+      const n = Math.min(predFrames.count, gtFrames.count);
+      if (predFrames.count !== gtFrames.count) notes.push(`frame counts differ (prediction ${predFrames.count}, GT ${gtFrames.count}): first ${n} frames compared`);
+      if (n === 0) throw new DifftalkError('too-short', `${pair.id}: no frames to compare`);
+      predFrames = truncate(predFrames, n);
+      gtFrames = truncate(gtFrames, n);
+
+      let predLms: FaceLandmarks[] | undefined;
+      let gtLms: FaceLandmarks[] | undefined;
+      if (engine) {
+        await engine.reset();
+        gtLms = await engine.detect(gtFrames);
+        await engine.reset();
+        predLms = await engine.detect(predFrames);
+      }
+      const noFace = (l: FaceLandmarks[]) => l.filter((x) => x.status === 'no-face').length;
+      if (gtLms && noFace(gtLms)) notes.push(`no face in ${noFace(gtLms)} GT frame(s): boxes interpolated`);
+      if (predLms && noFace(predLms)) notes.push(`no face in ${noFace(predLms)} prediction frame(s): boxes interpolated`);
+
+      // Frame metrics
+      const frameVals: Array<Record<string, number>> = Array.from({ length: n }, () => ({}));
+      const gtGtVals: Array<Record<string, number>> = Array.from({ length: n }, () => ({}));
+      let evalPred = predFrames;
+      let evalGt = gtFrames;
+      if (crop === 'face' && (metrics.includes('psnr') || metrics.includes('ssim') || metrics.includes('lpips'))) {
+        const track = syncnetCropTrack(gtLms!.map(meshBox), `${pair.id} (GT)`);
+        evalPred = cropsToFrames(applyCropTrack(predFrames, track, cropSize), cropSize);
+        evalGt = cropsToFrames(applyCropTrack(gtFrames, track, cropSize), cropSize);
+      }
+      const frameMetric = (name: string, pv: number[], gv: number[] | undefined) => {
+        pv.forEach((v, i) => (frameVals[i]![name] = v));
+        gv?.forEach((v, i) => (gtGtVals[i]![name] = v));
+      };
+      if (metrics.includes('psnr')) frameMetric(PSNR_NAME, psnr(evalPred, evalGt), opts.baseline ? psnr(evalGt, evalGt) : undefined);
+      if (metrics.includes('ssim')) frameMetric(ssimName, ssim(evalPred, evalGt, ssimVariant), opts.baseline ? ssim(evalGt, evalGt, ssimVariant) : undefined);
+      if (lpips) {
+        frameMetric(lpips.name, (await lpips.distances(evalPred, evalGt)).total, opts.baseline ? (await lpips.distances(evalGt, evalGt)).total : undefined);
+      }
+      if (metrics.includes('lmd')) {
+        const p68 = ibug68FromResults(predLms!);
+        const g68 = ibug68FromResults(gtLms!);
+        frameMetric(lmdName, lmd(p68, g68), opts.baseline ? lmd(g68, g68) : undefined);
+      }
+
+      // LSE
+      let lsePred: SyncScores | undefined;
+      const lseRows: ClipResult[] = [];
+      if (sync) {
+        if (Math.abs(pInfo.fps - 25) > 1e-3) notes.push(`SyncNet assumes 25 fps; this clip is ${pInfo.fps} fps`);
+        const predAudio = pInfo.hasAudio ? await loadAudio16k(pair.pred.file) : gtAudio;
+        if (!predAudio) throw new DifftalkError('no-audio', `${pair.id}: neither the prediction nor the GT has an audio track; LSE needs the driving audio`);
+        if (!pInfo.hasAudio) notes.push('prediction has no audio track: LSE uses the GT audio');
+        const crops = applyCropTrack(predFrames, syncnetCropTrack(predLms!.map(meshBox), `${pair.id} (prediction)`), SYNCNET_SIZE);
+        const t0 = performance.now();
+        lsePred = await syncScores(sync.net, { frames: crops, samples: predAudio.samples, sampleRate: predAudio.sampleRate }, { onEvent, stage: `lse ${pair.id}` });
+        lseSeconds += (performance.now() - t0) / 1000;
+        lseWindows += lsePred.windows;
+        if (opts.baseline) {
+          if (!gtAudio) notes.push('GT has no audio (or is a prepared dataset): no LSE baselines');
+          else {
+            const gCrops = applyCropTrack(gtFrames, syncnetCropTrack(gtLms!.map(meshBox), `${pair.id} (GT)`), SYNCNET_SIZE);
+            const g = await syncScores(sync.net, { frames: gCrops, samples: gtAudio.samples, sampleRate: gtAudio.sampleRate }, { onEvent, stage: `lse ${pair.id} gt` });
+            // Shift: video frame i meets the audio of frame i + shift (the first shift·640 samples are dropped).
+            const shifted = gtAudio.samples.subarray(Math.min(gtAudio.samples.length, shift * 640));
+            const s = await syncScores(sync.net, { frames: gCrops, samples: shifted, sampleRate: gtAudio.sampleRate }, { onEvent, stage: `lse ${pair.id} shifted` });
+            lseRows.push({ clip: pair.id, system: 'gt', pred: pair.gt.kind === 'video' ? pair.gt.file : '', gt: '', frames: n, scores: lseScores(g, lseLabel), lse: g, notes: [] });
+            lseRows.push({ clip: pair.id, system: `gt-shifted-audio(${shift >= 0 ? '+' : ''}${shift})`, pred: '', gt: '', frames: n, scores: lseScores(s, lseLabel), lse: s, notes: [`GT video with its audio advanced by ${shift} frames`] });
+          }
+        }
+      }
+
+      const gtPath = pair.gt.kind === 'video' ? pair.gt.file : `${pair.gt.dir}#${pair.gt.id}`;
+      const names = Object.keys(frameVals[0] ?? {});
+      const clipScores: Record<string, number> = {};
+      for (const k of names) clipScores[k] = mean(frameVals.map((v) => v[k]!));
+      if (lsePred) Object.assign(clipScores, lseScores(lsePred, lseLabel));
+      clips.push({ clip: pair.id, system: 'pred', pred: pair.pred.file, gt: gtPath, frames: n, scores: clipScores, lse: lsePred, notes });
+      frameVals.forEach((values, frame) => frames.push({ clip: pair.id, system: 'pred', frame, values }));
+      if (opts.baseline) {
+        const gScores: Record<string, number> = {};
+        for (const k of names) gScores[k] = mean(gtGtVals.map((v) => v[k]!));
+        const gtRow = lseRows.find((r) => r.system === 'gt');
+        clips.push({ clip: pair.id, system: 'gt', pred: gtPath, gt: gtPath, frames: n, scores: { ...gScores, ...(gtRow?.scores ?? {}) }, lse: gtRow?.lse, notes: ['GT vs GT'] });
+        gtGtVals.forEach((values, frame) => frames.push({ clip: pair.id, system: 'gt', frame, values }));
+        clips.push(...lseRows.filter((r) => r.system !== 'gt').map((r) => ({ ...r, pred: gtPath, gt: gtPath })));
+      }
+
+      // Worst frames by the first frame metric (PSNR if present; LMD is "higher is worse")
+      const key = names[0];
+      if (key) {
+        const higherBetter = !key.startsWith('lpips') && !key.startsWith('lmd');
+        const order = frameVals
+          .map((v, i) => ({ i, v: v[key]! }))
+          .filter((x) => Number.isFinite(x.v))
+          .sort((a, b) => (higherBetter ? a.v - b.v : b.v - a.v))
+          .slice(0, opts.worstFrames ?? 4);
+        for (const o of order) {
+          worst.push({ clip: pair.id, frame: o.i, metric: key, value: o.v, jpeg: await sideBySide(frameAt(evalPred, o.i), frameAt(evalGt, o.i), evalPred.width, evalPred.height) });
+        }
+      }
+    }
+    onEvent({ type: 'progress', stage: 'eval', done: pairs.length, total: pairs.length });
+  } finally {
+    sync?.net.dispose();
+    lpips?.dispose();
+    await engine?.close().catch(() => undefined);
+  }
+
+  return {
+    out: opts.out,
+    files: { framesCsv: '', clipsCsv: '', summary: '', report: '' },
+    protocol: { crop, cropSize, landmarkEngine: engineInfo, syncnet: sync?.identity, baselineShift: opts.baseline ? shift : undefined, deviations },
+    summary: summarize(clips, frames),
+    clips,
+    unmatched,
+    lseWindowsPerSecond: lseSeconds > 0 ? lseWindows / lseSeconds : undefined,
+    frames,
+    worst,
+  };
+}
+
+function lseScores(s: SyncScores, label: string): Record<string, number> {
+  return { [`lse-d(${label})`]: s.lseD, [`lse-c(${label})`]: s.lseC, [`av-offset(${label})`]: s.offset };
+}
+
+/** Dataset-level scores per system: frame metrics as the mean over all frames; LSE as the mean over videos. */
+export function summarize(clips: readonly ClipResult[], frames: readonly FrameResult[]): Record<string, MetricSummary[]> {
+  const out: Record<string, MetricSummary[]> = {};
+  const systems = [...new Set(clips.map((c) => c.system))];
+  for (const sys of systems) {
+    const rows: MetricSummary[] = [];
+    const fr = frames.filter((f) => f.system === sys);
+    const names = [...new Set(fr.flatMap((f) => Object.keys(f.values)))];
+    for (const name of names) {
+      const vals = fr.map((f) => f.values[name]!).filter((v) => Number.isFinite(v));
+      rows.push({ name, value: mean(vals), higherIsBetter: !name.startsWith('lpips') && !name.startsWith('lmd'), averagedOver: 'frames', count: vals.length });
+    }
+    const cl = clips.filter((c) => c.system === sys && c.lse);
+    const lseNames = [...new Set(cl.flatMap((c) => Object.keys(c.scores).filter((k) => k.startsWith('lse-') || k.startsWith('av-offset'))))];
+    for (const name of lseNames) {
+      rows.push({ name, value: mean(cl.map((c) => c.scores[name]!)), higherIsBetter: name.startsWith('lse-c'), averagedOver: 'videos', count: cl.length });
+    }
+    out[sys] = rows;
+  }
+  return out;
+}
+
