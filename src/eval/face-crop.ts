@@ -101,9 +101,13 @@ export function interpolateBoxes(boxes: ReadonlyArray<FaceBox | null>, what = 'v
 /** The SyncNet crop rectangles for a track of boxes. */
 export function syncnetCropTrack(boxes: ReadonlyArray<FaceBox | null>, what = 'video'): CropTrack {
   const { boxes: bx, interpolated } = interpolateBoxes(boxes, what);
-  const s = medfilt(bx.map((b) => Math.max(b.x2 - b.x1, b.y2 - b.y1) / 2));
-  const x = medfilt(bx.map((b) => (b.x1 + b.x2) / 2));
-  const y = medfilt(bx.map((b) => (b.y1 + b.y2) / 2));
+  // The reference only crops tracks of ≥ 100 frames; for clips shorter than the kernel, shrink it to the largest odd
+  // length ≤ the clip so the zero padding cannot become the median.
+  const k = Math.min(SYNCNET_MEDFILT, bx.length % 2 === 1 ? bx.length : bx.length - 1);
+  const medfiltK = (v: number[]) => (k >= 1 ? medfilt(v, k) : v);
+  const s = medfiltK(bx.map((b) => Math.max(b.x2 - b.x1, b.y2 - b.y1) / 2));
+  const x = medfiltK(bx.map((b) => (b.x1 + b.x2) / 2));
+  const y = medfiltK(bx.map((b) => (b.y1 + b.y2) / 2));
   const cs = SYNCNET_CROP_SCALE;
   const rects = s.map((bs, i) => {
     const bsi = Math.trunc(bs * (1 + 2 * cs));

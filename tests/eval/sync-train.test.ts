@@ -1,0 +1,80 @@
+/**
+ * SyncNet expert training (sync-train.ts) on the syncnet fixture (24 real AOC frames at 224², synthetic 16 kHz audio):
+ * a tiny width so the test stays in seconds. Asserts seeding, checkpoint files and labelling, the shift helpers, and
+ * that the hand-written conv2d filter gradient matches finite differences (reference: central differences, 2e-2 rel).
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { before, describe, it } from 'node:test';
+import sharp from 'sharp';
+import { loadSyncNet } from '../../src/eval/nets/syncnet-weights.js';
+import { trainableConv2d } from '../../src/eval/nets/syncnet.js';
+import { syncMfcc } from '../../src/eval/metrics/lse.js';
+import { audioWindowsFromMfcc, clipSyncScores, shiftAudio, sliceClip, trainSyncNet, type SyncClip } from '../../src/eval/sync-train.js';
+import { readWav } from '../../src/preprocess/audio/wav.js';
+import { initBackend, tf } from '../../src/util/tf.js';
+import { FIXTURES, tmpDir } from '../helpers.js';
+
+describe('SyncNet expert training', () => {
+  let clip: SyncClip;
+  let m: { data: Float64Array; frames: number };
+  before(async () => {
+    await initBackend('wasm');
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i < 24; i++) {
+      const { data } = await sharp(path.join(FIXTURES, 'syncnet_frames', `${String(i).padStart(2, '0')}.png`)).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+      frames.push(new Uint8Array(data));
+    }
+    const wav = await readWav(path.join(FIXTURES, 'syncnet_audio.wav'));
+    m = syncMfcc(wav.samples, wav.sampleRate);
+    clip = { id: 'fixture', frames, audio: audioWindowsFromMfcc(m.data, m.frames, 20), windows: 20 };
+  });
+
+  it('audio windows are MFCC columns 4i..4i+19 (coefficient rows)', () => {
+    // window 3, coefficient 2, time 5 = MFCC frame 17, coefficient 2
+    assert.equal(clip.audio[3 * 260 + 2 * 20 + 5], Math.fround(m.data[17 * 13 + 2]!));
+    const s = shiftAudio(clip, 2);
+    assert.deepEqual(Array.from(s.audio.subarray(0, 260)), Array.from(clip.audio.subarray(520, 780)));
+    assert.ok(s.audio.subarray(18 * 260).every((v) => v === 0));
+    assert.equal(sliceClip(clip, 5, 10).frames.length, 9);
+  });
+
+  it('filter gradient of trainableConv2d matches central differences', () => {
+    const x = tf.randomNormal([1, 9, 9, 2], 0, 1, 'float32', 3) as tf.Tensor4D;
+    const w = tf.randomNormal([3, 3, 2, 2], 0, 1, 'float32', 4) as tf.Tensor4D;
+    const f = (ww: tf.Tensor) => trainableConv2d(x, ww as tf.Tensor4D, [2, 2], 1, true).square().sum() as tf.Scalar;
+    const g = tf.grad(f)(w).dataSync();
+    const wd = w.dataSync().slice();
+    for (const idx of [0, 7, 20, 35]) {
+      const h = 1e-2;
+      const plus = wd.slice();
+      plus[idx]! += h;
+      const minus = wd.slice();
+      minus[idx]! -= h;
+      const num = (f(tf.tensor4d(plus, w.shape)).dataSync()[0]! - f(tf.tensor4d(minus, w.shape)).dataSync()[0]!) / (2 * h);
+      assert.ok(Math.abs(num - g[idx]!) <= 2e-2 * Math.max(1, Math.abs(num)), `dW[${idx}] ${g[idx]} vs numeric ${num}`);
+    }
+  });
+
+  it('trains deterministically, checkpoints atomically and labels the weights', async () => {
+    const run = (out: string) => trainSyncNet({ out, clips: [clip], dataSource: 'fixture', steps: 2, batch: 4, lr: 1e-3, width: 0.0625, embedDim: 32, seed: 7, checkpointEvery: 1 });
+    const a = await run(tmpDir('difftalk-sync-a-'));
+    const b = await run(tmpDir('difftalk-sync-b-'));
+    assert.deepEqual(a.losses, b.losses);
+    assert.equal(a.sha256, b.sha256);
+    assert.ok(existsSync(a.checkpoint) && existsSync(a.json));
+    const latest = JSON.parse(readFileSync(path.join(path.dirname(a.checkpoint), 'latest.json'), 'utf8'));
+    assert.equal(latest.step, 2);
+    const info = JSON.parse(readFileSync(a.json, 'utf8'));
+    assert.equal(info.trained_by, 'difftalk');
+    assert.match(info.architecture, /reduced, not the published size/);
+    const { net, identity } = await loadSyncNet(a.checkpoint);
+    assert.equal(identity.source, 'difftalk-trained');
+    assert.match(identity.label, /^difftalk-sync-w0\.0625-e32:[0-9a-f]{12}$/);
+    assert.match(identity.description, /trained by difftalk/);
+    const s = await clipSyncScores(net, clip);
+    assert.equal(s.mdist.length, 31);
+    net.dispose();
+  });
+});
