@@ -33,6 +33,21 @@ export interface DatasetClip {
   drop_message?: string;
   /** Non-fatal facts about the clip: clamped crop box, crop jitter, trailing spaces in annotations, ... */
   notes: string[];
+  /** Measured facts of a finished clip (machine-readable). */
+  stats?: ClipStats;
+}
+
+export interface ClipStats {
+  /** Crop box applied, in pixels of the source video, and whether it had to be clamped to the frame. */
+  crop: { x: number; y: number; w: number; h: number };
+  crop_clamped: boolean;
+  /** Landmark jitter in pixels of the stored frame (landmarks/smoothing.ts `jitter`), raw and smoothed. */
+  jitter_raw_px: number;
+  jitter_smoothed_px: number;
+  /** Frames without exactly one face. */
+  bad_frames: number;
+  source_width: number;
+  source_height: number;
 }
 
 export interface DatasetSummary {
@@ -163,6 +178,7 @@ export function validateDatasetManifest(m: DatasetManifest, source: string): voi
     if (c.status === 'done' && c.shards.length === 0) bad(`${where} is done but lists no shards`);
     if (c.status === 'dropped' && !c.drop_reason) bad(`${where} is dropped without a drop_reason`);
     if (!Array.isArray(c.notes)) bad(`${where}.notes must be an array`);
+    if (c.stats !== undefined && (typeof c.stats !== 'object' || c.stats === null)) bad(`${where}.stats must be an object`);
   });
 }
 

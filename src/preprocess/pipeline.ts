@@ -117,6 +117,7 @@ interface ClipStatus extends DatasetClip {
 const STATUS_FILE = 'status.json';
 const CONFIG_FILE = 'prep-config.json';
 
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
 const workDirOf = (out: string, id: string) => path.join(out, 'work', id);
 
 async function loadClips(source: PrepSource, onEvent: OnEvent): Promise<{ clips: ClipSpec[]; hdtf?: HdtfSummary }> {
@@ -418,12 +419,16 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
         status: 'done',
         frames: frameCount,
         shards: written.files,
-        notes: [
-          ...p.notes,
-          ...(p.clamped ? ['crop box clamped to the frame'] : []),
-          `landmark jitter ${lm.value.jitter.raw.toFixed(3)} px raw, ${lm.value.jitter.smoothed.toFixed(3)} px smoothed`,
-          ...(lm.value.badFrames.length ? [`${lm.value.badFrames.length} frames without exactly one face`] : []),
-        ],
+        notes: [...p.notes, ...(lm.value.badFrames.length ? [`${lm.value.badFrames.length} frames without exactly one face`] : [])],
+        stats: {
+          crop: p.crop,
+          crop_clamped: p.clamped,
+          jitter_raw_px: round3(lm.value.jitter.raw),
+          jitter_smoothed_px: round3(lm.value.jitter.smoothed),
+          bad_frames: lm.value.badFrames.length,
+          source_width: p.sourceWidth,
+          source_height: p.sourceHeight,
+        },
       });
       return { ok: true, value: null };
     }
