@@ -104,6 +104,13 @@ describe('prep --input on the real HDTF clip', () => {
     const m = await readDatasetManifest(out);
     assert.equal(m.clips[0]!.status, 'done');
     assert.deepEqual(m.clips[0]!.shards, dump.files.map((f) => `shards/${f}`));
+    // Per-clip measurements: a square crop inside the 512² source, sub-pixel-to-pixel landmark jitter, smoothing lowers it.
+    const st = m.clips[0]!.stats!;
+    assert.equal(st.crop.w, st.crop.h);
+    assert.ok(st.crop.x >= 0 && st.crop.y >= 0 && st.crop.x + st.crop.w <= 512 && st.crop.y + st.crop.h <= 512);
+    assert.equal(st.source_width, 512);
+    assert.ok(st.jitter_raw_px > 0 && st.jitter_raw_px < 3, `jitter ${st.jitter_raw_px} px`);
+    assert.ok(st.jitter_smoothed_px <= st.jitter_raw_px);
     const png = await readFile(path.join(out, 'previews', 'WDA_AlexandriaOcasioCortez_000.png'));
     assert.equal(png.subarray(1, 4).toString('latin1'), 'PNG');
   });
