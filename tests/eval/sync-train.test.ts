@@ -14,7 +14,11 @@ import { syncMfcc } from '../../src/eval/metrics/lse.js';
 import { audioWindowsFromMfcc, clipSyncScores, shiftAudio, sliceClip, trainSyncNet, type SyncClip } from '../../src/eval/sync-train.js';
 import { readWav } from '../../src/preprocess/audio/wav.js';
 import { initBackend, tf } from '../../src/util/tf.js';
-import { FIXTURES, tmpDir } from '../helpers.js';
+import { FIXTURES, ROOT, tmpDir } from '../helpers.js';
+import WeightsImport from '../../src/commands/weights/import.js';
+import { packLipWindows, syncnetParamShapes } from '../../src/eval/nets/syncnet.js';
+import { det } from '../../src/weights/det.js';
+import { writeLegacyTorch } from '../weights/legacy-writer.js';
 
 describe('SyncNet expert training', () => {
   let clip: SyncClip;
@@ -76,5 +80,37 @@ describe('SyncNet expert training', () => {
     const s = await clipSyncScores(net, clip);
     assert.equal(s.mdist.length, 31);
     net.dispose();
+  });
+
+  it('imports syncnet_v2.model through `difftalk weights import --kind syncnet-v2` and loads it (expected.json syncnet lip_emb_window0)', async () => {
+    // syncnet_v2.model itself cannot be downloaded here: a legacy-format torch file (the format of the real file) with
+    // det() weights under the syncnet_v2 state_dict names stands in for it. It goes through the CLI command class (flag
+    // parsing, checksum step, converter registration, cache index), then loadSyncNet() reads the cache.
+    // Reference: ../shared/data/fixtures/expected.json syncnet.lip_emb_window0 (PyTorch, det weights); 1e-4 relative.
+    const dir = tmpDir('difftalk-sync-import-');
+    const model = path.join(dir, 'syncnet_v2.model');
+    const sd = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const [n, s] of syncnetParamShapes()) if (!n.endsWith('num_batches_tracked')) sd.set(n, { shape: s, data: det(n, s) });
+    writeLegacyTorch(model, sd);
+    const cache = path.join(dir, 'cache');
+    const r = await WeightsImport.run(['--kind', 'syncnet-v2', '--model', model, '--cache-dir', cache, '--json'], ROOT);
+    assert.equal(r.kind, 'syncnet-v2');
+    assert.equal(r.tensors, sd.size);
+    assert.equal(r.sources[0]!.verified, 'unverified'); // no published sha256 is known for syncnet_v2.model
+    const { net, identity } = await loadSyncNet(undefined, { cacheDir: cache });
+    try {
+      assert.equal(identity.source, 'syncnet-v2');
+      assert.match(identity.label, /^syncnet-v2:[0-9a-f]{12}$/);
+      const ref = JSON.parse(readFileSync(path.join(FIXTURES, 'expected.json'), 'utf8')).syncnet.lip_emb_window0 as { abs_sum: number; first8: number[]; last8: number[] };
+      const xv = packLipWindows(clip.frames, [0]);
+      const lip = (await net.forwardLip(xv).data()) as Float32Array;
+      xv.dispose();
+      const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
+      close(lip.reduce((a, v) => a + Math.abs(v), 0), ref.abs_sum, 'abs_sum');
+      ref.first8.forEach((v, i) => close(lip[i]!, v, `lip[${i}]`));
+      ref.last8.forEach((v, i) => close(lip[1016 + i]!, v, `lip[${1016 + i}]`));
+    } finally {
+      net.dispose();
+    }
   });
 });

@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { DifftalkError } from '../../util/errors.js';
 import { importWeights, listWeightKinds, weightsDir, type ImportResult } from '../../weights/store.js';
+import '../../eval/nets/syncnet-weights.js'; // registers the syncnet-v2 converter
 
 export default class WeightsImport extends BaseCommand {
   static override summary = 'Verify, convert and cache model weights (PyTorch .pth/.pt/.ckpt → safetensors).';
