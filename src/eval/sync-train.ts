@@ -12,7 +12,11 @@
  * landmarks, MFCC recomputed from the audio track), so the expert sees the same crops `difftalk eval` gives it.
  *
  * Checkpoints: `<out>/syncnet-step<N>.safetensors` (PyTorch state_dict names/layout, metadata with the config and
- * `difftalk.trained_by = difftalk`) + `<out>/syncnet-step<N>.json`, then `<out>/latest.json`; all atomic. Seeded.
+ * `difftalk.trained_by = difftalk`), `<out>/syncnet-step<N>.optim.safetensors` (Adam first/second moments by parameter
+ * name, TF layout) + `<out>/syncnet-step<N>.json` (config, losses, Adam step and bias-correction accumulators, number of
+ * sampler draws), then `<out>/latest.json`; all atomic, latest.json last. Seeded. `resume` continues from latest.json
+ * exactly: the weights, the Adam state and the sampler position are restored, so the steps after the resume point give
+ * the same losses as an uninterrupted run (on the same backend).
  * Scores computed with these weights are always labelled as "trained by difftalk" (syncnet-weights.ts).
  */
 import path from 'node:path';
@@ -25,13 +29,13 @@ import { iterateRows, listShards, openShard } from '../preprocess/shard-reader.j
 import type { LandmarkEngine } from '../preprocess/types.js';
 import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
-import { sha256File, writeJsonAtomic } from '../util/fs.js';
+import { exists, readJson, sha256File, writeJsonAtomic } from '../util/fs.js';
 import { tf } from '../util/tf.js';
-import { writeSafetensors } from '../weights/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../weights/safetensors.js';
 import type { TensorData } from '../weights/torch.js';
 import { applyCropTrack, meshBox, syncnetCropTrack } from './face-crop.js';
 import { syncScoresFromEmbeddings, type SyncScores } from './metrics/lse.js';
-import { mulberry32, packLipWindows, SyncNet, SYNCNET_MFCC_DIM, SYNCNET_MFCC_WINDOW, SYNCNET_SIZE, type SyncNetConfig } from './nets/syncnet.js';
+import { mulberry32, packLipWindows, SyncNet, SYNCNET_MFCC_DIM, SYNCNET_MFCC_WINDOW, SYNCNET_SIZE, syncnetParamShapes, type NamedTensor, type SyncNetConfig } from './nets/syncnet.js';
 
 /** One clip ready for SyncNet: 224×224 RGB face crops and one 13×20 MFCC window per 5-frame video window. */
 export interface SyncClip {
@@ -194,7 +198,46 @@ export interface SyncTrainOptions {
   minShift?: number;
   seed?: number;
   checkpointEvery?: number;
+  /**
+   * Continue from `<out>/latest.json` (weights, Adam moments and step, sampler position). The run's settings (width,
+   * embedding, batch, lr, margin, minShift, seed) and clips must equal the checkpoint's; `steps` is the total to reach.
+   */
+  resume?: boolean;
   onEvent?: OnEvent;
+}
+
+/** What a checkpoint JSON records for `resume` (beside the descriptive fields). */
+export interface SyncTrainResumeState {
+  step: number;
+  /** `<name>.optim.safetensors`: `m.<param>` / `v.<param>` Adam moments (TF layout), sha256 in `optimizerSha256`. */
+  optimizer: string;
+  optimizerSha256: string;
+  /** Adam's update count and its float32 bias-correction accumulators β1^(t+1), β2^(t+1) as tfjs holds them. */
+  adamIterations: number;
+  adamAccBeta1: number;
+  adamAccBeta2: number;
+  /** Number of values drawn from the seeded sampler so far (replayed on resume). */
+  rngDraws: number;
+}
+
+interface AdamInternals {
+  accBeta1?: tf.Variable;
+  accBeta2?: tf.Variable;
+}
+
+function adamAccumulators(opt: tf.AdamOptimizer): { accBeta1: tf.Variable; accBeta2: tf.Variable } {
+  const o = opt as unknown as AdamInternals;
+  if (!(o.accBeta1 instanceof tf.Variable) || !(o.accBeta2 instanceof tf.Variable)) {
+    throw new DifftalkError('internal', 'this TensorFlow.js version has no AdamOptimizer.accBeta1/accBeta2: optimizer state cannot be checkpointed for --resume');
+  }
+  return { accBeta1: o.accBeta1, accBeta2: o.accBeta2 };
+}
+
+/** Names of the trainable parameters, in SyncNet.trainableVariables() order (the order Adam's moments follow). */
+function trainableNames(config: SyncNetConfig): string[] {
+  return syncnetParamShapes(config)
+    .map(([n]) => n)
+    .filter((n) => !n.endsWith('num_batches_tracked') && !n.includes('running_'));
 }
 
 export interface SyncTrainResult {
@@ -207,6 +250,61 @@ export interface SyncTrainResult {
   losses: number[];
   seconds: number;
   backend: string;
+}
+
+interface CheckpointJson {
+  config: SyncNetConfig;
+  step: number;
+  seed: number;
+  batch: number;
+  lr: number;
+  margin: number;
+  minShift: number;
+  clips: Array<{ id: string; windows: number }>;
+  losses: number[];
+  weights: { file: string; sha256: string };
+  resume?: SyncTrainResumeState;
+}
+
+/** Read `<out>/latest.json` and everything it points at, checking hashes and that the run's settings match. */
+async function loadResumeState(
+  out: string,
+  run: { config: SyncNetConfig; batch: number; lr: number; margin: number; minShift: number; seed: number; clips: SyncClip[] },
+): Promise<{ net: SyncNet; moments: Map<string, TensorData>; state: SyncTrainResumeState; losses: number[] }> {
+  const latestFile = path.join(out, 'latest.json');
+  if (!(await exists(latestFile))) throw new DifftalkError('no-checkpoint', `--resume: ${latestFile} does not exist`, { suggestion: 'train without --resume first, or pass the --out folder of an earlier run' });
+  const latest = await readJson<{ json: string }>(latestFile);
+  const info = await readJson<CheckpointJson>(path.join(out, latest.json));
+  if (!info.resume) {
+    throw new DifftalkError('not-resumable', `${path.join(out, latest.json)} has no optimizer state (written before --resume existed)`, { suggestion: 'start a new run in another --out folder' });
+  }
+  const want = { config: run.config, batch: run.batch, lr: run.lr, margin: run.margin, minShift: run.minShift, seed: run.seed, clips: run.clips.map((c) => ({ id: c.id, windows: c.windows })) };
+  const have = { config: info.config, batch: info.batch, lr: info.lr, margin: info.margin, minShift: info.minShift, seed: info.seed, clips: info.clips };
+  for (const k of Object.keys(want) as Array<keyof typeof want>) {
+    if (JSON.stringify(want[k]) !== JSON.stringify(have[k])) {
+      throw new DifftalkError('resume-mismatch', `--resume: ${k} is ${JSON.stringify(want[k])} but the checkpoint was trained with ${JSON.stringify(have[k])}`, {
+        suggestion: 'resume with the same data and options as the original run',
+      });
+    }
+  }
+  const wFile = path.join(out, info.weights.file);
+  const oFile = path.join(out, info.resume.optimizer);
+  for (const [f, sha] of [[wFile, info.weights.sha256], [oFile, info.resume.optimizerSha256]] as const) {
+    if (!(await exists(f)) || (await sha256File(f)) !== sha) throw new DifftalkError('checkpoint-corrupt', `--resume: ${f} is missing or does not match its recorded sha256`);
+  }
+  const named = new Map<string, NamedTensor>();
+  for (const [k, t] of (await readSafetensors(wFile)).tensors) {
+    if (!(t.data instanceof Float32Array)) throw new DifftalkError('checkpoint-corrupt', `${wFile}: ${k} is ${t.dtype}, expected float32`);
+    named.set(k, { shape: t.shape, data: t.data });
+  }
+  const moments = (await readSafetensors(oFile)).tensors;
+  for (const n of trainableNames(run.config)) {
+    for (const k of [`m.${n}`, `v.${n}`]) {
+      if (!(moments.get(k)?.data instanceof Float32Array)) throw new DifftalkError('checkpoint-corrupt', `${oFile}: Adam moment ${k} is missing or not float32`);
+    }
+  }
+  const net = SyncNet.fromTensors(named, run.config, { trainable: true });
+  return { net, moments, state: info.resume, losses: info.losses.slice(0, info.resume.step) };
 }
 
 /** Train the expert; returns the last checkpoint. The caller selects the tfjs backend first (initBackend). */
@@ -226,10 +324,43 @@ export async function trainSyncNet(opts: SyncTrainOptions): Promise<SyncTrainRes
   const clips = opts.clips.filter((c) => c.windows >= 1);
   if (clips.length === 0) throw new DifftalkError('no-data', 'no training clip has a 5-frame window');
   await mkdir(opts.out, { recursive: true });
-  const rand = mulberry32(seed ^ 0x5eed);
-  const net = SyncNet.init(config, seed);
+  const rng = mulberry32(seed ^ 0x5eed);
+  let rngDraws = 0;
+  const rand = (): number => {
+    rngDraws++;
+    return rng();
+  };
   const optimizer = tf.train.adam(lr);
   const losses: number[] = [];
+  let startStep = 0;
+  let net: SyncNet;
+  if (opts.resume) {
+    const r = await loadResumeState(opts.out, { config, batch, lr, margin, minShift, seed, clips });
+    if (r.state.step >= steps) {
+      r.net.dispose();
+      optimizer.dispose();
+      throw new DifftalkError('bad-option', `${opts.out} is already at step ${r.state.step}; --steps ${steps} leaves nothing to do`, { suggestion: `pass --steps greater than ${r.state.step}` });
+    }
+    net = r.net;
+    const vars = net.trainableVariables();
+    const names = trainableNames(config);
+    const m = names.map((n, i) => ({ name: `${n}/m`, tensor: tf.tensor(r.moments.get(`m.${n}`)!.data as Float32Array, vars[i]!.shape) }));
+    const v = names.map((n, i) => ({ name: `${n}/v`, tensor: tf.tensor(r.moments.get(`v.${n}`)!.data as Float32Array, vars[i]!.shape) }));
+    const iter = tf.scalar(r.state.adamIterations, 'int32');
+    await optimizer.setWeights([{ name: 'iter', tensor: iter }, ...m, ...v]);
+    tf.dispose([iter, ...m.map((x) => x.tensor), ...v.map((x) => x.tensor)]);
+    // setWeights recomputes β^(t+1) with pow(); the uninterrupted run multiplied in float32 step by step, so restore
+    // the accumulators it actually held (bit-exact).
+    const acc = adamAccumulators(optimizer);
+    acc.accBeta1.assign(tf.scalar(r.state.adamAccBeta1));
+    acc.accBeta2.assign(tf.scalar(r.state.adamAccBeta2));
+    for (let k = 0; k < r.state.rngDraws; k++) rand();
+    losses.push(...r.losses);
+    startStep = r.state.step;
+    onEvent({ type: 'log', level: 'info', message: `resuming ${opts.out} at step ${startStep}` });
+  } else {
+    net = SyncNet.init(config, seed);
+  }
   const t0 = performance.now();
   let ckpt = { checkpoint: '', json: '', sha256: '' };
 
@@ -275,6 +406,21 @@ export async function trainSyncNet(opts: SyncTrainOptions): Promise<SyncTrainRes
       'difftalk.seed': String(seed),
     });
     const sha = await sha256File(`${base}.safetensors`);
+    const names = trainableNames(config);
+    const opt = await optimizer.getWeights();
+    const moments = opt.slice(1);
+    if (moments.length !== 2 * names.length) throw new DifftalkError('internal', `Adam holds ${moments.length} moments for ${names.length} parameters`);
+    const optTensors = new Map<string, TensorData>();
+    for (let k = 0; k < moments.length; k++) {
+      const t = moments[k]!.tensor;
+      optTensors.set(`${k < names.length ? 'm' : 'v'}.${names[k % names.length]}`, { dtype: 'float32', shape: [...t.shape], data: (await t.data()) as Float32Array });
+    }
+    const iterT = opt[0]!.tensor;
+    const acc = adamAccumulators(optimizer);
+    const adamState = { adamIterations: (await iterT.data())[0]!, adamAccBeta1: (await acc.accBeta1.data())[0]!, adamAccBeta2: (await acc.accBeta2.data())[0]! };
+    iterT.dispose();
+    await writeSafetensors(`${base}.optim.safetensors`, optTensors, { 'difftalk.step': String(step), 'difftalk.optimizer': 'tfjs Adam moments (m.<param>, v.<param>), TF layout' });
+    const optSha = await sha256File(`${base}.optim.safetensors`);
     const info = {
       trained_by: 'difftalk',
       architecture: config.width === 1 && config.embedDim === 1024 ? 'syncnet_v2 (SyncNetModel.S(1024))' : `syncnet_v2 layout at width ${config.width}, embedding ${config.embedDim} (reduced, not the published size)`,
@@ -291,6 +437,7 @@ export async function trainSyncNet(opts: SyncTrainOptions): Promise<SyncTrainRes
       losses,
       backend: tf.getBackend(),
       weights: { file: path.basename(`${base}.safetensors`), sha256: sha },
+      resume: { step, optimizer: path.basename(`${base}.optim.safetensors`), optimizerSha256: optSha, ...adamState, rngDraws } satisfies SyncTrainResumeState,
       created: new Date().toISOString(),
     };
     await writeJsonAtomic(`${base}.json`, info);
@@ -301,7 +448,7 @@ export async function trainSyncNet(opts: SyncTrainOptions): Promise<SyncTrainRes
 
   try {
     onEvent({ type: 'stage-start', stage: 'train-syncnet', total: steps, unit: 'steps' });
-    for (let step = 1; step <= steps; step++) {
+    for (let step = startStep + 1; step <= steps; step++) {
       const { v, a, y } = drawBatch();
       const lossT = optimizer.minimize(
         () =>

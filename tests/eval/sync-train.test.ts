@@ -82,6 +82,26 @@ describe('SyncNet expert training', () => {
     net.dispose();
   });
 
+  it('resumes exactly: same losses and weights as an uninterrupted run (optimizer + sampler state in the checkpoint)', async () => {
+    // Reference: the uninterrupted 4-step run itself; exact equality (same wasm backend, bit-exact restore).
+    const opts = { clips: [clip], dataSource: 'fixture', batch: 4, lr: 1e-3, width: 0.0625, embedDim: 32, seed: 3, checkpointEvery: 2 };
+    const full = await trainSyncNet({ ...opts, out: tmpDir('difftalk-sync-full-'), steps: 4 });
+    const out = tmpDir('difftalk-sync-resume-');
+    const first = await trainSyncNet({ ...opts, out, steps: 2 });
+    assert.deepEqual(first.losses, full.losses.slice(0, 2));
+    const info = JSON.parse(readFileSync(first.json, 'utf8'));
+    assert.equal(info.resume.step, 2);
+    assert.equal(info.resume.adamIterations, 2);
+    assert.ok(existsSync(path.join(out, info.resume.optimizer)));
+    const resumed = await trainSyncNet({ ...opts, out, steps: 4, resume: true });
+    assert.deepEqual(resumed.losses, full.losses); // steps 3–4 recomputed after the resume equal the uninterrupted run
+    assert.equal(resumed.sha256, full.sha256); // final weights bit-identical
+    // a resume with different settings, or with nothing left to do, is refused clearly
+    await assert.rejects(trainSyncNet({ ...opts, out, steps: 6, lr: 2e-3, resume: true }), (e: Error & { code?: string }) => e.code === 'resume-mismatch' && /lr is 0\.002/.test(e.message));
+    await assert.rejects(trainSyncNet({ ...opts, out, steps: 4, resume: true }), (e: Error & { code?: string }) => e.code === 'bad-option');
+    await assert.rejects(trainSyncNet({ ...opts, out: tmpDir('difftalk-sync-none-'), steps: 4, resume: true }), (e: Error & { code?: string }) => e.code === 'no-checkpoint');
+  });
+
   it('imports syncnet_v2.model through `difftalk weights import --kind syncnet-v2` and loads it (expected.json syncnet lip_emb_window0)', async () => {
     // syncnet_v2.model itself cannot be downloaded here: a legacy-format torch file (the format of the real file) with
     // det() weights under the syncnet_v2 state_dict names stands in for it. It goes through the CLI command class (flag

@@ -16,6 +16,7 @@ export default class TrainSyncnet extends BaseCommand {
   static override examples = [
     '<%= config.bin %> train syncnet --data data/hdtf-prepared --out runs/sync --steps 20000 --backend tensorflow',
     '<%= config.bin %> train syncnet --video clip.mp4 --out runs/sync-small --steps 60 --batch 16 --width 0.25 --lr 1e-3',
+    '<%= config.bin %> train syncnet --video clip.mp4 --out runs/sync-small --steps 200 --batch 16 --width 0.25 --lr 1e-3 --resume',
   ];
 
   static override flags = {
@@ -31,6 +32,10 @@ export default class TrainSyncnet extends BaseCommand {
     'min-shift': Flags.integer({ min: 1, default: 5, summary: 'Smallest audio offset (frames) of an off-sync pair.' }),
     seed: Flags.integer({ default: 0 }),
     'checkpoint-every': Flags.integer({ min: 1, default: 500 }),
+    resume: Flags.boolean({
+      default: false,
+      summary: 'Continue the run in --out from latest.json (weights, Adam state, sampler position); --steps is the total to reach.',
+    }),
     backend: Flags.option({ options: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const, default: 'auto', summary: 'TensorFlow.js backend.' })(),
   };
 
@@ -71,6 +76,7 @@ export default class TrainSyncnet extends BaseCommand {
       minShift: flags['min-shift'],
       seed: flags.seed,
       checkpointEvery: flags['checkpoint-every'],
+      resume: flags.resume,
       onEvent,
     });
     this.log(`trained ${result.steps} steps on ${backend} in ${result.seconds.toFixed(0)} s; final loss ${result.finalLoss.toFixed(4)}`);
