@@ -4,7 +4,8 @@
  *
  * - paper: DiffTalk's talking.yaml — VQ-f4 (ch 128) on 256² faces → 3×64×64 latents, UNet 256·[1,2,3,4], 530 M params.
  * - small: 128² faces, VQ ch 64, UNet 64·[1,2,3] — a single-GPU experiment size.
- * - tiny: 64² faces, VQ ch 32 (1 res block), UNet 32·[1,2] with attention at 8² (the parity-fixture UNet) — CPU tests.
+ * - tiny: 32² faces, VQ ch 32 (1 res block) → 3×8×8 latents, UNet 32·[1,2] with attention at 4² (the parity-fixture
+ *   UNet's widths) — for CPU/wasm tests only.
  */
 import { DifftalkError } from '../util/errors.js';
 import { PAPER_AUDIO_NET, type AudioNetConfig } from './models/audio-net.js';
@@ -61,9 +62,9 @@ export const PRESETS: Readonly<Record<PresetName, DifftalkConfig>> = {
   },
   tiny: {
     preset: 'tiny',
-    imageSize: 64,
-    vq: { ...VQ_F4, resolution: 64, ch: 32, numResBlocks: 1, nEmbed: 512 },
-    unet: unet({ imageSize: 16, modelChannels: 32, channelMult: [1, 2], attentionResolutions: [2], numResBlocks: 1, numHeadChannels: 8 }),
+    imageSize: 32,
+    vq: { ...VQ_F4, resolution: 32, ch: 32, numResBlocks: 1, nEmbed: 256 },
+    unet: unet({ imageSize: 8, modelChannels: 32, channelMult: [1, 2], attentionResolutions: [2], numResBlocks: 1, numHeadChannels: 8 }),
     audio: PAPER_AUDIO_NET,
     ldm: PAPER_LDM_NET,
     schedule: DIFFTALK_SCHEDULE,

@@ -29,12 +29,23 @@ function convChannels(c: AudioNetConfig): number[] {
   return [c.featureDim, 32, 32, 64, c.dimAud];
 }
 
+/** Length after the four k3 s2 p1 convs: ⌈L/2⌉ four times (1 for the paper's 16 windows). */
+export function audioNetOutLength(winSize: number): number {
+  let l = winSize;
+  for (let i = 0; i < 4; i++) l = Math.ceil(l / 2);
+  return l;
+}
+
+/**
+ * Windows other than 16 (e.g. 20 MFCC frames) are a documented extension: the conv output (C, L₄) is flattened in
+ * PyTorch's channel-major order into encoder_fc1.0, whose input width becomes 64·L₄ (64 for the paper's shape).
+ */
 export function audioNetParamSpecs(c: AudioNetConfig): ParamSpec[] {
-  if (c.winSize !== 16) throw new DifftalkError('model-config', `AudioNet needs winSize 16 (four stride-2 convs to length 1), got ${c.winSize}`);
+  if (!Number.isInteger(c.winSize) || c.winSize < 1) throw new DifftalkError('model-config', `AudioNet winSize must be a positive integer, got ${c.winSize}`);
   const ch = convChannels(c);
   const out: ParamSpec[] = [];
   for (let i = 0; i < 4; i++) out.push(...spec.conv1d(`encoder_conv.${2 * i}`, ch[i]!, ch[i + 1]!, 3));
-  out.push(...spec.linear('encoder_fc1.0', c.dimAud, 64), ...spec.linear('encoder_fc1.2', 64, c.dimAud));
+  out.push(...spec.linear('encoder_fc1.0', c.dimAud * audioNetOutLength(c.winSize), 64), ...spec.linear('encoder_fc1.2', 64, c.dimAud));
   return out;
 }
 
@@ -51,7 +62,7 @@ export function audioNet(p: Params, x: tf.Tensor3D): tf.Tensor2D {
   let h = x; // NWC == torch's permute(0, 2, 1) NCW
   for (let i = 0; i < 4; i++) h = leakyRelu(conv1d(p, `encoder_conv.${2 * i}`, h, { stride: 2, pad: 1 }));
   const n = h.shape[0];
-  let f = h.reshape([n, -1]);
+  let f = (h.shape[1] === 1 ? h : h.transpose([0, 2, 1])).reshape([n, -1]); // torch flattens (C, L) channel-major
   f = leakyRelu(linear(p, 'encoder_fc1.0', f));
   return linear(p, 'encoder_fc1.2', f) as tf.Tensor2D;
 }

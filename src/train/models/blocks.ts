@@ -162,6 +162,18 @@ export class Params {
     }
   }
 
+  /** A store over existing variables (e.g. EMA shadows) with the same specs; disposing it disposes nothing it shares. */
+  static view(specs: ReadonlyMap<string, ParamSpec>, vars: ReadonlyMap<string, tf.Variable>): Params {
+    const p = new Params([]);
+    for (const [n, s] of specs) {
+      const v = vars.get(n);
+      if (!v) throw new DifftalkError('model-config', `view: no variable for ${n}`);
+      p.specs.set(n, s);
+      p.vars.set(n, v);
+    }
+    return p;
+  }
+
   get(name: string): tf.Variable {
     const v = this.vars.get(name);
     if (!v) throw new DifftalkError('model-config', `unknown parameter ${name}`);
@@ -223,24 +235,64 @@ export class Params {
 // ---------------------------------------------------------------------------------------------------------------
 // Ops (NHWC). All take the store and the PyTorch module name.
 
-/** Conv2d with PyTorch-style symmetric zero padding (`pad`), or LDM's VQ (0,1,0,1) asymmetric pad. */
+/**
+ * Conv2d with PyTorch-style symmetric zero padding (`pad`), or LDM's VQ (0,1,0,1) asymmetric pad.
+ * Computed as im2col + one matMul (1×1 convs as a plain matMul): the gradients then come from slice/concat/matMul,
+ * which every backend has and which are fast on cpu/wasm (tfjs-cpu's Conv2DBackpropFilter takes ~50 s for one
+ * 3×3 32-channel 64² batch-8 layer, and wasm has no Conv2DBackpropFilter at all).
+ */
 export function conv2d(p: Params, name: string, x: tf.Tensor4D, opts: { stride?: number; pad?: number | [number, number, number, number] } = {}): tf.Tensor4D {
   const w = p.get(`${name}.weight`) as unknown as tf.Tensor4D;
-  const k = w.shape[0];
-  const pad = opts.pad ?? (k - 1) / 2;
+  const [kh, kw, cin, cout] = w.shape;
+  const stride = opts.stride ?? 1;
+  const pad = opts.pad ?? (kh - 1) / 2;
   const [t, b, l, r] = typeof pad === 'number' ? [pad, pad, pad, pad] : pad;
-  const xp = t || b || l || r ? tf.pad(x, [[0, 0], [t, b], [l, r], [0, 0]]) : x;
-  let y = tf.conv2d(xp, w, opts.stride ?? 1, 'valid');
+  const [n, h, wd] = x.shape;
+  const ho = Math.floor((h + t + b - kh) / stride) + 1;
+  const wo = Math.floor((wd + l + r - kw) / stride) + 1;
+  let y: tf.Tensor;
+  if (kh === 1 && kw === 1 && stride === 1 && !(t || b || l || r)) {
+    y = tf.matMul(x.reshape([n * h * wd, cin]), w.reshape([cin, cout]));
+  } else {
+    // pad so every tap's strided window fits (extra zeros past the PyTorch padding are never sampled)
+    const needH = kh - 1 + stride * ho;
+    const needW = kw - 1 + stride * wo;
+    const xp = tf.pad(x, [[0, 0], [t, Math.max(b, needH - h - t)], [l, Math.max(r, needW - wd - l)], [0, 0]]);
+    const taps: tf.Tensor[] = [];
+    for (let ky = 0; ky < kh; ky++) {
+      for (let kx = 0; kx < kw; kx++) {
+        let s4: tf.Tensor = tf.slice(xp, [0, ky, kx, 0], [n, stride * ho, stride * wo, cin]);
+        if (stride > 1) {
+          s4 = tf.slice(s4.reshape([n, ho, stride, stride * wo * cin]), [0, 0, 0, 0], [n, ho, 1, stride * wo * cin]);
+          s4 = tf.slice(s4.reshape([n * ho, wo, stride, cin]), [0, 0, 0, 0], [n * ho, wo, 1, cin]);
+        }
+        taps.push(s4.reshape([n * ho * wo, cin]));
+      }
+    }
+    y = tf.matMul(tf.concat(taps, 1), w.reshape([kh * kw * cin, cout]));
+  }
   if (p.has(`${name}.bias`)) y = tf.add(y, p.get(`${name}.bias`));
-  return y;
+  return y.reshape([n, ho, wo, cout]);
 }
 
-/** Conv1d on [B, L, C] with symmetric padding. */
+/** Conv1d on [B, L, C] with symmetric padding, as im2col + matMul (see conv2d for why). */
 export function conv1d(p: Params, name: string, x: tf.Tensor3D, opts: { stride?: number; pad?: number } = {}): tf.Tensor3D {
   const w = p.get(`${name}.weight`) as unknown as tf.Tensor3D;
+  const [k, cin, cout] = w.shape;
+  const stride = opts.stride ?? 1;
   const pad = opts.pad ?? 0;
-  const xp = pad ? tf.pad(x, [[0, 0], [pad, pad], [0, 0]]) : x;
-  return tf.add(tf.conv1d(xp, w, opts.stride ?? 1, 'valid'), p.get(`${name}.bias`));
+  const [n, len] = x.shape;
+  const lo = Math.floor((len + 2 * pad - k) / stride) + 1;
+  const need = k - 1 + stride * lo;
+  const xp = tf.pad(x, [[0, 0], [pad, Math.max(pad, need - len - pad)], [0, 0]]);
+  const taps: tf.Tensor[] = [];
+  for (let j = 0; j < k; j++) {
+    let s3: tf.Tensor = tf.slice(xp, [0, j, 0], [n, stride * lo, cin]);
+    if (stride > 1) s3 = tf.slice(s3.reshape([n * lo, stride, cin]), [0, 0, 0], [n * lo, 1, cin]);
+    taps.push(s3.reshape([n * lo, cin]));
+  }
+  const y = tf.add(tf.matMul(tf.concat(taps, 1), w.reshape([k * cin, cout])), p.get(`${name}.bias`));
+  return y.reshape([n, lo, cout]);
 }
 
 /** Linear on the last axis of any-rank input. */
@@ -285,7 +337,9 @@ export function gelu<T extends tf.Tensor>(x: T): T {
 /** Nearest-neighbour 2× upsampling (F.interpolate(scale_factor=2, mode='nearest')). */
 export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
   const [b, h, w, c] = x.shape;
-  return tf.tile(x.reshape([b, h, 1, w, 1, c]), [1, 1, 2, 1, 2, 1]).reshape([b, 2 * h, 2 * w, c]);
+  // two rank-4 tiles (tfjs has no Tile gradient above rank 5): columns, then rows
+  const cols = tf.tile(x.reshape([b * h, w, 1, c]), [1, 1, 2, 1]);
+  return tf.tile(cols.reshape([b, h, 1, 2 * w * c]), [1, 1, 2, 1]).reshape([b, 2 * h, 2 * w, c]);
 }
 
 /** Multi-head scaled dot-product attention: q [B,N,h·d], k/v [B,M,h·d] → [B,N,h·d]. */

@@ -1,0 +1,390 @@
+/**
+ * Training data from a prepared dataset (Arrow shards, schema v1): per-frame conditions, decoded face images and the
+ * on-disk cache of first-stage latents, so the UNet step never re-encodes.
+ *
+ * Per sample (difftalk-reference.md §1.2):
+ * - target x: the stored frame resized (bicubic) to the model's imageSize, x/127.5 − 1;
+ * - masked target: the same with every row ≥ mask_row_train (nose tip, pt 30; scaled to imageSize) set to −1;
+ * - reference: the frame `ref_frame_index` of the same clip (fixed at prep time), unmasked;
+ * - audio: the 8 neighbouring frames' feature windows i−4 … i+3 of the chosen `audio_<name>` column, zero where
+ *   outside the clip (AD-NeRF's alignment; the reference code does not say which 8 frames it used) → (8, window, dim);
+ * - landmarks: iBUG-68 points 0–3 and 13–47 scaled to 256-px coordinates (raw, not normalised) → (39, 2).
+ * Frames whose face_status is not 'ok' (NaN landmarks, mask rows −1) are dropped with a 'dropped' event.
+ */
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import sharp from 'sharp';
+import { tf } from '../util/tf.js';
+import { DifftalkError } from '../util/errors.js';
+import { silent, type OnEvent } from '../util/events.js';
+import { exists, sha256, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
+import { jawPolygon, rasterizeMask } from '../preprocess/masks.js';
+import { iterateRows, listShards, openShard } from '../preprocess/shard-reader.js';
+import type { AudioFeatureMetadata } from '../preprocess/shard-writer.js';
+import { CONDITION_POINTS } from './models/ldm-net.js';
+import type { Params } from './models/blocks.js';
+import { vqEncode, type VqConfig } from './models/vq-f4.js';
+
+/** Frames of audio context per sample, and the offset of the first one (i−4 … i+3). */
+export const AUDIO_CONTEXT = 8;
+export const AUDIO_CONTEXT_START = -4;
+/** Landmark conditions are in the reference's 256-px coordinate frame. */
+export const LANDMARK_FRAME = 256;
+
+export interface DatasetInfo {
+  dir: string;
+  size: number;
+  fps: number;
+  audio: AudioFeatureMetadata;
+}
+
+/** One clip's conditions, in memory (images are decoded on demand). */
+export interface ClipConditions {
+  id: string;
+  split: string;
+  frames: number;
+  /** Row-major frames × window × dim. */
+  audio: Float32Array;
+  /** frames × 78 (39 points, 256-px coordinates). */
+  landmarks: Float32Array;
+  /** frames × 136 (iBUG-68 in stored-frame pixels), for masks at render time. */
+  landmarks68: Float32Array;
+  maskRowTrain: Int32Array;
+  maskRowTest: Int32Array;
+  refFrameIndex: Int32Array;
+  /** 1 where the face is usable. */
+  ok: Uint8Array;
+}
+
+/** Pick the audio feature column: the named one, or the first whose window fits AudioNet best (16, else any). */
+export async function datasetInfo(dir: string, audioFeature?: string): Promise<DatasetInfo> {
+  const shards = await listShards(dir);
+  if (!shards.length) throw new DifftalkError('dataset-empty', `${dir} has no shards`, { suggestion: 'run `difftalk prep` first' });
+  const s = await openShard(path.join(dir, shards[0]!.shard));
+  await s.close();
+  const feats = s.metadata.audioFeatures;
+  if (!feats.length) throw new DifftalkError('dataset-no-audio', `${dir} has no audio feature columns`, { suggestion: 'rerun `difftalk prep` with --audio-features mel' });
+  const audio = audioFeature ? feats.find((f) => f.name === audioFeature) : (feats.find((f) => f.window === 16) ?? feats[0]);
+  if (!audio) {
+    throw new DifftalkError('bad-flag', `dataset has no audio feature '${audioFeature}'`, { suggestion: `available: ${feats.map((f) => f.name).join(', ')}` });
+  }
+  return { dir, size: s.metadata.size, fps: s.metadata.fps, audio };
+}
+
+/** Read every clip's conditions (no images) for the given split ('all' for both). */
+export async function readConditions(info: DatasetInfo, split: 'train' | 'test' | 'all', onEvent: OnEvent = silent): Promise<ClipConditions[]> {
+  const columns = ['clip_id', 'frame_index', 'face_status', 'landmarks_68', 'mask_row_train', 'mask_row_test', 'ref_frame_index', 'split', info.audio.column];
+  const byClip = new Map<string, { split: string; rows: Map<number, { a: Float32Array; lm: Float32Array; mt: number; ms: number; ref: number; ok: boolean }> }>();
+  for await (const rb of iterateRows(info.dir, { columns, ...(split === 'all' ? {} : { split }) })) {
+    const b = rb.batch;
+    let clip = byClip.get(rb.clipId);
+    if (!clip) byClip.set(rb.clipId, (clip = { split: rb.split, rows: new Map() }));
+    const col = (n: string) => b.getChild(n)!;
+    for (let i = 0; i < b.numRows; i++) {
+      const fi = col('frame_index').get(i) as number;
+      clip.rows.set(fi, {
+        a: Float32Array.from(col(info.audio.column).get(i).toArray() as Float32Array),
+        lm: Float32Array.from(col('landmarks_68').get(i).toArray() as Float32Array),
+        mt: col('mask_row_train').get(i) as number,
+        ms: col('mask_row_test').get(i) as number,
+        ref: col('ref_frame_index').get(i) as number,
+        ok: col('face_status').get(i) === 'ok',
+      });
+    }
+  }
+  const win = info.audio.window * info.audio.dim;
+  const scale = LANDMARK_FRAME / info.size;
+  const out: ClipConditions[] = [];
+  for (const [id, c] of byClip) {
+    const n = Math.max(...c.rows.keys()) + 1;
+    if (c.rows.size !== n) throw new DifftalkError('dataset-corrupt', `clip ${id} has ${c.rows.size} rows but frame indices up to ${n - 1}`);
+    const cc: ClipConditions = {
+      id,
+      split: c.split,
+      frames: n,
+      audio: new Float32Array(n * win),
+      landmarks: new Float32Array(n * 78),
+      landmarks68: new Float32Array(n * 136),
+      maskRowTrain: new Int32Array(n),
+      maskRowTest: new Int32Array(n),
+      refFrameIndex: new Int32Array(n),
+      ok: new Uint8Array(n),
+    };
+    let dropped = 0;
+    for (const [fi, r] of c.rows) {
+      cc.audio.set(r.a, fi * win);
+      cc.landmarks68.set(r.lm, fi * 136);
+      CONDITION_POINTS.forEach((p, j) => {
+        cc.landmarks[fi * 78 + 2 * j] = r.lm[2 * p]! * scale;
+        cc.landmarks[fi * 78 + 2 * j + 1] = r.lm[2 * p + 1]! * scale;
+      });
+      cc.maskRowTrain[fi] = r.mt;
+      cc.maskRowTest[fi] = r.ms;
+      cc.refFrameIndex[fi] = r.ref;
+      const ok = r.ok && r.mt >= 0 && r.ref >= 0 && r.ref < n && r.lm.every(Number.isFinite);
+      cc.ok[fi] = ok ? 1 : 0;
+      if (!ok) dropped++;
+    }
+    if (dropped) onEvent({ type: 'dropped', stage: 'train-data', id, reason: 'no-face', message: `${dropped} of ${n} frames of ${id} have no usable face and are not trained on` });
+    out.push(cc);
+  }
+  return out;
+}
+
+/** (8, window, dim) audio context of frame i of a clip: frames i−4 … i+3, zero outside the clip. */
+export function audioContext(clip: ClipConditions, i: number, window: number, dim: number, out?: Float32Array, offset = 0): Float32Array {
+  const w = window * dim;
+  const o = out ?? new Float32Array(AUDIO_CONTEXT * w);
+  for (let k = 0; k < AUDIO_CONTEXT; k++) {
+    const f = i + AUDIO_CONTEXT_START + k;
+    const dst = offset + k * w;
+    if (f < 0 || f >= clip.frames) o.fill(0, dst, dst + w);
+    else o.set(clip.audio.subarray(f * w, (f + 1) * w), dst);
+  }
+  return o;
+}
+
+/** Decode an encoded frame to imageSize² RGB in [-1, 1] (bicubic, as PIL's resize in the reference loader). */
+export async function decodeImage(bytes: Uint8Array, imageSize: number): Promise<Float32Array> {
+  const { data, info } = await sharp(bytes).removeAlpha().resize(imageSize, imageSize, { kernel: 'cubic', fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new DifftalkError('bad-image', `decoded frame has ${info.channels} channels`);
+  const out = new Float32Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = data[i]! / 127.5 - 1;
+  return out;
+}
+
+/** Set every row ≥ `row` (in imageSize coordinates) of an HWC image in [-1, 1] to −1 (the training mask). */
+export function maskRowsBelow(img: Float32Array, imageSize: number, row: number): Float32Array {
+  const out = Float32Array.from(img);
+  const r = Math.max(0, Math.min(imageSize, row));
+  out.fill(-1, r * imageSize * 3);
+  return out;
+}
+
+/** A mask row of the stored frame in imageSize coordinates (floor, as int(lm.y / scaler) in the reference). */
+export function scaleMaskRow(row: number, size: number, imageSize: number): number {
+  return Math.floor((row * imageSize) / size);
+}
+
+/** Decoded frames of a clip (imageSize² RGB, [-1, 1]) by frame index, streamed shard by shard. */
+export async function* iterateClipImages(info: DatasetInfo, imageSize: number, opts: { split?: 'train' | 'test'; clips?: string[] } = {}): AsyncGenerator<{ clipId: string; frameIndex: number; image: Float32Array }> {
+  for await (const rb of iterateRows(info.dir, { columns: ['clip_id', 'frame_index', 'image', 'split'], ...opts })) {
+    const b = rb.batch;
+    for (let i = 0; i < b.numRows; i++) {
+      yield { clipId: rb.clipId, frameIndex: b.getChild('frame_index')!.get(i) as number, image: await decodeImage(b.getChild('image')!.get(i) as Uint8Array, imageSize) };
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Latent cache
+
+export interface ClipLatents {
+  /** frames × latentSize: the pre-quantisation latent of each frame. */
+  z: Float32Array;
+  /** frames × latentSize: the latent of the training-masked frame. */
+  zMasked: Float32Array;
+}
+
+export interface LatentCache {
+  dir: string;
+  key: string;
+  latentShape: [number, number, number];
+  clips: Map<string, ClipLatents>;
+}
+
+/** Identity of the dataset content for cache keys: shard names and sizes. */
+async function datasetFingerprint(dir: string): Promise<string> {
+  const shards = await listShards(dir);
+  const parts: string[] = [];
+  for (const s of shards) parts.push(`${s.shard}:${(await stat(path.join(dir, s.shard))).size}`);
+  return sha256(parts.join('\n'));
+}
+
+/**
+ * Encode every frame (and its training-masked copy) of the given clips with the frozen first stage, once, into
+ * `<cacheDir>/<key>/<clip>.f32` (z then zMasked, float32 little-endian). The key covers the first-stage weights id,
+ * the image size and the dataset's shards, so a changed input never reuses stale latents. Bounded memory: one batch of
+ * decoded frames at a time; the cached latents themselves are kept in memory (3·(s/4)² floats per frame and copy).
+ */
+export async function buildLatentCache(
+  info: DatasetInfo,
+  clips: readonly ClipConditions[],
+  vq: { params: Params; config: VqConfig; id: string },
+  imageSize: number,
+  cacheDir: string,
+  opts: { batchSize?: number; onEvent?: OnEvent } = {},
+): Promise<LatentCache> {
+  const onEvent = opts.onEvent ?? silent;
+  const f = 2 ** (vq.config.chMult.length - 1);
+  const latentShape: [number, number, number] = [imageSize / f, imageSize / f, vq.config.embedDim];
+  const L = latentShape[0] * latentShape[1] * latentShape[2];
+  const key = sha256(JSON.stringify({ v: 1, vq: vq.id, imageSize, data: await datasetFingerprint(info.dir) })).slice(0, 16);
+  const dir = path.join(cacheDir, key);
+  await mkdir(dir, { recursive: true });
+  const cache: LatentCache = { dir, key, latentShape, clips: new Map() };
+  const todo: ClipConditions[] = [];
+  for (const c of clips) {
+    const file = path.join(dir, `${c.id}.f32`);
+    if (await exists(file)) {
+      const buf = await readFile(file);
+      if (buf.byteLength === c.frames * L * 2 * 4) {
+        const all = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4).slice();
+        cache.clips.set(c.id, { z: all.subarray(0, c.frames * L), zMasked: all.subarray(c.frames * L) });
+        continue;
+      }
+    }
+    todo.push(c);
+  }
+  if (!todo.length) {
+    onEvent({ type: 'log', level: 'info', message: `latent cache ${key}: all ${clips.length} clips cached` });
+    return cache;
+  }
+  const bs = opts.batchSize ?? 8;
+  const total = todo.reduce((s, c) => s + c.frames, 0);
+  onEvent({ type: 'stage-start', stage: 'latent-cache', total, unit: 'frames' });
+  const t0 = performance.now();
+  let done = 0;
+  const byId = new Map(todo.map((c) => [c.id, c]));
+  const buffers = new Map(todo.map((c) => [c.id, new Float32Array(c.frames * L * 2)]));
+  let pend: { clip: ClipConditions; fi: number; img: Float32Array; masked: Float32Array }[] = [];
+  const flush = () => {
+    if (!pend.length) return;
+    const n = pend.length;
+    const P = imageSize * imageSize * 3;
+    const input = new Float32Array(2 * n * P);
+    pend.forEach((p, j) => {
+      input.set(p.img, 2 * j * P);
+      input.set(p.masked, (2 * j + 1) * P);
+    });
+    const zs = tf.tidy(() => vqEncode(vq.params, vq.config, tf.tensor4d(input, [2 * n, imageSize, imageSize, 3])));
+    const data = zs.dataSync() as Float32Array;
+    zs.dispose();
+    pend.forEach((p, j) => {
+      const buf = buffers.get(p.clip.id)!;
+      buf.set(data.subarray(2 * j * L, (2 * j + 1) * L), p.fi * L);
+      buf.set(data.subarray((2 * j + 1) * L, (2 * j + 2) * L), p.clip.frames * L + p.fi * L);
+    });
+    done += n;
+    onEvent({ type: 'progress', stage: 'latent-cache', done, total });
+    pend = [];
+  };
+  for await (const fr of iterateClipImages(info, imageSize, { clips: [...byId.keys()] })) {
+    const clip = byId.get(fr.clipId);
+    if (!clip) continue;
+    const row = clip.maskRowTrain[fr.frameIndex]!;
+    const masked = row >= 0 ? maskRowsBelow(fr.image, imageSize, scaleMaskRow(row, info.size, imageSize)) : fr.image;
+    pend.push({ clip, fi: fr.frameIndex, img: fr.image, masked });
+    if (pend.length >= bs) flush();
+  }
+  flush();
+  for (const c of todo) {
+    const buf = buffers.get(c.id)!;
+    await writeFileAtomic(path.join(dir, `${c.id}.f32`), new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+    cache.clips.set(c.id, { z: buf.subarray(0, c.frames * L), zMasked: buf.subarray(c.frames * L) });
+  }
+  await writeJsonAtomic(path.join(dir, 'cache.json'), { key, vq: vq.id, imageSize, latentShape, clips: clips.map((c) => c.id) });
+  onEvent({ type: 'stage-done', stage: 'latent-cache', done, seconds: (performance.now() - t0) / 1000 });
+  return cache;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Batches
+
+export interface SampleRef {
+  clip: ClipConditions;
+  frame: number;
+}
+
+/** Every usable frame of the given clips. */
+export function sampleIndex(clips: readonly ClipConditions[]): SampleRef[] {
+  const out: SampleRef[] = [];
+  for (const clip of clips) for (let f = 0; f < clip.frames; f++) if (clip.ok[f]) out.push({ clip, frame: f });
+  return out;
+}
+
+export interface LdmBatch {
+  /** (B, h, w, 3) target latent. */
+  z: tf.Tensor4D;
+  /** (B, h, w, 3) latent of the masked target. */
+  zMasked: tf.Tensor4D;
+  /** (B, h, w, 3) latent of the reference frame. */
+  zRef: tf.Tensor4D;
+  /** (B, 8, window, dim). */
+  audio: tf.Tensor4D;
+  /** (B, 39, 2). */
+  landmarks: tf.Tensor3D;
+}
+
+export function makeLdmBatch(samples: readonly SampleRef[], cache: LatentCache, audio: { window: number; dim: number }): LdmBatch {
+  const [h, w, c] = cache.latentShape;
+  const L = h * w * c;
+  const B = samples.length;
+  const z = new Float32Array(B * L);
+  const zm = new Float32Array(B * L);
+  const zr = new Float32Array(B * L);
+  const aw = AUDIO_CONTEXT * audio.window * audio.dim;
+  const a = new Float32Array(B * aw);
+  const lm = new Float32Array(B * 78);
+  samples.forEach((s, i) => {
+    const lat = cache.clips.get(s.clip.id);
+    if (!lat) throw new DifftalkError('internal', `clip ${s.clip.id} is not in the latent cache`);
+    const ref = s.clip.refFrameIndex[s.frame]!;
+    z.set(lat.z.subarray(s.frame * L, (s.frame + 1) * L), i * L);
+    zm.set(lat.zMasked.subarray(s.frame * L, (s.frame + 1) * L), i * L);
+    zr.set(lat.z.subarray(ref * L, (ref + 1) * L), i * L);
+    audioContext(s.clip, s.frame, audio.window, audio.dim, a, i * aw);
+    lm.set(s.clip.landmarks.subarray(s.frame * 78, (s.frame + 1) * 78), i * 78);
+  });
+  return {
+    z: tf.tensor4d(z, [B, h, w, c]),
+    zMasked: tf.tensor4d(zm, [B, h, w, c]),
+    zRef: tf.tensor4d(zr, [B, h, w, c]),
+    audio: tf.tensor4d(a, [B, AUDIO_CONTEXT, audio.window, audio.dim]),
+    landmarks: tf.tensor3d(lm, [B, 39, 2]),
+  };
+}
+
+export function disposeBatch(b: LdmBatch): void {
+  tf.dispose([b.z, b.zMasked, b.zRef, b.audio, b.landmarks]);
+}
+
+/** Decode selected frames (clip id → frame indices) at imageSize; key `${clip}/${frame}`. */
+export async function readFrameImages(info: DatasetInfo, wanted: ReadonlyMap<string, ReadonlySet<number>>, imageSize: number): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>();
+  for await (const rb of iterateRows(info.dir, { columns: ['clip_id', 'frame_index', 'image', 'split'], clips: [...wanted.keys()] })) {
+    const set = wanted.get(rb.clipId);
+    if (!set) continue;
+    const b = rb.batch;
+    for (let i = 0; i < b.numRows; i++) {
+      const fi = b.getChild('frame_index')!.get(i) as number;
+      if (set.has(fi)) out.set(`${rb.clipId}/${fi}`, await decodeImage(b.getChild('image')!.get(i) as Uint8Array, imageSize));
+    }
+  }
+  return out;
+}
+
+/**
+ * The latent inpainting mask of a frame (1 = keep ground truth, 0 = generate): the jaw polygon (iBUG 2…14 + 33) filled
+ * at the stored frame's resolution as DiffTalk does, then reduced to the latent grid by box averaging and rounding
+ * (the reference resizes the 0/1 image bicubically).
+ */
+export function latentJawMask(lm68: Float32Array, frameSize: number, latentSize: number): Float32Array {
+  const full = rasterizeMask(jawPolygon(lm68), frameSize);
+  const out = new Float32Array(latentSize * latentSize);
+  const f = frameSize / latentSize;
+  for (let y = 0; y < latentSize; y++) {
+    for (let x = 0; x < latentSize; x++) {
+      let s = 0;
+      let n = 0;
+      for (let yy = Math.floor(y * f); yy < Math.floor((y + 1) * f); yy++) {
+        for (let xx = Math.floor(x * f); xx < Math.floor((x + 1) * f); xx++) {
+          s += full[yy * frameSize + xx]!;
+          n++;
+        }
+      }
+      out[y * latentSize + x] = s / n >= 0.5 ? 1 : 0;
+    }
+  }
+  return out;
+}

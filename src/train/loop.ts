@@ -1,0 +1,615 @@
+/**
+ * Training loops, top to bottom like nanoGPT's train.py: options → data → models → optimizer → loop
+ * (seeded batch, loss, clipped AdamW step, EMA, validation, samples, checkpoint).
+ *
+ * - `trainLdm`: DiffTalk's conditional LDM (UNet + audio/landmark encoders) on cached first-stage latents.
+ *   Loss = MSE(ε̂, ε) over the whole latent, t ~ U{0..T−1} (difftalk-reference.md §2.6); AdamW(0.9, 0.999, wd 0.01),
+ *   lr = base_lr × batch × accumulate (paper: 1e-6 × 8 × 8 GPUs = 6.4e-5), global grad-norm clip 0.1, EMA on the UNet.
+ * - `trainAutoencoder`: the VQ first stage on a dataset's frames (see its comment for what differs from VQGAN).
+ *
+ * Randomness is a pure function of (seed, step): the batch order (per-epoch permutations), timesteps and noise.
+ * With weights, EMA and AdamW moments restored bit-exactly, `resume` continues exactly where the run stopped.
+ */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { tf } from '../util/tf.js';
+import { DifftalkError } from '../util/errors.js';
+import { silent, type OnEvent } from '../util/events.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { loadCheckpoint, resolveCheckpoint, saveCheckpoint } from './checkpoint.js';
+import {
+  buildLatentCache,
+  datasetInfo,
+  disposeBatch,
+  latentJawMask,
+  makeLdmBatch,
+  maskRowsBelow,
+  readConditions,
+  readFrameImages,
+  sampleIndex,
+  scaleMaskRow,
+  iterateClipImages,
+  type ClipConditions,
+  type DatasetInfo,
+  type LatentCache,
+  type SampleRef,
+} from './data.js';
+import { loadFirstStage, type FirstStage } from './first-stage.js';
+import { mulberry32, Params, stopGradient } from './models/blocks.js';
+import { DifftalkModel, PREFIX } from './models/difftalk.js';
+import { vqDecode, vqDecodeUnquantized, vqEncode, vqParamSpecs } from './models/vq-f4.js';
+import { AdamW, clipGradNorm, Ema, TORCH_ADAMW, type AdamWConfig } from './optim.js';
+import { generate } from './pipeline.js';
+import { resolveConfig, type DifftalkConfig, type PresetName } from './presets.js';
+import { lossCurveSvg, writeImageGrid, type CurvePoint } from './report.js';
+import { DdimScheduler } from './schedulers/ddim.js';
+
+export interface CommonTrainOptions {
+  dataset: string;
+  out: string;
+  preset: PresetName;
+  /** Optimizer steps to reach (absolute; a resumed run continues up to it). */
+  steps: number;
+  batchSize: number;
+  accumulate: number;
+  /** Per-sample learning rate; lr = baseLr × batchSize × accumulate unless `lr` is given. */
+  baseLr: number;
+  lr?: number;
+  weightDecay: number;
+  gradClip: number;
+  seed: number;
+  checkpointEvery: number;
+  keepLast: number;
+  validateEvery: number;
+  /** Validation samples (fixed set). */
+  valSamples: number;
+  /** When the dataset has no test clips: the last fraction of each train clip's frames is held out instead. */
+  holdoutFraction: number;
+  sampleEvery: number;
+  resume: boolean;
+  onEvent?: OnEvent;
+  /** Stop cleanly (after the current step, with a checkpoint). */
+  signal?: AbortSignal;
+}
+
+export interface TrainLdmOptions extends CommonTrainOptions {
+  /** Autoencoder run / checkpoint, or LDM vq-f4 weights file. */
+  firstStage: string;
+  audioFeature?: string;
+  emaDecay: number;
+  /** DDIM steps for the sample grid. */
+  sampleSteps: number;
+  /** Latent cache folder (default <out>/latents). */
+  cacheDir?: string;
+}
+
+export const DEFAULT_TRAIN: Omit<CommonTrainOptions, 'dataset' | 'out'> = {
+  preset: 'paper',
+  steps: 100_000,
+  batchSize: 8,
+  accumulate: 1,
+  baseLr: 1e-6,
+  weightDecay: 0.01,
+  gradClip: 0.1,
+  seed: 23,
+  checkpointEvery: 1000,
+  keepLast: 3,
+  validateEvery: 1000,
+  valSamples: 32,
+  holdoutFraction: 0.2,
+  sampleEvery: 5000,
+  resume: false,
+};
+
+export const DEFAULT_LDM = { ...DEFAULT_TRAIN, emaDecay: 0.9999, sampleSteps: 50 };
+
+export interface TrainResult {
+  out: string;
+  checkpoint: string;
+  step: number;
+  startStep: number;
+  lr: number;
+  /** Mean train loss over the first and the last `window` steps run in this call. */
+  firstLoss: number;
+  lastLoss: number;
+  valLoss?: number;
+  msPerStep: number;
+  samplesPerSecond: number;
+  trainSamples: number;
+  valSamples: number;
+}
+
+interface RunState {
+  kind: 'ldm' | 'autoencoder';
+  version: 1;
+  step: number;
+  seed: number;
+  config: DifftalkConfig;
+  options: Record<string, unknown>;
+  optimizer: { config: AdamWConfig; step: number };
+  ema?: { decay: number; numUpdates: number };
+  firstStage?: { source: string; id: string };
+  dataset: string;
+  history: CurvePoint[];
+  valHistory: CurvePoint[];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Shared helpers
+
+function hash(...parts: (string | number)[]): number {
+  let h = 2166136261;
+  for (const ch of parts.join('|')) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
+  return h;
+}
+
+/** Batch order: sample positions p = step·B + j walk through per-epoch seeded permutations. */
+class BatchOrder {
+  private perms = new Map<number, Uint32Array>();
+  constructor(private readonly n: number, private readonly seed: number) {}
+  index(p: number): number {
+    const epoch = Math.floor(p / this.n);
+    let perm = this.perms.get(epoch);
+    if (!perm) {
+      perm = new Uint32Array(this.n).map((_, i) => i);
+      const rnd = mulberry32(hash(this.seed, 'epoch', epoch));
+      for (let i = this.n - 1; i > 0; i--) {
+        const j = Math.floor(rnd() * (i + 1));
+        [perm[i], perm[j]] = [perm[j]!, perm[i]!];
+      }
+      this.perms.clear();
+      this.perms.set(epoch, perm);
+    }
+    return perm[p - epoch * this.n]!;
+  }
+}
+
+async function checkRunDir(out: string, resume: boolean): Promise<string | undefined> {
+  const ckpt = await resolveCheckpoint(out).catch(() => undefined);
+  if (ckpt && !resume) {
+    throw new DifftalkError('run-exists', `${out} already holds a training run (${path.basename(ckpt)})`, { suggestion: 'pass --resume to continue it, or choose a new --out folder' });
+  }
+  await mkdir(out, { recursive: true });
+  return resume ? ckpt : undefined;
+}
+
+/** One optimizer step over `accumulate` micro-batches: mean loss, clipped global-norm gradients, AdamW update. */
+function optimizerStep(vars: Map<string, tf.Variable>, opt: AdamW, accumulate: number, clip: number, micro: (k: number) => () => tf.Scalar): { loss: number; gradNorm: number } {
+  const byVarName = new Map([...vars].map(([n, v]) => [v.name, n]));
+  const list = [...vars.values()];
+  let sum = new Map<string, tf.Tensor>();
+  let loss = 0;
+  for (let k = 0; k < accumulate; k++) {
+    const { value, grads } = tf.variableGrads(micro(k), list);
+    loss += value.dataSync()[0]! / accumulate;
+    value.dispose();
+    for (const [vn, g] of Object.entries(grads)) {
+      const n = byVarName.get(vn)!;
+      const scaled = accumulate > 1 ? tf.div(g, accumulate) : g;
+      if (scaled !== g) g.dispose();
+      const prev = sum.get(n);
+      if (prev) {
+        sum.set(n, tf.add(prev, scaled));
+        prev.dispose();
+        scaled.dispose();
+      } else sum.set(n, scaled);
+    }
+  }
+  if (!Number.isFinite(loss)) {
+    tf.dispose([...sum.values()]);
+    return { loss, gradNorm: NaN };
+  }
+  const clipped = clipGradNorm(sum, clip);
+  sum = clipped.grads;
+  if (Number.isFinite(clipped.norm)) opt.apply(sum);
+  tf.dispose([...sum.values()]);
+  return { loss, gradNorm: clipped.norm };
+}
+
+function diverged(step: number, loss: number, lastCkpt: string | undefined): DifftalkError {
+  return new DifftalkError('train-diverged', `loss became ${loss} at step ${step}; training stopped without saving this step`, {
+    suggestion: lastCkpt ? `the last good checkpoint is ${lastCkpt}; lower --lr or --grad-clip and rerun with --resume` : 'lower --lr; no checkpoint was written yet',
+  });
+}
+
+function meanOf(xs: readonly number[]): number {
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
+}
+
+async function writeCurve(out: string, state: RunState): Promise<void> {
+  await writeFileAtomic(path.join(out, 'loss.svg'), lossCurveSvg({ train: state.history, validation: state.valHistory }, `${state.kind} loss (${state.config.preset})`));
+}
+
+/** Split usable frames into train and validation sets (test split, or a held-out tail of each train clip). */
+function splitSamples(clips: ClipConditions[], holdout: number, valCount: number, onEvent: OnEvent): { train: SampleRef[]; val: SampleRef[] } {
+  const trainClips = clips.filter((c) => c.split === 'train');
+  const testClips = clips.filter((c) => c.split === 'test');
+  let train: SampleRef[];
+  let val: SampleRef[];
+  if (testClips.length) {
+    train = sampleIndex(trainClips);
+    val = sampleIndex(testClips);
+  } else {
+    onEvent({ type: 'log', level: 'warn', message: `dataset has no test clips: holding out the last ${Math.round(holdout * 100)}% of each train clip's frames for validation` });
+    const all = sampleIndex(trainClips);
+    const cut = (s: SampleRef) => s.frame >= Math.floor(s.clip.frames * (1 - holdout));
+    train = all.filter((s) => !cut(s));
+    val = all.filter(cut);
+  }
+  if (!train.length) throw new DifftalkError('dataset-empty', 'no usable training frames', { suggestion: 'check the dataset with `difftalk prep` (faces found, train split not empty)' });
+  if (val.length > valCount) {
+    const step = val.length / valCount;
+    val = Array.from({ length: valCount }, (_, i) => val[Math.floor(i * step)]!);
+  }
+  return { train, val };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// LDM
+
+export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
+  const onEvent = o.onEvent ?? silent;
+  // 1. run folder, resume state
+  const resumeFrom = await checkRunDir(o.out, o.resume);
+  const saved = resumeFrom ? await loadCheckpoint<RunState>(resumeFrom, { optimizer: true }) : undefined;
+  if (saved && saved.state.kind !== 'ldm') throw new DifftalkError('run-exists', `${o.out} holds a '${saved.state.kind}' run, not an LDM run`);
+
+  // 2. data + first stage
+  const info = await datasetInfo(o.dataset, (saved?.state.options.audioFeature as string | undefined) ?? o.audioFeature);
+  const base = resolveConfig(o.preset, { winSize: info.audio.window, featureDim: info.audio.dim });
+  const fs = await loadFirstStage(saved?.state.firstStage?.source ?? o.firstStage, { vq: base.vq, imageSize: base.imageSize });
+  const config: DifftalkConfig = saved?.state.config ?? { ...base, vq: fs.config, imageSize: fs.imageSize, unet: { ...base.unet, imageSize: fs.imageSize / 2 ** (fs.config.chMult.length - 1) } };
+  if (saved && saved.state.firstStage?.id !== fs.id) throw new DifftalkError('first-stage-changed', `the first-stage weights changed since ${resumeFrom} was saved`);
+  const clips = await readConditions(info, 'all', onEvent);
+  const { train, val } = splitSamples(clips, o.holdoutFraction, o.valSamples, onEvent);
+  const cache = await buildLatentCache(info, clips, fs, config.imageSize, o.cacheDir ?? path.join(o.out, 'latents'), { onEvent });
+
+  // 3. model, scheduler, optimizer, EMA
+  const model = new DifftalkModel(config, 'init', o.seed);
+  const scheduler = new DdimScheduler(config.schedule);
+  const lr = o.lr ?? o.baseLr * o.batchSize * o.accumulate;
+  const vars = model.trainable();
+  const opt = new AdamW({ ...TORCH_ADAMW, lr, weightDecay: o.weightDecay }, vars);
+  const ema = new Ema(model.unet.vars, o.emaDecay);
+  const state: RunState = saved?.state ?? {
+    kind: 'ldm',
+    version: 1,
+    step: 0,
+    seed: o.seed,
+    config,
+    options: { ...o, onEvent: undefined, signal: undefined, lr },
+    optimizer: { config: opt.config, step: 0 },
+    ema: { decay: o.emaDecay, numUpdates: 0 },
+    firstStage: { source: fs.source, id: fs.id },
+    dataset: path.resolve(o.dataset),
+    history: [],
+    valHistory: [],
+  };
+  if (saved) {
+    model.load(saved.model, saved.dir);
+    const emaParams = new Map([...saved.model].filter(([k]) => k.startsWith(PREFIX.ema)).map(([k, v]) => [k.slice(PREFIX.ema.length), v]));
+    for (const [n, s] of ema.shadow) {
+      const t = emaParams.get(n);
+      if (!t) throw new DifftalkError('checkpoint-corrupt', `${saved.dir} has no EMA weight for ${n}`);
+      s.assign(tf.tensor(t.data as Float32Array, s.shape, 'float32'));
+    }
+    ema.numUpdates = state.ema!.numUpdates;
+    opt.load(saved.optimizer!, state.optimizer.step);
+    onEvent({ type: 'log', level: 'info', message: `resuming ${o.out} from step ${state.step}` });
+  }
+  // Validation/samples use the EMA UNet, as the reference monitors val/loss_simple_ema.
+  const emaUnet = Params.view(model.unet.specs, ema.shadow);
+
+  const saveNow = async (): Promise<string> => {
+    state.optimizer.step = opt.step;
+    state.ema = { decay: o.emaDecay, numUpdates: ema.numUpdates };
+    const tensors = model.toTensors();
+    for (const [n, t] of emaUnet.toTorch(PREFIX.ema)) tensors.set(n, t);
+    const dir = await saveCheckpoint(o.out, state, tensors, opt.state(), { keepLast: o.keepLast });
+    await writeCurve(o.out, state);
+    onEvent({ type: 'log', level: 'info', message: `checkpoint ${dir}` });
+    return dir;
+  };
+
+  const T = scheduler.numTrainTimesteps;
+  const [lh, lw, lc] = cache.latentShape;
+  const order = new BatchOrder(train.length, o.seed);
+  const B = o.batchSize;
+  const microLoss = (step: number, k: number) => () => {
+    const p0 = ((step - 1) * o.accumulate + k) * B;
+    const samples = Array.from({ length: B }, (_, j) => train[order.index(p0 + j)]!);
+    const rnd = mulberry32(hash(o.seed, 'micro', step, k));
+    const ts = Array.from({ length: B }, () => Math.floor(rnd() * T));
+    const batch = makeLdmBatch(samples, cache, info.audio);
+    const noise = tf.randomNormal([B, lh, lw, lc], 0, 1, 'float32', hash(o.seed, 'noise', step, k)) as tf.Tensor4D;
+    const zt = scheduler.addNoise(batch.z, noise, ts);
+    const ctx = model.context(batch.audio, batch.landmarks);
+    const eps = model.eps(zt, batch.zMasked, batch.zRef, tf.tensor1d(ts, 'int32'), ctx);
+    const loss = tf.mean(tf.square(tf.sub(eps, noise))) as tf.Scalar;
+    disposeBatch(batch);
+    return loss;
+  };
+
+  const validate = (): number => {
+    if (!val.length) return NaN;
+    let sum = 0;
+    for (let i = 0; i < val.length; i += B) {
+      const samples = val.slice(i, i + B);
+      const rnd = mulberry32(hash(o.seed, 'val', i));
+      const ts = samples.map(() => Math.floor(rnd() * T));
+      sum += tf.tidy(() => {
+        const batch = makeLdmBatch(samples, cache, info.audio);
+        const noise = tf.randomNormal([samples.length, lh, lw, lc], 0, 1, 'float32', hash(o.seed, 'val-noise', i)) as tf.Tensor4D;
+        const zt = scheduler.addNoise(batch.z, noise, ts);
+        const eps = model.eps(zt, batch.zMasked, batch.zRef, tf.tensor1d(ts, 'int32'), model.context(batch.audio, batch.landmarks), emaUnet);
+        return tf.sum(tf.mean(tf.square(tf.sub(eps, noise)), [1, 2, 3]));
+      }).dataSync()[0]!;
+    }
+    return sum / val.length;
+  };
+
+  const startStep = state.step;
+  const losses: number[] = [];
+  let lastCkpt: string | undefined = saved?.dir;
+  let valLoss: number | undefined;
+  const t0 = performance.now();
+  onEvent({ type: 'log', level: 'info', message: `LDM ${config.preset}: ${model.unet.count().toLocaleString('en')} UNet params, ${train.length} train / ${val.length} val frames, lr ${lr}` });
+  onEvent({ type: 'stage-start', stage: 'train', total: o.steps, unit: 'steps' });
+  while (state.step < o.steps) {
+    if (o.signal?.aborted) break;
+    const step = state.step + 1;
+    const ts0 = performance.now();
+    const { loss, gradNorm } = optimizerStep(vars, opt, o.accumulate, o.gradClip, (k) => microLoss(step, k));
+    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) throw diverged(step, Number.isFinite(loss) ? gradNorm : loss, lastCkpt);
+    ema.update();
+    state.step = step;
+    state.history.push({ step, value: loss });
+    losses.push(loss);
+    const dt = (performance.now() - ts0) / 1000;
+    onEvent({ type: 'metric', name: 'train/loss', value: loss, step });
+    onEvent({ type: 'metric', name: 'train/grad_norm', value: gradNorm, step });
+    onEvent({ type: 'metric', name: 'train/samples_per_s', value: (B * o.accumulate) / dt, step });
+    onEvent({ type: 'progress', stage: 'train', done: step, total: o.steps, detail: `loss ${loss.toFixed(4)}` });
+    if (step % o.validateEvery === 0 || step === o.steps) {
+      valLoss = validate();
+      if (Number.isFinite(valLoss)) {
+        state.valHistory.push({ step, value: valLoss });
+        onEvent({ type: 'metric', name: 'val/loss_simple_ema', value: valLoss, step });
+      }
+    }
+    if (step % o.sampleEvery === 0) await writeLdmSamples(o.out, step, model, emaUnet, scheduler, fs, info, val.length ? val : train, cache, o);
+    if (step % o.checkpointEvery === 0 || step === o.steps) lastCkpt = await saveNow();
+  }
+  if (state.step > startStep && lastCkpt && !lastCkpt.endsWith(`${String(state.step).padStart(8, '0')}`)) lastCkpt = await saveNow();
+  const seconds = (performance.now() - t0) / 1000;
+  const ran = state.step - startStep;
+  onEvent({ type: 'stage-done', stage: 'train', done: state.step, seconds });
+  const w = Math.max(1, Math.min(10, Math.floor(losses.length / 4)));
+  const result: TrainResult = {
+    out: o.out,
+    checkpoint: lastCkpt ?? '',
+    step: state.step,
+    startStep,
+    lr,
+    firstLoss: meanOf(losses.slice(0, w)),
+    lastLoss: meanOf(losses.slice(-w)),
+    valLoss,
+    msPerStep: ran ? (seconds * 1000) / ran : NaN,
+    samplesPerSecond: ran ? (ran * B * o.accumulate) / seconds : NaN,
+    trainSamples: train.length,
+    valSamples: val.length,
+  };
+  model.dispose();
+  ema.dispose();
+  opt.dispose();
+  fs.params.dispose();
+  return result;
+}
+
+/** Conditions of some frames with the test-time masked image (pt 33 rows) and the jaw-polygon latent mask. */
+export async function ldmSampleInputs(samples: readonly SampleRef[], info: DatasetInfo, fs: FirstStage, cache: LatentCache, imageSize: number) {
+  const wanted = new Map<string, Set<number>>();
+  for (const s of samples) {
+    const set = wanted.get(s.clip.id) ?? new Set<number>();
+    set.add(s.frame);
+    set.add(s.clip.refFrameIndex[s.frame]!);
+    wanted.set(s.clip.id, set);
+  }
+  const images = await readFrameImages(info, wanted, imageSize);
+  const gt = samples.map((s) => images.get(`${s.clip.id}/${s.frame}`)!);
+  const ref = samples.map((s) => images.get(`${s.clip.id}/${s.clip.refFrameIndex[s.frame]}`)!);
+  const masked = samples.map((s, i) => maskRowsBelow(gt[i]!, imageSize, scaleMaskRow(s.clip.maskRowTest[s.frame]!, info.size, imageSize)));
+  const [lh] = cache.latentShape;
+  const masks = samples.map((s) => latentJawMask(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136), info.size, lh));
+  const n = samples.length;
+  const P = imageSize * imageSize * 3;
+  const stack = (arr: Float32Array[]) => {
+    const out = new Float32Array(n * P);
+    arr.forEach((a, i) => out.set(a, i * P));
+    return tf.tensor4d(out, [n, imageSize, imageSize, 3]);
+  };
+  const zMaskedTest = tf.tidy(() => vqEncode(fs.params, fs.config, stack(masked)));
+  const mask = tf.tensor4d(Float32Array.from(masks.flatMap((m) => [...m])), [n, lh, lh, 1]);
+  return { gt, ref, masked, zMaskedTest, mask };
+}
+
+async function writeLdmSamples(out: string, step: number, model: DifftalkModel, unet: Params, scheduler: DdimScheduler, fs: FirstStage, info: DatasetInfo, pool: readonly SampleRef[], cache: LatentCache, o: TrainLdmOptions): Promise<void> {
+  const samples = pool.slice(0, Math.min(4, pool.length));
+  const inp = await ldmSampleInputs(samples, info, fs, cache, model.config.imageSize);
+  const batch = makeLdmBatch(samples, cache, info.audio);
+  const z = generate(model, scheduler, { zGt: batch.z, zMasked: inp.zMaskedTest, zRef: batch.zRef, audio: batch.audio, landmarks: batch.landmarks, mask: inp.mask, steps: o.sampleSteps, seed: o.seed, unet });
+  const img = tf.tidy(() => tf.clipByValue(vqDecode(fs.params, fs.config, z), -1, 1));
+  const S = model.config.imageSize;
+  const data = img.dataSync() as Float32Array;
+  const P = S * S * 3;
+  await mkdir(path.join(out, 'samples'), { recursive: true });
+  await writeImageGrid(
+    path.join(out, 'samples', `step-${String(step).padStart(8, '0')}.png`),
+    samples.map((_, i) => [inp.gt[i]!, inp.masked[i]!, inp.ref[i]!, data.slice(i * P, (i + 1) * P)]),
+    S,
+  );
+  tf.dispose([z, img, inp.zMaskedTest, inp.mask]);
+  disposeBatch(batch);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Autoencoder
+
+/**
+ * Train the VQ first stage (encoder, codebook, decoder) on a dataset's frames at the preset's imageSize.
+ * Loss = |x − x̂|₁ + ‖sg(z) − z_q‖² + 0.25·‖z − sg(z_q)‖² (VQGAN's reconstruction + codebook + commitment terms).
+ * Not included: VQGAN's LPIPS perceptual term and patch discriminator — this trainer is for small experiments and
+ * tests; for the paper setup load LDM's released vq-f4 instead. The codebook is initialised from encoder outputs of
+ * the first batch (avoids dead codes with few steps). Frames are decoded once and kept in memory.
+ */
+export async function trainAutoencoder(o: CommonTrainOptions & { maxFrames?: number }): Promise<TrainResult> {
+  const onEvent = o.onEvent ?? silent;
+  const resumeFrom = await checkRunDir(o.out, o.resume);
+  const saved = resumeFrom ? await loadCheckpoint<RunState>(resumeFrom, { optimizer: true }) : undefined;
+  if (saved && saved.state.kind !== 'autoencoder') throw new DifftalkError('run-exists', `${o.out} holds a '${saved.state.kind}' run, not an autoencoder run`);
+  const info = await datasetInfo(o.dataset);
+  const config = saved?.state.config ?? resolveConfig(o.preset, { winSize: info.audio.window, featureDim: info.audio.dim });
+  const S = config.imageSize;
+  const clips = await readConditions(info, 'all', onEvent);
+  const { train, val } = splitSamples(clips, o.holdoutFraction, o.valSamples, onEvent);
+  const keep = new Set([...train, ...val].map((s) => `${s.clip.id}/${s.frame}`));
+  const images = new Map<string, Float32Array>();
+  for await (const f of iterateClipImages(info, S)) {
+    const k = `${f.clipId}/${f.frameIndex}`;
+    if (keep.has(k)) images.set(k, f.image);
+  }
+  const trainImgs = train.map((s) => images.get(`${s.clip.id}/${s.frame}`)!).slice(0, o.maxFrames ?? Infinity);
+  const valImgs = val.map((s) => images.get(`${s.clip.id}/${s.frame}`)!);
+
+  const params = new Params(vqParamSpecs(config.vq), 'init', o.seed);
+  const lr = o.lr ?? o.baseLr * o.batchSize * o.accumulate;
+  const opt = new AdamW({ ...TORCH_ADAMW, lr, weightDecay: o.weightDecay }, params.vars);
+  const state: RunState = saved?.state ?? {
+    kind: 'autoencoder',
+    version: 1,
+    step: 0,
+    seed: o.seed,
+    config,
+    options: { ...o, onEvent: undefined, signal: undefined, lr },
+    optimizer: { config: opt.config, step: 0 },
+    dataset: path.resolve(o.dataset),
+    history: [],
+    valHistory: [],
+  };
+  const P = S * S * 3;
+  const stack = (arr: readonly Float32Array[]) => {
+    const out = new Float32Array(arr.length * P);
+    arr.forEach((a, i) => out.set(a, i * P));
+    return tf.tensor4d(out, [arr.length, S, S, 3]);
+  };
+  if (saved) {
+    params.loadTorch(saved.model, { source: saved.dir });
+    opt.load(saved.optimizer!, state.optimizer.step);
+  } else {
+    // codebook init from encoder outputs of a seeded batch of frames
+    const rnd = mulberry32(hash(o.seed, 'codebook'));
+    const pick = Array.from({ length: Math.min(trainImgs.length, 16) }, () => trainImgs[Math.floor(rnd() * trainImgs.length)]!);
+    const z = tf.tidy(() => vqEncode(params, config.vq, stack(pick)).reshape([-1, config.vq.embedDim]));
+    const zs = z.dataSync() as Float32Array;
+    const n = config.vq.nEmbed;
+    const d = config.vq.embedDim;
+    const cb = new Float32Array(n * d);
+    for (let i = 0; i < n; i++) {
+      const j = Math.floor(rnd() * (zs.length / d));
+      for (let k = 0; k < d; k++) cb[i * d + k] = zs[j * d + k]! + (rnd() - 0.5) * 1e-3;
+    }
+    params.get('quantize.embedding.weight').assign(tf.tensor2d(cb, [n, d]));
+    z.dispose();
+  }
+  const lossOf = (x: tf.Tensor4D) => {
+    const z = vqEncode(params, config.vq, x);
+    const e = params.get('quantize.embedding.weight') as unknown as tf.Tensor2D;
+    const [b, h, w, d] = z.shape;
+    const zf = z.reshape([-1, d]) as tf.Tensor2D;
+    const idx = tf.argMin(tf.sub(tf.add(tf.sum(tf.square(zf), 1, true), tf.sum(tf.square(e), 1).reshape([1, -1])), tf.mul(tf.matMul(zf, e, false, true), 2)), 1);
+    const codes = tf.matMul(tf.oneHot(idx, config.vq.nEmbed).toFloat(), e).reshape([b, h, w, d]); // one-hot matMul: gather's gradient kernel is missing on wasm
+    const codebook = tf.mean(tf.square(tf.sub(codes, stopGradient(z))));
+    const commit = tf.mean(tf.square(tf.sub(z, stopGradient(codes))));
+    const zq = tf.add(z, stopGradient(tf.sub(codes, z))) as tf.Tensor4D; // straight-through estimator
+    const rec = tf.mean(tf.abs(tf.sub(x, vqDecodeUnquantized(params, config.vq, zq))));
+    return tf.addN([rec, codebook, tf.mul(commit, 0.25)]) as tf.Scalar;
+  };
+  const order = new BatchOrder(trainImgs.length, o.seed);
+  const B = o.batchSize;
+  const startStep = state.step;
+  const losses: number[] = [];
+  let lastCkpt: string | undefined = saved?.dir;
+  let valLoss: number | undefined;
+  const saveNow = async () => {
+    state.optimizer.step = opt.step;
+    const dir = await saveCheckpoint(o.out, state, params.toTorch(), opt.state(), { keepLast: o.keepLast });
+    await writeCurve(o.out, state);
+    return dir;
+  };
+  const validate = () => {
+    if (!valImgs.length) return NaN;
+    let s = 0;
+    for (let i = 0; i < valImgs.length; i += B) {
+      const chunk = valImgs.slice(i, i + B);
+      s += tf.tidy(() => tf.mean(tf.abs(tf.sub(stack(chunk), vqDecode(params, config.vq, vqEncode(params, config.vq, stack(chunk)))))).mul(chunk.length)).dataSync()[0]!;
+    }
+    return s / valImgs.length;
+  };
+  const t0 = performance.now();
+  onEvent({ type: 'log', level: 'info', message: `autoencoder ${config.preset}: ${params.count().toLocaleString('en')} params, ${trainImgs.length} train / ${valImgs.length} val frames, lr ${lr}` });
+  onEvent({ type: 'stage-start', stage: 'train-autoencoder', total: o.steps, unit: 'steps' });
+  while (state.step < o.steps) {
+    if (o.signal?.aborted) break;
+    const step = state.step + 1;
+    const ts0 = performance.now();
+    const { loss, gradNorm } = optimizerStep(params.vars, opt, o.accumulate, o.gradClip, (k) => () => {
+      const p0 = ((step - 1) * o.accumulate + k) * B;
+      return lossOf(stack(Array.from({ length: B }, (_, j) => trainImgs[order.index(p0 + j)]!)));
+    });
+    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) throw diverged(step, Number.isFinite(loss) ? gradNorm : loss, lastCkpt);
+    state.step = step;
+    state.history.push({ step, value: loss });
+    losses.push(loss);
+    const dt = (performance.now() - ts0) / 1000;
+    onEvent({ type: 'metric', name: 'train/loss', value: loss, step });
+    onEvent({ type: 'metric', name: 'train/samples_per_s', value: (B * o.accumulate) / dt, step });
+    onEvent({ type: 'progress', stage: 'train-autoencoder', done: step, total: o.steps, detail: `loss ${loss.toFixed(4)}` });
+    if (step % o.validateEvery === 0 || step === o.steps) {
+      valLoss = validate();
+      if (Number.isFinite(valLoss)) {
+        state.valHistory.push({ step, value: valLoss });
+        onEvent({ type: 'metric', name: 'val/l1_quantized', value: valLoss, step });
+      }
+    }
+    if (step % o.sampleEvery === 0 && valImgs.length) {
+      const chunk = valImgs.slice(0, 4);
+      const rec = tf.tidy(() => tf.clipByValue(vqDecode(params, config.vq, vqEncode(params, config.vq, stack(chunk))), -1, 1));
+      const d = rec.dataSync() as Float32Array;
+      rec.dispose();
+      await mkdir(path.join(o.out, 'samples'), { recursive: true });
+      await writeImageGrid(path.join(o.out, 'samples', `step-${String(step).padStart(8, '0')}.png`), chunk.map((img, i) => [img, d.slice(i * P, (i + 1) * P)]), S);
+    }
+    if (step % o.checkpointEvery === 0 || step === o.steps) lastCkpt = await saveNow();
+  }
+  if (state.step > startStep && lastCkpt && !lastCkpt.endsWith(`${String(state.step).padStart(8, '0')}`)) lastCkpt = await saveNow();
+  const seconds = (performance.now() - t0) / 1000;
+  const ran = state.step - startStep;
+  onEvent({ type: 'stage-done', stage: 'train-autoencoder', done: state.step, seconds });
+  const w = Math.max(1, Math.min(10, Math.floor(losses.length / 4)));
+  params.dispose();
+  opt.dispose();
+  return {
+    out: o.out,
+    checkpoint: lastCkpt ?? '',
+    step: state.step,
+    startStep,
+    lr,
+    firstLoss: meanOf(losses.slice(0, w)),
+    lastLoss: meanOf(losses.slice(-w)),
+    valLoss,
+    msPerStep: ran ? (seconds * 1000) / ran : NaN,
+    samplesPerSecond: ran ? (ran * B * o.accumulate) / seconds : NaN,
+    trainSamples: trainImgs.length,
+    valSamples: valImgs.length,
+  };
+}

@@ -1,0 +1,112 @@
+/**
+ * Optimisation pieces with exactly-restorable state:
+ * - AdamW as torch.optim.AdamW (β = (0.9, 0.999), eps 1e-8, decoupled weight decay: p ← p·(1 − lr·wd) before the
+ *   Adam update, bias-corrected moments);
+ * - clipGradNorm as torch.nn.utils.clip_grad_norm_ (global L2 norm; scale by max/(norm + 1e-6) when above max),
+ *   which is what PyTorch Lightning's gradient_clip_val does;
+ * - Ema as LDM's LitEma (decay 0.9999, warm-up decay = min(decay, (1 + n)/(10 + n))).
+ */
+import { tf } from '../util/tf.js';
+import type { TensorData } from '../weights/torch.js';
+
+export interface AdamWConfig {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+export const TORCH_ADAMW: Omit<AdamWConfig, 'lr'> = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
+
+export class AdamW {
+  readonly config: AdamWConfig;
+  step = 0;
+  private m = new Map<string, tf.Variable>();
+  private v = new Map<string, tf.Variable>();
+
+  constructor(config: AdamWConfig, private readonly vars: ReadonlyMap<string, tf.Variable>) {
+    this.config = { ...config };
+    for (const [n, p] of vars) {
+      this.m.set(n, tf.variable(tf.zerosLike(p), false));
+      this.v.set(n, tf.variable(tf.zerosLike(p), false));
+    }
+  }
+
+  /** Apply one update with gradients keyed like `vars`. */
+  apply(grads: ReadonlyMap<string, tf.Tensor>): void {
+    this.step++;
+    const { lr, beta1, beta2, eps, weightDecay } = this.config;
+    const bc1 = 1 - beta1 ** this.step;
+    const bc2 = 1 - beta2 ** this.step;
+    for (const [n, p] of this.vars) {
+      const g = grads.get(n);
+      if (!g) continue;
+      tf.tidy(() => {
+        const m = this.m.get(n)!;
+        const v = this.v.get(n)!;
+        m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
+        v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
+        const denom = tf.add(tf.div(tf.sqrt(v), Math.sqrt(bc2)), eps);
+        const decayed = weightDecay ? tf.mul(p, 1 - lr * weightDecay) : p;
+        p.assign(tf.sub(decayed, tf.mul(tf.div(m, denom), lr / bc1)));
+      });
+    }
+  }
+
+  /** Moments as PyTorch-layout-free float32 tensors (tfjs layout; restored by the same code). */
+  state(): Map<string, TensorData> {
+    const out = new Map<string, TensorData>();
+    for (const [n, m] of this.m) out.set(`m.${n}`, { dtype: 'float32', shape: [...m.shape], data: m.dataSync() as Float32Array });
+    for (const [n, v] of this.v) out.set(`v.${n}`, { dtype: 'float32', shape: [...v.shape], data: v.dataSync() as Float32Array });
+    return out;
+  }
+
+  load(state: ReadonlyMap<string, TensorData>, step: number): void {
+    for (const [key, target] of [...[...this.m].map(([n, t]) => [`m.${n}`, t] as const), ...[...this.v].map(([n, t]) => [`v.${n}`, t] as const)]) {
+      const t = state.get(key);
+      if (!t) throw new Error(`optimizer state has no ${key}`);
+      target.assign(tf.tensor(t.data as Float32Array, target.shape, 'float32'));
+    }
+    this.step = step;
+  }
+
+  dispose(): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
+  }
+}
+
+/** Global-norm gradient clipping; returns the clipped gradients and the norm before clipping. */
+export function clipGradNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { grads: Map<string, tf.Tensor>; norm: number } {
+  const norm = Math.sqrt(tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))).dataSync()[0]!);
+  const coef = maxNorm / (norm + 1e-6);
+  if (!(coef < 1)) return { grads, norm };
+  const out = new Map<string, tf.Tensor>();
+  for (const [n, g] of grads) {
+    out.set(n, tf.mul(g, coef));
+    g.dispose();
+  }
+  return { grads: out, norm };
+}
+
+export class Ema {
+  numUpdates = 0;
+  readonly shadow = new Map<string, tf.Variable>();
+
+  constructor(private readonly vars: ReadonlyMap<string, tf.Variable>, readonly decay = 0.9999) {
+    for (const [n, p] of vars) this.shadow.set(n, tf.variable(p.clone(), false));
+  }
+
+  update(): void {
+    this.numUpdates++;
+    const d = Math.min(this.decay, (1 + this.numUpdates) / (10 + this.numUpdates));
+    for (const [n, p] of this.vars) {
+      const s = this.shadow.get(n)!;
+      tf.tidy(() => s.assign(tf.sub(s, tf.mul(tf.sub(s, p), 1 - d))));
+    }
+  }
+
+  dispose(): void {
+    for (const s of this.shadow.values()) s.dispose();
+  }
+}
