@@ -15,7 +15,8 @@
  * - the count_include_pad=False average pool and E_2's max pool against hand-written loops;
  * - BatchNorm folding against the unfolded conv → BN(eps 0.001) → ReLU;
  * - end to end on real face crops with deterministic full-rank weights: finite 2048-d features, FID(X, X) ≈ 0, FID
- *   grows with JPEG degradation; weights-missing error; loading from a safetensors file.
+ *   grows with JPEG degradation; weights-missing error; import of a pytorch-fid-layout .pth (fabricated with the test
+ *   torch writer) through the fid-inception converter, then loading from the cache and from the .pth.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -38,9 +39,9 @@ import type { RgbFrames } from '../../src/preprocess/types.js';
 import { DifftalkError } from '../../src/util/errors.js';
 import { initBackend, tf } from '../../src/util/tf.js';
 import { det, detInput } from '../../src/weights/det.js';
-import { writeSafetensors } from '../../src/weights/safetensors.js';
 import { importWeights } from '../../src/weights/store.js';
 import { FIXTURES, MEDIA, ROOT, tmpDir } from '../helpers.js';
+import { writeLegacyTorch } from '../weights/legacy-writer.js';
 
 /** x[i][j] = sin(0.37·(7i + j²) + seed) + 0.3·cos(1.7·i·j + seed), cast to float32 (full-rank covariance). */
 function feats(n: number, d: number, seed: number): Float32Array {
@@ -329,14 +330,22 @@ describe('FID end to end (deterministic weights; parity with pytorch-fid UNVERIF
     assert.ok(q75 > 0 && q10 > q75, `FID vs JPEG q75 ${q75}, q10 ${q10}`);
   });
 
-  it('loads the network from a safetensors file with the same features', async () => {
-    const file = path.join(tmpDir(), 'fid.safetensors');
-    await writeSafetensors(file, new Map([...he].map(([k, t]) => [k, { dtype: 'float32' as const, shape: t.shape, data: t.data }])));
+  it('imports a pytorch-fid-layout .pth (weights import → cache) and loads .pth / cache with the same features', async () => {
+    // A checkpoint fabricated with the test torch writer: the 470 conv/BN tensors + fc, named as in pytorch-fid's file.
+    const dir = tmpDir();
+    const pth = path.join(dir, 'pt_inception-2015-12-05-6726825d.pth');
+    const sd = new Map<string, { shape: readonly number[]; data: Float32Array }>(he);
+    for (const [name, shape] of FID_INCEPTION_FC) sd.set(name, { shape, data: new Float32Array(shape.reduce((x, y) => x * y, 1)) });
+    writeLegacyTorch(pth, sd);
+    const cache = path.join(dir, 'cache');
+    const entry = await importWeights('fid-inception', { model: pth }, { cacheDir: cache });
+    assert.equal(entry.tensors, 470); // fc checked but not stored
+    assert.equal(entry.parameters, 23_885_392 - 2_065_392); // all conv/BN floats, without fc (1008·2048 + 1008)
     const frames = await faceCrops();
     const one: RgbFrames = { ...frames, count: 1, data: frames.data.subarray(0, 224 * 224 * 3) };
-    const a = await inceptionFeatures(one, { net });
-    const b = await inceptionFeatures(one, { weights: file });
-    assert.deepEqual(b, a);
+    const want = await inceptionFeatures(one, { net });
+    assert.deepEqual(await inceptionFeatures(one, { cacheDir: cache }), want);
+    assert.deepEqual(await inceptionFeatures(one, { weights: pth }), want);
   });
 
   it('runs with det() weights: finite 2048-d features (det is rank-2 per layer, so not input-sensitive)', async () => {
