@@ -22,7 +22,7 @@ export default class Eval extends BaseCommand {
     pred: Flags.string({ summary: 'Generated video, or a folder of them.', required: true }),
     gt: Flags.string({ summary: 'Ground-truth video, folder of videos, or a prepared dataset (clip_id = video base name).', required: true }),
     out: Flags.directory({ summary: 'Output folder for the report files.', required: true }),
-    metrics: Flags.string({ summary: `Comma-separated: ${EVAL_METRICS.join(',')} (fid: not implemented).`, default: DEFAULT_EVAL_METRICS.join(',') }),
+    metrics: Flags.string({ summary: `Comma-separated: ${EVAL_METRICS.join(',')}.`, default: DEFAULT_EVAL_METRICS.join(',') }),
     crop: Flags.option({ options: ['face', 'none'] as const, default: 'face', summary: 'Frame metrics on face crops (from GT landmarks) or full frames.' })(),
     'crop-size': Flags.integer({ min: 32, max: 1024, default: 224, summary: 'Side of the face crops for the frame metrics.' }),
     baseline: Flags.boolean({ summary: 'Add GT-vs-GT rows and LSE of the GT with shifted audio.', default: false }),
@@ -61,7 +61,7 @@ export default class Eval extends BaseCommand {
     );
     for (const [system, rows] of Object.entries(result.summary)) {
       this.log(`${system}:`);
-      for (const m of rows) this.log(`  ${m.name} = ${m.value.toFixed(4)} (${m.higherIsBetter ? 'higher' : 'lower'} is better; mean over ${m.count} ${m.averagedOver})`);
+      for (const m of rows) this.log(`  ${m.name} = ${m.value.toFixed(4)} (${m.higherIsBetter ? 'higher' : 'lower'} is better; ${m.averagedOver === 'dataset' ? `one statistic over ${m.count} frames` : `mean over ${m.count} ${m.averagedOver}`})`);
     }
     this.log(`report: ${result.files.report}`);
     return summaryJson(result);

@@ -13,7 +13,8 @@
  * 5. LSE-D / LSE-C on the prediction's own SyncNet face crops (its landmarks) with its own audio track (or the GT's
  *    audio when the prediction has none); mean over videos (Wav2Lip aggregation).
  * 6. `baseline`: the same scores for GT vs GT, and LSE of the GT video with its audio shifted by `baselineShift` frames.
- * FID is not implemented in this version (a clear error).
+ * 7. FID (pytorch-fid InceptionV3 pool3) between the set of all prediction crops and all GT crops (the frames the frame
+ *    metrics see), one value per system for the whole run ('dataset' in the summary); biased by the sample count.
  */
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -26,15 +27,17 @@ import { iterateRows, listShards, openShard } from '../preprocess/shard-reader.j
 import type { FaceLandmarks, LandmarkEngine, RgbFrames } from '../preprocess/types.js';
 import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
-import { exists } from '../util/fs.js';
+import { exists, sha256File } from '../util/fs.js';
 import { applyCropTrack, cropsToFrames, meshBox, syncnetCropTrack } from './face-crop.js';
 import { ibug68FromResults, lmd } from './metrics/lmd.js';
 import { loadLpips, type Lpips, type LpipsNet } from './metrics/lpips.js';
 import { syncScores, type SyncScores } from './metrics/lse.js';
+import { fidFromFeatures, inceptionFeatures } from './metrics/fid.js';
 import { frameAt } from './metrics/metric.js';
 import { PsnrMetric, psnr } from './metrics/psnr.js';
 import { ssim, SSIM_NAMES, type SsimVariant } from './metrics/ssim.js';
 import { loadSyncNet, type LoadedSyncNet, type SyncNetIdentity } from './nets/syncnet-weights.js';
+import { FID_FEATURE_DIM, loadFidInception, type FidInception } from './nets/inception.js';
 import { SYNCNET_SIZE } from './nets/syncnet.js';
 
 export type EvalMetric = 'psnr' | 'ssim' | 'lpips' | 'lse' | 'lmd' | 'fid';
@@ -97,8 +100,8 @@ export interface MetricSummary {
   name: string;
   value: number;
   higherIsBetter: boolean;
-  /** 'frames' (mean of per-frame values) or 'videos' (mean of per-video scores). */
-  averagedOver: 'frames' | 'videos';
+  /** 'frames' (mean of per-frame values), 'videos' (mean of per-video scores) or 'dataset' (one statistic over all frames: FID). */
+  averagedOver: 'frames' | 'videos' | 'dataset';
   count: number;
 }
 
@@ -223,11 +226,6 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const onEvent = opts.onEvent ?? silent;
   const metrics = [...new Set(opts.metrics ?? DEFAULT_EVAL_METRICS)];
   for (const m of metrics) if (!EVAL_METRICS.includes(m)) throw new DifftalkError('bad-option', `unknown metric '${m}'`, { suggestion: `use ${EVAL_METRICS.join(', ')}` });
-  if (metrics.includes('fid')) {
-    throw new DifftalkError('not-implemented', 'FID is not implemented in this version of difftalk eval', {
-      suggestion: 'drop fid from --metrics; pytorch-fid on the face-crop folders is the reference tool meanwhile',
-    });
-  }
   const crop = opts.crop ?? 'face';
   const cropSize = opts.cropSize ?? SYNCNET_SIZE;
   const shift = opts.baselineShift ?? 10;
@@ -239,6 +237,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const { pairs, unmatched } = await pairClips(opts.pred, opts.gt);
   let sync: LoadedSyncNet | undefined;
   let lpips: Lpips | undefined;
+  let fidNet: { net: FidInception; file: string } | undefined;
+  const fidFeatures: { pred: Float32Array[]; gt: Float32Array[] } = { pred: [], gt: [] };
   let engine: LandmarkEngine | undefined;
   let engineInfo: EvalResult['protocol']['landmarkEngine'];
   const needLandmarks = crop === 'face' || metrics.includes('lse') || metrics.includes('lmd');
@@ -253,6 +253,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       if (sync.identity.source !== 'syncnet-v2') deviations.push(`LSE uses ${sync.identity.description}`);
     }
     if (metrics.includes('lpips')) lpips = await loadLpips(opts.lpipsNet ?? 'alex', { cacheDir: opts.weightsCacheDir });
+    if (metrics.includes('fid')) fidNet = await loadFidInception({ cacheDir: opts.weightsCacheDir });
     if (needLandmarks) {
       const created = await createLandmarkEngine({ engine: opts.landmarkEngine ?? 'tfjs' });
       engine = created.engine;
@@ -312,7 +313,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       const gtGtVals: Array<Record<string, number>> = Array.from({ length: n }, () => ({}));
       let evalPred = predFrames;
       let evalGt = gtFrames;
-      if (crop === 'face' && (metrics.includes('psnr') || metrics.includes('ssim') || metrics.includes('lpips'))) {
+      if (crop === 'face' && (metrics.includes('psnr') || metrics.includes('ssim') || metrics.includes('lpips') || fidNet)) {
         const track = syncnetCropTrack(gtLms!.map(meshBox), `${pair.id} (GT)`);
         evalPred = cropsToFrames(applyCropTrack(predFrames, track, cropSize), cropSize);
         evalGt = cropsToFrames(applyCropTrack(gtFrames, track, cropSize), cropSize);
@@ -325,6 +326,10 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       if (metrics.includes('ssim')) frameMetric(ssimName, ssim(evalPred, evalGt, ssimVariant), opts.baseline ? ssim(evalGt, evalGt, ssimVariant) : undefined);
       if (lpips) {
         frameMetric(lpips.name, (await lpips.distances(evalPred, evalGt)).total, opts.baseline ? (await lpips.distances(evalGt, evalGt)).total : undefined);
+      }
+      if (fidNet) {
+        fidFeatures.pred.push(await inceptionFeatures(evalPred, { net: fidNet.net, onEvent }));
+        fidFeatures.gt.push(await inceptionFeatures(evalGt, { net: fidNet.net, onEvent }));
       }
       if (metrics.includes('lmd')) {
         const p68 = ibug68FromResults(predLms!);
@@ -391,16 +396,32 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     }
     onEvent({ type: 'progress', stage: 'eval', done: pairs.length, total: pairs.length });
   } finally {
+    fidNet?.net.dispose();
     sync?.net.dispose();
     lpips?.dispose();
     await engine?.close().catch(() => undefined);
   }
 
+  const summary = summarize(clips, frames);
+  if (fidNet) {
+    const cat = (xs: Float32Array[]) => {
+      const all = new Float32Array(xs.reduce((a, x) => a + x.length, 0));
+      let o = 0;
+      for (const x of xs) all.set(x, (o += x.length) - x.length);
+      return all;
+    };
+    const p = cat(fidFeatures.pred);
+    const g = cat(fidFeatures.gt);
+    const n = p.length / FID_FEATURE_DIM;
+    const name = `fid(pytorch-fid-inception-pool3:${(await sha256File(fidNet.file)).slice(0, 12)})`;
+    summary.pred = [...(summary.pred ?? []), { name, value: fidFromFeatures(p, n, g, n, FID_FEATURE_DIM), higherIsBetter: false, averagedOver: 'dataset', count: n }];
+    if (opts.baseline && summary.gt) summary.gt = [...summary.gt, { name, value: fidFromFeatures(g, n, g, n, FID_FEATURE_DIM), higherIsBetter: false, averagedOver: 'dataset', count: n }];
+  }
   return {
     out: opts.out,
     files: { framesCsv: '', clipsCsv: '', summary: '', report: '' },
     protocol: { crop, cropSize, landmarkEngine: engineInfo, syncnet: sync?.identity, baselineShift: opts.baseline ? shift : undefined, deviations },
-    summary: summarize(clips, frames),
+    summary,
     clips,
     unmatched,
     lseWindowsPerSecond: lseSeconds > 0 ? lseWindows / lseSeconds : undefined,

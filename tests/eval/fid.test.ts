@@ -20,6 +20,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import sharp from 'sharp';
@@ -40,7 +41,9 @@ import { DifftalkError } from '../../src/util/errors.js';
 import { initBackend, tf } from '../../src/util/tf.js';
 import { det, detInput } from '../../src/weights/det.js';
 import { importWeights } from '../../src/weights/store.js';
-import { FIXTURES, MEDIA, ROOT, tmpDir } from '../helpers.js';
+import { runEval } from '../../src/eval/pipeline.js';
+import { runTool } from '../../src/util/exec.js';
+import { AOC_CLIP, FIXTURES, MEDIA, ROOT, tmpDir } from '../helpers.js';
 import { writeLegacyTorch } from '../weights/legacy-writer.js';
 
 /** x[i][j] = sin(0.37·(7i + j²) + seed) + 0.3·cos(1.7·i·j + seed), cast to float32 (full-rank covariance). */
@@ -375,3 +378,30 @@ describe('FID end to end (deterministic weights; parity with pytorch-fid UNVERIF
     await assert.rejects(loadFidInception({ weights: path.join(FIXTURES, 'torch_zip.pt') }), /bad-weights|is missing/);
   });
 });
+
+describe('difftalk eval --metrics fid (runEval wiring; deterministic He weights imported like a user file)', () => {
+  it('FID of a JPEG-degraded copy > FID of GT vs GT (= 0) on the same face crops as the frame metrics', async () => {
+    const dir = tmpDir();
+    const pth = path.join(dir, 'pt_inception-2015-12-05-6726825d.pth');
+    const sd = new Map<string, { shape: readonly number[]; data: Float32Array }>(heWeights());
+    for (const [name, shape] of FID_INCEPTION_FC) sd.set(name, { shape, data: new Float32Array(shape.reduce((x, y) => x * y, 1)) });
+    writeLegacyTorch(pth, sd);
+    const cache = path.join(dir, 'cache');
+    await importWeights('fid-inception', { model: pth }, { cacheDir: cache });
+    // 6 frames of the real clip and a heavily recompressed copy of them.
+    const gt = path.join(dir, 'gt', 'clip.mp4');
+    const pred = path.join(dir, 'pred', 'clip.mp4');
+    await mkdir(path.dirname(gt), { recursive: true });
+    await mkdir(path.dirname(pred), { recursive: true });
+    await runTool('ffmpeg', ['-v', 'error', '-i', AOC_CLIP, '-frames:v', '6', '-c:v', 'libx264', '-qp', '0', '-an', gt]);
+    await runTool('ffmpeg', ['-v', 'error', '-i', gt, '-c:v', 'mpeg4', '-q:v', '31', pred]);
+    const r = await runEval({ pred, gt, out: path.join(dir, 'report'), metrics: ['psnr', 'fid'], baseline: true, weightsCacheDir: cache });
+    const fid = (sys: string) => r.summary[sys]!.find((m) => m.name.startsWith('fid('))!;
+    assert.equal(fid('pred').averagedOver, 'dataset');
+    assert.equal(fid('pred').count, 6);
+    assert.match(fid('pred').name, /^fid\(pytorch-fid-inception-pool3:[0-9a-f]{12}\)$/); // labelled with the weights' sha256
+    assert.ok(Math.abs(fid('gt').value) < 1e-9, `FID(GT, GT) = ${fid('gt').value}`);
+    assert.ok(fid('pred').value > 1e-6, `FID(degraded, GT) = ${fid('pred').value}`);
+  });
+});
+
