@@ -16,4 +16,4 @@ export {
   type AudioFeatureParams,
 } from './registry.js';
 export { createOnnxAudioFeature, loadOnnxRuntime, type OnnxAudioOptions, type OnnxAudioFeature } from './onnx.js';
-export { computeAudioFeatures, readClipAudio, type AudioFeatureRequest, type AudioFeatureColumn, type AudioFeatureMeta } from './stage.js';
+export { computeAudioFeatures, readClipAudio, type AudioFeatureRequest, type AudioFeatureColumn } from './stage.js';

@@ -3,6 +3,7 @@
  */
 import { DifftalkError, errorMessage } from '../../util/errors.js';
 import { silent, type OnEvent } from '../../util/events.js';
+import type { AudioFeatureMetadata } from '../shard-writer.js';
 import { drop, ok, type AudioFeatureExtractor, type FrameWindows, type StageResult } from '../types.js';
 import { loadAudio16k, readWav, type AudioData } from './wav.js';
 import { defaultWindowFor, frameWindows } from './windows.js';
@@ -13,17 +14,8 @@ export interface AudioFeatureRequest {
   window?: number;
 }
 
-/** One entry of the `difftalk.audio_features` schema metadata. */
-export interface AudioFeatureMeta {
-  name: string;
-  column: string;
-  window: number;
-  dim: number;
-  rate: number;
-  params: Record<string, string | number | boolean>;
-}
-
-export interface AudioFeatureColumn extends AudioFeatureMeta {
+/** One entry of the `difftalk.audio_features` schema metadata plus the windows themselves. */
+export interface AudioFeatureColumn extends AudioFeatureMetadata {
   /** videoFrames × window × dim: row k is the flattened FixedSizeList value of frame k. */
   windows: FrameWindows;
 }
