@@ -287,12 +287,7 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
   };
   if (saved) {
     model.load(saved.model, saved.dir);
-    const emaParams = new Map([...saved.model].filter(([k]) => k.startsWith(PREFIX.ema)).map(([k, v]) => [k.slice(PREFIX.ema.length), v]));
-    for (const [n, s] of ema.shadow) {
-      const t = emaParams.get(n);
-      if (!t) throw new DifftalkError('checkpoint-corrupt', `${saved.dir} has no EMA weight for ${n}`);
-      s.assign(tf.tensor(t.data as Float32Array, s.shape, 'float32'));
-    }
+    Params.view(model.unet.specs, ema.shadow).loadTorch(saved.model, { prefix: PREFIX.ema, source: saved.dir });
     ema.numUpdates = state.ema!.numUpdates;
     opt.load(saved.optimizer!, state.optimizer.step);
     onEvent({ type: 'log', level: 'info', message: `resuming ${o.out} from step ${state.step}` });
