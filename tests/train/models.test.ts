@@ -122,3 +122,20 @@ test('VQ-f4 encoder/decoder (tiny fixture config) match LDM with det weights (1e
   assert.ok(Math.abs(recSum - fx.recon.sum) / fx.recon.abs_sum < 1e-4);
   p.dispose();
 });
+
+test('VQ weights round-trip through a safetensors checkpoint with LDM names (first_stage_model.* prefix)', async () => {
+  const { writeSafetensors } = await import('../../src/weights/safetensors.js');
+  const { loadVqWeights } = await import('../../src/train/models/vq-f4.js');
+  const { tmpDir } = await import('../helpers.js');
+  const c = expected.vq_f4.config;
+  const cfg: VqConfig = { resolution: c.resolution, inChannels: 3, outCh: 3, ch: c.ch, chMult: c.ch_mult, numResBlocks: c.num_res_blocks, zChannels: 3, embedDim: 3, nEmbed: 16 };
+  const p = new Params(vqParamSpecs(cfg), 'det');
+  const file = path.join(tmpDir(), 'vq.safetensors');
+  await writeSafetensors(file, p.toTorch('first_stage_model.'));
+  const q = await loadVqWeights(file, cfg);
+  const x = nchwToNhwc(detInput([1, 3, 32, 32], 0.2), [1, 3, 32, 32]);
+  // exact: the layout conversion is a pure permutation
+  assert.deepEqual(vqEncode(q, cfg, x).dataSync(), vqEncode(p, cfg, x).dataSync());
+  p.dispose();
+  q.dispose();
+});
