@@ -1,0 +1,182 @@
+/**
+ * difftalk render end to end on real media: the AOC HDTF clip (512², 25 fps, 8 s) driven by jfk.wav (11.0 s).
+ *
+ * The checkpoint is a TINY, randomly initialised (untrained) model written with the trainer's own checkpoint writer
+ * (saveCheckpoint, the same state.json/model.safetensors/latest.json layout `difftalk train ldm` writes), with a random
+ * tiny autoencoder as its first stage. Training one in the test (prep + autoencoder + LDM) would cost many CPU minutes;
+ * this test checks the video pipeline (prep stages, loop, conditions, DDIM inpainting, paste-back, encode, mux), not
+ * quality. CI uses --steps 2 for the same reason (the reference samples with 200).
+ */
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { before, describe, it } from 'node:test';
+import { AOC_CLIP, MEDIA, MODELS, tmpDir } from '../helpers.js';
+import { renderVideo, DEFAULT_RENDER, type RenderResult } from '../../src/render/render.js';
+import { jawAlpha, sourceFrameIndex } from '../../src/render/paste.js';
+import { saveCheckpoint } from '../../src/train/checkpoint.js';
+import { Params } from '../../src/train/models/blocks.js';
+import { DifftalkModel, PREFIX } from '../../src/train/models/difftalk.js';
+import { vqParamSpecs } from '../../src/train/models/vq-f4.js';
+import { resolveConfig } from '../../src/train/presets.js';
+import { decodeFrames } from '../../src/preprocess/frames.js';
+import { runTool } from '../../src/util/exec.js';
+import { sha256File } from '../../src/util/fs.js';
+import { initBackend } from '../../src/util/tf.js';
+import { DifftalkError } from '../../src/util/errors.js';
+
+const JFK = path.join(MEDIA, 'jfk.wav');
+const FACE_MODEL = path.join(MODELS, 'fm478md.task');
+
+/** A tiny random LDM run (mel audio, 80 × 16 windows) and its tiny random autoencoder, as the trainer lays them out. */
+async function tinyCheckpoint(dir: string): Promise<string> {
+  const config = resolveConfig('tiny', { winSize: 16, featureDim: 80 });
+  const aeRun = path.join(dir, 'ae');
+  const vq = new Params(vqParamSpecs(config.vq), 'init', 5, { trainable: false });
+  const aeCkpt = await saveCheckpoint(aeRun, { kind: 'autoencoder', version: 1, step: 1, seed: 5, config }, vq.toTorch(), undefined);
+  vq.dispose();
+  const ldmRun = path.join(dir, 'ldm');
+  const model = new DifftalkModel(config, 'init', 7);
+  const tensors = model.toTensors();
+  for (const [n, t] of model.unet.toTorch(PREFIX.ema)) tensors.set(n, t);
+  model.dispose();
+  await saveCheckpoint(
+    ldmRun,
+    {
+      kind: 'ldm',
+      version: 1,
+      step: 1,
+      seed: 7,
+      config,
+      options: { audioFeature: 'mel', note: 'untrained, written by tests/render/render.test.ts' },
+      firstStage: { source: aeCkpt, id: await sha256File(path.join(aeCkpt, 'model.safetensors')) },
+      dataset: path.join(dir, 'no-dataset'),
+      history: [],
+      valHistory: [],
+    },
+    tensors,
+    undefined,
+  );
+  return ldmRun;
+}
+
+async function ffprobe(file: string): Promise<{ streams: { codec_type: string; width?: number; height?: number; r_frame_rate?: string; avg_frame_rate?: string; nb_frames?: string }[]; format: { duration: string } }> {
+  const r = await runTool('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,width,height,r_frame_rate,avg_frame_rate,nb_frames:format=duration', '-of', 'json', file]);
+  return JSON.parse(r.stdout.toString('utf8'));
+}
+
+const meanAbs = (a: Uint8Array, b: Uint8Array, sel: (x: number, y: number) => boolean, W: number, H: number): number => {
+  let s = 0;
+  let n = 0;
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      if (!sel(x, y)) continue;
+      const o = (y * W + x) * 3;
+      for (let c = 0; c < 3; c++) s += Math.abs(a[o + c]! - b[o + c]!);
+      n += 3;
+    }
+  }
+  return s / n;
+};
+
+describe('render paste helpers', () => {
+  it('ping-pong and wrap loops map output frames to source frames', () => {
+    assert.deepEqual(Array.from({ length: 10 }, (_, k) => sourceFrameIndex(k, 4)), [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]);
+    assert.deepEqual(Array.from({ length: 6 }, (_, k) => sourceFrameIndex(k, 4, 'wrap')), [0, 1, 2, 3, 0, 1]);
+    assert.equal(sourceFrameIndex(5, 1), 0);
+  });
+
+  it('the feathered jaw alpha is 1 deep inside, 0 beyond the feather width outside', () => {
+    // A synthetic face: jaw points 2..14 on a half circle of radius 40 around (50, 50), pt 33 at (50, 45).
+    const lm = new Float32Array(136).fill(0);
+    for (let k = 2; k <= 14; k++) {
+      const a = Math.PI * ((k - 2) / 12);
+      lm[2 * k] = 50 - 40 * Math.cos(a);
+      lm[2 * k + 1] = 50 + 40 * Math.sin(a);
+    }
+    lm[66] = 50;
+    lm[67] = 45;
+    const alpha = jawAlpha(lm, 100, 100, 8);
+    assert.equal(alpha[70 * 100 + 50], 1); // centre of the jaw region
+    assert.equal(alpha[20 * 100 + 50], 0); // 25 px above pt 33 (> feather 8)
+    assert.equal(alpha[50 * 100 + 0], 0); // 10 px left of the jaw line... (x 0 vs 10)
+    const edge = alpha[50 * 100 + 10]!; // on the polygon edge: half blended (tolerance 0.25)
+    assert.ok(edge > 0.25 && edge < 0.75, `edge alpha ${edge}`);
+  });
+});
+
+describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 60_000 }, () => {
+  const dir = tmpDir('difftalk-render-');
+  let ckpt = '';
+  let result: RenderResult;
+  const out = path.join(dir, 'out', 'aoc-jfk.mp4');
+  const base = { ...DEFAULT_RENDER, steps: 2, landmarker: 'mediapipe' as const, faceModel: FACE_MODEL, audioFeature: 'mel' };
+
+  before(async () => {
+    await initBackend('cpu');
+    ckpt = await tinyCheckpoint(dir);
+  });
+
+  it('renders an 11 s, 25 fps, 512² mp4 with audio; only the jaw region changes', async () => {
+    const events: string[] = [];
+    result = await renderVideo({ ...base, checkpoint: ckpt, video: AOC_CLIP, audio: JFK, out, onEvent: (e) => e.type === 'progress' && e.stage === 'render' && events.push(e.detail ?? '') });
+    assert.equal(result.frames, 275); // ceil(11.0 s × 25)
+    assert.equal(result.sourceFrames, 200);
+    assert.equal(result.framesWithoutFace, 0);
+    assert.ok(events.length >= 275 && /frames\/s$/.test(events.at(-1)!), 'per-frame progress with frames/s');
+    assert.ok(result.framesPerSecond > 0);
+    assert.match(result.checkpointId, /^[0-9a-f]{64}$/);
+
+    // Independent reader: ffprobe.
+    const p = await ffprobe(out);
+    const v = p.streams.find((s) => s.codec_type === 'video')!;
+    assert.ok(v, 'video stream');
+    assert.ok(p.streams.some((s) => s.codec_type === 'audio'), 'audio stream');
+    assert.equal(v.width, 512);
+    assert.equal(v.height, 512);
+    assert.equal(v.r_frame_rate, '25/1');
+    assert.equal(Number(v.nb_frames), 275);
+    // Duration ≈ 11.0 s (jfk.wav); tolerance 0.05 s for AAC frame padding.
+    assert.ok(Math.abs(Number(p.format.duration) - 11.0) < 0.05, `duration ${p.format.duration}`);
+
+    // Paste-back only touched the face: frames 0..199 map to source frames 0..199 (ping-pong starts forward).
+    const W = 512;
+    const gen = await decodeFrames(out, { start: 0, count: 50 });
+    const srcF = await decodeFrames(AOC_CLIP, { start: 0, count: 50 });
+    const c = result.crop;
+    const outsideBox = (x: number, y: number) => x < c.x - 2 || x >= c.x + c.w + 2 || y < c.y - 2 || y >= c.y + c.h + 2;
+    const topOfBox = (x: number, y: number) => !outsideBox(x, y) && y < c.y + 0.3 * c.h;
+    const jawCore = (x: number, y: number) => Math.abs(x - (c.x + c.w / 2)) < 0.12 * c.w && y > c.y + 0.72 * c.h && y < c.y + 0.82 * c.h;
+    const F = W * W * 3;
+    let dOut = 0;
+    let dTop = 0;
+    let dJaw = 0;
+    for (const k of [0, 25, 49]) {
+      const a = gen.data.subarray(k * F, (k + 1) * F);
+      const b = srcF.data.subarray(k * F, (k + 1) * F);
+      dOut = Math.max(dOut, meanAbs(a, b, outsideBox, W, W));
+      dTop = Math.max(dTop, meanAbs(a, b, topOfBox, W, W));
+      dJaw = Math.max(dJaw, meanAbs(a, b, jawCore, W, W));
+    }
+    // Reference: the source frames; tolerance 3 grey levels mean |Δ| = two lossy H.264 generations (source + crf 18).
+    assert.ok(dOut < 3, `outside the crop box mean |Δ| ${dOut}`);
+    assert.ok(dTop < 3, `upper 30% of the crop box (eyes, forehead) mean |Δ| ${dTop}`);
+    // The untrained model's mouth region differs visibly from the source.
+    assert.ok(dJaw > 3 * Math.max(dOut, 1), `jaw region mean |Δ| ${dJaw} vs outside ${dOut}`);
+  });
+
+  it('never overwrites an existing output without force', async () => {
+    await assert.rejects(renderVideo({ ...base, checkpoint: ckpt, video: AOC_CLIP, audio: JFK, out }), (e: unknown) => e instanceof DifftalkError && e.code === 'output-exists');
+  });
+
+  it('gives one clear error for a missing checkpoint, unreadable audio, and a video without a face', async () => {
+    const o2 = path.join(dir, 'err.mp4');
+    await assert.rejects(renderVideo({ ...base, checkpoint: path.join(dir, 'nope'), video: AOC_CLIP, audio: JFK, out: o2 }), (e: unknown) => e instanceof DifftalkError && e.code === 'checkpoint-missing');
+    const badWav = path.join(dir, 'bad.wav');
+    await writeFile(badWav, 'this is not audio\n');
+    await assert.rejects(renderVideo({ ...base, checkpoint: ckpt, video: AOC_CLIP, audio: badWav, out: o2 }), (e: unknown) => e instanceof DifftalkError && e.code === 'audio-unreadable');
+    const noFace = path.join(dir, 'testsrc.mp4');
+    await runTool('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=25:duration=2', '-f', 'lavfi', '-i', 'sine=duration=2', '-shortest', '-pix_fmt', 'yuv420p', noFace]);
+    await assert.rejects(renderVideo({ ...base, checkpoint: ckpt, video: noFace, audio: JFK, out: o2 }), (e: unknown) => e instanceof DifftalkError && e.code === 'no-face');
+  });
+});
