@@ -113,11 +113,11 @@ describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 
   const base = { ...DEFAULT_RENDER, steps: 2, landmarker: 'mediapipe' as const, faceModel: FACE_MODEL, audioFeature: 'mel' };
 
   before(async () => {
-    await initBackend('cpu');
+    await initBackend('wasm');
     ckpt = await tinyCheckpoint(dir);
   });
 
-  it('renders an 11 s, 25 fps, 512² mp4 with audio; only the jaw region changes', async () => {
+  it('renders an 11 s, 25 fps, 512² mp4 with audio; only the jaw region changes', async (t) => {
     const events: string[] = [];
     result = await renderVideo({ ...base, checkpoint: ckpt, video: AOC_CLIP, audio: JFK, out, onEvent: (e) => e.type === 'progress' && e.stage === 'render' && events.push(e.detail ?? '') });
     assert.equal(result.frames, 275); // ceil(11.0 s × 25)
@@ -158,6 +158,8 @@ describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 
       dTop = Math.max(dTop, meanAbs(a, b, topOfBox, W, W));
       dJaw = Math.max(dJaw, meanAbs(a, b, jawCore, W, W));
     }
+    t.diagnostic(`${result.frames} frames, ${result.framesPerSecond.toFixed(2)} frames/s (loop), ${result.totalSeconds.toFixed(1)} s total; crop ${JSON.stringify(c)}, feather ${result.featherPx} px`);
+    t.diagnostic(`mean |Δ| vs source: outside box ${dOut.toFixed(3)}, top of box ${dTop.toFixed(3)}, jaw core ${dJaw.toFixed(3)}`);
     // Reference: the source frames; tolerance 3 grey levels mean |Δ| = two lossy H.264 generations (source + crf 18).
     assert.ok(dOut < 3, `outside the crop box mean |Δ| ${dOut}`);
     assert.ok(dTop < 3, `upper 30% of the crop box (eyes, forehead) mean |Δ| ${dTop}`);
