@@ -165,24 +165,10 @@ async function resolveAudioFeature(m: LoadedModel, spec: string | undefined, pre
   if (datasetDir && (await exists(datasetDir)) && !spec) {
     const info = await datasetInfo(datasetDir, m.state.options.audioFeature as string | undefined);
     if (info.size === 256 || info.size === 512) size = prepSize ?? info.size;
-    const params: Record<string, unknown> = Object.fromEntries(Object.entries(info.audio.params).filter(([, v]) => v !== 'auto'));
-    // Recorded params include descriptive entries (reference, scale ...) that are not options: drop those the factory rejects.
-    for (;;) {
-      try {
-        extractor = await createAudioFeature({ name: info.audio.name, ...params });
-        break;
-      } catch (e) {
-        const k = e instanceof DifftalkError && e.code === 'bad-audio-params' ? /unknown parameter '([^']+)'/.exec(e.message)?.[1] : undefined;
-        if (!k || !(k in params)) throw e;
-        delete params[k];
-      }
+    if (info.audio.window !== want.winSize) {
+      throw new DifftalkError('audio-feature-mismatch', `dataset feature ${info.audio.name} has windows of ${info.audio.window} frames, the model expects ${want.winSize}`);
     }
-    const norm = (o: object) => JSON.stringify(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
-    if (norm(extractor.params) !== norm(info.audio.params)) {
-      throw new DifftalkError('audio-feature-mismatch', `cannot re-create the training audio feature '${info.audio.name}' with the recorded parameters ${JSON.stringify(info.audio.params)}`, {
-        suggestion: 'pass --audio-feature with the spec used at prep time',
-      });
-    }
+    extractor = await extractorFromMetadata(info.audio);
   } else if (spec) {
     extractor = await createAudioFeature(parseAudioFeatureSpec(spec));
   } else {
@@ -191,6 +177,33 @@ async function resolveAudioFeature(m: LoadedModel, spec: string | undefined, pre
     });
   }
   return { extractor, window: want.winSize, size };
+}
+
+/**
+ * Re-create an audio feature extractor from the metadata a dataset recorded for it (name + params). The recorded
+ * params include descriptive entries (reference, scale, input ...) and 'auto' values that are not options: those
+ * the factory rejects are left out, and the re-created extractor must record exactly the same params.
+ */
+export async function extractorFromMetadata(meta: { name: string; params: Record<string, string | number | boolean> }): Promise<AudioFeatureExtractor> {
+  const params: Record<string, unknown> = Object.fromEntries(Object.entries(meta.params).filter(([, v]) => v !== 'auto'));
+  let extractor: AudioFeatureExtractor;
+  for (;;) {
+    try {
+      extractor = await createAudioFeature({ name: meta.name, ...params });
+      break;
+    } catch (e) {
+      const k = e instanceof DifftalkError && e.code === 'bad-audio-params' ? /unknown parameter '([^']+)'/.exec(e.message)?.[1] : undefined;
+      if (!k || !(k in params)) throw e;
+      delete params[k];
+    }
+  }
+  const norm = (o: object) => JSON.stringify(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
+  if (norm(extractor.params) !== norm(meta.params)) {
+    throw new DifftalkError('audio-feature-mismatch', `cannot re-create the training audio feature '${meta.name}' from the recorded parameters ${JSON.stringify(meta.params)}`, {
+      suggestion: 'pass --audio-feature with the spec used at prep time',
+    });
+  }
+  return extractor;
 }
 
 /** Source video at 25 fps CFR for frame-indexed decoding (the source itself when it already is). */

@@ -12,7 +12,8 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { AOC_CLIP, MEDIA, MODELS, tmpDir } from '../helpers.js';
-import { renderVideo, DEFAULT_RENDER, type RenderResult } from '../../src/render/render.js';
+import { extractorFromMetadata, renderVideo, DEFAULT_RENDER, type RenderResult } from '../../src/render/render.js';
+import { createAudioFeature, parseAudioFeatureSpec } from '../../src/preprocess/audio/registry.js';
 import { jawAlpha, sourceFrameIndex } from '../../src/render/paste.js';
 import { saveCheckpoint } from '../../src/train/checkpoint.js';
 import { Params } from '../../src/train/models/blocks.js';
@@ -105,6 +106,21 @@ describe('render paste helpers', () => {
   });
 });
 
+describe('render audio feature from dataset metadata', () => {
+  it('re-creates mel, mfcc and mel:nMels=29 from the params a dataset records', async () => {
+    for (const spec of ['mel', 'mfcc', 'mel:nMels=29,fmax=7600', 'mfcc:numcep=20']) {
+      const made = await createAudioFeature(parseAudioFeatureSpec(spec));
+      const again = await extractorFromMetadata({ name: made.name, params: made.params });
+      assert.deepEqual(again.params, made.params, spec);
+    }
+  });
+
+  it('refuses recorded params it cannot reproduce', async () => {
+    const made = await createAudioFeature('mel');
+    await assert.rejects(extractorFromMetadata({ name: 'mel', params: { ...made.params, scale: 'htk' } }), (e: unknown) => e instanceof DifftalkError && e.code === 'audio-feature-mismatch');
+  });
+});
+
 describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 60_000 }, () => {
   const dir = tmpDir('difftalk-render-');
   let ckpt = '';
@@ -165,6 +181,21 @@ describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 
     assert.ok(dTop < 3, `upper 30% of the crop box (eyes, forehead) mean |Δ| ${dTop}`);
     // The untrained model's mouth region differs visibly from the source.
     assert.ok(dJaw > 3 * Math.max(dOut, 1), `jaw region mean |Δ| ${dJaw} vs outside ${dOut}`);
+  });
+
+  it('--progressive with a 0.4 s audio: 10 frames, one at a time, reference = previous output', async () => {
+    const short = path.join(dir, 'short.wav');
+    await runTool('ffmpeg', ['-v', 'error', '-i', JFK, '-t', '0.4', short]);
+    const o3 = path.join(dir, 'short.mp4');
+    const r = await renderVideo({ ...base, checkpoint: ckpt, video: AOC_CLIP, audio: short, out: o3, progressive: true, loop: 'wrap' });
+    assert.equal(r.frames, 10);
+    const p = await ffprobe(o3);
+    assert.equal(Number(p.streams.find((s) => s.codec_type === 'video')!.nb_frames), 10);
+    assert.ok(Math.abs(Number(p.format.duration) - 0.4) < 0.05, `duration ${p.format.duration}`);
+  });
+
+  it('asks for --audio-feature when the training dataset is gone', async () => {
+    await assert.rejects(renderVideo({ ...base, audioFeature: undefined, checkpoint: ckpt, video: AOC_CLIP, audio: JFK, out: path.join(dir, 'x.mp4') }), (e: unknown) => e instanceof DifftalkError && e.code === 'audio-feature-unknown');
   });
 
   it('never overwrites an existing output without force', async () => {
