@@ -8,10 +8,11 @@
  * quality. CI uses --steps 2 for the same reason (the reference samples with 200).
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
-import { AOC_CLIP, MEDIA, MODELS, tmpDir } from '../helpers.js';
+import { AOC_CLIP, MEDIA, MODELS, ROOT, tmpDir } from '../helpers.js';
 import { extractorFromMetadata, renderVideo, DEFAULT_RENDER, type RenderResult } from '../../src/render/render.js';
 import { createAudioFeature, parseAudioFeatureSpec } from '../../src/preprocess/audio/registry.js';
 import { jawAlpha, sourceFrameIndex } from '../../src/render/paste.js';
@@ -196,6 +197,36 @@ describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 
 
   it('asks for --audio-feature when the training dataset is gone', async () => {
     await assert.rejects(renderVideo({ ...base, audioFeature: undefined, checkpoint: ckpt, video: AOC_CLIP, audio: JFK, out: path.join(dir, 'x.mp4') }), (e: unknown) => e instanceof DifftalkError && e.code === 'audio-feature-unknown');
+  });
+
+  it('the CLI (bin/run.js over dist/) renders with --json and reports frames/s and the checkpoint id; errors are one JSON error', async () => {
+    const cli = (args: string[]) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'run.js'), 'render', ...args, '--json'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (c) => (stdout += c));
+        child.stderr.on('data', (c) => (stderr += c));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+    const short = path.join(dir, 'short-cli.wav');
+    await runTool('ffmpeg', ['-v', 'error', '-i', JFK, '-t', '0.2', short]);
+    const o4 = path.join(dir, 'cli.mp4');
+    const common = ['--video', AOC_CLIP, '--audio', short, '-o', o4, '--steps', '2', '--face-model', FACE_MODEL, '--audio-feature', 'mel', '--backend', 'wasm'];
+    const r = await cli(['--checkpoint', ckpt, ...common]);
+    assert.equal(r.code, 0, r.stderr);
+    const res = JSON.parse(r.stdout);
+    assert.equal(res.frames, 5);
+    assert.ok(res.framesPerSecond > 0);
+    assert.match(res.checkpointId, /^[0-9a-f]{64}$/);
+    assert.equal(res.out, o4);
+    // --json: per-frame progress events are JSON lines on stderr, with frames/s.
+    const events = r.stderr.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+    assert.equal(events.filter((e) => e.type === 'progress' && e.stage === 'render' && /frames\/s$/.test(e.detail)).length >= 5, true);
+    const bad = await cli(['--checkpoint', path.join(dir, 'missing-run'), ...common, '--force']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stdout + bad.stderr, /checkpoint-missing|not found/);
   });
 
   it('never overwrites an existing output without force', async () => {
