@@ -10,6 +10,16 @@ import { featureParams, FEATURE_NETS, type NamedWeight } from '../src/eval/nets/
 import type { RgbFrames } from '../src/preprocess/types.js';
 import { initBackend, type BackendName } from '../src/util/tf.js';
 import { det } from '../src/weights/det.js';
+import { inceptionFeatures } from '../src/eval/metrics/fid.js';
+import { ibug68FromResults, lmd } from '../src/eval/metrics/lmd.js';
+import { syncScores } from '../src/eval/metrics/lse.js';
+import { FidInception, fidInceptionParams } from '../src/eval/nets/inception.js';
+import { SyncNet, syncnetParamShapes } from '../src/eval/nets/syncnet.js';
+import { decodeFrames } from '../src/preprocess/frames.js';
+import { createLandmarkEngine } from '../src/preprocess/landmarks/index.js';
+import path from 'node:path';
+
+const AOC = path.join(process.env.DIFFTALK_SHARED ?? path.resolve(import.meta.dirname, '..', '..', 'shared'), 'data', 'media', 'WDA_AlexandriaOcasioCortez_000.mp4');
 
 const SIZE = 256;
 
@@ -31,7 +41,11 @@ async function rate(frames: number, minSeconds: number, fn: () => Promise<unknow
   return (runs * frames) / ((performance.now() - t0) / 1000);
 }
 
-/** Frames/s per metric: psnr, ssim-gaussian, ssim-skimage, lpips-alex, lpips-vgg (keys `<metric>.fps`). */
+/**
+ * Frames/s per metric (keys `<metric>.fps`): psnr, ssim-gaussian, ssim-skimage, lpips-alex, lpips-vgg, lse (full-size
+ * SyncNet v2, both branches, video frames/s = windows/s), lmd (tfjs landmark engine on both videos + the distance),
+ * fid (InceptionV3 pool3 features at 299², per frame).
+ */
 export async function benchMetrics(options: { backend?: BackendName; minSeconds?: number } = {}): Promise<Record<string, number>> {
   const minSeconds = options.minSeconds ?? 2;
   await initBackend(options.backend ?? 'auto');
@@ -56,6 +70,45 @@ export async function benchMetrics(options: { backend?: BackendName; minSeconds?
       out[`lpips-${net}.fps`] = await rate(n, minSeconds, () => model.distances(pa, pb, n));
     } finally {
       model.dispose();
+    }
+  }
+  // LSE: the real architecture (det() weights: same FLOPs), 24 face crops + 1 s of audio → 19 windows.
+  {
+    const net = SyncNet.fromTensors(new Map(syncnetParamShapes().map(([name, shape]) => [name, { shape, data: det(name, shape) }])));
+    try {
+      const crops = Array.from({ length: 24 }, (_, i) => synthetic(1, i).data.subarray(0, 224 * 224 * 3));
+      const samples = Float32Array.from({ length: 16000 }, (_, k) => 3000 * Math.sin(k / 7) * Math.sin(k / 1700));
+      const windows = 19;
+      out['lse.fps'] = await rate(windows, minSeconds, () => syncScores(net, { frames: crops, samples, sampleRate: 16000 }));
+    } finally {
+      net.dispose();
+    }
+  }
+  // LMD: landmarks of prediction and GT frames (tfjs engine, 478 → 68) plus the distance, on the real clip's frames.
+  {
+    const clip = await decodeFrames(AOC, { width: SIZE, height: SIZE, count: 16 });
+    const { engine } = await createLandmarkEngine({ engine: 'tfjs' });
+    try {
+      out['lmd.fps'] = await rate(clip.count, minSeconds, async () => {
+        await engine.reset();
+        const p = ibug68FromResults(await engine.detect(clip));
+        await engine.reset();
+        const g = ibug68FromResults(await engine.detect(clip));
+        return lmd(p, g);
+      });
+    } finally {
+      await engine.close();
+    }
+  }
+  // FID features (the distance itself is negligible next to them).
+  {
+    const net = FidInception.fromTensors(new Map(fidInceptionParams().map(([name, shape]) => [name, { shape, data: det(name, shape) }])));
+    try {
+      const crops = synthetic(4, 3);
+      const c224 = { width: SIZE, height: SIZE, count: 4, data: crops.data };
+      out['fid.fps'] = await rate(4, minSeconds, () => inceptionFeatures(c224, { net, batchSize: 4 }));
+    } finally {
+      net.dispose();
     }
   }
   return out;

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { renderPrepSummary, table } from '../src/cli/summary.js';
 import { DEFAULT_PREP_CONFIG, runPrep, type PrepResult } from '../src/preprocess/pipeline.js';
+import { tf } from '../src/util/tf.js';
 import { benchMetrics } from './metrics.js';
 
 const SHARED = process.env.DIFFTALK_SHARED ?? path.resolve(import.meta.dirname, '..', '..', 'shared');
@@ -58,5 +59,6 @@ if (!only || only === 'prep') await benchPrep();
 if (!only || only === 'metrics') {
   out('\n## metrics (frames/s at 256², one prediction/target pair per frame)');
   const r = await benchMetrics();
+  out(`(TensorFlow.js backend: ${tf.getBackend()})`);
   out(table([['metric', 'frames/s'], ...Object.entries(r).map(([k, v]) => [k, v.toFixed(1)])]));
 }
