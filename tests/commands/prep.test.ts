@@ -124,7 +124,10 @@ describe('difftalk prep (CLI)', () => {
 
   test('bad invocations fail with one clear message', async () => {
     const none = await cli(['prep', '--out', path.join(work, 'x')]);
-    assert.notEqual(none.code, 0);
+    assert.equal(none.code, 2, 'a DifftalkError exits 2');
+    const noneJson = await cli(['prep', '--out', path.join(work, 'x'), '--json']);
+    assert.equal(noneJson.code, 2, 'also under --json');
+    assert.equal(JSON.parse(noneJson.stdout).error.code, 'bad-flag');
     assert.match(none.stderr, /--hdtf .* or --input/);
     const missing = await cli(['prep', '--input', path.join(work, 'nope.mp4'), '--out', path.join(work, 'y')]);
     assert.notEqual(missing.code, 0);

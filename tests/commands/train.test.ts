@@ -111,8 +111,8 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
     const out = path.join(work, 'ldm-nan');
     const r = await cli(['train', 'ldm', '--data', dataset, '--first-stage', ae, '--out', out, '--preset', 'tiny', '--steps', '6', '--batch', '2', '--lr', '1e30',
       '--checkpoint-every', '1', '--validate-every', '100', '--sample-every', '100', '--backend', 'wasm', '--json']);
-    // oclif's --json error path sets exit code 1 (it reads err.exitCode, not CLIError's oclif.exit = 2)
-    assert.notEqual(r.code, 0, r.stderr);
+    // a user-fixable DifftalkError exits 2, with --json too (src/cli/base-command.ts)
+    assert.equal(r.code, 2, r.stderr);
     const { error } = JSON.parse(r.stdout);
     assert.equal(error.code, 'train-diverged');
     const m = /^loss became (NaN|-?Infinity) at step (\d+); training stopped without saving this step$/.exec(error.message);
