@@ -35,7 +35,8 @@ import { readSafetensors, writeSafetensors } from '../weights/safetensors.js';
 import type { TensorData } from '../weights/torch.js';
 import { applyCropTrack, meshBox, syncnetCropTrack } from './face-crop.js';
 import { syncScoresFromEmbeddings, type SyncScores } from './metrics/lse.js';
-import { mulberry32, packLipWindows, SyncNet, SYNCNET_MFCC_DIM, SYNCNET_MFCC_WINDOW, SYNCNET_SIZE, syncnetParamShapes, type NamedTensor, type SyncNetConfig } from './nets/syncnet.js';
+import { mulberry32 } from '../util/random.js';
+import { packLipWindows, SyncNet, SYNCNET_MFCC_DIM, SYNCNET_MFCC_WINDOW, SYNCNET_SIZE, syncnetParamShapes, type NamedTensor, type SyncNetConfig } from './nets/syncnet.js';
 
 /** One clip ready for SyncNet: 224×224 RGB face crops and one 13×20 MFCC window per 5-frame video window. */
 export interface SyncClip {

@@ -35,7 +35,8 @@ import {
   type SampleRef,
 } from './data.js';
 import { loadFirstStage, type FirstStage } from './first-stage.js';
-import { mulberry32, Params, stopGradient } from './models/blocks.js';
+import { Params, stopGradient } from './models/blocks.js';
+import { mulberry32 } from '../util/random.js';
 import { DifftalkModel, PREFIX } from './models/difftalk.js';
 import { vqDecode, vqDecodeUnquantized, vqEncode, vqParamSpecs } from './models/vq-f4.js';
 import { AdamW, clipGradNorm, Ema, TORCH_ADAMW, type AdamWConfig } from './optim.js';

@@ -40,50 +40,13 @@ export class ExecError extends DifftalkError {
 
 /**
  * Run a program with an argument array (never a shell string). Resolves with stdout/stderr on exit 0,
- * rejects with ExecError otherwise. The one place difftalk starts child processes.
+ * rejects with ExecError otherwise. The one place difftalk starts child processes (through spawnStream).
  */
-export function runProcess(program: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
-  return new Promise((resolve, reject) => {
-    const argv = [program, ...args];
-    const child = spawn(program, args, {
-      cwd: opts.cwd,
-      env: opts.env ?? process.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      signal: opts.signal,
-    });
-    const out: Buffer[] = [];
-    let err = '';
-    let pending = '';
-    let timer: NodeJS.Timeout | undefined;
-    if (opts.timeoutMs) timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
-    child.stdout.on('data', (c: Buffer) => (opts.onStdout ? opts.onStdout(c) : out.push(c)));
-    child.stderr.on('data', (c: Buffer) => {
-      const s = c.toString('utf8');
-      err += s;
-      if (err.length > 1_000_000) err = err.slice(-500_000);
-      if (opts.onStderrLine) {
-        pending += s;
-        const lines = pending.split(/[\r\n]/);
-        pending = lines.pop() ?? '';
-        for (const l of lines) if (l) opts.onStderrLine(l);
-      }
-    });
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      if (timer) clearTimeout(timer);
-      if (e.code === 'ENOENT') reject(new DifftalkError('tool-missing', `cannot start ${program}: not found`));
-      else reject(new ExecError(argv, null, `${err}\n${e.message}`));
-    });
-    child.on('close', (code) => {
-      if (timer) clearTimeout(timer);
-      if (code === 0) resolve({ stdout: Buffer.concat(out), stderr: err, code });
-      else reject(new ExecError(argv, code, err));
-    });
-    child.stdin.on('error', () => {
-      /* the child may exit before reading all input; its exit code tells */
-    });
-    if (opts.input) child.stdin.end(opts.input);
-    else child.stdin.end();
-  });
+export async function runProcess(program: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+  const { input, ...rest } = opts;
+  const child = spawnStream(program, args, rest);
+  if (input) await child.write(input).catch(() => undefined); // a child that exits early: its exit code tells
+  return child.end();
 }
 
 /** runProcess for one of the known external tools, resolved from PATH or its override variable. */

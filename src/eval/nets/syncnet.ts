@@ -15,6 +15,7 @@
  */
 import { DifftalkError } from '../../util/errors.js';
 import { tf } from '../../util/tf.js';
+import { mulberry32 } from '../../util/random.js';
 
 /** A PyTorch-layout tensor: row-major float32 data and its shape (as a state_dict entry). */
 export interface NamedTensor {
@@ -202,17 +203,6 @@ export function trainableConv2d(x: tf.Tensor4D, w: tf.Tensor4D, stride: [number,
   return f(x, w) as tf.Tensor4D;
 }
 
-/** Small seeded PRNG (mulberry32) for reproducible initialisation. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export class SyncNet {
   readonly config: SyncNetConfig;

@@ -9,6 +9,7 @@ import { tf } from '../../util/tf.js';
 import { DifftalkError } from '../../util/errors.js';
 import { det } from '../../weights/det.js';
 import type { TensorData } from '../../weights/torch.js';
+import { mulberry32 } from '../../util/random.js';
 
 export type ParamKind = 'conv2d' | 'conv1d' | 'linear' | 'norm-weight' | 'bias' | 'embedding';
 /** How a freshly built parameter is initialised (PyTorch defaults; 'zeros' for LDM's zero_module convs). */
@@ -116,17 +117,6 @@ export function permute(data: Float32Array, shape: readonly number[], perm: read
   return out;
 }
 
-/** mulberry32: a small seeded PRNG, so initialisation is identical on every backend. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function hashName(name: string, seed: number): number {
   let h = (2166136261 ^ seed) >>> 0;
