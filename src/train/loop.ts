@@ -120,6 +120,29 @@ export interface TrainResult {
   valSamples: number;
 }
 
+/** The result both loops return: losses summarised over the first/last `w` steps of this call. */
+function trainResult(
+  o: { out: string },
+  r: { lastCkpt?: string; step: number; startStep: number; lr: number; losses: readonly number[]; valLoss?: number; seconds: number; samplesPerStep: number; trainSamples: number; valSamples: number },
+): TrainResult {
+  const ran = r.step - r.startStep;
+  const w = Math.max(1, Math.min(10, Math.floor(r.losses.length / 4)));
+  return {
+    out: o.out,
+    checkpoint: r.lastCkpt ?? '',
+    step: r.step,
+    startStep: r.startStep,
+    lr: r.lr,
+    firstLoss: meanOf(r.losses.slice(0, w)),
+    lastLoss: meanOf(r.losses.slice(-w)),
+    valLoss: r.valLoss,
+    msPerStep: ran ? (r.seconds * 1000) / ran : NaN,
+    samplesPerSecond: ran ? (ran * r.samplesPerStep) / r.seconds : NaN,
+    trainSamples: r.trainSamples,
+    valSamples: r.valSamples,
+  };
+}
+
 interface RunState {
   kind: 'ldm' | 'autoencoder';
   version: 1;
@@ -378,23 +401,8 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
   }
   if (state.step > startStep && lastCkpt && !lastCkpt.endsWith(`${String(state.step).padStart(8, '0')}`)) lastCkpt = await saveNow();
   const seconds = (performance.now() - t0) / 1000;
-  const ran = state.step - startStep;
   onEvent({ type: 'stage-done', stage: 'train', done: state.step, seconds });
-  const w = Math.max(1, Math.min(10, Math.floor(losses.length / 4)));
-  const result: TrainResult = {
-    out: o.out,
-    checkpoint: lastCkpt ?? '',
-    step: state.step,
-    startStep,
-    lr,
-    firstLoss: meanOf(losses.slice(0, w)),
-    lastLoss: meanOf(losses.slice(-w)),
-    valLoss,
-    msPerStep: ran ? (seconds * 1000) / ran : NaN,
-    samplesPerSecond: ran ? (ran * B * o.accumulate) / seconds : NaN,
-    trainSamples: train.length,
-    valSamples: val.length,
-  };
+  const result = trainResult(o, { lastCkpt, step: state.step, startStep, lr, losses, valLoss, seconds, samplesPerStep: B * o.accumulate, trainSamples: train.length, valSamples: val.length });
   model.dispose();
   ema.dispose();
   opt.dispose();
@@ -589,23 +597,9 @@ export async function trainAutoencoder(o: CommonTrainOptions & { maxFrames?: num
   }
   if (state.step > startStep && lastCkpt && !lastCkpt.endsWith(`${String(state.step).padStart(8, '0')}`)) lastCkpt = await saveNow();
   const seconds = (performance.now() - t0) / 1000;
-  const ran = state.step - startStep;
   onEvent({ type: 'stage-done', stage: 'train-autoencoder', done: state.step, seconds });
-  const w = Math.max(1, Math.min(10, Math.floor(losses.length / 4)));
   params.dispose();
   opt.dispose();
-  return {
-    out: o.out,
-    checkpoint: lastCkpt ?? '',
-    step: state.step,
-    startStep,
-    lr,
-    firstLoss: meanOf(losses.slice(0, w)),
-    lastLoss: meanOf(losses.slice(-w)),
-    valLoss,
-    msPerStep: ran ? (seconds * 1000) / ran : NaN,
-    samplesPerSecond: ran ? (ran * B * o.accumulate) / seconds : NaN,
-    trainSamples: trainImgs.length,
-    valSamples: valImgs.length,
-  };
+  return trainResult(o, { lastCkpt, step: state.step, startStep, lr, losses, valLoss, seconds, samplesPerStep: B * o.accumulate, trainSamples: trainImgs.length, valSamples: valImgs.length });
 }
+
