@@ -4,6 +4,7 @@ import { DifftalkError } from '../../util/errors.js';
 import { importWeights, listWeightKinds, weightsDir, type ImportResult } from '../../weights/store.js';
 import '../../eval/nets/syncnet-weights.js'; // registers the syncnet-v2 converter
 import '../../eval/nets/inception.js'; // registers the fid-inception converter
+import '../../train/models/vq-f4.js'; // registers the vq-f4 converter
 
 export default class WeightsImport extends BaseCommand {
   static override summary = 'Verify, convert and cache model weights (PyTorch .pth/.pt/.ckpt → safetensors).';

@@ -8,7 +8,9 @@
  */
 import { tf } from '../../util/tf.js';
 import { readSafetensors } from '../../weights/safetensors.js';
-import { readTorchFile, stateDict } from '../../weights/torch.js';
+import { readTorchFile, stateDict, type TensorData } from '../../weights/torch.js';
+import { registerWeightConverter } from '../../weights/store.js';
+import { DifftalkError } from '../../util/errors.js';
 import { attention, conv2d, groupNorm, Params, silu, spec, stopGradient, upsample2x, type ParamSpec } from './blocks.js';
 
 export interface VqConfig {
@@ -152,3 +154,24 @@ export async function loadVqWeights(file: string, c: VqConfig): Promise<Params> 
   }
   return p;
 }
+
+/**
+ * Converter for `difftalk weights import --kind vq-f4 --model model.ckpt` (LDM's vq-f4.zip): the first-stage
+ * tensors of the paper VQ-f4 (with or without the `first_stage_model.` prefix), checked name by name and shape by
+ * shape, stored without the prefix. `train ldm --first-stage` accepts the resulting .safetensors as well.
+ */
+export async function convertVqCheckpoint(file: string, c: VqConfig = VQ_F4): Promise<{ tensors: Map<string, TensorData>; metadata: Record<string, string> }> {
+  const sd = stateDict(await readTorchFile(file));
+  const prefix = [...sd.keys()].some((k) => k.startsWith('first_stage_model.')) ? 'first_stage_model.' : '';
+  const tensors = new Map<string, TensorData>();
+  for (const { name, shape } of vqParamSpecs(c)) {
+    const t = sd.get(prefix + name);
+    if (!t) throw new DifftalkError('bad-weights', `${file}: tensor ${prefix}${name} is missing (is this LDM's vq-f4 model.ckpt?)`);
+    if (t.shape.join() !== shape.join()) throw new DifftalkError('bad-weights', `${file}: ${name} has shape [${t.shape}], expected [${shape}]`);
+    if (!(t.data instanceof Float32Array)) throw new DifftalkError('bad-weights', `${file}: ${name} is ${t.dtype}, expected float32`);
+    tensors.set(name, { dtype: 'float32', shape: [...shape], data: t.data });
+  }
+  return { tensors, metadata: { 'difftalk.vq_config': JSON.stringify(c) } };
+}
+
+registerWeightConverter('vq-f4', ({ inputs }) => convertVqCheckpoint(inputs.model!));
