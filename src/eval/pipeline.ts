@@ -4,8 +4,9 @@
  * Protocol (docs/commands/eval.md):
  * 1. Pair clips by name: file ↔ file; folder ↔ folder (same base name, any video extension); videos ↔ a prepared
  *    dataset (base name = clip_id; GT frames from the shards' `image` column).
- * 2. Frame rates must match (else a 'fps-mismatch' error); frame counts are aligned to the shorter one and the
- *    mismatch is recorded in the clip's notes; GT is decoded at the prediction's size (a size mismatch is noted).
+ * 2. Frame rates are aligned by resampling the prediction to the GT's rate (ffmpeg fps filter, noted); frame counts
+ *    are aligned to the shorter one and the mismatch is recorded in the clip's notes; GT is decoded at the
+ *    prediction's size (a size mismatch is noted).
  * 3. Frame metrics (PSNR, SSIM, LPIPS) on full frames (`crop: 'none'`) or on face crops (`crop: 'face'`, default):
  *    the SyncNet crop rule (face-crop.ts) from the GT's landmark boxes, applied to both videos, at `cropSize`².
  *    Reported as the mean of per-frame values over all frames of all clips (the talking-head convention).
@@ -284,12 +285,10 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         gtFrames = d.frames;
         gtFps = d.fps;
       }
-      if (Math.abs(gtFps - pInfo.fps) > 1e-3) {
-        throw new DifftalkError('fps-mismatch', `${pair.id}: prediction is ${pInfo.fps} fps, ground truth ${gtFps} fps`, {
-          suggestion: 'resample one of them, e.g. ffmpeg -i in.mp4 -r 25 out.mp4',
-        });
-      }
-      let predFrames = await decodeFrames(pair.pred.file);
+      // Different frame rates: the prediction is resampled to the GT's rate (by timestamp) and the note says so.
+      const resample = Math.abs(gtFps - pInfo.fps) > 1e-3;
+      if (resample) notes.push(`prediction is ${pInfo.fps} fps, GT ${gtFps} fps: prediction resampled to ${gtFps} fps`);
+      let predFrames = await decodeFrames(pair.pred.file, resample ? { fps: gtFps } : {});
       const n = Math.min(predFrames.count, gtFrames.count);
       if (predFrames.count !== gtFrames.count) notes.push(`frame counts differ (prediction ${predFrames.count}, GT ${gtFrames.count}): first ${n} frames compared`);
       if (n === 0) throw new DifftalkError('too-short', `${pair.id}: no frames to compare`);

@@ -21,6 +21,8 @@ export interface DecodeOptions {
   count?: number;
   /** Keep every n-th frame of the range (default 1). */
   every?: number;
+  /** Resample to this constant frame rate first (ffmpeg fps filter: frames dropped or repeated by timestamp). */
+  fps?: number;
 }
 
 /** Output size for a decode: both given → as given; one → the other from the aspect ratio; none → as is. */
@@ -45,6 +47,11 @@ async function decodeWith(video: string, info: MediaInfo, opts: DecodeOptions): 
   if (start > 0) args.push('-ss', ((start - 0.5) / info.fps).toFixed(6));
   args.push('-i', path.resolve(video), '-map', '0:v:0');
   const filters: string[] = [];
+  if (opts.fps !== undefined) {
+    if (!(opts.fps > 0) || !Number.isFinite(opts.fps)) throw new DifftalkError('bad-argument', `fps ${opts.fps} must be a positive number`);
+    if (start > 0) throw new DifftalkError('bad-argument', 'fps resampling decodes from the first frame (start must be 0)');
+    filters.push(`fps=${opts.fps}:start_time=0`);
+  }
   if (every > 1) filters.push(`select=not(mod(n\\,${every}))`);
   if (width !== info.width || height !== info.height) filters.push(`scale=w=${width}:h=${height}:flags=area`);
   if (filters.length) args.push('-vf', filters.join(','));

@@ -36,6 +36,20 @@ describe('difftalk eval pipeline (AOC clip vs a JPEG-like recompressed copy)', (
     assert.ok(row.notes.some((n) => n.includes('prediction 60, GT 200')), row.notes.join('; '));
   });
 
+  it('resamples a prediction at another frame rate to the GT rate and notes it', async () => {
+    // The same 2 s at 30 fps (frames repeated by timestamp, lossless): resampled back to 25 fps it is the original.
+    const p30 = path.join(dir, 'p30', 'clip.mp4');
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(path.dirname(p30), { recursive: true });
+    await runTool('ffmpeg', ['-v', 'error', '-i', AOC_CLIP, '-t', '2', '-r', '30', '-c:v', 'libx264', '-qp', '0', '-pix_fmt', 'yuv444p', '-an', p30]);
+    const r = await runEval({ pred: p30, gt: AOC_CLIP, out: path.join(dir, 'out30'), metrics: ['psnr'], crop: 'none' });
+    const row = r.clips.find((c) => c.system === 'pred')!;
+    assert.ok(row.notes.some((n) => /30 fps, GT 25 fps: prediction resampled to 25 fps/.test(n)), row.notes.join('; '));
+    assert.equal(row.frames, 50);
+    // Reference: the GT frames themselves; lossless yuv444p round trip → only RGB↔YUV rounding (> 40 dB).
+    assert.ok(row.scores['psnr(rgb-255-cap100)']! > 40, JSON.stringify(row.scores));
+  });
+
   it('scores the degraded copy below GT-vs-GT, with variant names', (t) => {
     t.diagnostic(JSON.stringify(result.summary));
     const get = (sys: string, name: string) => result.summary[sys]!.find((m) => m.name.startsWith(name))!;
