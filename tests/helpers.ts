@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,4 +19,39 @@ export function tmpDir(prefix = 'difftalk-test-'): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
   if (!process.env.DIFFTALK_KEEP_TMP) process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+export interface CliRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Run the built CLI (bin/run.js over dist/) as a user would. `killWhen` is polled every 50 ms; when it returns true
+ * the whole process group (the CLI and what it started: ffmpeg, Chromium) gets SIGKILL.
+ */
+export function runCli(args: string[], killWhen?: () => boolean): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'run.js'), ...args], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    let timer: NodeJS.Timeout | undefined;
+    if (killWhen) {
+      timer = setInterval(() => {
+        if (killWhen()) {
+          clearInterval(timer);
+          process.kill(-child.pid!, 'SIGKILL');
+        }
+      }, 50);
+    }
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (timer) clearInterval(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
 }

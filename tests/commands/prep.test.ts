@@ -3,48 +3,16 @@
  * SIGKILL mid-run then resume == an uninterrupted run, and array-job shards merged == one run.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { runTool } from '../../src/util/exec.js';
-import { AOC_CLIP, MODELS, ROOT, tmpDir } from '../helpers.js';
+import { AOC_CLIP, MODELS, runCli, tmpDir } from '../helpers.js';
 
-const BIN = path.join(ROOT, 'bin', 'run.js');
 const FACE_MODEL = path.join(MODELS, 'fm478md.task');
 
-interface CliRun {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Run the CLI; `killWhen` is polled every 50 ms and, when true, the whole process group gets SIGKILL. */
-function cli(args: string[], killWhen?: () => boolean): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    let timer: NodeJS.Timeout | undefined;
-    if (killWhen) {
-      timer = setInterval(() => {
-        if (killWhen()) {
-          clearInterval(timer);
-          process.kill(-child.pid!, 'SIGKILL');
-        }
-      }, 50);
-    }
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (timer) clearInterval(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
+const cli = runCli;
 
 const prepArgs = (input: string, out: string, extra: string[] = []) => ['prep', '--input', input, '--out', out, '--face-model', FACE_MODEL, '--json', ...extra];
 

@@ -8,32 +8,13 @@
  * Tiny preset, wasm, a handful of steps (about a minute of CPU in all).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { DEFAULT_PREP_CONFIG, runPrep } from '../../src/preprocess/pipeline.js';
-import { AOC_CLIP, MODELS, ROOT, tmpDir } from '../helpers.js';
+import { AOC_CLIP, MODELS, runCli, tmpDir } from '../helpers.js';
 
-const BIN = path.join(ROOT, 'bin', 'run.js');
-
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[]) => runCli(args);
 
 const readJson = (p: string) => JSON.parse(readFileSync(p, 'utf8'));
 

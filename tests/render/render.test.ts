@@ -8,11 +8,10 @@
  * quality. CI uses --steps 2 for the same reason (the reference samples with 200).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
-import { AOC_CLIP, MEDIA, MODELS, ROOT, tmpDir } from '../helpers.js';
+import { AOC_CLIP, MEDIA, MODELS, runCli, tmpDir } from '../helpers.js';
 import { extractorFromMetadata, renderVideo, DEFAULT_RENDER, type RenderResult } from '../../src/render/render.js';
 import { createAudioFeature, parseAudioFeatureSpec } from '../../src/preprocess/audio/registry.js';
 import { jawAlpha, sourceFrameIndex } from '../../src/render/paste.js';
@@ -200,16 +199,7 @@ describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 
   });
 
   it('the CLI (bin/run.js over dist/) renders with --json and reports frames/s and the checkpoint id; errors are one JSON error', async () => {
-    const cli = (args: string[]) =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-        const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'run.js'), 'render', ...args, '--json'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (c) => (stdout += c));
-        child.stderr.on('data', (c) => (stderr += c));
-        child.on('error', reject);
-        child.on('close', (code) => resolve({ code, stdout, stderr }));
-      });
+    const cli = (args: string[]) => runCli(['render', ...args, '--json']);
     const short = path.join(dir, 'short-cli.wav');
     await runTool('ffmpeg', ['-v', 'error', '-i', JFK, '-t', '0.2', short]);
     const o4 = path.join(dir, 'cli.mp4');
