@@ -1,6 +1,6 @@
 /**
  * clip: stage 3 of `difftalk prep` — cut, crop, normalise. One ffmpeg pass per clip turns a source video into
- *   <workDir>/<id>.mkv   square size², constant 25 fps, FFV1 lossless 4:4:4 intra-only in Matroska, no audio
+ *   <workDir>/<id>.mkv   square size², constant 25 fps, FFVHuff lossless 4:4:4 intra-only in Matroska, no audio
  *   <workDir>/<id>.wav   16 kHz mono s16le PCM of exactly the same time range, exactly frames/25 s long
  *   <workDir>/<id>.clip.json   the PreparedClip record, written last: its presence marks the clip complete
  * Outputs are written under temp names and renamed into place only when ffmpeg succeeded and the result was verified,
@@ -24,7 +24,7 @@ export const CLIP_AUDIO_RATE = 16_000;
 /** Audio samples per video frame (16000 / 25). */
 export const SAMPLES_PER_FRAME = CLIP_AUDIO_RATE / CLIP_FPS;
 /** Intermediate video encoding (see docs/commands/prep-clip.md for why). */
-export const CLIP_VIDEO_CODEC = { codec: 'ffv1', level: 3, pixFmt: 'yuv444p', gop: 1, container: 'matroska', ext: 'mkv' } as const;
+export const CLIP_VIDEO_CODEC = { codec: 'ffvhuff', pred: 'plane', pixFmt: 'yuv444p', container: 'matroska', ext: 'mkv' } as const;
 /** Scaler used for crop → size² (sws flags). */
 export const CLIP_SCALER = 'lanczos+accurate_rnd+full_chroma_int';
 
@@ -127,6 +127,14 @@ export function clipPaths(workDir: string, id: string): { video: string; audio: 
 
 const SAFE_ID = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$/;
 
+/** Delete a prepared clip's media and record (missing files are fine). */
+export async function removePreparedClip(workDir: string, id: string): Promise<void> {
+  if (!SAFE_ID.test(id)) return; // prepareClip never wrote anything for it
+  const p = clipPaths(workDir, id);
+  await rm(p.record, { force: true }); // the record first: without it the media are never taken as complete
+  await Promise.all([rm(p.video, { force: true }), rm(p.audio, { force: true })]);
+}
+
 /**
  * Cut spec's time range out of `source`, crop `opts.crop`, scale to size², resample to 25 fps CFR, and write
  * the 16 kHz mono WAV of the same range, in one ffmpeg pass. Bad input becomes a drop reason:
@@ -220,7 +228,8 @@ export async function prepareClip(
       signal: opts.signal,
       onFrame: (n) => onEvent({ type: 'progress', stage: 'clip', done: n, total: expected, detail: spec.id }),
     });
-    const v = await probeMedia(tmpVideo, { countFrames: true });
+    // Intra-only codec: one packet per frame, so counting packets (no decoding) counts frames.
+    const v = await probeMedia(tmpVideo, { count: 'packets' });
     const a = await probeAudio(tmpAudio);
     const frameCount = v.frameCount ?? 0;
     if (frameCount < expected - 1) {
@@ -351,7 +360,7 @@ function runFfmpeg(job: FfmpegJob): Promise<void> {
       '-map', '0:v:0', '-an', '-sn', '-dn', '-map_metadata', '-1',
       '-vf', clipVideoFilter(job.crop, job.size, { deinterlace: job.deinterlace }),
       '-frames:v', String(job.frames),
-      '-c:v', CLIP_VIDEO_CODEC.codec, '-level', String(CLIP_VIDEO_CODEC.level), '-g', String(CLIP_VIDEO_CODEC.gop),
+      '-c:v', CLIP_VIDEO_CODEC.codec, '-pred', CLIP_VIDEO_CODEC.pred,
       '-pix_fmt', CLIP_VIDEO_CODEC.pixFmt, '-fflags', '+bitexact', '-f', CLIP_VIDEO_CODEC.container,
     ]);
     cmd.output(job.audio).outputOptions([

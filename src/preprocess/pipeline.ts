@@ -15,14 +15,14 @@ import { exists, readJson, sha256, writeJsonAtomic } from '../util/fs.js';
 import { VERSION } from '../version.js';
 import { parseHdtfAnnotations, type HdtfSubset, type HdtfSummary } from './annotations.js';
 import { computeAudioFeatures, createAudioFeature, parseAudioFeatureSpec, type AudioFeatureRequest } from './audio/index.js';
-import { prepareClip, scaleHdtfBox } from './clip.js';
+import { prepareClip, removePreparedClip, scaleHdtfBox } from './clip.js';
 import { trackCropBox } from './crop-track.js';
 import { buildDatasetManifest, writeDatasetManifest, type DatasetClip, type DatasetManifest } from './dataset-manifest.js';
 import { downloadVideos, videoKey, type DownloadResult } from './download.js';
 import { decodeFrames } from './frames.js';
 import { probeMedia } from './probe.js';
 import { clipsFromInputs, partitionClips } from './inputs.js';
-import { createLandmarkEngine, landmarkClip, type LandmarkEngineName, type LandmarkerInfo } from './landmarks/index.js';
+import { createLandmarkEngine, EnginePool, landmarkClip, parallelEngines, type LandmarkEngineName, type LandmarkerInfo } from './landmarks/index.js';
 import { writePreview } from './preview.js';
 import { difftalkReferenceSampler, type NoCandidatePolicy } from './reference.js';
 import { encodeFrames, maskRowsFromLandmarks68, writeClipShards, type ImageFormat, type ShardMetadata } from './shard-writer.js';
@@ -64,7 +64,9 @@ export interface PrepRunOptions {
   /** Retry downloads the ledger records as unavailable, and clips dropped in an earlier run. */
   retryFailed: boolean;
   preview: boolean;
-  /** Clips prepared at the same time (default 2); the landmark engine is shared and taken in turns. */
+  /** Keep each clip's normalised video and audio (work/<clip>/) after the clip is finished; default: delete them. */
+  keepWork?: boolean;
+  /** Clips prepared at the same time (default 2), each with its own landmark engine (mediapipe; tfjs has one). */
   clipWorkers?: number;
   onEvent?: OnEvent;
 }
@@ -206,20 +208,15 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
   }
   const sampler = difftalkReferenceSampler({ seed: config.seed, policy: config.referencePolicy });
   const splitFileHash = config.splitFile ? sha256(await readFile(config.splitFile)) : undefined;
-  // One landmark engine (one Chromium page / one tfjs model) for the run, started on first use. Clips are prepared
-  // `clipWorkers` at a time so ffmpeg, decoding, audio and encoding of one clip overlap the landmark pass of another;
-  // the engine itself is stateful (VIDEO-mode tracking), so its users take turns through this lock.
-  let enginePromise: Promise<{ engine: LandmarkEngine; info: LandmarkerInfo }> | undefined;
-  let engineLock: Promise<unknown> = Promise.resolve();
-  const withEngine = <T>(fn: (engine: LandmarkEngine, info: LandmarkerInfo) => Promise<T>): Promise<T> => {
-    const next = engineLock.then(async () => {
-      enginePromise ??= createLandmarkEngine({ engine: config.landmarker, faceModel: config.faceModel });
-      const { engine, info } = await enginePromise;
-      return fn(engine, info);
-    });
-    engineLock = next.catch(() => undefined);
-    return next;
-  };
+  // Landmark engines, started on first use: one per clip worker (each MediaPipe engine is its own Chromium), so the
+  // landmark passes of different clips run at the same time; one for tfjs (see parallelEngines). An engine is
+  // stateful (VIDEO-mode tracking): one user at a time, and every user resets it.
+  const clipWorkers = run.clipWorkers ?? 2;
+  const engines = new EnginePool(
+    () => createLandmarkEngine({ engine: config.landmarker, faceModel: config.faceModel }),
+    parallelEngines(config.landmarker, clipWorkers),
+  );
+  const withEngine = <T>(fn: (engine: LandmarkEngine, info: LandmarkerInfo) => Promise<T>): Promise<T> => engines.use(fn);
 
   const timings = new Map<string, { seconds: number; frames: number }>();
   const timed = async <T>(stage: string, frames: number, fn: () => Promise<T>): Promise<T> => {
@@ -264,6 +261,8 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
         notes: [...(clip.notes ?? []), ...status.notes],
       };
       await writeJsonAtomic(path.join(workDirOf(out, clip.id), STATUS_FILE), record);
+      // The status file is the clip's completion mark: from here on its work media are not needed to resume.
+      if (!run.keepWork) await removePreparedClip(workDirOf(out, clip.id), clip.id);
       if (record.status === 'dropped') {
         onEvent({ type: 'dropped', stage: 'prep', id: clip.id, reason: record.drop_reason ?? 'clip-failed', message: record.drop_message ?? '' });
       }
@@ -297,7 +296,7 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
     onEvent({ type: 'stage-start', stage: 'clips', total: todo.length, unit: 'clips' });
     const tClips = performance.now();
     let n = 0;
-    const queue = new PQueue({ concurrency: run.clipWorkers ?? 2 });
+    const queue = new PQueue({ concurrency: clipWorkers });
     let fatal: unknown;
     for (const clip of todo) {
       void queue.add(async () => {
@@ -433,7 +432,7 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
       return { ok: true, value: null };
     }
   } finally {
-    if (enginePromise) await (await enginePromise.catch(() => undefined))?.engine.close().catch(() => undefined);
+    await engines.close();
   }
 
   // 7. dataset.json from every status file of this worker's clips.

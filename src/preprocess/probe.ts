@@ -30,7 +30,7 @@ export interface MediaInfo {
   fps: number;
   /** Seconds: the video stream's duration, else the container's; 0 when neither says (a still image). */
   duration: number;
-  /** Frames in the video stream when known (nb_frames, or counted with countFrames). */
+  /** Frames in the video stream when known (nb_frames, or counted with `count`). */
   frameCount?: number;
   videoCodec: string;
   pixFmt?: string;
@@ -55,6 +55,7 @@ interface FfprobeStream {
   start_time?: string;
   nb_frames?: string;
   nb_read_frames?: string;
+  nb_read_packets?: string;
   sample_rate?: string;
   channels?: number;
   tags?: Record<string, string>;
@@ -91,15 +92,16 @@ function rotationOf(s: FfprobeStream): number {
 }
 
 /**
- * Probe a media file with ffprobe. `countFrames` decodes the video stream to count frames exactly
- * (slower; use it on short prepared clips). Throws DifftalkError 'video-corrupt' for unreadable files
+ * Probe a media file with ffprobe. `count: 'frames'` decodes the video stream to count frames exactly (slower);
+ * `count: 'packets'` counts packets without decoding, which is the frame count of intra-only files such as
+ * prepared clips (one packet per frame). Throws DifftalkError 'video-corrupt' for unreadable files
  * or files without a video stream, and 'tool-missing' when ffprobe is absent.
  */
-export async function probeMedia(file: string, opts: { countFrames?: boolean } = {}): Promise<MediaInfo> {
+export async function probeMedia(file: string, opts: { count?: 'frames' | 'packets' } = {}): Promise<MediaInfo> {
   // An absolute path never starts with '-' and never looks like a protocol ("http:"), whatever the file is called.
   const abs = path.resolve(file);
   const args = ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams'];
-  if (opts.countFrames) args.push('-count_frames', '-select_streams', 'v:0');
+  if (opts.count) args.push(opts.count === 'frames' ? '-count_frames' : '-count_packets', '-select_streams', 'v:0');
   args.push(abs);
   let parsed: FfprobeOutput;
   try {
@@ -127,7 +129,7 @@ export async function probeMedia(file: string, opts: { countFrames?: boolean } =
   const swap = rotation === 90 || rotation === 270;
   const fps = parseRate(v.avg_frame_rate) || parseRate(v.r_frame_rate);
   const duration = num(v.duration) ?? num(parsed.format?.duration) ?? 0;
-  const frameCount = opts.countFrames ? num(v.nb_read_frames) : num(v.nb_frames);
+  const frameCount = opts.count === 'frames' ? num(v.nb_read_frames) : opts.count === 'packets' ? num(v.nb_read_packets) : num(v.nb_frames);
   const a = streams.find((s) => s.codec_type === 'audio');
   const info: MediaInfo = {
     file: abs,

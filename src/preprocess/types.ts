@@ -67,7 +67,7 @@ export interface RgbFrames {
 
 /** Output of the cut/crop/normalise stage. */
 export interface PreparedClip {
-  /** The normalised video: square `size`², constant 25 fps, no audio (FFV1 lossless in .mkv, see clip.ts). */
+  /** The normalised video: square `size`², constant 25 fps, no audio (FFVHuff lossless in .mkv, see clip.ts). */
   video: string;
   /** 16 kHz mono s16le WAV of the same time range. */
   audio: string;

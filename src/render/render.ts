@@ -301,7 +301,7 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
     }
     const size = prepared.size;
     const src = await source25(o.video, info.fps, work);
-    const srcFrames = src === o.video ? info.frameCount : (await probeMedia(src, { countFrames: true })).frameCount;
+    const srcFrames = src === o.video ? info.frameCount : (await probeMedia(src, { count: 'frames' })).frameCount;
     const nSrc = Math.min(prepared.frameCount, srcFrames ?? prepared.frameCount);
     const crop = prepared.crop;
     const feather = o.feather ?? Math.max(1, Math.round(crop.w * FEATHER_FRACTION));

@@ -47,6 +47,9 @@ describe('difftalk prep (CLI)', () => {
     const events = r.stderr.trim().split('\n').map((l) => JSON.parse(l));
     assert.ok(events.some((e) => e.type === 'stage-done' && e.stage === 'clips'));
     reference = snapshot(path.join(work, 'full'));
+    // A finished clip keeps only its status file in work/: the normalised media are deleted (no --keep-work).
+    const w = path.join(work, 'full', 'work');
+    for (const d of readdirSync(w)) assert.deepEqual(readdirSync(path.join(w, d)), ['status.json'], d);
   });
 
   test('killed with SIGKILL mid-run, the rerun resumes to the same shards and manifest', async () => {
@@ -77,10 +80,14 @@ describe('difftalk prep (CLI)', () => {
 
   test('array job: --shard 0/2 and 1/2 merged equal one run', async () => {
     for (const i of [0, 1]) {
-      const r = await cli(prepArgs(inputs, path.join(work, `part-${i}`), ['--shard', `${i}/2`]));
+      const r = await cli(prepArgs(inputs, path.join(work, `part-${i}`), ['--shard', `${i}/2`, ...(i === 1 ? ['--keep-work'] : [])]));
       assert.equal(r.code, 0, r.stderr);
       assert.equal(JSON.parse(r.stdout).clips.done, 1);
     }
+    // --keep-work keeps the finished clip's normalised video and audio (and does not change the shards below).
+    const kept = path.join(work, 'part-1', 'work');
+    const [clipDir] = readdirSync(kept);
+    assert.deepEqual(readdirSync(path.join(kept, clipDir!)).sort(), [`${clipDir}.clip.json`, `${clipDir}.mkv`, `${clipDir}.wav`, 'status.json']);
     const merged = path.join(work, 'merged');
     const r = await cli(['prep', 'merge', path.join(work, 'part-0'), path.join(work, 'part-1'), '--out', merged, '--json']);
     assert.equal(r.code, 0, r.stderr);

@@ -96,7 +96,7 @@ test('prepareClip: AOC clip, HDTF-style box → 256², 200 frames at 25 fps, 16 
   const v = await ffprobeStream(clip.video, 'width,height,r_frame_rate,nb_read_frames,codec_name,pix_fmt');
   assert.deepEqual(
     [v.width, v.height, v.r_frame_rate, v.nb_read_frames, v.codec_name, v.pix_fmt],
-    [256, 256, '25/1', '200', 'ffv1', 'yuv444p'],
+    [256, 256, '25/1', '200', 'ffvhuff', 'yuv444p'],
   );
   const a = await ffprobeStream(clip.audio, 'sample_rate,channels,codec_name,duration');
   assert.deepEqual([a.sample_rate, a.channels, a.codec_name], ['16000', 1, 'pcm_s16le']);
@@ -132,7 +132,7 @@ test('prepareClip: a time range is frame- and sample-exact (reference: the whole
   const W = await decodeFrames(whole.video, { start: 40, count: 90 });
   const C = await decodeFrames(cut.video);
   assert.equal(C.count, 90);
-  // FFV1 is lossless and the seek is accurate: cut frame k == whole frame 40 + k, byte for byte.
+  // FFVHuff is lossless and the seek is accurate: cut frame k == whole frame 40 + k, byte for byte.
   assert.ok(Buffer.from(C.data).equals(Buffer.from(W.data)));
   const wa = (await wavSamples(whole.audio)).samples;
   const ca = (await wavSamples(cut.audio)).samples;

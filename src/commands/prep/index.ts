@@ -45,6 +45,7 @@ export default class Prep extends BaseCommand {
     concurrency: Flags.integer({ default: 4, min: 1, summary: 'Parallel downloads.' }),
     retries: Flags.integer({ default: 3, min: 0, summary: 'Retries of a transient download failure (exponential backoff).' }),
     'retry-failed': Flags.boolean({ default: false, summary: 'Retry videos/clips recorded as failed in an earlier run.' }),
+    'keep-work': Flags.boolean({ default: false, summary: "Keep each finished clip's normalised video and audio in work/<clip>/ (deleted by default)." }),
     preview: Flags.boolean({ default: false, summary: 'Write a PNG contact sheet with landmarks and masks per clip (previews/).' }),
   };
 
@@ -102,6 +103,7 @@ export default class Prep extends BaseCommand {
       retries: flags.retries,
       retryFailed: flags['retry-failed'],
       preview: flags.preview,
+      keepWork: flags['keep-work'],
       onEvent: this.events(flags['log-level']),
     });
     if (!this.jsonEnabled()) this.log(renderPrepSummary(result));

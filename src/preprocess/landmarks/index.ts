@@ -24,6 +24,14 @@ export interface LandmarkerInfo {
   sha256: string;
 }
 
+/**
+ * Engines of this kind that can usefully run at once in one process: each MediaPipe engine is its own Chromium,
+ * but tfjs engines would share this process's single-threaded wasm backend.
+ */
+export function parallelEngines(name: LandmarkEngineName, wanted: number): number {
+  return name === 'tfjs' ? 1 : Math.max(1, wanted);
+}
+
 /** Create a landmark engine; the caller must close() it. Returns what to record about it too. */
 export async function createLandmarkEngine(
   opts: CreateLandmarkEngineOptions = {},
@@ -62,4 +70,5 @@ export {
   type Smoother,
   type SmoothingSpec,
 } from './smoothing.js';
+export { EnginePool, type PooledEngine } from './pool.js';
 export { landmarkClip, MESH_FLOATS, type LandmarkClip, type LandmarkClipOptions } from './clip.js';
