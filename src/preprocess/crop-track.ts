@@ -81,11 +81,11 @@ export function faceBoxFromLandmarks(face: FaceLandmarks): Box | null {
 export interface TrackCropOptions {
   /** HDTF crop_ratio; 1.2 for --input. */
   ratio: number;
-  /** Longer side of the analysis frames (default 480). */
+  /** Longer side of the analysis frames (default 320; the box barely depends on it, see docs/commands/prep-clip.md). */
   analysisMaxSide?: number;
   /** Look at every n-th frame (default 5: 5 frames per second of a 25 fps video). */
   sampleEvery?: number;
-  /** Frames handed to the engine at once (default 32). */
+  /** Frames handed to the engine at once (default 64; one ffmpeg run each). */
   chunk?: number;
   onEvent?: OnEvent;
 }
@@ -108,9 +108,9 @@ export async function trackCropBox(
   onEvent({ type: 'stage-start', stage: 'crop-track', unit: 'frames' });
   try {
     await engine.reset();
-    for await (const frames of iterateFramesScaled(source, opts.analysisMaxSide ?? 480, {
+    for await (const frames of iterateFramesScaled(source, opts.analysisMaxSide ?? 320, {
       sampleEvery: opts.sampleEvery ?? 5,
-      chunk: opts.chunk ?? 32,
+      chunk: opts.chunk ?? 64,
     })) {
       srcW = frames.sourceWidth;
       srcH = frames.sourceHeight;

@@ -118,6 +118,33 @@ describe('landmark engines on real media', () => {
     });
   }
 
+  test('reset() forgets the previous clip: the first 40 AOC frames give the same points after another clip as fresh', async () => {
+    // "Another clip": the last 40 AOC frames mirrored, so the tracked face ends somewhere else.
+    const n = 40;
+    const w = aoc.width;
+    const fb = w * aoc.height * 3;
+    const other = new Uint8Array(n * fb);
+    for (let f = 0; f < n; f++) {
+      for (let y = 0; y < aoc.height; y++) {
+        for (let x = 0; x < w; x++) {
+          const s = (aoc.count - 1 - f) * fb + (y * w + (w - 1 - x)) * 3;
+          other.set(aoc.data.subarray(s, s + 3), f * fb + (y * w + x) * 3);
+        }
+      }
+    }
+    const first = { ...aoc, count: n, data: aoc.data.subarray(0, n * fb) };
+    for (const engine of [mp, tfe]) {
+      await engine.reset();
+      const fresh = await engine.detect(first);
+      await engine.reset();
+      await engine.detect({ ...aoc, count: n, data: other });
+      await engine.reset();
+      const after = await engine.detect(first);
+      assert.deepEqual(after.map((r) => r.status), fresh.map((r) => r.status), engine.name);
+      fresh.forEach((r, i) => assert.deepEqual(after[i]!.points, r.points, `${engine.name} frame ${i}`));
+    }
+  });
+
   test('the two engines agree on AOC (reference: each other; measured median 1.2 px, tolerance 3 px at 256²)', (t) => {
     const d = medianDistance(results.mediapipe!, results.tfjs!);
     t.diagnostic(`median distance mediapipe vs tfjs over 468 points × 200 frames: ${d.toFixed(2)} px`);

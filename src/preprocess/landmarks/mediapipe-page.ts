@@ -170,10 +170,14 @@ state.init = async () => {
   state.ready = true;
 };
 
+// Forget the tracked faces: a frame without a face empties the VIDEO graph's tracking state, so the next frame
+// starts from the detector, as in a fresh task (measured: identical points on a whole clip). Rebuilding the task
+// instead costs 170-340 ms here; this costs a few.
+const BLANK = new ImageData(64, 64);
 state.reset = async () => {
-  video.close();
-  video = await make('VIDEO');
   roi = null;
+  ts += 40;
+  video.detectForVideo(BLANK, ts);
 };
 
 state.run = async (id, w, h, ch, count) => {
