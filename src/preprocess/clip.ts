@@ -10,10 +10,10 @@ import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import ffmpeg from 'fluent-ffmpeg';
 import { DifftalkError, errorMessage } from '../util/errors.js';
-import { runTool } from '../util/exec.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { exists, readJson, tempPathFor, writeJsonAtomic } from '../util/fs.js';
 import { resolveTool } from '../util/tools.js';
+import { readWav } from './audio/wav.js';
 import { probeMedia, type MediaInfo } from './probe.js';
 import { drop, ok, type Box, type ClipSpec, type PreparedClip, type StageResult } from './types.js';
 
@@ -35,6 +35,8 @@ export interface PrepareClipOptions {
   crop: Box;
   /** Set when the box was already clamped by the caller (scaleHdtfBox / trackCropBox report it). */
   clamped?: boolean;
+  /** probeMedia(source) when the caller already has it (saves an ffprobe run). */
+  sourceInfo?: MediaInfo;
   /** Notes from the caller (annotation quirks, box clamping) carried into PreparedClip.notes. */
   notes?: string[];
   onEvent?: OnEvent;
@@ -172,7 +174,7 @@ export async function prepareClip(
 
   let info: MediaInfo;
   try {
-    info = await probeMedia(abs);
+    info = opts.sourceInfo ?? (await probeMedia(abs));
   } catch (e) {
     if (e instanceof DifftalkError && e.code === 'video-corrupt') return drop('video-corrupt', e.message);
     if (e instanceof DifftalkError && e.code === 'tool-missing') throw e;
@@ -230,7 +232,7 @@ export async function prepareClip(
     });
     // Intra-only codec: one packet per frame, so counting packets (no decoding) counts frames.
     const v = await probeMedia(tmpVideo, { count: 'packets' });
-    const a = await probeAudio(tmpAudio);
+    const a = await readWav(tmpAudio); // our own reader: the header must be plain 16 kHz mono PCM
     const frameCount = v.frameCount ?? 0;
     if (frameCount < expected - 1) {
       return drop(
@@ -239,9 +241,10 @@ export async function prepareClip(
       );
     }
     if (frameCount !== expected) notes.push(`${frameCount} frames for a range of ${expected}`);
-    const gap = Math.abs(a.duration - frameCount / fps);
-    if (gap > 1 / fps + 1e-6) {
-      return drop('clip-failed', `${spec.id}: audio lasts ${a.duration.toFixed(3)} s for ${frameCount} frames (${(frameCount / fps).toFixed(3)} s)`);
+    const audioSeconds = a.samples.length / a.sampleRate;
+    const gap = Math.abs(audioSeconds - frameCount / fps);
+    if (a.sampleRate !== CLIP_AUDIO_RATE || a.channels !== 1 || gap > 1 / fps + 1e-6) {
+      return drop('clip-failed', `${spec.id}: audio is ${audioSeconds.toFixed(3)} s at ${a.sampleRate} Hz, ${a.channels} channels, for ${frameCount} frames (${(frameCount / fps).toFixed(3)} s)`);
     }
     if (info.audio?.duration !== undefined && info.audio.duration + 0.1 < end) {
       notes.push(`source audio ends at ${info.audio.duration.toFixed(3)} s: padded with silence to the video length`);
@@ -291,17 +294,6 @@ async function readCompleteRecord(
   } catch {
     return undefined;
   }
-}
-
-/** Duration of a WAV written by this stage (ffprobe, an independent reader). */
-async function probeAudio(file: string): Promise<{ duration: number; sampleRate: number; channels: number }> {
-  const res = await runTool('ffprobe', [
-    '-v', 'error', '-select_streams', 'a:0', '-show_entries', 'stream=sample_rate,channels,duration',
-    '-print_format', 'json', path.resolve(file),
-  ]);
-  const s = (JSON.parse(res.stdout.toString('utf8')) as { streams?: { sample_rate?: string; channels?: number; duration?: string }[] })
-    .streams?.[0];
-  return { duration: Number(s?.duration ?? 0), sampleRate: Number(s?.sample_rate ?? 0), channels: s?.channels ?? 0 };
 }
 
 interface FfmpegJob {

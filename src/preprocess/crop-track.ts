@@ -7,7 +7,7 @@
 import { DifftalkError, errorMessage } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { fitSquareBox } from './clip.js';
-import { iterateFramesScaled } from './frames.js';
+import { iterateFramesScaled, type VideoGeometry } from './frames.js';
 import { drop, ok, type Box, type FaceLandmarks, type LandmarkEngine, type StageResult } from './types.js';
 
 /** A crop box from tracking, with what happened on the way (assignable to Box). */
@@ -85,6 +85,8 @@ export interface TrackCropOptions {
   analysisMaxSide?: number;
   /** Look at every n-th frame (default 5: 5 frames per second of a 25 fps video). */
   sampleEvery?: number;
+  /** The source's size and frame rate when the caller has probed it (saves an ffprobe run). */
+  sourceInfo?: VideoGeometry;
   /** Frames handed to the engine at once (default 64; one ffmpeg run each). */
   chunk?: number;
   onEvent?: OnEvent;
@@ -111,6 +113,7 @@ export async function trackCropBox(
     for await (const frames of iterateFramesScaled(source, opts.analysisMaxSide ?? 320, {
       sampleEvery: opts.sampleEvery ?? 5,
       chunk: opts.chunk ?? 64,
+      info: opts.sourceInfo,
     })) {
       srcW = frames.sourceWidth;
       srcH = frames.sourceHeight;

@@ -23,7 +23,12 @@ export interface DecodeOptions {
   every?: number;
   /** Resample to this constant frame rate first (ffmpeg fps filter: frames dropped or repeated by timestamp). */
   fps?: number;
+  /** The video's size and frame rate when the caller knows them (e.g. a prepared clip): no ffprobe run. */
+  info?: VideoGeometry;
 }
+
+/** What decoding needs to know about a video. */
+export type VideoGeometry = Pick<MediaInfo, 'width' | 'height' | 'fps'>;
 
 /** Output size for a decode: both given → as given; one → the other from the aspect ratio; none → as is. */
 export function outputSize(srcW: number, srcH: number, width?: number, height?: number): { width: number; height: number } {
@@ -33,7 +38,7 @@ export function outputSize(srcW: number, srcH: number, width?: number, height?: 
   return { width: srcW, height: srcH };
 }
 
-async function decodeWith(video: string, info: MediaInfo, opts: DecodeOptions): Promise<RgbFrames> {
+async function decodeWith(video: string, info: VideoGeometry, opts: DecodeOptions): Promise<RgbFrames> {
   const { width, height } = outputSize(info.width, info.height, opts.width, opts.height);
   const start = opts.start ?? 0;
   const every = Math.max(1, Math.floor(opts.every ?? 1));
@@ -101,7 +106,7 @@ async function decodeWith(video: string, info: MediaInfo, opts: DecodeOptions): 
 
 /** Decode frames [start, start+count) of `video` as rgb24 (all frames by default). */
 export async function decodeFrames(video: string, opts: DecodeOptions = {}): Promise<RgbFrames> {
-  return decodeWith(video, await probeMedia(video), opts);
+  return decodeWith(video, opts.info ?? (await probeMedia(video)), opts);
 }
 
 /**
@@ -132,7 +137,7 @@ export interface ScaledFrames extends RgbFrames {
 }
 
 /** Analysis size for a source: longer side at most maxSide, aspect kept, never enlarged. */
-function reducedSize(info: MediaInfo, maxSide: number): { width: number; height: number } {
+function reducedSize(info: VideoGeometry, maxSide: number): { width: number; height: number } {
   if (!(maxSide >= 16)) throw new DifftalkError('bad-argument', `maxSide ${maxSide} is too small`);
   const k = Math.min(1, maxSide / Math.max(info.width, info.height));
   return { width: Math.max(1, Math.round(info.width * k)), height: Math.max(1, Math.round(info.height * k)) };
@@ -167,9 +172,9 @@ export async function decodeFramesScaled(
 export async function* iterateFramesScaled(
   file: string,
   maxSide: number,
-  opts: { sampleEvery?: number; chunk: number },
+  opts: { sampleEvery?: number; chunk: number; info?: VideoGeometry },
 ): AsyncGenerator<ScaledFrames> {
-  const info = await probeMedia(file);
+  const info = opts.info ?? (await probeMedia(file));
   const { width, height } = reducedSize(info, maxSide);
   const every = Math.max(1, Math.floor(opts.sampleEvery ?? 1));
   const chunk = Math.floor(opts.chunk);

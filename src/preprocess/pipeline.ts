@@ -20,7 +20,7 @@ import { trackCropBox } from './crop-track.js';
 import { buildDatasetManifest, writeDatasetManifest, type DatasetClip, type DatasetManifest } from './dataset-manifest.js';
 import { downloadVideos, videoKey, type DownloadResult } from './download.js';
 import { decodeFrames } from './frames.js';
-import { probeMedia } from './probe.js';
+import { probeMedia, type MediaInfo } from './probe.js';
 import { clipsFromInputs, partitionClips } from './inputs.js';
 import { createLandmarkEngine, EnginePool, landmarkClip, parallelEngines, type LandmarkEngineName, type LandmarkerInfo } from './landmarks/index.js';
 import { writePreview } from './preview.js';
@@ -334,31 +334,32 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
         if (!d.ok) return d;
         sourceFile = d.value.file;
       }
+      // The source, probed once for the crop and clip stages.
+      let source: MediaInfo;
+      try {
+        source = await probeMedia(sourceFile);
+      } catch (e) {
+        if (e instanceof DifftalkError && e.code === 'video-corrupt') return { ok: false, reason: 'video-corrupt', message: e.message };
+        throw e;
+      }
       // Crop box in source pixels.
       let crop: Box;
       const notes: string[] = [];
       let clamped = false;
       if (clip.crop) {
-        let info;
-        try {
-          info = await probeMedia(sourceFile);
-        } catch (e) {
-          if (e instanceof DifftalkError && e.code === 'video-corrupt') return { ok: false, reason: 'video-corrupt', message: e.message };
-          throw e;
-        }
-        const fitted = scaleHdtfBox(clip.crop, info.width, info.height);
+        const fitted = scaleHdtfBox(clip.crop, source.width, source.height);
         crop = fitted.box;
         clamped = fitted.clamped;
         notes.push(...fitted.notes);
       } else {
-        const tracked = await withEngine((eng) => timed('crop-track', 0, () => trackCropBox(sourceFile, eng, { ratio: clip.cropRatio ?? 1.2, onEvent })));
+        const tracked = await withEngine((eng) => timed('crop-track', 0, () => trackCropBox(sourceFile, eng, { ratio: clip.cropRatio ?? 1.2, sourceInfo: source, onEvent })));
         if (!tracked.ok) return tracked;
         crop = tracked.value;
         clamped = tracked.value.clamped;
         notes.push(...tracked.value.notes, `crop from face tracking: ${tracked.value.framesWithFace}/${tracked.value.framesAnalysed} analysed frames had a face`);
       }
       // Cut, crop, normalise.
-      const prepared = await timed('clip', 0, () => prepareClip(clip, sourceFile, work, { size: config.size, crop, clamped, notes, onEvent }));
+      const prepared = await timed('clip', 0, () => prepareClip(clip, sourceFile, work, { size: config.size, crop, clamped, notes, sourceInfo: source, onEvent }));
       if (!prepared.ok) return prepared;
       const p = prepared.value;
       const frameCount = p.frameCount;
@@ -366,7 +367,7 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
       // References first: cheap, and a too-short clip should not cost a landmark pass.
       const refs = sampler.sample(clip.id, frameCount);
       if (!refs.ok) return refs;
-      const frames = await timed('decode', frameCount, () => decodeFrames(p.video));
+      const frames = await timed('decode', frameCount, () => decodeFrames(p.video, { info: { width: p.size, height: p.size, fps: p.fps } }));
       const { lm, info } = await withEngine(async (eng, info) => ({
         info,
         lm: await timed('landmarks', frameCount, () =>

@@ -43,6 +43,7 @@ export default class Prep extends BaseCommand {
     'crop-ratio': Flags.string({ summary: '--input: enlargement of the tracked face box (default 1.2).' }),
     shard: Flags.string({ summary: 'Array job: prepare partition i of n (i/n, 0-based); merge with `prep merge`.' }),
     concurrency: Flags.integer({ default: 4, min: 1, summary: 'Parallel downloads.' }),
+    workers: Flags.integer({ default: 2, min: 1, max: 64, summary: 'Clips prepared at once, each with its own landmark engine (mediapipe); about one per 1-2 CPU cores.' }),
     retries: Flags.integer({ default: 3, min: 0, summary: 'Retries of a transient download failure (exponential backoff).' }),
     'retry-failed': Flags.boolean({ default: false, summary: 'Retry videos/clips recorded as failed in an earlier run.' }),
     'keep-work': Flags.boolean({ default: false, summary: "Keep each finished clip's normalised video and audio in work/<clip>/ (deleted by default)." }),
@@ -104,6 +105,7 @@ export default class Prep extends BaseCommand {
       retryFailed: flags['retry-failed'],
       preview: flags.preview,
       keepWork: flags['keep-work'],
+      clipWorkers: flags.workers,
       onEvent: this.events(flags['log-level']),
     });
     if (!this.jsonEnabled()) this.log(renderPrepSummary(result));
