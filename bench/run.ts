@@ -5,6 +5,7 @@
  * - metrics: frames/s of each frame metric at 256² (bench/metrics.ts).
  * Options (env): BENCH_ONLY=prep|metrics, BENCH_COPIES (default 4), BENCH_LANDMARKER=mediapipe|tfjs.
  */
+import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,14 +19,45 @@ const CLIP = path.join(SHARED, 'data', 'media', 'WDA_AlexandriaOcasioCortez_000.
 const MODEL = path.join(SHARED, 'data', 'models', 'fm478md.task');
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
-async function prepOnce(inputs: string[], landmarker: 'mediapipe' | 'tfjs'): Promise<PrepResult> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'difftalk-bench-'));
+/**
+ * CPU seconds used machine-wide (all cores, /proc/stat) and by this process, or undefined off Linux. Machine-wide
+ * is the only way to count Chromium's renderer processes (grandchildren); run the bench on an otherwise idle machine.
+ */
+function cpuSeconds(): { machine: number; self: number } | undefined {
   try {
-    return await runPrep(
+    const t = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const busy = t.reduce((a, b) => a + b, 0) - (t[3] ?? 0) - (t[4] ?? 0); // all but idle and iowait
+    const u = process.cpuUsage();
+    return { machine: busy / 100, self: (u.user + u.system) / 1e6 }; // USER_HZ = 100
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where the CPU time went, per frame, and the frames/s that this CPU cost allows on this machine's cores. */
+function cpuReport(before: ReturnType<typeof cpuSeconds>, frames: number, wall: number): string {
+  const after = cpuSeconds();
+  if (!before || !after || frames === 0) return '';
+  const total = (after.machine - before.machine) / frames;
+  const self = (after.self - before.self) / frames;
+  const cores = os.cpus().length;
+  return [
+    `CPU per frame (machine-wide): ${(total * 1000).toFixed(1)} ms = node ${(self * 1000).toFixed(1)} ms + other processes (ffmpeg, Chromium) ${((total - self) * 1000).toFixed(1)} ms;`,
+    `cores busy ${(((total * frames) / wall / cores) * 100).toFixed(0)} % of ${cores}; at this CPU cost ${cores} fully busy cores give at most ${(cores / total).toFixed(0)} frames/s`,
+  ].join('\n');
+}
+
+async function prepOnce(inputs: string[], landmarker: 'mediapipe' | 'tfjs'): Promise<PrepResult & { cpu: string }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'difftalk-bench-'));
+  const before = cpuSeconds();
+  const t0 = performance.now();
+  try {
+    const r = await runPrep(
       { kind: 'input', paths: inputs },
       { ...DEFAULT_PREP_CONFIG, landmarker, faceModel: landmarker === 'mediapipe' ? MODEL : undefined },
       { out: path.join(dir, 'out'), concurrency: 1, retries: 0, retryFailed: false, preview: false },
     );
+    return { ...r, cpu: cpuReport(before, r.frames, (performance.now() - t0) / 1000) };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -36,7 +68,9 @@ async function benchPrep(): Promise<void> {
   const copies = Number(process.env.BENCH_COPIES ?? 4);
   out(`## prep (--input, ${landmarker} landmarks, 256², jpeg 95, mfcc+mel) on ${path.basename(CLIP)}\n`);
   out('### one clip (200 frames), startup included');
-  out(renderPrepSummary(await prepOnce([CLIP], landmarker)));
+  const one = await prepOnce([CLIP], landmarker);
+  out(renderPrepSummary(one));
+  out(one.cpu);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'difftalk-bench-in-'));
   try {
     await mkdir(dir, { recursive: true });
@@ -47,7 +81,9 @@ async function benchPrep(): Promise<void> {
       inputs.push(f);
     }
     out(`\n### ${copies} clips (${copies * 200} frames)`);
-    out(renderPrepSummary(await prepOnce(inputs, landmarker)));
+    const many = await prepOnce(inputs, landmarker);
+    out(renderPrepSummary(many));
+    out(many.cpu);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
