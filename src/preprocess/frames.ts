@@ -2,7 +2,7 @@
  * frames: decode video frames to raw interleaved RGB (rgb24) over a pipe from ffmpeg.
  * - decodeFrames: a range of frames of a (prepared, constant-fps) video, optionally resized.
  * - iterateFrames: the whole video in chunks of `chunk` frames, one ffmpeg run per chunk, so memory stays at one
- *   chunk however slow the consumer is (prepared clips have a key frame every second, so each seek is cheap).
+ *   chunk however slow the consumer is (prepared clips are intra-only, so each seek is cheap).
  * - decodeFramesScaled: a full-resolution source reduced to at most maxSide (aspect kept), for face tracking.
  */
 import path from 'node:path';
@@ -115,11 +115,11 @@ export async function decodeFrames(video: string, opts: DecodeOptions = {}): Pro
  */
 export async function* iterateFrames(
   video: string,
-  opts: { chunk: number; width?: number; height?: number },
+  opts: { chunk: number; width?: number; height?: number; info?: VideoGeometry },
 ): AsyncGenerator<RgbFrames & { start: number }> {
   const chunk = Math.floor(opts.chunk);
   if (!(chunk >= 1)) throw new DifftalkError('bad-argument', `chunk ${opts.chunk} must be at least 1`);
-  const info = await probeMedia(video);
+  const info = opts.info ?? (await probeMedia(video));
   for (let start = 0; ; start += chunk) {
     const frames = await decodeWith(video, info, { width: opts.width, height: opts.height, start, count: chunk });
     if (frames.count > 0) yield { ...frames, start };

@@ -19,15 +19,15 @@ import { prepareClip, removePreparedClip, scaleHdtfBox } from './clip.js';
 import { trackCropBox } from './crop-track.js';
 import { buildDatasetManifest, writeDatasetManifest, type DatasetClip, type DatasetManifest } from './dataset-manifest.js';
 import { downloadVideos, videoKey, type DownloadResult } from './download.js';
-import { decodeFrames } from './frames.js';
+import { iterateFrames } from './frames.js';
 import { probeMedia, type MediaInfo } from './probe.js';
 import { clipsFromInputs, partitionClips } from './inputs.js';
-import { createLandmarkEngine, EnginePool, landmarkClip, parallelEngines, type LandmarkEngineName, type LandmarkerInfo } from './landmarks/index.js';
-import { writePreview } from './preview.js';
+import { createLandmarkEngine, EnginePool, landmarkClip, MESH_FLOATS, parallelEngines, type LandmarkEngineName, type LandmarkerInfo } from './landmarks/index.js';
+import { PREVIEW_CELLS, previewFrameIndices, writePreview } from './preview.js';
 import { difftalkReferenceSampler, type NoCandidatePolicy } from './reference.js';
 import { encodeFrames, maskRowsFromLandmarks68, writeClipShards, type ImageFormat, type ShardMetadata } from './shard-writer.js';
 import { readSplitFile, resolveSplits, type Split } from './split.js';
-import type { Box, ClipSpec, DropReason, LandmarkEngine, StageResult } from './types.js';
+import type { Box, ClipSpec, DropReason, LandmarkEngine, RgbFrames, StageResult } from './types.js';
 
 /** Where the clips come from. */
 export type PrepSource =
@@ -64,12 +64,17 @@ export interface PrepRunOptions {
   /** Retry downloads the ledger records as unavailable, and clips dropped in an earlier run. */
   retryFailed: boolean;
   preview: boolean;
+  /** Frames decoded at once per clip (default: as many as fit in 128 MiB); results do not depend on it. */
+  chunkFrames?: number;
   /** Keep each clip's normalised video and audio (work/<clip>/) after the clip is finished; default: delete them. */
   keepWork?: boolean;
   /** Clips prepared at the same time (default 2), each with its own landmark engine (mediapipe; tfjs has one). */
   clipWorkers?: number;
   onEvent?: OnEvent;
 }
+
+/** Decoded frames held at once per clip worker (a chunk of the clip; 128 MiB ≈ 680 frames at 256², 170 at 512²). */
+const FRAME_CHUNK_BYTES = 128 * 1024 * 1024;
 
 /** Errors that stop the whole run (environment or configuration), as opposed to dropping one clip. */
 const FATAL_CODES = new Set(['tool-missing', 'bad-option', 'bad-flag', 'bad-argument', 'model-missing', 'backend-unavailable', 'onnx-unavailable']);
@@ -219,15 +224,18 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
   const withEngine = <T>(fn: (engine: LandmarkEngine, info: LandmarkerInfo) => Promise<T>): Promise<T> => engines.use(fn);
 
   const timings = new Map<string, { seconds: number; frames: number }>();
+  const addTiming = (stage: string, seconds: number, frames: number): void => {
+    const t = timings.get(stage) ?? { seconds: 0, frames: 0 };
+    t.seconds += seconds;
+    t.frames += frames;
+    timings.set(stage, t);
+  };
   const timed = async <T>(stage: string, frames: number, fn: () => Promise<T>): Promise<T> => {
     const s = performance.now();
     try {
       return await fn();
     } finally {
-      const t = timings.get(stage) ?? { seconds: 0, frames: 0 };
-      t.seconds += (performance.now() - s) / 1000;
-      t.frames += frames;
-      timings.set(stage, t);
+      addTiming(stage, (performance.now() - s) / 1000, frames);
     }
   };
 
@@ -367,18 +375,54 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
       // References first: cheap, and a too-short clip should not cost a landmark pass.
       const refs = sampler.sample(clip.id, frameCount);
       if (!refs.ok) return refs;
-      const frames = await timed('decode', frameCount, () => decodeFrames(p.video, { info: { width: p.size, height: p.size, fps: p.fps } }));
-      const { lm, info } = await withEngine(async (eng, info) => ({
-        info,
-        lm: await timed('landmarks', frameCount, () =>
-          landmarkClip(eng, frames, { smoothing: config.smoothing, maxBadFrameFraction: config.maxBadFrameFraction, onEvent, id: clip.id }),
-        ),
-      }));
+      // Frames stream through in chunks (a long clip is never in memory at once): each chunk is decoded, landmarked
+      // (tracking carries over between chunks) and encoded; the frames a --preview sheet shows are kept.
+      const geometry = { width: p.size, height: p.size, fps: p.fps };
+      const images: Uint8Array[] = [];
+      const shown = run.preview ? previewFrameIndices(frameCount, PREVIEW_CELLS) : [];
+      const previewFrames: { index: number; data: Uint8Array }[] = [];
+      let sideSeconds = 0; // decode + encode time spent inside the landmark pass
+      const chunkFrames = run.chunkFrames ?? Math.max(16, Math.floor(FRAME_CHUNK_BYTES / (p.size * p.size * 3)));
+      async function* chunks(): AsyncGenerator<RgbFrames> {
+        const it = iterateFrames(p.video, { chunk: chunkFrames, info: geometry })[Symbol.asyncIterator]();
+        for (;;) {
+          const s0 = performance.now();
+          const next = await timed('decode', 0, () => it.next());
+          sideSeconds += (performance.now() - s0) / 1000;
+          if (next.done) return;
+          const chunk = next.value;
+          addTiming('decode', 0, chunk.count);
+          yield chunk; // landmarkClip runs the engine on it; then:
+          const s1 = performance.now();
+          const encoded = await timed('encode', chunk.count, () => encodeFrames(chunk, { format: config.imageFormat, quality: config.jpegQuality }));
+          for (const e of encoded) images.push(e);
+          const fb = chunk.width * chunk.height * 3;
+          for (const f of shown) {
+            if (f >= chunk.start && f < chunk.start + chunk.count) previewFrames.push({ index: f, data: chunk.data.slice((f - chunk.start) * fb, (f - chunk.start + 1) * fb) });
+          }
+          sideSeconds += (performance.now() - s1) / 1000;
+        }
+      }
+      const { lm, info } = await withEngine(async (eng, info) => {
+        const s0 = performance.now();
+        const sideBefore = sideSeconds;
+        const res = await landmarkClip(eng, chunks(), {
+          smoothing: config.smoothing,
+          maxBadFrameFraction: config.maxBadFrameFraction,
+          onEvent,
+          id: clip.id,
+          frameCount,
+        });
+        addTiming('landmarks', (performance.now() - s0) / 1000 - (sideSeconds - sideBefore), frameCount);
+        return { info, lm: res };
+      });
       landmarkerInfo = info;
       if (!lm.ok) return lm;
+      if (images.length !== lm.value.status.length) {
+        return { ok: false, reason: 'clip-failed', message: `${images.length} images encoded for ${lm.value.status.length} landmarked frames` };
+      }
       const audio = await timed('audio', frameCount, () => computeAudioFeatures(p.audio, frameCount, p.fps, requests, onEvent));
       if (!audio.ok) return audio;
-      const images = await timed('encode', frameCount, () => encodeFrames(frames, { format: config.imageFormat, quality: config.jpegQuality }));
       const masks = maskRowsFromLandmarks68(lm.value.lm68, config.size);
       shardMetadata = {
         fps: p.fps,
@@ -411,8 +455,19 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
         ),
       );
       if (run.preview) {
+        const sheet: RgbFrames = { width: p.size, height: p.size, count: previewFrames.length, data: Buffer.concat(previewFrames.map((f) => f.data)) };
+        const pick = (a: Float32Array, n: number) => {
+          const o = new Float32Array(previewFrames.length * n);
+          previewFrames.forEach((f, i) => o.set(a.subarray(f.index * n, (f.index + 1) * n), i * n));
+          return o;
+        };
         await timed('preview', 0, () =>
-          writePreview(frames, { mesh: lm.value.smoothed, lm68: lm.value.lm68, status: lm.value.status }, path.join(out, 'previews', `${clip.id}.png`)),
+          writePreview(
+            sheet,
+            { mesh: pick(lm.value.smoothed, MESH_FLOATS), lm68: pick(lm.value.lm68, 136), status: previewFrames.map((f) => lm.value.status[f.index]!) },
+            path.join(out, 'previews', `${clip.id}.png`),
+            { cells: sheet.count, frameNumbers: previewFrames.map((f) => f.index) },
+          ),
         );
       }
       await finish(clip, {

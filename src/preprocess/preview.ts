@@ -18,11 +18,16 @@ export interface PreviewLandmarks {
   status?: FaceLandmarks['status'][];
 }
 
+/** Cells of a contact sheet by default. */
+export const PREVIEW_CELLS = 12;
+
 export interface PreviewOptions {
   /** Frames shown (evenly spaced, first and last included). Default 12. */
   cells?: number;
   /** Grid columns. Default 4. */
   columns?: number;
+  /** Frame numbers printed on the cells when `frames` holds a selection of a clip's frames (default: the indices). */
+  frameNumbers?: number[];
 }
 
 const REGION_COLOURS: Record<keyof typeof IBUG68_REGIONS, string> = {
@@ -45,7 +50,7 @@ export function previewFrameIndices(count: number, cells: number): number[] {
   return Array.from({ length: n }, (_, i) => Math.round((i * (count - 1)) / (n - 1)));
 }
 
-function overlay(lm: PreviewLandmarks, f: number, W: number, H: number, dx: number, dy: number): string {
+function overlay(lm: PreviewLandmarks, f: number, W: number, H: number, dx: number, dy: number, label: number): string {
   const parts: string[] = [];
   const r = Math.max(1, W / 256);
   if (lm.mesh) {
@@ -73,7 +78,7 @@ function overlay(lm: PreviewLandmarks, f: number, W: number, H: number, dx: numb
   }
   const status = lm.status?.[f] ?? (rows ? 'ok' : 'no-face');
   const fs = Math.max(10, Math.round(W / 18));
-  parts.push(`<text x="${dx + 4}" y="${dy + fs + 2}" font-family="sans-serif" font-size="${fs}" fill="#ffffff" stroke="#000000" stroke-width="0.6">#${f} ${status}</text>`);
+  parts.push(`<text x="${dx + 4}" y="${dy + fs + 2}" font-family="sans-serif" font-size="${fs}" fill="#ffffff" stroke="#000000" stroke-width="0.6">#${label} ${status}</text>`);
   return parts.join('');
 }
 
@@ -82,7 +87,7 @@ export async function writePreview(frames: RgbFrames, lm: PreviewLandmarks, file
   const { width: W, height: H, count, data } = frames;
   if (lm.lm68.length !== count * 136) throw new DifftalkError('bad-landmarks', `preview: lm68 has ${lm.lm68.length} floats for ${count} frames`);
   if (lm.mesh && lm.mesh.length !== count * 1434) throw new DifftalkError('bad-landmarks', `preview: mesh has ${lm.mesh.length} floats for ${count} frames`);
-  const shown = previewFrameIndices(count, opts.cells ?? 12);
+  const shown = previewFrameIndices(count, opts.cells ?? PREVIEW_CELLS);
   if (!shown.length) throw new DifftalkError('bad-frames', 'preview: no frames');
   const cols = Math.min(opts.columns ?? 4, shown.length);
   const rowsN = Math.ceil(shown.length / cols);
@@ -95,7 +100,7 @@ export async function writePreview(frames: RgbFrames, lm: PreviewLandmarks, file
     const dx = (i % cols) * W;
     const dy = Math.floor(i / cols) * H;
     composites.push({ input: Buffer.from(data.buffer, data.byteOffset + f * frameBytes, frameBytes), raw: { width: W, height: H, channels: 3 }, left: dx, top: dy });
-    svg.push(overlay(lm, f, W, H, dx, dy));
+    svg.push(overlay(lm, f, W, H, dx, dy, opts.frameNumbers?.[f] ?? f));
   });
   svg.push('</svg>');
   composites.push({ input: Buffer.from(svg.join('')), left: 0, top: 0 });

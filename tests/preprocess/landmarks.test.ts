@@ -145,6 +145,22 @@ describe('landmark engines on real media', () => {
     }
   });
 
+  test('landmarkClip over chunks of the clip equals one pass over the whole clip (tracking carries over)', async () => {
+    const fb = aoc.width * aoc.height * 3;
+    async function* inChunks(n: number): AsyncGenerator<RgbFrames> {
+      for (let s = 0; s < aoc.count; s += n) {
+        const count = Math.min(n, aoc.count - s);
+        yield { ...aoc, count, data: aoc.data.subarray(s * fb, (s + count) * fb) };
+      }
+    }
+    const whole = await landmarkClip(mp, aoc);
+    const chunked = await landmarkClip(mp, inChunks(64), { frameCount: aoc.count });
+    assert.ok(whole.ok && chunked.ok);
+    assert.deepEqual(chunked.value.status, whole.value.status);
+    assert.deepEqual(chunked.value.raw, whole.value.raw);
+    assert.deepEqual(chunked.value.lm68, whole.value.lm68);
+  });
+
   test('the two engines agree on AOC (reference: each other; measured median 1.2 px, tolerance 3 px at 256²)', (t) => {
     const d = medianDistance(results.mediapipe!, results.tfjs!);
     t.diagnostic(`median distance mediapipe vs tfjs over 468 points × 200 frames: ${d.toFixed(2)} px`);

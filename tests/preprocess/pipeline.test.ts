@@ -191,6 +191,15 @@ describe('prep --input on the real HDTF clip', () => {
     assert.deepEqual(await readFile(path.join(out, 'shards', dump.files[0]!)), before);
   });
 
+  test('streaming the clip in small chunks (37 frames) gives byte-identical shards and the same preview', async () => {
+    const chunked = path.join(path.dirname(out), 'aoc-chunked');
+    const r = await runPrep({ kind: 'input', paths: [AOC_CLIP] }, config(), { out: chunked, ...runOpts, preview: true, chunkFrames: 37 });
+    assert.equal(r.frames, 200);
+    for (const f of dump.files) assert.deepEqual(await readFile(path.join(chunked, 'shards', f)), await readFile(path.join(out, 'shards', f)), f);
+    const sheet = (d: string) => readFile(path.join(d, 'previews', `${path.basename(AOC_CLIP, '.mp4')}.png`));
+    assert.deepEqual(await sheet(chunked), await sheet(out));
+  });
+
   test('a different configuration in the same folder is refused, not mixed', async () => {
     await assert.rejects(
       runPrep({ kind: 'input', paths: [AOC_CLIP] }, config({ jpegQuality: 80 }), { out, ...runOpts }),

@@ -32,28 +32,42 @@ export interface LandmarkClipOptions {
   onEvent?: OnEvent;
   /** Clip id for events. */
   id?: string;
+  /** Frames in the clip, for progress when `frames` comes in chunks. */
+  frameCount?: number;
 }
 
 /**
- * Stage 4: landmarks for every frame of one clip. Resets the engine (fresh tracking), runs it, marks no-face and
- * multi-face frames, smooths the good runs and derives the 68 points. Too many bad frames → a dropped clip.
+ * Stage 4: landmarks for every frame of one clip. Resets the engine (fresh tracking), runs it over the frames (one
+ * buffer, or consecutive chunks of the clip so that a long clip never has to be in memory at once; tracking carries
+ * over from chunk to chunk), marks no-face and multi-face frames, smooths the good runs and derives the 68 points.
+ * Too many bad frames → a dropped clip.
  */
-export async function landmarkClip(engine: LandmarkEngine, frames: RgbFrames, opts: LandmarkClipOptions = {}): Promise<StageResult<LandmarkClip>> {
+export async function landmarkClip(
+  engine: LandmarkEngine,
+  frames: RgbFrames | AsyncIterable<RgbFrames>,
+  opts: LandmarkClipOptions = {},
+): Promise<StageResult<LandmarkClip>> {
   const onEvent = opts.onEvent ?? silent;
   const spec = opts.smoothing ?? DEFAULT_SMOOTHING;
   const smoother = parseSmoothing(spec);
   const maxBad = opts.maxBadFrameFraction ?? 0.2;
   if (!(maxBad >= 0 && maxBad <= 1)) throw new DifftalkError('bad-option', `maxBadFrameFraction must be in [0, 1], got ${maxBad}`);
-  if (frames.count === 0) return drop('too-short', 'the clip has no frames');
+  const chunks: AsyncIterable<RgbFrames> | RgbFrames[] = 'data' in frames ? [frames] : frames;
   await engine.reset();
   const t0 = performance.now();
-  onEvent({ type: 'stage-start', stage: 'landmarks', total: frames.count, unit: 'frames' });
-  const results = await engine.detect(frames);
-  onEvent({ type: 'stage-done', stage: 'landmarks', done: results.length, seconds: (performance.now() - t0) / 1000 });
-  if (results.length !== frames.count) {
-    throw new DifftalkError('landmarker-failed', `engine ${engine.name} returned ${results.length} results for ${frames.count} frames`);
+  onEvent({ type: 'stage-start', stage: 'landmarks', total: opts.frameCount ?? ('data' in frames ? frames.count : undefined), unit: 'frames' });
+  const results: FaceLandmarks[] = [];
+  for await (const chunk of chunks) {
+    const r = await engine.detect(chunk);
+    if (r.length !== chunk.count) {
+      throw new DifftalkError('landmarker-failed', `engine ${engine.name} returned ${r.length} results for ${chunk.count} frames`);
+    }
+    for (const x of r) results.push(x);
+    onEvent({ type: 'progress', stage: 'landmarks', done: results.length, total: opts.frameCount, detail: opts.id });
   }
-  const count = frames.count;
+  onEvent({ type: 'stage-done', stage: 'landmarks', done: results.length, seconds: (performance.now() - t0) / 1000 });
+  const count = results.length;
+  if (count === 0) return drop('too-short', 'the clip has no frames');
   const raw = new Float32Array(count * MESH_FLOATS).fill(Number.NaN);
   const scores = new Float32Array(count);
   const status = results.map((r) => r.status);
