@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { renderPrepSummary } from '../../cli/summary.js';
@@ -43,7 +44,13 @@ export default class Prep extends BaseCommand {
     'crop-ratio': Flags.string({ summary: '--input: enlargement of the tracked face box (default 1.2).' }),
     shard: Flags.string({ summary: 'Array job: prepare partition i of n (i/n, 0-based); merge with `prep merge`.' }),
     concurrency: Flags.integer({ default: 4, min: 1, summary: 'Parallel downloads.' }),
-    workers: Flags.integer({ default: 2, min: 1, max: 64, summary: 'Clips prepared at once, each with its own landmark engine (mediapipe); about one per 1-2 CPU cores.' }),
+    workers: Flags.integer({
+      default: Math.min(8, Math.max(2, os.cpus().length)),
+      defaultHelp: async () => 'CPU cores, 2 to 8',
+      min: 1,
+      max: 64,
+      summary: 'Clips prepared at once, each with its own landmark engine (mediapipe).',
+    }),
     retries: Flags.integer({ default: 3, min: 0, summary: 'Retries of a transient download failure (exponential backoff).' }),
     'retry-failed': Flags.boolean({ default: false, summary: 'Retry videos/clips recorded as failed in an earlier run.' }),
     'keep-work': Flags.boolean({ default: false, summary: "Keep each finished clip's normalised video and audio in work/<clip>/ (deleted by default)." }),
