@@ -1,6 +1,6 @@
 /**
  * EnginePool: prep's clip workers each get an engine of their own, at most `size` engines are started, and a
- * failed start reaches its caller (and a waiting caller) instead of hanging. The engines here are plain objects
+ * failed start reaches its caller (and a waiting caller) instead of hanging, and an engine that failed is replaced. The engines here are plain objects
  * that implement LandmarkEngine and record how they are used; the real engines are exercised by landmarks.test.ts
  * and the pipeline tests.
  */
@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EnginePool, type PooledEngine } from '../../src/preprocess/landmarks/pool.js';
 import type { FaceLandmarks, LandmarkEngine, RgbFrames } from '../../src/preprocess/types.js';
+import { DifftalkError } from '../../src/util/errors.js';
 
 class CountingEngine implements LandmarkEngine {
   readonly name = 'counting';
@@ -60,5 +61,23 @@ test('a failed start reaches the caller and a waiting caller; the next start is 
   const c = await pool.use((e) => e.detect(frames));
   assert.equal(c.length, 1);
   assert.equal(pool.count, 1);
+  await pool.close();
+});
+
+test('an engine that failed (landmarker-failed) is closed and replaced; other errors keep the engine', async () => {
+  const made: CountingEngine[] = [];
+  const pool = new EnginePool(async () => {
+    const engine = new CountingEngine();
+    made.push(engine);
+    return { engine, info };
+  }, 1);
+  await assert.rejects(pool.use(async () => { throw new DifftalkError('video-corrupt', 'bad clip'); }), /bad clip/);
+  await pool.use((e) => e.detect(frames));
+  assert.equal(made.length, 1, 'a clip error does not cost the engine');
+  await assert.rejects(pool.use(async () => { throw new DifftalkError('landmarker-failed', 'Target closed'); }), /Target closed/);
+  assert.ok(made[0]!.closed);
+  assert.equal(pool.count, 0);
+  await pool.use((e) => e.detect(frames));
+  assert.equal(made.length, 2, 'the next user got a new engine');
   await pool.close();
 });

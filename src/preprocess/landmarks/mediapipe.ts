@@ -146,7 +146,11 @@ export class MediapipeEngine implements LandmarkEngine {
   }
 
   async reset(): Promise<void> {
-    await this.page.evaluate(() => (window as unknown as { __difftalk: { reset(): Promise<void> } }).__difftalk.reset());
+    try {
+      await this.page.evaluate(() => (window as unknown as { __difftalk: { reset(): Promise<void> } }).__difftalk.reset());
+    } catch (e) {
+      throw new DifftalkError('landmarker-failed', `MediaPipe FaceLandmarker reset failed: ${errorMessage(e)}`);
+    }
   }
 
   async close(): Promise<void> {

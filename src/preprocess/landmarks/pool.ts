@@ -4,6 +4,7 @@
  * started on first need, up to `size`, and every user resets the engine it gets (crop-track and landmarkClip do), so
  * a clip's landmarks do not depend on which engine it got or what that engine saw before.
  */
+import { DifftalkError } from '../../util/errors.js';
 import type { LandmarkEngine } from '../types.js';
 import type { LandmarkerInfo } from './index.js';
 
@@ -13,7 +14,9 @@ export interface PooledEngine {
 }
 
 export class EnginePool {
-  private readonly started: Promise<PooledEngine>[] = [];
+  /** Engines running or starting. */
+  private slots = 0;
+  private readonly live = new Set<PooledEngine>();
   private readonly idle: PooledEngine[] = [];
   private readonly waiting: { resolve: (e: PooledEngine) => void; reject: (err: unknown) => void }[] = [];
 
@@ -25,41 +28,51 @@ export class EnginePool {
     if (!(size >= 1)) throw new RangeError(`engine pool size ${size} must be at least 1`);
   }
 
-  /** Run `fn` with an engine of its own; the engine goes back to the pool afterwards, whatever happened. */
+  /**
+   * Run `fn` with an engine of its own. The engine goes back to the pool afterwards, unless the engine itself failed
+   * (DifftalkError 'landmarker-failed', e.g. Chromium died): then it is closed and a later user starts a new one, so
+   * one crash costs one clip, not the rest of the run.
+   */
   async use<T>(fn: (engine: LandmarkEngine, info: LandmarkerInfo) => Promise<T>): Promise<T> {
     const e = await this.acquire();
+    let broken = false;
     try {
       return await fn(e.engine, e.info);
+    } catch (err) {
+      broken = err instanceof DifftalkError && err.code === 'landmarker-failed';
+      throw err;
     } finally {
-      this.release(e);
+      if (broken) await this.discard(e);
+      else this.release(e);
     }
   }
 
-  /** Engines started so far. */
+  /** Engines running now. */
   get count(): number {
-    return this.started.length;
+    return this.live.size;
   }
 
   async close(): Promise<void> {
-    const all = await Promise.all(this.started.map((p) => p.catch(() => undefined)));
-    await Promise.all(all.map((e) => e?.engine.close().catch(() => undefined)));
+    const all = [...this.live];
+    this.live.clear();
+    this.idle.length = 0;
+    await Promise.all(all.map((e) => e.engine.close().catch(() => undefined)));
   }
 
   private async acquire(): Promise<PooledEngine> {
     const free = this.idle.pop();
     if (free) return free;
-    if (this.started.length < this.size) {
-      const p = this.create();
-      this.started.push(p);
+    if (this.slots < this.size) {
+      this.slots++;
       try {
-        return await p;
-      } catch (e) {
+        const e = await this.create();
+        this.live.add(e);
+        return e;
+      } catch (err) {
         // A failed start is not an engine: a user waiting for one tries to start it again (and fails the same way
         // when the cause is permanent, e.g. no Chromium), so nobody waits for an engine that will never come.
-        this.started.splice(this.started.indexOf(p), 1);
-        const w = this.waiting.shift();
-        if (w) this.acquire().then(w.resolve, w.reject);
-        throw e;
+        this.freeSlot();
+        throw err;
       }
     }
     return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
@@ -69,5 +82,17 @@ export class EnginePool {
     const next = this.waiting.shift();
     if (next) next.resolve(e);
     else this.idle.push(e);
+  }
+
+  private async discard(e: PooledEngine): Promise<void> {
+    this.live.delete(e);
+    await e.engine.close().catch(() => undefined);
+    this.freeSlot();
+  }
+
+  private freeSlot(): void {
+    this.slots--;
+    const w = this.waiting.shift();
+    if (w) this.acquire().then(w.resolve, w.reject);
   }
 }
