@@ -19,15 +19,15 @@ import { prepareClip, removePreparedClip, scaleHdtfBox } from './clip.js';
 import { trackCropBox } from './crop-track.js';
 import { buildDatasetManifest, writeDatasetManifest, type DatasetClip, type DatasetManifest } from './dataset-manifest.js';
 import { downloadVideos, videoKey, type DownloadResult } from './download.js';
-import { iterateFrames } from './frames.js';
+import { runFramePass } from './frame-pass.js';
 import { probeMedia, type MediaInfo } from './probe.js';
 import { clipsFromInputs, partitionClips } from './inputs.js';
-import { createLandmarkEngine, EnginePool, landmarkClip, MESH_FLOATS, parallelEngines, type LandmarkEngineName, type LandmarkerInfo } from './landmarks/index.js';
-import { PREVIEW_CELLS, previewFrameIndices, writePreview } from './preview.js';
+import { createLandmarkEngine, EnginePool, parallelEngines, type LandmarkEngineName, type LandmarkerInfo } from './landmarks/index.js';
+import { PREVIEW_CELLS, writePreview } from './preview.js';
 import { difftalkReferenceSampler, type NoCandidatePolicy } from './reference.js';
-import { encodeFrames, maskRowsFromLandmarks68, writeClipShards, type ImageFormat, type ShardMetadata } from './shard-writer.js';
+import { maskRowsFromLandmarks68, writeClipShards, type ImageFormat, type ShardMetadata } from './shard-writer.js';
 import { readSplitFile, resolveSplits, type Split } from './split.js';
-import type { Box, ClipSpec, DropReason, LandmarkEngine, RgbFrames, StageResult } from './types.js';
+import type { Box, ClipSpec, DropReason, LandmarkEngine, StageResult } from './types.js';
 
 /** Where the clips come from. */
 export type PrepSource =
@@ -72,9 +72,6 @@ export interface PrepRunOptions {
   clipWorkers?: number;
   onEvent?: OnEvent;
 }
-
-/** Decoded frames held at once per clip worker (a chunk of the clip; 128 MiB ≈ 680 frames at 256², 170 at 512²). */
-const FRAME_CHUNK_BYTES = 128 * 1024 * 1024;
 
 /** Errors that stop the whole run (environment or configuration), as opposed to dropping one clip. */
 const FATAL_CODES = new Set(['tool-missing', 'bad-option', 'bad-flag', 'bad-argument', 'model-missing', 'backend-unavailable', 'onnx-unavailable']);
@@ -375,47 +372,19 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
       // References first: cheap, and a too-short clip should not cost a landmark pass.
       const refs = sampler.sample(clip.id, frameCount);
       if (!refs.ok) return refs;
-      // Frames stream through in chunks (a long clip is never in memory at once): each chunk is decoded, landmarked
-      // (tracking carries over between chunks) and encoded; the frames a --preview sheet shows are kept.
-      const geometry = { width: p.size, height: p.size, fps: p.fps };
-      const images: Uint8Array[] = [];
-      const shown = run.preview ? previewFrameIndices(frameCount, PREVIEW_CELLS) : [];
-      const previewFrames: { index: number; data: Uint8Array }[] = [];
-      let sideSeconds = 0; // decode + encode time spent inside the landmark pass
-      const chunkFrames = run.chunkFrames ?? Math.max(16, Math.floor(FRAME_CHUNK_BYTES / (p.size * p.size * 3)));
-      async function* chunks(): AsyncGenerator<RgbFrames> {
-        const it = iterateFrames(p.video, { chunk: chunkFrames, info: geometry })[Symbol.asyncIterator]();
-        for (;;) {
-          const s0 = performance.now();
-          const next = await timed('decode', 0, () => it.next());
-          sideSeconds += (performance.now() - s0) / 1000;
-          if (next.done) return;
-          const chunk = next.value;
-          addTiming('decode', 0, chunk.count);
-          yield chunk; // landmarkClip runs the engine on it; then:
-          const s1 = performance.now();
-          const encoded = await timed('encode', chunk.count, () => encodeFrames(chunk, { format: config.imageFormat, quality: config.jpegQuality }));
-          for (const e of encoded) images.push(e);
-          const fb = chunk.width * chunk.height * 3;
-          for (const f of shown) {
-            if (f >= chunk.start && f < chunk.start + chunk.count) previewFrames.push({ index: f, data: chunk.data.slice((f - chunk.start) * fb, (f - chunk.start + 1) * fb) });
-          }
-          sideSeconds += (performance.now() - s1) / 1000;
-        }
-      }
-      const { lm, info } = await withEngine(async (eng, info) => {
-        const s0 = performance.now();
-        const sideBefore = sideSeconds;
-        const res = await landmarkClip(eng, chunks(), {
-          smoothing: config.smoothing,
-          maxBadFrameFraction: config.maxBadFrameFraction,
-          onEvent,
-          id: clip.id,
-          frameCount,
-        });
-        addTiming('landmarks', (performance.now() - s0) / 1000 - (sideSeconds - sideBefore), frameCount);
-        return { info, lm: res };
-      });
+      // One pass over the frames in bounded chunks: landmarks, encoded images, preview frames (frame-pass.ts).
+      const { pass, info } = await withEngine(async (eng, info) => ({
+        info,
+        pass: await runFramePass(eng, p, {
+          image: { format: config.imageFormat, quality: config.jpegQuality },
+          landmarks: { smoothing: config.smoothing, maxBadFrameFraction: config.maxBadFrameFraction, onEvent, id: clip.id },
+          chunkFrames: run.chunkFrames,
+          previewCells: run.preview ? PREVIEW_CELLS : 0,
+        }),
+      }));
+      for (const stage of ['decode', 'landmarks', 'encode'] as const) addTiming(stage, pass.seconds[stage], frameCount);
+      const lm = pass.landmarks;
+      const images = pass.images;
       landmarkerInfo = info;
       if (!lm.ok) return lm;
       if (images.length !== lm.value.status.length) {
@@ -455,18 +424,12 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
         ),
       );
       if (run.preview) {
-        const sheet: RgbFrames = { width: p.size, height: p.size, count: previewFrames.length, data: Buffer.concat(previewFrames.map((f) => f.data)) };
-        const pick = (a: Float32Array, n: number) => {
-          const o = new Float32Array(previewFrames.length * n);
-          previewFrames.forEach((f, i) => o.set(a.subarray(f.index * n, (f.index + 1) * n), i * n));
-          return o;
-        };
         await timed('preview', 0, () =>
           writePreview(
-            sheet,
-            { mesh: pick(lm.value.smoothed, MESH_FLOATS), lm68: pick(lm.value.lm68, 136), status: previewFrames.map((f) => lm.value.status[f.index]!) },
+            pass.preview.frames,
+            { mesh: lm.value.smoothed, lm68: lm.value.lm68, status: lm.value.status },
             path.join(out, 'previews', `${clip.id}.png`),
-            { cells: sheet.count, frameNumbers: previewFrames.map((f) => f.index) },
+            { frameNumbers: pass.preview.frameNumbers },
           ),
         );
       }

@@ -26,7 +26,10 @@ export interface PreviewOptions {
   cells?: number;
   /** Grid columns. Default 4. */
   columns?: number;
-  /** Frame numbers printed on the cells when `frames` holds a selection of a clip's frames (default: the indices). */
+  /**
+   * When `frames` holds only the frames to show: frames[i] is clip frame frameNumbers[i], and the landmarks cover the
+   * whole clip. Without it, `frames` is the whole clip and `cells` evenly spaced frames are shown.
+   */
   frameNumbers?: number[];
 }
 
@@ -50,7 +53,7 @@ export function previewFrameIndices(count: number, cells: number): number[] {
   return Array.from({ length: n }, (_, i) => Math.round((i * (count - 1)) / (n - 1)));
 }
 
-function overlay(lm: PreviewLandmarks, f: number, W: number, H: number, dx: number, dy: number, label: number): string {
+function overlay(lm: PreviewLandmarks, f: number, W: number, H: number, dx: number, dy: number): string {
   const parts: string[] = [];
   const r = Math.max(1, W / 256);
   if (lm.mesh) {
@@ -78,16 +81,22 @@ function overlay(lm: PreviewLandmarks, f: number, W: number, H: number, dx: numb
   }
   const status = lm.status?.[f] ?? (rows ? 'ok' : 'no-face');
   const fs = Math.max(10, Math.round(W / 18));
-  parts.push(`<text x="${dx + 4}" y="${dy + fs + 2}" font-family="sans-serif" font-size="${fs}" fill="#ffffff" stroke="#000000" stroke-width="0.6">#${label} ${status}</text>`);
+  parts.push(`<text x="${dx + 4}" y="${dy + fs + 2}" font-family="sans-serif" font-size="${fs}" fill="#ffffff" stroke="#000000" stroke-width="0.6">#${f} ${status}</text>`);
   return parts.join('');
 }
 
-/** Write the contact sheet PNG atomically; returns the frame indices shown. */
+/** Write the contact sheet PNG atomically; returns the (clip) frame indices shown. */
 export async function writePreview(frames: RgbFrames, lm: PreviewLandmarks, file: string, opts: PreviewOptions = {}): Promise<number[]> {
   const { width: W, height: H, count, data } = frames;
-  if (lm.lm68.length !== count * 136) throw new DifftalkError('bad-landmarks', `preview: lm68 has ${lm.lm68.length} floats for ${count} frames`);
-  if (lm.mesh && lm.mesh.length !== count * 1434) throw new DifftalkError('bad-landmarks', `preview: mesh has ${lm.mesh.length} floats for ${count} frames`);
-  const shown = previewFrameIndices(count, opts.cells ?? PREVIEW_CELLS);
+  const clipFrames = opts.frameNumbers ? lm.lm68.length / 136 : count;
+  if (lm.lm68.length !== clipFrames * 136) throw new DifftalkError('bad-landmarks', `preview: lm68 has ${lm.lm68.length} floats for ${clipFrames} frames`);
+  if (lm.mesh && lm.mesh.length !== clipFrames * 1434) throw new DifftalkError('bad-landmarks', `preview: mesh has ${lm.mesh.length} floats for ${clipFrames} frames`);
+  const numbers = opts.frameNumbers;
+  if (numbers && (numbers.length !== count || numbers.some((f) => !(Number.isInteger(f) && f >= 0 && f < clipFrames)))) {
+    throw new DifftalkError('bad-frames', `preview: ${count} frames but frame numbers ${JSON.stringify(numbers)} for a ${clipFrames}-frame clip`);
+  }
+  // [index into frames, clip frame index]
+  const shown = numbers ? numbers.map((f, i) => [i, f] as const) : previewFrameIndices(count, opts.cells ?? PREVIEW_CELLS).map((f) => [f, f] as const);
   if (!shown.length) throw new DifftalkError('bad-frames', 'preview: no frames');
   const cols = Math.min(opts.columns ?? 4, shown.length);
   const rowsN = Math.ceil(shown.length / cols);
@@ -96,11 +105,11 @@ export async function writePreview(frames: RgbFrames, lm: PreviewLandmarks, file
   const frameBytes = W * H * 3;
   const svg: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" width="${sheetW}" height="${sheetH}">`];
   const composites: OverlayOptions[] = [];
-  shown.forEach((f, i) => {
+  shown.forEach(([k, f], i) => {
     const dx = (i % cols) * W;
     const dy = Math.floor(i / cols) * H;
-    composites.push({ input: Buffer.from(data.buffer, data.byteOffset + f * frameBytes, frameBytes), raw: { width: W, height: H, channels: 3 }, left: dx, top: dy });
-    svg.push(overlay(lm, f, W, H, dx, dy, opts.frameNumbers?.[f] ?? f));
+    composites.push({ input: Buffer.from(data.buffer, data.byteOffset + k * frameBytes, frameBytes), raw: { width: W, height: H, channels: 3 }, left: dx, top: dy });
+    svg.push(overlay(lm, f, W, H, dx, dy));
   });
   svg.push('</svg>');
   composites.push({ input: Buffer.from(svg.join('')), left: 0, top: 0 });
@@ -110,5 +119,5 @@ export async function writePreview(frames: RgbFrames, lm: PreviewLandmarks, file
       .png()
       .toFile(tmp);
   });
-  return shown;
+  return shown.map(([, f]) => f);
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { decodeFrames } from '../../src/preprocess/frames.js';
@@ -313,6 +314,14 @@ describe('landmark engines on real media', () => {
     assert.equal(meta.format, 'png');
     assert.equal(meta.width, 4 * 256);
     assert.equal(meta.height, 3 * 256);
+    // A selection of frames with their clip frame numbers (what prep's frame pass keeps) gives the same sheet.
+    const fb = 256 * 256 * 3;
+    const picked = { ...aoc, count: shown.length, data: Buffer.concat(shown.map((f) => aoc.data.subarray(f * fb, (f + 1) * fb))) };
+    const file2 = path.join(path.dirname(file), 'aoc-preview-selection.png');
+    const lm = { mesh: res.value.smoothed, lm68: res.value.lm68, status: res.value.status };
+    assert.deepEqual(await writePreview(picked, lm, file2, { frameNumbers: shown }), shown);
+    assert.deepEqual(await readFile(file2), await readFile(file));
+    await assert.rejects(writePreview(picked, lm, file2, { frameNumbers: [0, 1] }), (e: unknown) => e instanceof DifftalkError && e.code === 'bad-frames');
   });
 });
 
