@@ -23,6 +23,7 @@ import { iterateRows, listShards, openShard } from '../preprocess/shard-reader.j
 import type { AudioFeatureMetadata } from '../preprocess/shard-writer.js';
 import { CONDITION_POINTS } from './models/ldm-net.js';
 import type { Params } from './models/blocks.js';
+import type { ConditionNorm } from './presets.js';
 import { vqEncode, type VqConfig } from './models/vq-f4.js';
 
 /** Frames of audio context per sample, and the offset of the first one (i−4 … i+3). */
@@ -343,6 +344,33 @@ export function makeLdmBatch(samples: readonly SampleRef[], cache: LatentCache, 
     audio: tf.tensor4d(a, [B, AUDIO_CONTEXT, audio.window, audio.dim]),
     landmarks: tf.tensor3d(lm, [B, 39, 2]),
   };
+}
+
+/**
+ * Per-dimension mean and std of the conditions over some frames (the training frames): audio over every window row of
+ * each frame's own features, landmarks per coordinate of the 39 condition points. The std has a floor (1e-3 for audio,
+ * 0.5 px for landmarks) so a coordinate that never moves is not blown up.
+ */
+export function conditionStats(samples: readonly SampleRef[], audio: { window: number; dim: number }): ConditionNorm {
+  const { window, dim } = audio;
+  const stats = (rows: Float32Array[], n: number, floor: number) => {
+    const sum = new Float64Array(n);
+    const sq = new Float64Array(n);
+    let count = 0;
+    for (const r of rows) {
+      for (let i = 0; i < r.length; i++) {
+        sum[i % n]! += r[i]!;
+        sq[i % n]! += r[i]! * r[i]!;
+      }
+      count += r.length / n;
+    }
+    const mean = Array.from(sum, (v) => v / count);
+    const std = Array.from(sq, (v, i) => Math.max(floor, Math.sqrt(Math.max(0, v / count - mean[i]! ** 2))));
+    return { mean, std };
+  };
+  const a = stats(samples.map((s) => s.clip.audio.subarray(s.frame * window * dim, (s.frame + 1) * window * dim)), dim, 1e-3);
+  const l = stats(samples.map((s) => s.clip.landmarks.subarray(s.frame * 78, (s.frame + 1) * 78)), 78, 0.5);
+  return { audioMean: a.mean, audioStd: a.std, landmarkMean: l.mean, landmarkStd: l.std };
 }
 
 export function disposeBatch(b: LdmBatch): void {

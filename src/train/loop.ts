@@ -19,6 +19,7 @@ import { writeFileAtomic } from '../util/fs.js';
 import { loadCheckpoint, resolveCheckpoint, saveCheckpoint } from './checkpoint.js';
 import {
   buildLatentCache,
+  conditionStats,
   datasetInfo,
   disposeBatch,
   latentJawMask,
@@ -35,6 +36,7 @@ import {
   type SampleRef,
 } from './data.js';
 import { loadFirstStage, type FirstStage } from './first-stage.js';
+import { jawPolygon, rasterizeMask } from '../preprocess/masks.js';
 import { Params, stopGradient } from './models/blocks.js';
 import { mulberry32 } from '../util/random.js';
 import { DifftalkModel, PREFIX } from './models/difftalk.js';
@@ -56,6 +58,8 @@ export interface CommonTrainOptions {
   /** Per-sample learning rate; lr = baseLr × batchSize × accumulate unless `lr` is given. */
   baseLr: number;
   lr?: number;
+  /** Learning-rate schedule over `steps`: 'constant' (default, as the reference) or 'cosine' (decay to 5 % of lr at the last step). */
+  lrSchedule?: 'constant' | 'cosine';
   weightDecay: number;
   gradClip: number;
   seed: number;
@@ -82,6 +86,11 @@ export interface TrainLdmOptions extends CommonTrainOptions {
   sampleSteps: number;
   /** Latent cache folder (default <out>/latents). */
   cacheDir?: string;
+  /**
+   * Standardise audio features and landmarks with the training frames' per-dimension mean/std before their encoders
+   * (saved in the config; see ConditionNorm). Default false: raw conditions, as the reference.
+   */
+  normalizeConditions?: boolean;
 }
 
 export const DEFAULT_TRAIN: Omit<CommonTrainOptions, 'dataset' | 'out'> = {
@@ -236,6 +245,13 @@ function diverged(step: number, loss: number, lastCkpt: string | undefined): Dif
   });
 }
 
+/** The learning rate of optimizer step `step` (1-based) of a run of `steps` steps: a pure function, so resume is exact. */
+export function scheduledLr(lr: number, step: number, steps: number, schedule: CommonTrainOptions['lrSchedule'] = 'constant'): number {
+  if (schedule !== 'cosine' || steps <= 1) return lr;
+  const p = Math.min(1, (step - 1) / (steps - 1));
+  return lr * (0.05 + 0.95 * 0.5 * (1 + Math.cos(Math.PI * p)));
+}
+
 function meanOf(xs: readonly number[]): number {
   return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
 }
@@ -286,6 +302,7 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
   if (saved && saved.state.firstStage?.id !== fs.id) throw new DifftalkError('first-stage-changed', `the first-stage weights changed since ${resumeFrom} was saved`);
   const clips = await readConditions(info, 'all', onEvent);
   const { train, val } = splitSamples(clips, o.holdoutFraction, o.valSamples, onEvent);
+  if (!saved && o.normalizeConditions) config.conditionNorm = conditionStats(train, info.audio);
   const cache = await buildLatentCache(info, clips, fs, config.imageSize, o.cacheDir ?? path.join(o.out, 'latents'), { onEvent });
 
   // 3. model, scheduler, optimizer, EMA
@@ -378,6 +395,7 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
     if (o.signal?.aborted) break;
     const step = state.step + 1;
     const ts0 = performance.now();
+    opt.config.lr = scheduledLr(lr, step, o.steps, o.lrSchedule);
     const { loss, gradNorm } = optimizerStep(vars, opt, o.accumulate, o.gradClip, (k) => microLoss(step, k));
     if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) throw diverged(step, Number.isFinite(loss) ? gradNorm : loss, lastCkpt);
     ema.update();
@@ -466,7 +484,17 @@ async function writeLdmSamples(out: string, step: number, model: DifftalkModel, 
  * tests; for the paper setup load LDM's released vq-f4 instead. The codebook is initialised from encoder outputs of
  * the first batch (avoids dead codes with few steps). Frames are decoded once and kept in memory.
  */
-export async function trainAutoencoder(o: CommonTrainOptions & { maxFrames?: number }): Promise<TrainResult> {
+export interface TrainAutoencoderOptions extends CommonTrainOptions {
+  maxFrames?: number;
+  /**
+   * Extra weight of the L1 reconstruction term inside each frame's jaw polygon (iBUG 2…14 + 33, the region the LDM
+   * inpaints): per-pixel weight 1 + mouthWeight there, 1 elsewhere, normalised to mean 1 per batch. 0 (default): plain
+   * L1 as VQGAN. Small first stages otherwise spend their few steps on the large, easy areas and blur the mouth.
+   */
+  mouthWeight?: number;
+}
+
+export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<TrainResult> {
   const onEvent = o.onEvent ?? silent;
   const resumeFrom = await checkRunDir(o.out, o.resume);
   const saved = resumeFrom ? await loadCheckpoint<RunState>(resumeFrom, { optimizer: true }) : undefined;
@@ -482,7 +510,13 @@ export async function trainAutoencoder(o: CommonTrainOptions & { maxFrames?: num
     const k = `${f.clipId}/${f.frameIndex}`;
     if (keep.has(k)) images.set(k, f.image);
   }
-  const trainImgs = train.map((s) => images.get(`${s.clip.id}/${s.frame}`)!).slice(0, o.maxFrames ?? Infinity);
+  const trainRefs = train.slice(0, o.maxFrames ?? Infinity);
+  const trainImgs = trainRefs.map((s) => images.get(`${s.clip.id}/${s.frame}`)!);
+  const mouthWeight = o.mouthWeight ?? 0;
+  // per-pixel L1 weights (S², 1 + mouthWeight inside the jaw polygon), only when asked for
+  const trainWeights = mouthWeight
+    ? trainRefs.map((s) => Float32Array.from(rasterizeMask(jawPolygon(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136)), S, { scale: S / info.size }), (v) => (v ? 1 : 1 + mouthWeight)))
+    : undefined;
   const valImgs = val.map((s) => images.get(`${s.clip.id}/${s.frame}`)!);
 
   const params = new Params(vqParamSpecs(config.vq), 'init', o.seed);
@@ -525,7 +559,7 @@ export async function trainAutoencoder(o: CommonTrainOptions & { maxFrames?: num
     params.get('quantize.embedding.weight').assign(tf.tensor2d(cb, [n, d]));
     z.dispose();
   }
-  const lossOf = (x: tf.Tensor4D) => {
+  const lossOf = (x: tf.Tensor4D, weights?: tf.Tensor4D) => {
     const z = vqEncode(params, config.vq, x);
     const e = params.get('quantize.embedding.weight') as unknown as tf.Tensor2D;
     const [b, h, w, d] = z.shape;
@@ -535,7 +569,8 @@ export async function trainAutoencoder(o: CommonTrainOptions & { maxFrames?: num
     const codebook = tf.mean(tf.square(tf.sub(codes, stopGradient(z))));
     const commit = tf.mean(tf.square(tf.sub(z, stopGradient(codes))));
     const zq = tf.add(z, stopGradient(tf.sub(codes, z))) as tf.Tensor4D; // straight-through estimator
-    const rec = tf.mean(tf.abs(tf.sub(x, vqDecodeUnquantized(params, config.vq, zq))));
+    const err = tf.abs(tf.sub(x, vqDecodeUnquantized(params, config.vq, zq)));
+    const rec = weights ? tf.div(tf.mean(tf.mul(err, weights)), tf.mean(weights)) : tf.mean(err);
     return tf.addN([rec, codebook, tf.mul(commit, 0.25)]) as tf.Scalar;
   };
   const order = new BatchOrder(trainImgs.length, o.seed);
@@ -566,9 +601,17 @@ export async function trainAutoencoder(o: CommonTrainOptions & { maxFrames?: num
     if (o.signal?.aborted) break;
     const step = state.step + 1;
     const ts0 = performance.now();
+    opt.config.lr = scheduledLr(lr, step, o.steps, o.lrSchedule);
     const { loss, gradNorm } = optimizerStep(params.vars, opt, o.accumulate, o.gradClip, (k) => () => {
       const p0 = ((step - 1) * o.accumulate + k) * B;
-      return lossOf(stack(Array.from({ length: B }, (_, j) => trainImgs[order.index(p0 + j)]!)));
+      const idx = Array.from({ length: B }, (_, j) => order.index(p0 + j));
+      let weights: tf.Tensor4D | undefined;
+      if (trainWeights) {
+        const w = new Float32Array(B * S * S);
+        idx.forEach((i, j) => w.set(trainWeights[i]!, j * S * S));
+        weights = tf.tensor4d(w, [B, S, S, 1]);
+      }
+      return lossOf(stack(idx.map((i) => trainImgs[i]!)), weights);
     });
     if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) throw diverged(step, Number.isFinite(loss) ? gradNorm : loss, lastCkpt);
     state.step = step;

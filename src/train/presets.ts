@@ -4,8 +4,9 @@
  *
  * - paper: DiffTalk's talking.yaml — VQ-f4 (ch 128) on 256² faces → 3×64×64 latents, UNet 256·[1,2,3,4], 530 M params.
  * - small: 128² faces, VQ ch 64, UNet 64·[1,2,3] — a single-GPU experiment size.
- * - tiny: 32² faces, VQ ch 32 (1 res block) → 3×8×8 latents, UNet 32·[1,2] with attention at 4² (the parity-fixture
- *   UNet's widths) — for CPU/wasm tests only.
+ * - tiny: 32² faces, VQ ch 32 with ch_mult [1,1,2] (vq-f4's [1,2,4] costs ~2.7× the FLOPs per image, so a CPU test
+ *   affords fewer steps), 1 res block → 3×8×8 latents, UNet 32·[1,2] with attention at 4² (the parity-fixture UNet's widths) —
+ *   for CPU/wasm tests only.
  */
 import { DifftalkError } from '../util/errors.js';
 import { PAPER_AUDIO_NET, type AudioNetConfig } from './models/audio-net.js';
@@ -19,6 +20,19 @@ export interface ScheduleConfig {
   betaEnd: number;
 }
 
+/**
+ * Standardisation of the two conditions before their encoders, (x − mean) / std: audio per feature dimension, landmarks
+ * per coordinate (78 = 39 points × x, y in 256-px coordinates). Not in the reference, which feeds DeepSpeech logits and
+ * raw pixel coordinates; computed from the training frames when `trainLdm` is asked to (`normalizeConditions`), and
+ * saved in the checkpoint's config so sampling and render apply the same affine map.
+ */
+export interface ConditionNorm {
+  audioMean: number[];
+  audioStd: number[];
+  landmarkMean: number[];
+  landmarkStd: number[];
+}
+
 export interface DifftalkConfig {
   preset: PresetName;
   /** Face crop side fed to the first stage (dataset frames are resized to this). */
@@ -28,6 +42,8 @@ export interface DifftalkConfig {
   audio: AudioNetConfig;
   ldm: LdmNetConfig;
   schedule: ScheduleConfig;
+  /** Condition standardisation (absent: raw conditions, as the reference). */
+  conditionNorm?: ConditionNorm;
 }
 
 export type PresetName = 'paper' | 'small' | 'tiny';
@@ -63,7 +79,7 @@ export const PRESETS: Readonly<Record<PresetName, DifftalkConfig>> = {
   tiny: {
     preset: 'tiny',
     imageSize: 32,
-    vq: { ...VQ_F4, resolution: 32, ch: 32, numResBlocks: 1, nEmbed: 256 },
+    vq: { ...VQ_F4, resolution: 32, ch: 32, chMult: [1, 1, 2], numResBlocks: 1, nEmbed: 256 },
     unet: unet({ imageSize: 8, modelChannels: 32, channelMult: [1, 2], attentionResolutions: [2], numResBlocks: 1, numHeadChannels: 8 }),
     audio: PAPER_AUDIO_NET,
     ldm: PAPER_LDM_NET,

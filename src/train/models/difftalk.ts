@@ -46,6 +46,11 @@ export class DifftalkModel {
 
   /** The single context token (B, 1, audioDim + landmarkDim). */
   context(audio: tf.Tensor4D, landmarks: tf.Tensor3D): tf.Tensor3D {
+    const norm = this.config.conditionNorm;
+    if (norm) {
+      audio = tf.div(tf.sub(audio, norm.audioMean), norm.audioStd) as tf.Tensor4D;
+      landmarks = tf.div(tf.sub(landmarks, tf.tensor2d(norm.landmarkMean, [landmarks.shape[1], 2])), tf.tensor2d(norm.landmarkStd, [landmarks.shape[1], 2])) as tf.Tensor3D;
+    }
     const a = encodeAudio(this.audioNet, this.audioAtt, audio, this.config.audio);
     const l = ldmNet(this.ldmNet, landmarks, this.config.ldm);
     return tf.concat([a, l], 1).expandDims(1) as tf.Tensor3D;
