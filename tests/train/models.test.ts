@@ -167,3 +167,28 @@ test('vq-f4 converter: an LDM-layout legacy torch checkpoint → checked tensors
   await assert.rejects(convertVqCheckpoint(ckpt), (e: Error & { code?: string }) => e.code === 'bad-weights');
 });
 
+
+test('conditionNorm: the context of raw conditions equals the context of conditions standardised by hand (no leak per call)', async () => {
+  await initBackend('cpu');
+  const { DifftalkModel } = await import('../../src/train/models/difftalk.js');
+  const base = PRESETS.tiny;
+  const { seqLen, winSize, featureDim: dim } = base.audio;
+  const audioMean = Array.from({ length: dim }, (_, i) => -10 + 0.1 * i);
+  const audioStd = Array.from({ length: dim }, (_, i) => 2 + 0.05 * i);
+  const landmarkMean = Array.from({ length: 78 }, (_, i) => 100 + i);
+  const landmarkStd = Array.from({ length: 78 }, (_, i) => 3 + 0.1 * i);
+  const normed = new DifftalkModel({ ...base, conditionNorm: { audioMean, audioStd, landmarkMean, landmarkStd } }, 'init', 5);
+  const plain = new DifftalkModel(base, 'init', 5);
+  const audio = tf.randomNormal([2, seqLen, winSize, dim], -10, 4, 'float32', 1) as tf.Tensor4D;
+  const lm = tf.randomNormal([2, 39, 2], 120, 5, 'float32', 2) as tf.Tensor3D;
+  const audioStdT = tf.div(tf.sub(audio, audioMean), audioStd) as tf.Tensor4D;
+  const lmStdT = tf.div(tf.sub(lm, tf.tensor2d(landmarkMean, [39, 2])), tf.tensor2d(landmarkStd, [39, 2])) as tf.Tensor3D;
+  const want = plain.context(audioStdT, lmStdT).dataSync();
+  normed.context(audio, lm).dispose(); // first call makes the constants
+  const before = tf.memory().numTensors;
+  const got = tf.tidy(() => normed.context(audio, lm).dataSync());
+  assert.equal(tf.memory().numTensors, before, 'no tensors left behind by a call');
+  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * (1 + Math.abs(want[i]!)), `${i}: ${got[i]} vs ${want[i]}`);
+  normed.dispose();
+  plain.dispose();
+});

@@ -44,12 +44,29 @@ export class DifftalkModel {
     return out;
   }
 
+  private normTensors?: { audioMean: tf.Tensor1D; audioStd: tf.Tensor1D; landmarkMean: tf.Tensor2D; landmarkStd: tf.Tensor2D };
+
+  /** config.conditionNorm as tensors, made once (kept out of any tidy) and freed by dispose(). */
+  private conditionNorm(): DifftalkModel['normTensors'] {
+    const n = this.config.conditionNorm;
+    if (n && !this.normTensors) {
+      const points = n.landmarkMean.length / 2;
+      this.normTensors = {
+        audioMean: tf.keep(tf.tensor1d(n.audioMean)),
+        audioStd: tf.keep(tf.tensor1d(n.audioStd)),
+        landmarkMean: tf.keep(tf.tensor2d(n.landmarkMean, [points, 2])),
+        landmarkStd: tf.keep(tf.tensor2d(n.landmarkStd, [points, 2])),
+      };
+    }
+    return this.normTensors;
+  }
+
   /** The single context token (B, 1, audioDim + landmarkDim). */
   context(audio: tf.Tensor4D, landmarks: tf.Tensor3D): tf.Tensor3D {
-    const norm = this.config.conditionNorm;
+    const norm = this.conditionNorm();
     if (norm) {
       audio = tf.div(tf.sub(audio, norm.audioMean), norm.audioStd) as tf.Tensor4D;
-      landmarks = tf.div(tf.sub(landmarks, tf.tensor2d(norm.landmarkMean, [landmarks.shape[1], 2])), tf.tensor2d(norm.landmarkStd, [landmarks.shape[1], 2])) as tf.Tensor3D;
+      landmarks = tf.div(tf.sub(landmarks, norm.landmarkMean), norm.landmarkStd) as tf.Tensor3D;
     }
     const a = encodeAudio(this.audioNet, this.audioAtt, audio, this.config.audio);
     const l = ldmNet(this.ldmNet, landmarks, this.config.ldm);
@@ -73,6 +90,7 @@ export class DifftalkModel {
   }
 
   dispose(): void {
+    if (this.normTensors) tf.dispose(Object.values(this.normTensors));
     [this.unet, this.audioNet, this.audioAtt, this.ldmNet].forEach((p) => p.dispose());
   }
 }
