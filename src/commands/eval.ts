@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
+import { backendFlag } from '../cli/flags.js';
 import { DEFAULT_EVAL_METRICS, EVAL_METRICS, runEval, type EvalMetric } from '../eval/pipeline.js';
 import { summaryJson, writeEvalReport } from '../eval/report.js';
 import { DifftalkError } from '../util/errors.js';
@@ -32,7 +33,7 @@ export default class Eval extends BaseCommand {
     'syncnet-weights': Flags.file({ summary: 'SyncNet weights (.safetensors from `difftalk train syncnet`, or syncnet_v2.model); default: the imported syncnet-v2.' }),
     'landmark-engine': Flags.option({ options: ['tfjs', 'mediapipe'] as const, default: 'tfjs', summary: 'Landmark engine for face crops and LMD.' })(),
     'cache-dir': Flags.directory({ summary: 'Weights cache folder.' }),
-    backend: Flags.option({ options: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const, default: 'wasm', summary: 'TensorFlow.js backend.' })(),
+    backend: backendFlag('wasm'),
   };
 
   async run(): Promise<unknown> {

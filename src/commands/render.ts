@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
+import { backendFlag, numberFlag } from '../cli/flags.js';
 import { DEFAULT_RENDER, renderVideo, type RenderResult } from '../render/render.js';
 import { initBackend, type BackendName } from '../util/tf.js';
 
@@ -33,7 +34,7 @@ export default class Render extends BaseCommand {
     'crop-ratio': Flags.string({ default: '1.2', summary: 'Face box enlargement for the crop (HDTF crop_ratio).' }),
     feather: Flags.integer({ min: 0, summary: 'Paste-back feather width in source pixels (default 4% of the crop side).' }),
     'keep-work': Flags.boolean({ default: false, summary: 'Keep the work folder (prepared clip) beside the output.' }),
-    backend: Flags.option({ options: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const, default: 'auto', summary: 'TensorFlow.js backend.' })(),
+    backend: backendFlag(),
   };
 
   async run(): Promise<RenderResult & { backend: string }> {
@@ -56,7 +57,7 @@ export default class Render extends BaseCommand {
       faceModel: flags['face-model'],
       audioFeature: flags['audio-feature'],
       prepSize: flags['prep-size'] === undefined ? undefined : (Number(flags['prep-size']) as 256 | 512),
-      cropRatio: Number(flags['crop-ratio']),
+      cropRatio: numberFlag('crop-ratio', flags['crop-ratio'], { ge: 0.1, le: 10 }),
       feather: flags.feather,
       keepWork: flags['keep-work'],
       onEvent,

@@ -245,6 +245,31 @@ function diverged(step: number, loss: number, lastCkpt: string | undefined): Dif
   });
 }
 
+/** Options a resumed run should keep; with their defaults, for runs saved before an option existed. */
+const RESUME_OPTIONS: Record<string, unknown> = {
+  lr: undefined,
+  lrSchedule: 'constant',
+  batchSize: undefined,
+  accumulate: undefined,
+  weightDecay: undefined,
+  gradClip: undefined,
+  emaDecay: undefined,
+  mouthWeight: 0,
+};
+
+/**
+ * On --resume the run continues with the options given now; an option that differs from the ones the run was started
+ * with is legal (e.g. a lower lr) but changes the run, so each one is reported as a warning, never silently.
+ */
+function warnChangedOptions(saved: Record<string, unknown>, now: Record<string, unknown>, onEvent: OnEvent): void {
+  for (const [k, dflt] of Object.entries(RESUME_OPTIONS)) {
+    if (!(k in now) && dflt === undefined) continue;
+    const a = saved[k] ?? dflt;
+    const b = now[k] ?? dflt;
+    if (a !== b) onEvent({ type: 'log', level: 'warn', message: `resuming with ${k} = ${String(b)}; the run was started with ${String(a)}` });
+  }
+}
+
 /** The learning rate of optimizer step `step` (1-based) of a run of `steps` steps: a pure function, so resume is exact. */
 export function scheduledLr(lr: number, step: number, steps: number, schedule: CommonTrainOptions['lrSchedule'] = 'constant'): number {
   if (schedule !== 'cosine' || steps <= 1) return lr;
@@ -327,6 +352,9 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
     valHistory: [],
   };
   if (saved) {
+    warnChangedOptions(saved.state.options, { ...o, lr }, onEvent);
+    if (Boolean(o.normalizeConditions) !== Boolean(config.conditionNorm))
+      onEvent({ type: 'log', level: 'warn', message: `normalizeConditions = ${Boolean(o.normalizeConditions)} ignored: the run's saved config ${config.conditionNorm ? 'standardises' : 'does not standardise'} the conditions, and that is kept` });
     model.load(saved.model, saved.dir);
     Params.view(model.unet.specs, ema.shadow).loadTorch(saved.model, { prefix: PREFIX.ema, source: saved.dir });
     ema.numUpdates = state.ema!.numUpdates;
@@ -541,6 +569,7 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
     return tf.tensor4d(out, [arr.length, S, S, 3]);
   };
   if (saved) {
+    warnChangedOptions(saved.state.options, { ...o, lr }, onEvent);
     params.loadTorch(saved.model, { source: saved.dir });
     opt.load(saved.optimizer!, state.optimizer.step);
   } else {

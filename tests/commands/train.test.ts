@@ -5,6 +5,8 @@
  * exit 0, the JSON result, the files a run writes; and a divergence stop: an absurd --lr (1e30) makes the loss
  * non-finite after the first update, the command fails with the trainer's 'train-diverged' error (JSON on stdout) naming
  * the last good checkpoint, and latest.json still points at that checkpoint (nothing is saved for the diverged step).
+ * The optional deviations (--lr-schedule, --mouth-weight, --normalize-conditions) reach the loops and the saved state; a
+ * --resume with another --lr continues from the saved step with a warning; bad numbers fail before any work.
  * Tiny preset, wasm, a handful of steps (about a minute of CPU in all).
  */
 import assert from 'node:assert/strict';
@@ -35,9 +37,9 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
     ae = path.join(work, 'ae');
   });
 
-  test('train autoencoder --json: result, checkpoint, loss curve and sample grid', async () => {
+  test('train autoencoder --json: result, checkpoint, loss curve and sample grid; --lr-schedule and --mouth-weight reach the loop', async () => {
     const r = await cli(['train', 'autoencoder', '--data', dataset, '--out', ae, '--preset', 'tiny', '--steps', '2', '--batch', '2', '--lr', '2e-3',
-      '--checkpoint-every', '1', '--validate-every', '2', '--sample-every', '2', '--backend', 'wasm', '--json']);
+      '--lr-schedule', 'cosine', '--mouth-weight', '4', '--checkpoint-every', '1', '--validate-every', '2', '--sample-every', '2', '--backend', 'wasm', '--json']);
     assert.equal(r.code, 0, r.stderr);
     const res = JSON.parse(r.stdout);
     assert.equal(res.backend, 'wasm');
@@ -54,6 +56,10 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
     assert.equal(state.kind, 'autoencoder');
     assert.equal(state.config.preset, 'tiny');
     assert.equal(state.config.imageSize, 32);
+    assert.equal(state.options.lrSchedule, 'cosine');
+    assert.equal(state.options.mouthWeight, 4);
+    // cosine over 2 steps: step 2 (the last) runs at 5 % of lr (scheduledLr); the saved optimizer config holds it
+    assert.ok(Math.abs(state.optimizer.config.lr - 2e-3 * 0.05) < 1e-12, String(state.optimizer.config.lr));
     assert.ok(existsSync(path.join(ae, 'loss.svg')));
     assert.ok(existsSync(path.join(ae, 'samples', 'step-00000002.png')));
     // --json: progress events are JSON lines on stderr
@@ -61,10 +67,10 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
     assert.ok(events.some((e) => e.type === 'metric' && e.name === 'train/loss' && e.step === 2));
   });
 
-  test('train ldm --json on the autoencoder run: result, checkpoint with EMA, latent cache, samples', async () => {
+  test('train ldm --json on the autoencoder run: result, checkpoint with EMA, latent cache, samples; --normalize-conditions saves the statistics', async () => {
     const out = path.join(work, 'ldm');
     const r = await cli(['train', 'ldm', '--data', dataset, '--first-stage', ae, '--out', out, '--preset', 'tiny', '--steps', '4', '--batch', '4', '--lr', '1e-3',
-      '--checkpoint-every', '2', '--validate-every', '4', '--sample-every', '4', '--sample-steps', '2', '--backend', 'wasm', '--json']);
+      '--normalize-conditions', '--checkpoint-every', '2', '--validate-every', '4', '--sample-every', '4', '--sample-steps', '2', '--backend', 'wasm', '--json']);
     assert.equal(r.code, 0, r.stderr);
     const res = JSON.parse(r.stdout);
     assert.equal(res.step, 4);
@@ -79,6 +85,11 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
     assert.equal(state.step, 4);
     assert.equal(state.config.preset, 'tiny');
     assert.equal(state.firstStage.source, path.join(ae, 'ckpt-00000002'));
+    const norm = state.config.conditionNorm;
+    assert.equal(norm.landmarkMean.length, 78); // 39 points × (x, y)
+    assert.equal(norm.landmarkStd.length, 78);
+    assert.ok(norm.audioMean.length > 0 && norm.audioStd.length === norm.audioMean.length);
+    assert.ok([...norm.audioStd, ...norm.landmarkStd].every((v: number) => v > 0));
     const header = readFileSync(path.join(res.checkpoint, 'model.safetensors'));
     const names = Object.keys(JSON.parse(header.subarray(8, 8 + Number(header.readBigUInt64LE(0))).toString('utf8')));
     assert.ok(names.includes('model.diffusion_model.out.2.weight') && names.includes('model_ema.diffusion_model.out.2.weight'));
@@ -86,6 +97,28 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
     assert.ok(existsSync(path.join(out, 'loss.svg')));
     assert.ok(existsSync(path.join(out, 'samples', 'step-00000004.png')));
     assert.equal(readdirSync(path.join(out, 'latents')).length, 1); // one cache key folder
+  });
+
+  test('train ldm --resume with another --lr continues from the saved step and warns about the change', async () => {
+    const out = path.join(work, 'ldm');
+    const r = await cli(['train', 'ldm', '--data', dataset, '--first-stage', ae, '--out', out, '--preset', 'tiny', '--steps', '5', '--batch', '4', '--lr', '5e-4',
+      '--normalize-conditions', '--checkpoint-every', '2', '--validate-every', '100', '--sample-every', '100', '--backend', 'wasm', '--resume', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = JSON.parse(r.stdout);
+    assert.equal(res.startStep, 4);
+    assert.equal(res.step, 5);
+    const warnings = r.stderr.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'log' && e.level === 'warn').map((e) => e.message);
+    assert.ok(warnings.includes('resuming with lr = 0.0005; the run was started with 0.001'), warnings.join(' | '));
+  });
+
+  test('bad numbers in flags fail with one clear error before any work', async () => {
+    const r = await cli(['train', 'autoencoder', '--data', dataset, '--out', path.join(work, 'ae-bad'), '--mouth-weight', '-1', '--json']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(JSON.parse(r.stdout).error.message, '--mouth-weight must be a number ≥ 0, got -1');
+    assert.ok(!existsSync(path.join(work, 'ae-bad')), 'no run folder was made');
+    const r2 = await cli(['train', 'ldm', '--data', dataset, '--first-stage', ae, '--out', path.join(work, 'ldm-bad'), '--lr', 'fast', '--json']);
+    assert.equal(r2.code, 2, r2.stderr);
+    assert.equal(JSON.parse(r2.stdout).error.message, '--lr must be a positive number, got fast');
   });
 
   test('a non-finite loss (--lr 1e30) stops the run with a clear error; the last good checkpoint is kept', async () => {

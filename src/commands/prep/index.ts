@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
+import { numberFlag } from '../../cli/flags.js';
 import { renderPrepSummary } from '../../cli/summary.js';
 import { DEFAULT_PREP_CONFIG, runPrep, type PrepConfig, type PrepResult, type PrepSource } from '../../preprocess/pipeline.js';
 import { DifftalkError } from '../../util/errors.js';
@@ -59,11 +60,7 @@ export default class Prep extends BaseCommand {
 
   async run(): Promise<PrepResult> {
     const { flags } = await this.parse(Prep);
-    const num = (name: string, v: string, lo: number, hi: number) => {
-      const x = Number(v);
-      if (!(x >= lo && x <= hi)) throw new DifftalkError('bad-flag', `--${name} must be a number in [${lo}, ${hi}], got ${v}`);
-      return x;
-    };
+    const num = (name: string, v: string, lo: number, hi: number) => numberFlag(name, v, { ge: lo, le: hi });
     let source: PrepSource;
     if (flags.hdtf) {
       const subsets = flags.subset.split(',').map((s) => s.trim().toUpperCase());

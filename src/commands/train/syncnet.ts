@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
+import { backendFlag, positiveNumber } from '../../cli/flags.js';
 import { createLandmarkEngine } from '../../preprocess/landmarks/index.js';
 import { syncClipFromVideo, syncClipsFromDataset, trainSyncNet, type SyncClip, type SyncTrainResult } from '../../eval/sync-train.js';
 import { DifftalkError } from '../../util/errors.js';
@@ -36,16 +37,11 @@ export default class TrainSyncnet extends BaseCommand {
       default: false,
       summary: 'Continue the run in --out from latest.json (weights, Adam state, sampler position); --steps is the total to reach.',
     }),
-    backend: Flags.option({ options: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const, default: 'auto', summary: 'TensorFlow.js backend.' })(),
+    backend: backendFlag(),
   };
 
   async run(): Promise<SyncTrainResult> {
     const { flags } = await this.parse(TrainSyncnet);
-    const num = (name: string, v: string): number => {
-      const x = Number(v);
-      if (!Number.isFinite(x) || x <= 0) throw new DifftalkError('bad-flag', `--${name} must be a positive number, got ${v}`);
-      return x;
-    };
     if (!flags.data && !flags.video?.length) throw new DifftalkError('bad-flag', 'give --data <prepared dataset> or --video <file>');
     const onEvent = this.events(flags['log-level']);
     const backend = await initBackend(flags.backend as BackendName);
@@ -70,9 +66,9 @@ export default class TrainSyncnet extends BaseCommand {
       dataSource,
       steps: flags.steps,
       batch: flags.batch,
-      lr: num('lr', flags.lr),
-      width: num('width', flags.width),
-      margin: num('margin', flags.margin),
+      lr: positiveNumber('lr', flags.lr),
+      width: positiveNumber('width', flags.width),
+      margin: positiveNumber('margin', flags.margin),
       minShift: flags['min-shift'],
       seed: flags.seed,
       checkpointEvery: flags['checkpoint-every'],

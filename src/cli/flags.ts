@@ -1,0 +1,100 @@
+/**
+ * Flags shared by several commands: the TensorFlow.js backend, checked numbers, and the options common to the training
+ * commands (`train autoencoder`, `train ldm`) with their mapping to the loops' options, so every command spells and
+ * checks them the same way.
+ */
+import { Flags } from '@oclif/core';
+import type { CommonTrainOptions } from '../train/loop.js';
+import type { PresetName } from '../train/presets.js';
+import { DifftalkError } from '../util/errors.js';
+
+/**
+ * A numeric flag value checked against a range (`gt`: exclusive lower bound, `ge`/`le`: inclusive bounds); NaN and
+ * non-numbers fail too. One clear error naming the flag otherwise.
+ */
+export function numberFlag(name: string, v: string, range: { gt?: number; ge?: number; le?: number }): number {
+  const x = Number(v);
+  const ok = Number.isFinite(x) && (range.gt === undefined || x > range.gt) && (range.ge === undefined || x >= range.ge) && (range.le === undefined || x <= range.le);
+  if (ok) return x;
+  const want =
+    range.ge !== undefined && range.le !== undefined
+      ? `a number in [${range.ge}, ${range.le}]`
+      : range.gt === 0 && range.le === undefined
+        ? 'a positive number'
+        : [range.gt !== undefined && `> ${range.gt}`, range.ge !== undefined && `≥ ${range.ge}`, range.le !== undefined && `≤ ${range.le}`].filter(Boolean).join(' and ').replace(/^/, 'a number ');
+  throw new DifftalkError('bad-flag', `--${name} must be ${want}, got ${v}`);
+}
+
+/** A flag value that must be a finite number > 0 (`--lr 1e-3`). */
+export const positiveNumber = (name: string, v: string): number => numberFlag(name, v, { gt: 0 });
+
+/** A flag value that must be a finite number ≥ 0. */
+export const nonNegativeNumber = (name: string, v: string): number => numberFlag(name, v, { ge: 0 });
+
+export const backendFlag = (defaultBackend: 'auto' | 'wasm' = 'auto') =>
+  Flags.option({ options: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const, default: defaultBackend, summary: 'TensorFlow.js backend.' })();
+
+/** Flags of the first-stage and LDM trainers; `defaults` are the command's own defaults. */
+export function commonTrainFlags(defaults: { preset: PresetName; steps: number; batch: number; baseLr: number; seed: number; checkpointEvery: number; validateEvery: number; sampleEvery: number }) {
+  return {
+    data: Flags.directory({ summary: 'Prepared dataset folder (difftalk prep --out).', required: true }),
+    out: Flags.directory({ summary: 'Run folder.', required: true }),
+    preset: Flags.option({ options: ['paper', 'small', 'tiny'] as const, default: defaults.preset })(),
+    steps: Flags.integer({ min: 1, default: defaults.steps, summary: 'Optimizer steps to reach (with --resume: the total, not more steps).' }),
+    batch: Flags.integer({ min: 1, default: defaults.batch }),
+    accumulate: Flags.integer({ min: 1, default: 1, summary: 'Gradient accumulation micro-batches per optimizer step.' }),
+    'base-lr': Flags.string({ default: String(defaults.baseLr), summary: 'Per-sample learning rate: lr = base-lr × batch × accumulate.' }),
+    lr: Flags.string({ summary: 'Absolute learning rate (overrides the base-lr rule).' }),
+    'lr-schedule': Flags.option({
+      options: ['constant', 'cosine'] as const,
+      default: 'constant',
+      summary: 'constant (the reference) or cosine decay to 5 % of lr at --steps.',
+    })(),
+    seed: Flags.integer({ default: defaults.seed }),
+    'checkpoint-every': Flags.integer({ min: 1, default: defaults.checkpointEvery }),
+    'validate-every': Flags.integer({ min: 1, default: defaults.validateEvery }),
+    'sample-every': Flags.integer({ min: 1, default: defaults.sampleEvery }),
+    resume: Flags.boolean({ default: false, summary: 'Continue the run in --out from latest.json; --steps is the total to reach.' }),
+    backend: backendFlag(),
+  };
+}
+
+interface ParsedCommonFlags {
+  data: string;
+  out: string;
+  preset: string;
+  steps: number;
+  batch: number;
+  accumulate: number;
+  'base-lr': string;
+  lr?: string;
+  'lr-schedule': string;
+  seed: number;
+  'checkpoint-every': number;
+  'validate-every': number;
+  'sample-every': number;
+  resume: boolean;
+}
+
+/** The parsed common flags as loop options (the rest of CommonTrainOptions comes from the loop's defaults). */
+export function commonTrainOptions(f: ParsedCommonFlags): Pick<
+  CommonTrainOptions,
+  'dataset' | 'out' | 'preset' | 'steps' | 'batchSize' | 'accumulate' | 'baseLr' | 'lr' | 'lrSchedule' | 'seed' | 'checkpointEvery' | 'validateEvery' | 'sampleEvery' | 'resume'
+> {
+  return {
+    dataset: f.data,
+    out: f.out,
+    preset: f.preset as PresetName,
+    steps: f.steps,
+    batchSize: f.batch,
+    accumulate: f.accumulate,
+    baseLr: positiveNumber('base-lr', f['base-lr']),
+    lr: f.lr === undefined ? undefined : positiveNumber('lr', f.lr),
+    lrSchedule: f['lr-schedule'] as CommonTrainOptions['lrSchedule'],
+    seed: f.seed,
+    checkpointEvery: f['checkpoint-every'],
+    validateEvery: f['validate-every'],
+    sampleEvery: f['sample-every'],
+    resume: f.resume,
+  };
+}
