@@ -27,12 +27,18 @@
  *   (d) control: the reference frame passed through the first stage (the paste baseline with the decoder's smoothing);
  *   (e) ablation: (a) with the audio AND landmarks of another held-out frame (160 + (f − 160 + 20) mod 40), everything
  *       else (latents, masks, reference, noise seeds) identical;
- *   (f) the same pair compared in latent space: MSE of the sampled latent to the target's latent on the generated cells.
+ *   (f) the same pair compared in latent space: MSE of the sampled latent to the target's latent on the generated cells;
+ *   (e2) contrast ablation: as (e) but the partner is the held-out frame whose inner-lip opening (iBUG 62–66 over the
+ *       36–45 eye-corner distance, from the frame's own landmarks) differs most — open mouths get a closed mouth's
+ *       audio and vice versa (mean opening gap 0.13). The 39 conditioning landmarks exclude the mouth, so only the
+ *       audio tells the model the opening. Also decoded without the codebook snap, as a diagnostic.
  * Denoising ablation: the EMA UNet's ε-MSE on the jaw-polygon latent cells of the held-out frames (20 timesteps
- * 25, 75, …, 975, seeded noise) with the frame's own conditions vs those of the frame 20 apart, as in (e).
+ * 25, 75, …, 975, seeded noise) with the frame's own conditions vs those of the frame 20 apart, as in (e), and vs the
+ * contrast partner's, as in (e2).
  *
  * Asserted: (a) > (b); (a) > (d) + 1 dB; denoising ε-MSE with mismatched conditions > 1.015 × with the frame's own, and
- * own lower on > 55 % of the 800 frame×timestep pairs.
+ * own lower on > 55 % of the 800 frame×timestep pairs; with the contrast partner's conditions > 1.03 × and own lower on
+ * > 60 %.
  *
  * Measured (2 shared CPU cores, machine otherwise near idle; 660–700 s per run: prep 7 s, autoencoder ~155 s, LDM
  * ~480 s, evaluation ~30 s), training seed 23 (default; identical on a rerun) / seed 7 (DIFFTALK_QUALITY_SEED=7):
@@ -40,7 +46,10 @@
  *   (a) 18.97 / 20.03 dB, (b) 15.58 / 15.58, (c) 19.59 / 21.63, (d) 17.05 / 16.68, (e) 19.01 / 20.01;
  *   (a) > (d) on 72/80 and 77/80 frame×seed pairs;
  *   (f) own 0.0262 vs mismatched 0.0269 (ratio 1.025, own closer on 46/80) / 0.0257 vs 0.0262 (1.019, 59/80);
- *   denoising ε-MSE own 0.0189 vs mismatched 0.0208 (ratio 1.098, own lower on 535/800) / 0.0166 vs 0.0173 (1.040, 485/800).
+ *   denoising ε-MSE own 0.0189 vs mismatched 0.0208 (ratio 1.098, own lower on 535/800) / 0.0166 vs 0.0173 (1.040, 485/800);
+ *   contrast: denoising ε-MSE own 0.0189 vs 0.0233 (ratio 1.23, own lower on 533/800) / 0.0166 vs 0.0178 (1.07, 589/800);
+ *   sampled jaw latents own 0.0262 vs 0.0285 (own closer on 46/80) / 0.0257 vs 0.0261 (52/80); (e2) 19.01 / 20.00 dB
+ *   vs (a) 18.97 / 20.03 dB; decoded without quantisation (a) vs (e2) 20.12 vs 20.10 dB (seed 7).
  * What this shows, honestly:
  * - The sample beats the reference's mouth even after the same decoder (a − d = 1.9 / 3.4 dB): the inpainted mouth
  *   follows the TARGET frame, not the reference. But this gain can come from the target's visible context (the kept
@@ -50,7 +59,8 @@
  *   latents better than another frame's: the denoising ablation (4–10 % lower ε-MSE) is asserted.
  * - In the SAMPLES that effect is small: sampled jaw latents are only ~2 % closer to the target's with the true
  *   conditions, and after the quantised decode the mouth-crop PSNR does not change measurably ((a) ≈ (e) within
- *   0.05 dB, either sign). So this test does NOT show that the sampled mouth shape is driven by the audio; at this size
+ *   0.05 dB, either sign), also for the contrast partner, and also without the codebook snap — so the quantiser is not
+ *   what hides it. So this test does NOT show that the sampled mouth shape is driven by the audio; at this size
  *   and budget the sample is dominated by the visible context and the reference. Not asserted for that reason.
  * Tried and not better: an ε-loss weight on the jaw cells (5×) with lr 2e-3 + cosine (no condition effect at all);
  * 25 DDIM steps instead of 10 (same); LDM 300 instead of 500 steps (denoising ratio 1.03, sample effect ≈ 0).
@@ -68,7 +78,7 @@ import { loadFirstStage } from '../../src/train/first-stage.js';
 import { Params } from '../../src/train/models/blocks.js';
 import { DifftalkModel, PREFIX } from '../../src/train/models/difftalk.js';
 import { unetParamSpecs } from '../../src/train/models/unet.js';
-import { vqDecode, vqEncode } from '../../src/train/models/vq-f4.js';
+import { vqDecode, vqDecodeUnquantized, vqEncode } from '../../src/train/models/vq-f4.js';
 import { generate } from '../../src/train/pipeline.js';
 import { PRESETS, type DifftalkConfig } from '../../src/train/presets.js';
 import { DdimScheduler } from '../../src/train/schedulers/ddim.js';
@@ -96,6 +106,12 @@ function mouthBox(lm68: Float32Array, frameSize: number, imageSize: number): [nu
   return [c(Math.floor(x0 - mx)), c(Math.floor(y0 - my)), c(Math.ceil(x1 + mx)), c(Math.ceil(y1 + my))];
 }
 
+/** Inner-lip opening of a frame: distance of iBUG 62 (upper inner lip) to 66 (lower inner lip) over the 36–45 eye-corner distance. */
+function mouthOpening(lm68: Float32Array): number {
+  const d = (a: number, b: number) => Math.hypot(lm68[2 * a]! - lm68[2 * b]!, lm68[2 * a + 1]! - lm68[2 * b + 1]!);
+  return d(62, 66) / d(36, 45);
+}
+
 /** PSNR (dB) of two HWC images in [-1, 1] over a box (peak-to-peak 2). */
 function cropPsnr(a: Float32Array, b: Float32Array, size: number, box: readonly number[]): number {
   const [x0, y0, x1, y1] = box as [number, number, number, number];
@@ -116,7 +132,7 @@ function cropPsnr(a: Float32Array, b: Float32Array, size: number, box: readonly 
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const secs = (a: number, b: number) => `${((b - a) / 1000).toFixed(0)} s`;
 
-test('held-out frames of the training clip: a sampled mouth beats the reference mouth (pasted, and through the first stage), and its true audio+landmarks denoise the jaw latents better than mismatched ones', { timeout: 2_400_000 }, async (t) => {
+test('held-out frames of the training clip: a sampled mouth beats the reference mouth (pasted, and through the first stage), and its true audio+landmarks denoise the jaw latents better than mismatched ones (another frame, and the frame with the most different mouth opening)', { timeout: 2_400_000 }, async (t) => {
   const work = tmpDir('difftalk-quality-');
   const dataset = path.join(work, 'ds');
   const ae = path.join(work, 'ae');
@@ -151,6 +167,15 @@ test('held-out frames of the training clip: a sampled mouth beats the reference 
   assert.equal(evalSet.length, 40);
   const first = evalSet[0]!.frame;
   const mismatched = (s: SampleRef): SampleRef => ({ clip: s.clip, frame: first + ((s.frame - first + SHIFT) % evalSet.length) });
+  // contrast partner: the held-out frame whose mouth opening (from its own landmarks) differs most from this frame's
+  const opening = new Map(evalSet.map((s) => [s.frame, mouthOpening(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136))]));
+  const contrast = (s: SampleRef): SampleRef => {
+    const o = opening.get(s.frame)!;
+    let best = evalSet[0]!;
+    for (const c of evalSet) if (Math.abs(opening.get(c.frame)! - o) > Math.abs(opening.get(best.frame)! - o)) best = c;
+    return { clip: s.clip, frame: best.frame };
+  };
+  const meanOpeningGap = mean(evalSet.map((s) => Math.abs(opening.get(s.frame)! - opening.get(contrast(s).frame)!)));
   const fs = await loadFirstStage(ae, PRESETS.tiny);
   const saved = await loadCheckpoint<{ config: DifftalkConfig }>(ldm);
   const config = saved.state.config;
@@ -164,18 +189,19 @@ test('held-out frames of the training clip: a sampled mouth beats the reference 
   const scheduler = new DdimScheduler(config.schedule);
   const [lh] = cache.latentShape;
 
-  const psnr = { sample: [] as number[], baseline: [] as number[], recon: [] as number[], refRecon: [] as number[], wrong: [] as number[] };
-  const latent = { sample: [] as number[], wrong: [] as number[] };
+  const psnr = { sample: [] as number[], baseline: [] as number[], recon: [] as number[], refRecon: [] as number[], wrong: [] as number[], contrast: [] as number[], sampleUnq: [] as number[], contrastUnq: [] as number[] };
+  const latent = { sample: [] as number[], wrong: [] as number[], contrast: [] as number[] };
   const P = S * S * 3;
   for (let i = 0; i < evalSet.length; i += 8) {
     const samples = evalSet.slice(i, i + 8);
     const inp = await ldmSampleInputs(samples, info, fs, cache, S);
     const batch = makeLdmBatch(samples, cache, info.audio);
     const wrong = makeLdmBatch(samples.map(mismatched), cache, info.audio);
+    const opposite = makeLdmBatch(samples.map(contrast), cache, info.audio);
     const boxes = samples.map((s) => mouthBox(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136), info.size, S));
     const score = (img: Float32Array, out: number[]) => samples.forEach((_, j) => out.push(cropPsnr(img.subarray(j * P, (j + 1) * P), inp.gt[j]!, S, boxes[j]!)));
     // (a) and (e): one entry per frame and noise seed, frame-major
-    const perSeed = { sample: [] as number[][], wrong: [] as number[][] };
+    const perSeed = { sample: [] as number[][], wrong: [] as number[][], contrast: [] as number[][] };
     const generated = tf.sub(1, inp.mask); // 1 on the jaw-polygon cells that are sampled
     for (let k = 0; k < NOISE_SEEDS; k++) {
       const sampleWith = (audio: tf.Tensor4D, landmarks: tf.Tensor3D, latentErr: number[]): Float32Array => {
@@ -183,17 +209,24 @@ test('held-out frames of the training clip: a sampled mouth beats the reference 
         // (f) the sampled latent's MSE to the target's latent on the generated cells (before the quantised decode)
         latentErr.push(...(tf.tidy(() => tf.div(tf.sum(tf.mul(tf.square(tf.sub(z, batch.z)), generated), [1, 2, 3]), tf.mul(tf.sum(generated, [1, 2, 3]), 3))).dataSync() as Float32Array));
         const img = tf.tidy(() => tf.clipByValue(vqDecode(fs.params, fs.config, z), -1, 1)).dataSync() as Float32Array;
+        // diagnostic: the same latent decoded without the codebook snap (not what render writes)
+        lastUnq = tf.tidy(() => tf.clipByValue(vqDecodeUnquantized(fs.params, fs.config, z), -1, 1)).dataSync() as Float32Array;
         z.dispose();
         return img;
       };
+      let lastUnq: Float32Array = new Float32Array(0);
       score(sampleWith(batch.audio, batch.landmarks, latent.sample), (perSeed.sample[k] = []));
+      score(lastUnq, psnr.sampleUnq);
       score(sampleWith(wrong.audio, wrong.landmarks, latent.wrong), (perSeed.wrong[k] = []));
+      score(sampleWith(opposite.audio, opposite.landmarks, latent.contrast), (perSeed.contrast[k] = []));
+      score(lastUnq, psnr.contrastUnq);
     }
     generated.dispose();
     samples.forEach((_, j) => {
       for (let k = 0; k < NOISE_SEEDS; k++) {
         psnr.sample.push(perSeed.sample[k]![j]!);
         psnr.wrong.push(perSeed.wrong[k]![j]!);
+        psnr.contrast.push(perSeed.contrast[k]![j]!);
       }
     });
     const stack = (imgs: Float32Array[]) => tf.tensor4d(Float32Array.from(imgs.flatMap((g) => [...g])), [samples.length, S, S, 3]);
@@ -206,19 +239,22 @@ test('held-out frames of the training clip: a sampled mouth beats the reference 
     tf.dispose([inp.zMaskedTest, inp.mask]);
     disposeBatch(batch);
     disposeBatch(wrong);
+    disposeBatch(opposite);
   }
   const t4 = performance.now();
 
   // Denoising ablation on the held-out frames: ε-MSE on the jaw-polygon cells, own vs mismatched conditions.
   const batch = makeLdmBatch(evalSet, cache, info.audio);
   const wrong = makeLdmBatch(evalSet.map(mismatched), cache, info.audio);
+  const opposite = makeLdmBatch(evalSet.map(contrast), cache, info.audio);
   const jaw = tf.tensor4d(
     Float32Array.from(evalSet.flatMap((s) => Array.from(latentJawMask(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136), info.size, lh), (m) => 1 - m))),
     [evalSet.length, lh, lh, 1],
   );
   const ctxTrue = model.context(batch.audio, batch.landmarks);
   const ctxWrong = model.context(wrong.audio, wrong.landmarks);
-  const mse = { true: [] as number[], wrong: [] as number[] };
+  const ctxContrast = model.context(opposite.audio, opposite.landmarks);
+  const mse = { true: [] as number[], wrong: [] as number[], contrast: [] as number[] };
   for (let k = 0; k < 20; k++) {
     const step = 25 + 50 * k;
     tf.tidy(() => {
@@ -229,11 +265,13 @@ test('held-out frames of the training clip: a sampled mouth beats the reference 
         tf.div(tf.sum(tf.mul(tf.square(tf.sub(model.eps(zt, batch.zMasked, batch.zRef, ts, ctx, ema), noise)), jaw), [1, 2, 3]), tf.mul(tf.sum(jaw, [1, 2, 3]), 3)).dataSync() as Float32Array;
       mse.true.push(...jawMse(ctxTrue));
       mse.wrong.push(...jawMse(ctxWrong));
+      mse.contrast.push(...jawMse(ctxContrast));
     });
   }
-  tf.dispose([jaw, ctxTrue, ctxWrong]);
+  tf.dispose([jaw, ctxTrue, ctxWrong, ctxContrast]);
   disposeBatch(batch);
   disposeBatch(wrong);
+  disposeBatch(opposite);
   const t5 = performance.now();
 
   const wins = (a: number[], b: number[], lower = false) => a.filter((v, k) => (lower ? v < b[k]! : v > b[k]!)).length;
@@ -245,6 +283,7 @@ test('held-out frames of the training clip: a sampled mouth beats the reference 
   t.diagnostic(`mouth-crop PSNR, held-out frames 160–199 (${NOISE_SEEDS} noise seeds × ${SAMPLE_STEPS} DDIM steps): (a) sample ${mean(psnr.sample).toFixed(2)} dB, (b) reference-mouth paste ${mean(psnr.baseline).toFixed(2)} dB, (c) first-stage reconstruction ${mean(psnr.recon).toFixed(2)} dB, (d) reference through the first stage ${mean(psnr.refRecon).toFixed(2)} dB, (e) sample with mismatched audio+landmarks ${mean(psnr.wrong).toFixed(2)} dB`);
   const perFrame = (xs: number[]) => xs.flatMap((v) => Array<number>(NOISE_SEEDS).fill(v));
   t.diagnostic(`(a) > (b) on ${wins(psnr.sample, perFrame(psnr.baseline))}, (a) > (d) on ${wins(psnr.sample, perFrame(psnr.refRecon))}, (a) > (e) on ${wins(psnr.sample, psnr.wrong)}/${psnr.sample.length} frame×seed pairs; (f) sampled jaw-cell latent MSE to the target's latent: own conditions ${mean(latent.sample).toFixed(4)}, mismatched ${mean(latent.wrong).toFixed(4)} (ratio ${latentRatio.toFixed(3)}, own lower on ${latentWins}/${latent.sample.length})`);
+  t.diagnostic(`contrast ablation (partner = the held-out frame whose inner-lip opening differs most; mean gap ${meanOpeningGap.toFixed(3)} of the eye-corner distance): (e2) sample PSNR ${mean(psnr.contrast).toFixed(2)} dB vs (a) ${mean(psnr.sample).toFixed(2)} dB, (a) > (e2) on ${wins(psnr.sample, psnr.contrast)}/${psnr.sample.length}; latent MSE own ${mean(latent.sample).toFixed(4)} vs ${mean(latent.contrast).toFixed(4)} (own lower on ${wins(latent.sample, latent.contrast, true)}/${latent.sample.length}); denoising ε-MSE own ${mean(mse.true).toFixed(4)} vs ${mean(mse.contrast).toFixed(4)} (own lower on ${wins(mse.true, mse.contrast, true)}/${mse.true.length}); decoded without quantisation: own ${mean(psnr.sampleUnq).toFixed(2)} vs contrast ${mean(psnr.contrastUnq).toFixed(2)} dB (own higher on ${wins(psnr.sampleUnq, psnr.contrastUnq)}/${psnr.sampleUnq.length})`);
   t.diagnostic(`denoising: jaw-cell ε-MSE own ${mean(mse.true).toFixed(4)} vs mismatched ${mean(mse.wrong).toFixed(4)} conditions (ratio ${ratio.toFixed(3)}, own lower on ${wins(mse.true, mse.wrong, true)}/${mse.true.length})`);
   model.dispose();
   ema.dispose();
@@ -253,5 +292,8 @@ test('held-out frames of the training clip: a sampled mouth beats the reference 
   assert.ok(mean(psnr.sample) > mean(psnr.refRecon) + 1, `(a) ${mean(psnr.sample).toFixed(2)} dB is not 1 dB above (d) ${mean(psnr.refRecon).toFixed(2)} dB`);
   const denoiseWins = wins(mse.true, mse.wrong, true);
   assert.ok(ratio > 1.015 && denoiseWins > 0.55 * mse.true.length, `ε-MSE with mismatched conditions is only ${ratio.toFixed(3)}× that with the frame's own (own lower on ${denoiseWins}/${mse.true.length})`);
-  // (e) and (f) are reported, not asserted: see the header comment
+  const contrastRatio = mean(mse.contrast) / mean(mse.true);
+  const contrastWins = wins(mse.true, mse.contrast, true);
+  assert.ok(contrastRatio > 1.03 && contrastWins > 0.6 * mse.true.length, `ε-MSE with the contrast partner's conditions is only ${contrastRatio.toFixed(3)}× that with the frame's own (own lower on ${contrastWins}/${mse.true.length})`);
+  // (e), (e2) and (f) are reported, not asserted: see the header comment
 });
