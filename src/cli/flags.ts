@@ -3,7 +3,7 @@
  * commands (`train autoencoder`, `train ldm`) with their mapping to the loops' options, so every command spells and
  * checks them the same way.
  */
-import { Flags } from '@oclif/core';
+import { Flags, type Interfaces } from '@oclif/core';
 import type { CommonTrainOptions } from '../train/loop.js';
 import type { PresetName } from '../train/presets.js';
 import { DifftalkError } from '../util/errors.js';
@@ -14,14 +14,12 @@ import { DifftalkError } from '../util/errors.js';
  */
 export function numberFlag(name: string, v: string, range: { gt?: number; ge?: number; le?: number }): number {
   const x = Number(v);
-  const ok = Number.isFinite(x) && (range.gt === undefined || x > range.gt) && (range.ge === undefined || x >= range.ge) && (range.le === undefined || x <= range.le);
-  if (ok) return x;
-  const want =
-    range.ge !== undefined && range.le !== undefined
-      ? `a number in [${range.ge}, ${range.le}]`
-      : range.gt === 0 && range.le === undefined
-        ? 'a positive number'
-        : [range.gt !== undefined && `> ${range.gt}`, range.ge !== undefined && `≥ ${range.ge}`, range.le !== undefined && `≤ ${range.le}`].filter(Boolean).join(' and ').replace(/^/, 'a number ');
+  const { gt, ge, le } = range;
+  if (Number.isFinite(x) && (gt === undefined || x > gt) && (ge === undefined || x >= ge) && (le === undefined || x <= le)) return x;
+  let want: string;
+  if (ge !== undefined && le !== undefined) want = `a number in [${ge}, ${le}]`;
+  else if (gt === 0 && le === undefined) want = 'a positive number';
+  else want = `a number ${[gt !== undefined && `> ${gt}`, ge !== undefined && `≥ ${ge}`, le !== undefined && `≤ ${le}`].filter(Boolean).join(' and ')}`;
   throw new DifftalkError('bad-flag', `--${name} must be ${want}, got ${v}`);
 }
 
@@ -59,22 +57,8 @@ export function commonTrainFlags(defaults: { preset: PresetName; steps: number; 
   };
 }
 
-interface ParsedCommonFlags {
-  data: string;
-  out: string;
-  preset: string;
-  steps: number;
-  batch: number;
-  accumulate: number;
-  'base-lr': string;
-  lr?: string;
-  'lr-schedule': string;
-  seed: number;
-  'checkpoint-every': number;
-  'validate-every': number;
-  'sample-every': number;
-  resume: boolean;
-}
+/** What `this.parse` returns for the common trainer flags. */
+type ParsedCommonFlags = Interfaces.InferredFlags<ReturnType<typeof commonTrainFlags>>;
 
 /** The parsed common flags as loop options (the rest of CommonTrainOptions comes from the loop's defaults). */
 export function commonTrainOptions(f: ParsedCommonFlags): Pick<
@@ -84,13 +68,13 @@ export function commonTrainOptions(f: ParsedCommonFlags): Pick<
   return {
     dataset: f.data,
     out: f.out,
-    preset: f.preset as PresetName,
+    preset: f.preset,
     steps: f.steps,
     batchSize: f.batch,
     accumulate: f.accumulate,
     baseLr: positiveNumber('base-lr', f['base-lr']),
     lr: f.lr === undefined ? undefined : positiveNumber('lr', f.lr),
-    lrSchedule: f['lr-schedule'] as CommonTrainOptions['lrSchedule'],
+    lrSchedule: f['lr-schedule'],
     seed: f.seed,
     checkpointEvery: f['checkpoint-every'],
     validateEvery: f['validate-every'],

@@ -245,7 +245,7 @@ function diverged(step: number, loss: number, lastCkpt: string | undefined): Dif
   });
 }
 
-/** Options a resumed run should keep; with their defaults, for runs saved before an option existed. */
+/** Options a resumed run should keep, with the value to assume when one is missing (runs saved before it existed, or a trainer without it). */
 const RESUME_OPTIONS: Record<string, unknown> = {
   lr: undefined,
   lrSchedule: 'constant',
@@ -263,7 +263,6 @@ const RESUME_OPTIONS: Record<string, unknown> = {
  */
 function warnChangedOptions(saved: Record<string, unknown>, now: Record<string, unknown>, onEvent: OnEvent): void {
   for (const [k, dflt] of Object.entries(RESUME_OPTIONS)) {
-    if (!(k in now) && dflt === undefined) continue;
     const a = saved[k] ?? dflt;
     const b = now[k] ?? dflt;
     if (a !== b) onEvent({ type: 'log', level: 'warn', message: `resuming with ${k} = ${String(b)}; the run was started with ${String(a)}` });

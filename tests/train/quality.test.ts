@@ -204,22 +204,19 @@ test('held-out frames of the training clip: a sampled mouth beats the reference 
     const perSeed = { sample: [] as number[][], wrong: [] as number[][], contrast: [] as number[][] };
     const generated = tf.sub(1, inp.mask); // 1 on the jaw-polygon cells that are sampled
     for (let k = 0; k < NOISE_SEEDS; k++) {
-      const sampleWith = (audio: tf.Tensor4D, landmarks: tf.Tensor3D, latentErr: number[]): Float32Array => {
+      /** Sample with these conditions; score the decoded mouth into `scores` (and, if given, the unquantised decode). */
+      const sampleWith = (audio: tf.Tensor4D, landmarks: tf.Tensor3D, latentErr: number[], scores: number[], unquantisedScores?: number[]): void => {
         const z = generate(model, scheduler, { zGt: batch.z, zMasked: inp.zMaskedTest, zRef: batch.zRef, audio, landmarks, mask: inp.mask, steps: SAMPLE_STEPS, seed: 7 + i + 1000 * k, unet: ema });
         // (f) the sampled latent's MSE to the target's latent on the generated cells (before the quantised decode)
         latentErr.push(...(tf.tidy(() => tf.div(tf.sum(tf.mul(tf.square(tf.sub(z, batch.z)), generated), [1, 2, 3]), tf.mul(tf.sum(generated, [1, 2, 3]), 3))).dataSync() as Float32Array));
-        const img = tf.tidy(() => tf.clipByValue(vqDecode(fs.params, fs.config, z), -1, 1)).dataSync() as Float32Array;
+        score(tf.tidy(() => tf.clipByValue(vqDecode(fs.params, fs.config, z), -1, 1)).dataSync() as Float32Array, scores);
         // diagnostic: the same latent decoded without the codebook snap (not what render writes)
-        lastUnq = tf.tidy(() => tf.clipByValue(vqDecodeUnquantized(fs.params, fs.config, z), -1, 1)).dataSync() as Float32Array;
+        if (unquantisedScores) score(tf.tidy(() => tf.clipByValue(vqDecodeUnquantized(fs.params, fs.config, z), -1, 1)).dataSync() as Float32Array, unquantisedScores);
         z.dispose();
-        return img;
       };
-      let lastUnq: Float32Array = new Float32Array(0);
-      score(sampleWith(batch.audio, batch.landmarks, latent.sample), (perSeed.sample[k] = []));
-      score(lastUnq, psnr.sampleUnq);
-      score(sampleWith(wrong.audio, wrong.landmarks, latent.wrong), (perSeed.wrong[k] = []));
-      score(sampleWith(opposite.audio, opposite.landmarks, latent.contrast), (perSeed.contrast[k] = []));
-      score(lastUnq, psnr.contrastUnq);
+      sampleWith(batch.audio, batch.landmarks, latent.sample, (perSeed.sample[k] = []), psnr.sampleUnq);
+      sampleWith(wrong.audio, wrong.landmarks, latent.wrong, (perSeed.wrong[k] = []));
+      sampleWith(opposite.audio, opposite.landmarks, latent.contrast, (perSeed.contrast[k] = []), psnr.contrastUnq);
     }
     generated.dispose();
     samples.forEach((_, j) => {
