@@ -3,23 +3,28 @@
  * LPIPS runs on the tfjs backend `initBackend(backend)` picks (auto: tensorflow → webgpu → wasm → cpu) with
  * det() weights: same shapes and FLOPs as the real networks, so the timing is representative; values are not.
  */
-import { Lpips } from '../src/eval/metrics/lpips.js';
-import { psnr } from '../src/eval/metrics/psnr.js';
-import { ssim } from '../src/eval/metrics/ssim.js';
-import { featureParams, FEATURE_NETS, type NamedWeight } from '../src/eval/nets/torchvision-features.js';
-import type { RgbFrames } from '../src/preprocess/types.js';
+import { Lpips } from '../src/metrics/lpips.js';
+import { psnr } from '../src/metrics/psnr.js';
+import { ssim } from '../src/metrics/ssim.js';
+import { featureParams, FEATURE_NETS, type NamedWeight } from '../src/models/torchvision-features.js';
+import type { RgbFrames } from '../src/media/types.js';
 import { initBackend, type BackendName } from '../src/util/tf.js';
 import { det } from '../src/weights/det.js';
-import { inceptionFeatures } from '../src/eval/metrics/fid.js';
-import { ibug68FromResults, lmd } from '../src/eval/metrics/lmd.js';
-import { syncScores } from '../src/eval/metrics/lse.js';
-import { FidInception, fidInceptionParams } from '../src/eval/nets/inception.js';
-import { SyncNet, syncnetParamShapes } from '../src/eval/nets/syncnet.js';
-import { decodeFrames } from '../src/preprocess/frames.js';
-import { createLandmarkEngine } from '../src/preprocess/landmarks/index.js';
+import { inceptionFeatures } from '../src/metrics/fid.js';
+import { ibug68FromResults, lmd } from '../src/metrics/lmd.js';
+import { syncScores } from '../src/metrics/lse.js';
+import { FidInception, fidInceptionParams } from '../src/models/inception.js';
+import { SyncNet, syncnetParamShapes } from '../src/models/syncnet.js';
+import { decodeFrames } from '../src/media/frames.js';
+import { createLandmarkEngine } from '../src/face/landmarks/index.js';
 import path from 'node:path';
 
-const AOC = path.join(process.env.DIFFTALK_SHARED ?? path.resolve(import.meta.dirname, '..', '..', 'shared'), 'data', 'media', 'WDA_AlexandriaOcasioCortez_000.mp4');
+const AOC = path.join(
+  process.env.DIFFTALK_SHARED ?? path.resolve(import.meta.dirname, '..', '..', 'shared'),
+  'data',
+  'media',
+  'WDA_AlexandriaOcasioCortez_000.mp4',
+);
 
 const SIZE = 256;
 

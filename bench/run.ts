@@ -10,7 +10,7 @@ import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { renderPrepSummary, table } from '../src/cli/summary.js';
-import { DEFAULT_PREP_CONFIG, runPrep, type PrepResult } from '../src/preprocess/pipeline.js';
+import { DEFAULT_PREP_CONFIG, runPrep, type PrepResult } from '../src/prep/pipeline.js';
 import { tf } from '../src/util/tf.js';
 import { benchMetrics } from './metrics.js';
 

@@ -31,7 +31,9 @@ export abstract class BaseCommand extends Command {
     this.renderer?.stop();
     if (err instanceof DifftalkError) {
       // exit 2 for a user-fixable error, with and without --json (oclif's --json path reads `exitCode`).
-      const e = Object.assign(new Errors.CLIError(err.message, { exit: 2, code: err.code, suggestions: err.suggestion ? [err.suggestion] : undefined }), { exitCode: 2 });
+      const e = Object.assign(new Errors.CLIError(err.message, { exit: 2, code: err.code, suggestions: err.suggestion ? [err.suggestion] : undefined }), {
+        exitCode: 2,
+      });
       return super.catch(e);
     }
     return super.catch(err);

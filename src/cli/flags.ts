@@ -5,7 +5,7 @@
  */
 import { Flags, type Interfaces } from '@oclif/core';
 import type { CommonTrainOptions } from '../train/loop.js';
-import type { PresetName } from '../train/presets.js';
+import type { PresetName } from '../models/presets.js';
 import { DifftalkError } from '../util/errors.js';
 
 /**
@@ -33,7 +33,16 @@ export const backendFlag = (defaultBackend: 'auto' | 'wasm' = 'auto') =>
   Flags.option({ options: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const, default: defaultBackend, summary: 'TensorFlow.js backend.' })();
 
 /** Flags of the first-stage and LDM trainers; `defaults` are the command's own defaults. */
-export function commonTrainFlags(defaults: { preset: PresetName; steps: number; batch: number; baseLr: number; seed: number; checkpointEvery: number; validateEvery: number; sampleEvery: number }) {
+export function commonTrainFlags(defaults: {
+  preset: PresetName;
+  steps: number;
+  batch: number;
+  baseLr: number;
+  seed: number;
+  checkpointEvery: number;
+  validateEvery: number;
+  sampleEvery: number;
+}) {
   return {
     data: Flags.directory({ summary: 'Prepared dataset folder (difftalk prep --out).', required: true }),
     out: Flags.directory({ summary: 'Run folder.', required: true }),
@@ -61,9 +70,24 @@ export function commonTrainFlags(defaults: { preset: PresetName; steps: number; 
 type ParsedCommonFlags = Interfaces.InferredFlags<ReturnType<typeof commonTrainFlags>>;
 
 /** The parsed common flags as loop options (the rest of CommonTrainOptions comes from the loop's defaults). */
-export function commonTrainOptions(f: ParsedCommonFlags): Pick<
+export function commonTrainOptions(
+  f: ParsedCommonFlags,
+): Pick<
   CommonTrainOptions,
-  'dataset' | 'out' | 'preset' | 'steps' | 'batchSize' | 'accumulate' | 'baseLr' | 'lr' | 'lrSchedule' | 'seed' | 'checkpointEvery' | 'validateEvery' | 'sampleEvery' | 'resume'
+  | 'dataset'
+  | 'out'
+  | 'preset'
+  | 'steps'
+  | 'batchSize'
+  | 'accumulate'
+  | 'baseLr'
+  | 'lr'
+  | 'lrSchedule'
+  | 'seed'
+  | 'checkpointEvery'
+  | 'validateEvery'
+  | 'sampleEvery'
+  | 'resume'
 > {
   return {
     dataset: f.data,

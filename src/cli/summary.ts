@@ -1,4 +1,4 @@
-import type { PrepResult } from '../preprocess/pipeline.js';
+import type { PrepResult } from '../prep/pipeline.js';
 
 /** A plain-text table: columns padded to their widest cell. */
 export function table(rows: (string | number)[][]): string {

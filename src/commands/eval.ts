@@ -30,7 +30,9 @@ export default class Eval extends BaseCommand {
     'baseline-shift': Flags.integer({ default: 10, summary: 'Audio shift in frames for the shifted-audio baseline.' }),
     'ssim-variant': Flags.option({ options: ['gaussian', 'skimage'] as const, default: 'gaussian', summary: 'SSIM variant.' })(),
     'lpips-net': Flags.option({ options: ['alex', 'vgg'] as const, default: 'alex', summary: 'LPIPS backbone.' })(),
-    'syncnet-weights': Flags.file({ summary: 'SyncNet weights (.safetensors from `difftalk train syncnet`, or syncnet_v2.model); default: the imported syncnet-v2.' }),
+    'syncnet-weights': Flags.file({
+      summary: 'SyncNet weights (.safetensors from `difftalk train syncnet`, or syncnet_v2.model); default: the imported syncnet-v2.',
+    }),
     'landmark-engine': Flags.option({ options: ['tfjs', 'mediapipe'] as const, default: 'tfjs', summary: 'Landmark engine for face crops and LMD.' })(),
     'cache-dir': Flags.directory({ summary: 'Weights cache folder.' }),
     backend: backendFlag('wasm'),
@@ -38,7 +40,10 @@ export default class Eval extends BaseCommand {
 
   async run(): Promise<unknown> {
     const { flags } = await this.parse(Eval);
-    const metrics = flags.metrics.split(',').map((m) => m.trim()).filter(Boolean) as EvalMetric[];
+    const metrics = flags.metrics
+      .split(',')
+      .map((m) => m.trim())
+      .filter(Boolean) as EvalMetric[];
     const bad = metrics.filter((m) => !EVAL_METRICS.includes(m));
     if (bad.length) throw new DifftalkError('bad-flag', `unknown metric(s) ${bad.join(', ')}`, { suggestion: `use ${EVAL_METRICS.join(',')}` });
     await initBackend(flags.backend as BackendName);
@@ -62,7 +67,10 @@ export default class Eval extends BaseCommand {
     );
     for (const [system, rows] of Object.entries(result.summary)) {
       this.log(`${system}:`);
-      for (const m of rows) this.log(`  ${m.name} = ${m.value.toFixed(4)} (${m.higherIsBetter ? 'higher' : 'lower'} is better; ${m.averagedOver === 'dataset' ? `one statistic over ${m.count} frames` : `mean over ${m.count} ${m.averagedOver}`})`);
+      for (const m of rows)
+        this.log(
+          `  ${m.name} = ${m.value.toFixed(4)} (${m.higherIsBetter ? 'higher' : 'lower'} is better; ${m.averagedOver === 'dataset' ? `one statistic over ${m.count} frames` : `mean over ${m.count} ${m.averagedOver}`})`,
+        );
     }
     this.log(`report: ${result.files.report}`);
     return summaryJson(result);

@@ -62,7 +62,9 @@ export default class Render extends BaseCommand {
       keepWork: flags['keep-work'],
       onEvent,
     });
-    this.log(`${result.out}: ${result.frames} frames (${result.seconds.toFixed(2)} s) at ${result.framesPerSecond.toFixed(2)} frames/s, checkpoint ${result.checkpoint}`);
+    this.log(
+      `${result.out}: ${result.frames} frames (${result.seconds.toFixed(2)} s) at ${result.framesPerSecond.toFixed(2)} frames/s, checkpoint ${result.checkpoint}`,
+    );
     return { ...result, backend };
   }
 }

@@ -20,26 +20,27 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
-import { loadAudio16k, type AudioData } from '../preprocess/audio/wav.js';
-import { decodeFrames } from '../preprocess/frames.js';
-import { createLandmarkEngine, type LandmarkEngineName } from '../preprocess/landmarks/index.js';
-import { probeMedia, type MediaInfo } from '../preprocess/probe.js';
-import { iterateRows, listShards, openShard } from '../preprocess/shard-reader.js';
-import type { FaceLandmarks, LandmarkEngine, RgbFrames } from '../preprocess/types.js';
+import { loadAudio16k, type AudioData } from '../audio/wav.js';
+import { decodeFrames } from '../media/frames.js';
+import { createLandmarkEngine, type LandmarkEngineName } from '../face/landmarks/index.js';
+import { probeMedia, type MediaInfo } from '../media/probe.js';
+import { iterateRows, listShards, openShard } from '../dataset/shard-reader.js';
+import type { FaceLandmarks, LandmarkEngine } from '../face/types.js';
+import type { RgbFrames } from '../media/types.js';
 import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { exists, sha256File } from '../util/fs.js';
-import { applyCropTrack, cropsToFrames, meshBox, syncnetCropTrack } from './face-crop.js';
-import { ibug68FromResults, lmd } from './metrics/lmd.js';
-import { loadLpips, type Lpips, type LpipsNet } from './metrics/lpips.js';
-import { syncScores, type SyncScores } from './metrics/lse.js';
-import { fidFromFeatures, inceptionFeatures } from './metrics/fid.js';
-import { frameAt } from './metrics/metric.js';
-import { PsnrMetric, psnr } from './metrics/psnr.js';
-import { ssim, SSIM_NAMES, type SsimVariant } from './metrics/ssim.js';
-import { loadSyncNet, type LoadedSyncNet, type SyncNetIdentity } from './nets/syncnet-weights.js';
-import { FID_FEATURE_DIM, loadFidInception, type FidInception } from './nets/inception.js';
-import { SYNCNET_SIZE } from './nets/syncnet.js';
+import { applyCropTrack, cropsToFrames, meshBox, syncnetCropTrack } from '../face/sync-crop.js';
+import { ibug68FromResults, lmd } from '../metrics/lmd.js';
+import { loadLpips, type Lpips, type LpipsNet } from '../metrics/lpips.js';
+import { syncScores, type SyncScores } from '../metrics/lse.js';
+import { fidFromFeatures, inceptionFeatures } from '../metrics/fid.js';
+import { frameAt } from '../metrics/metric.js';
+import { PsnrMetric, psnr } from '../metrics/psnr.js';
+import { ssim, SSIM_NAMES, type SsimVariant } from '../metrics/ssim.js';
+import { loadSyncNet, type LoadedSyncNet, type SyncNetIdentity } from '../models/syncnet-weights.js';
+import { FID_FEATURE_DIM, loadFidInception, type FidInception } from '../models/inception.js';
+import { SYNCNET_SIZE } from '../models/syncnet.js';
 
 export type EvalMetric = 'psnr' | 'ssim' | 'lpips' | 'lse' | 'lmd' | 'fid';
 export const EVAL_METRICS: readonly EvalMetric[] = ['psnr', 'ssim', 'lpips', 'lse', 'lmd', 'fid'];
@@ -154,7 +155,10 @@ async function listSources(p: string, role: 'pred' | 'gt'): Promise<Source[]> {
 }
 
 /** Pair prediction and GT clips by name (a single file on both sides pairs regardless of name). */
-export async function pairClips(pred: string, gt: string): Promise<{ pairs: Array<{ id: string; pred: Source; gt: Source }>; unmatched: { pred: string[]; gt: string[] } }> {
+export async function pairClips(
+  pred: string,
+  gt: string,
+): Promise<{ pairs: Array<{ id: string; pred: Source; gt: Source }>; unmatched: { pred: string[]; gt: string[] } }> {
   const ps = await listSources(pred, 'pred');
   const gs = await listSources(gt, 'gt');
   if (ps.length === 1 && gs.length === 1 && gs[0]!.kind === 'video') {
@@ -165,9 +169,19 @@ export async function pairClips(pred: string, gt: string): Promise<{ pairs: Arra
   const used = new Set(pairs.map((x) => x.id));
   const unmatched = { pred: ps.filter((p) => !gmap.has(p.id)).map((p) => p.id), gt: gs.filter((g) => !used.has(g.id)).map((g) => g.id) };
   if (pairs.length === 0) {
-    throw new DifftalkError('no-pairs', `no prediction matches a ground-truth clip by name (pred: ${ps.map((p) => p.id).slice(0, 5).join(', ')}; gt: ${gs.map((g) => g.id).slice(0, 5).join(', ')})`, {
-      suggestion: 'name each generated video like its ground-truth clip (e.g. WDA_X_000.mp4 ↔ WDA_X_000.mp4 or clip_id)',
-    });
+    throw new DifftalkError(
+      'no-pairs',
+      `no prediction matches a ground-truth clip by name (pred: ${ps
+        .map((p) => p.id)
+        .slice(0, 5)
+        .join(', ')}; gt: ${gs
+        .map((g) => g.id)
+        .slice(0, 5)
+        .join(', ')})`,
+      {
+        suggestion: 'name each generated video like its ground-truth clip (e.g. WDA_X_000.mp4 ↔ WDA_X_000.mp4 or clip_id)',
+      },
+    );
   }
   return { pairs, unmatched };
 }
@@ -183,7 +197,11 @@ async function datasetFrames(dir: string, id: string, width: number, height: num
     const idx = rb.batch.getChild('frame_index')!;
     const img = rb.batch.getChild('image')!;
     for (let r = 0; r < rb.batch.numRows; r++) {
-      const raw = await sharp(img.get(r) as Uint8Array).removeAlpha().resize(width, height, { fit: 'fill' }).raw().toBuffer();
+      const raw = await sharp(img.get(r) as Uint8Array)
+        .removeAlpha()
+        .resize(width, height, { fit: 'fill' })
+        .raw()
+        .toBuffer();
       byIndex.set(idx.get(r) as number, new Uint8Array(raw));
     }
   }
@@ -226,7 +244,8 @@ async function sideBySide(a: Uint8Array, b: Uint8Array, w: number, h: number): P
 export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const onEvent = opts.onEvent ?? silent;
   const metrics = [...new Set(opts.metrics ?? DEFAULT_EVAL_METRICS)];
-  for (const m of metrics) if (!EVAL_METRICS.includes(m)) throw new DifftalkError('bad-option', `unknown metric '${m}'`, { suggestion: `use ${EVAL_METRICS.join(', ')}` });
+  for (const m of metrics)
+    if (!EVAL_METRICS.includes(m)) throw new DifftalkError('bad-option', `unknown metric '${m}'`, { suggestion: `use ${EVAL_METRICS.join(', ')}` });
   const crop = opts.crop ?? 'face';
   const cropSize = opts.cropSize ?? SYNCNET_SIZE;
   const shift = opts.baselineShift ?? 10;
@@ -259,7 +278,9 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       const created = await createLandmarkEngine({ engine: opts.landmarkEngine ?? 'tfjs' });
       engine = created.engine;
       engineInfo = created.info;
-      deviations.push(`face boxes from the ${created.info.engine} landmark engine (mesh bounding box) instead of S3FD; no shot detection or multi-face tracking (one face per clip)`);
+      deviations.push(
+        `face boxes from the ${created.info.engine} landmark engine (mesh bounding box) instead of S3FD; no shot detection or multi-face tracking (one face per clip)`,
+      );
     }
     const lmdName = engineInfo ? `lmd(mouth-48-67,${engineInfo.engine})` : 'lmd';
     const lseLabel = sync ? sync.identity.label : '';
@@ -290,7 +311,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       if (resample) notes.push(`prediction is ${pInfo.fps} fps, GT ${gtFps} fps: prediction resampled to ${gtFps} fps`);
       let predFrames = await decodeFrames(pair.pred.file, resample ? { fps: gtFps } : {});
       const n = Math.min(predFrames.count, gtFrames.count);
-      if (predFrames.count !== gtFrames.count) notes.push(`frame counts differ (prediction ${predFrames.count}, GT ${gtFrames.count}): first ${n} frames compared`);
+      if (predFrames.count !== gtFrames.count)
+        notes.push(`frame counts differ (prediction ${predFrames.count}, GT ${gtFrames.count}): first ${n} frames compared`);
       if (n === 0) throw new DifftalkError('too-short', `${pair.id}: no frames to compare`);
       predFrames = truncate(predFrames, n);
       gtFrames = truncate(gtFrames, n);
@@ -346,19 +368,49 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         if (!pInfo.hasAudio) notes.push('prediction has no audio track: LSE uses the GT audio');
         const crops = applyCropTrack(predFrames, syncnetCropTrack(predLms!.map(meshBox), `${pair.id} (prediction)`), SYNCNET_SIZE);
         const t0 = performance.now();
-        lsePred = await syncScores(sync.net, { frames: crops, samples: predAudio.samples, sampleRate: predAudio.sampleRate }, { onEvent, stage: `lse ${pair.id}` });
+        lsePred = await syncScores(
+          sync.net,
+          { frames: crops, samples: predAudio.samples, sampleRate: predAudio.sampleRate },
+          { onEvent, stage: `lse ${pair.id}` },
+        );
         lseSeconds += (performance.now() - t0) / 1000;
         lseWindows += lsePred.windows;
         if (opts.baseline) {
           if (!gtAudio) notes.push('GT has no audio (or is a prepared dataset): no LSE baselines');
           else {
             const gCrops = applyCropTrack(gtFrames, syncnetCropTrack(gtLms!.map(meshBox), `${pair.id} (GT)`), SYNCNET_SIZE);
-            const g = await syncScores(sync.net, { frames: gCrops, samples: gtAudio.samples, sampleRate: gtAudio.sampleRate }, { onEvent, stage: `lse ${pair.id} gt` });
+            const g = await syncScores(
+              sync.net,
+              { frames: gCrops, samples: gtAudio.samples, sampleRate: gtAudio.sampleRate },
+              { onEvent, stage: `lse ${pair.id} gt` },
+            );
             // Shift: video frame i meets the audio of frame i + shift (the first shift·640 samples are dropped).
             const shifted = gtAudio.samples.subarray(Math.min(gtAudio.samples.length, shift * 640));
-            const s = await syncScores(sync.net, { frames: gCrops, samples: shifted, sampleRate: gtAudio.sampleRate }, { onEvent, stage: `lse ${pair.id} shifted` });
-            lseRows.push({ clip: pair.id, system: 'gt', pred: pair.gt.kind === 'video' ? pair.gt.file : '', gt: '', frames: n, scores: lseScores(g, lseLabel), lse: g, notes: [] });
-            lseRows.push({ clip: pair.id, system: `gt-shifted-audio(${shift >= 0 ? '+' : ''}${shift})`, pred: '', gt: '', frames: n, scores: lseScores(s, lseLabel), lse: s, notes: [`GT video with its audio advanced by ${shift} frames`] });
+            const s = await syncScores(
+              sync.net,
+              { frames: gCrops, samples: shifted, sampleRate: gtAudio.sampleRate },
+              { onEvent, stage: `lse ${pair.id} shifted` },
+            );
+            lseRows.push({
+              clip: pair.id,
+              system: 'gt',
+              pred: pair.gt.kind === 'video' ? pair.gt.file : '',
+              gt: '',
+              frames: n,
+              scores: lseScores(g, lseLabel),
+              lse: g,
+              notes: [],
+            });
+            lseRows.push({
+              clip: pair.id,
+              system: `gt-shifted-audio(${shift >= 0 ? '+' : ''}${shift})`,
+              pred: '',
+              gt: '',
+              frames: n,
+              scores: lseScores(s, lseLabel),
+              lse: s,
+              notes: [`GT video with its audio advanced by ${shift} frames`],
+            });
           }
         }
       }
@@ -374,7 +426,16 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         const gScores: Record<string, number> = {};
         for (const k of names) gScores[k] = mean(gtGtVals.map((v) => v[k]!));
         const gtRow = lseRows.find((r) => r.system === 'gt');
-        clips.push({ clip: pair.id, system: 'gt', pred: gtPath, gt: gtPath, frames: n, scores: { ...gScores, ...(gtRow?.scores ?? {}) }, lse: gtRow?.lse, notes: ['GT vs GT'] });
+        clips.push({
+          clip: pair.id,
+          system: 'gt',
+          pred: gtPath,
+          gt: gtPath,
+          frames: n,
+          scores: { ...gScores, ...(gtRow?.scores ?? {}) },
+          lse: gtRow?.lse,
+          notes: ['GT vs GT'],
+        });
         gtGtVals.forEach((values, frame) => frames.push({ clip: pair.id, system: 'gt', frame, values }));
         clips.push(...lseRows.filter((r) => r.system !== 'gt').map((r) => ({ ...r, pred: gtPath, gt: gtPath })));
       }
@@ -389,7 +450,13 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
           .sort((a, b) => (higherBetter ? a.v - b.v : b.v - a.v))
           .slice(0, opts.worstFrames ?? 4);
         for (const o of order) {
-          worst.push({ clip: pair.id, frame: o.i, metric: key, value: o.v, jpeg: await sideBySide(frameAt(evalPred, o.i), frameAt(evalGt, o.i), evalPred.width, evalPred.height) });
+          worst.push({
+            clip: pair.id,
+            frame: o.i,
+            metric: key,
+            value: o.v,
+            jpeg: await sideBySide(frameAt(evalPred, o.i), frameAt(evalGt, o.i), evalPred.width, evalPred.height),
+          });
         }
       }
     }
@@ -413,8 +480,12 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     const g = cat(fidFeatures.gt);
     const n = p.length / FID_FEATURE_DIM;
     const name = `fid(pytorch-fid-inception-pool3:${(await sha256File(fidNet.file)).slice(0, 12)})`;
-    summary.pred = [...(summary.pred ?? []), { name, value: fidFromFeatures(p, n, g, n, FID_FEATURE_DIM), higherIsBetter: false, averagedOver: 'dataset', count: n }];
-    if (opts.baseline && summary.gt) summary.gt = [...summary.gt, { name, value: fidFromFeatures(g, n, g, n, FID_FEATURE_DIM), higherIsBetter: false, averagedOver: 'dataset', count: n }];
+    summary.pred = [
+      ...(summary.pred ?? []),
+      { name, value: fidFromFeatures(p, n, g, n, FID_FEATURE_DIM), higherIsBetter: false, averagedOver: 'dataset', count: n },
+    ];
+    if (opts.baseline && summary.gt)
+      summary.gt = [...summary.gt, { name, value: fidFromFeatures(g, n, g, n, FID_FEATURE_DIM), higherIsBetter: false, averagedOver: 'dataset', count: n }];
   }
   return {
     out: opts.out,
@@ -454,4 +525,3 @@ export function summarize(clips: readonly ClipResult[], frames: readonly FrameRe
   }
   return out;
 }
-

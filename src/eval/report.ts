@@ -25,7 +25,10 @@ export function toCsv(header: readonly string[], rows: ReadonlyArray<readonly un
 
 export function framesCsv(frames: readonly FrameResult[]): string {
   const names = [...new Set(frames.flatMap((f) => Object.keys(f.values)))];
-  return toCsv(['clip', 'system', 'frame', ...names], frames.map((f) => [f.clip, f.system, f.frame, ...names.map((n) => f.values[n])]));
+  return toCsv(
+    ['clip', 'system', 'frame', ...names],
+    frames.map((f) => [f.clip, f.system, f.frame, ...names.map((n) => f.values[n])]),
+  );
 }
 
 export function clipsCsv(r: EvalResult): string {
@@ -62,7 +65,10 @@ export function svgLines(title: string, series: Array<{ label: string; values: r
   const y = (v: number) => 10 + (1 - (v - lo) / (hi - lo)) * (h - 10 - padB);
   const lines = series
     .map((s) => {
-      const pts = s.values.map((v, i) => (Number.isFinite(v) ? `${x(i).toFixed(1)},${y(v).toFixed(1)}` : '')).filter(Boolean).join(' ');
+      const pts = s.values
+        .map((v, i) => (Number.isFinite(v) ? `${x(i).toFixed(1)},${y(v).toFixed(1)}` : ''))
+        .filter(Boolean)
+        .join(' ');
       return `<polyline fill="none" stroke="${s.color}" stroke-width="1.2" points="${pts}"><title>${esc(s.label)}</title></polyline>`;
     })
     .join('');
@@ -96,7 +102,11 @@ export function reportHtml(r: EvalResult): string {
         .map((m) =>
           svgLines(
             `${id}: ${m} per frame`,
-            [...new Set(fr.map((f) => f.system))].map((sys, i) => ({ label: sys, values: fr.filter((f) => f.system === sys).map((f) => f.values[m]!), color: colors[i % colors.length]! })),
+            [...new Set(fr.map((f) => f.system))].map((sys, i) => ({
+              label: sys,
+              values: fr.filter((f) => f.system === sys).map((f) => f.values[m]!),
+              color: colors[i % colors.length]!,
+            })),
           ),
         )
         .join('');
@@ -110,7 +120,10 @@ export function reportHtml(r: EvalResult): string {
       const notes = r.clips.filter((c) => c.clip === id).flatMap((c) => c.notes.map((n) => `${c.system}: ${n}`));
       const worst = r.worst
         .filter((w) => w.clip === id)
-        .map((w) => `<figure><img alt="frame ${w.frame}" src="data:image/jpeg;base64,${Buffer.from(w.jpeg).toString('base64')}"/><figcaption>frame ${w.frame}: ${esc(w.metric)} = ${fmt(w.value)} (prediction | GT)</figcaption></figure>`)
+        .map(
+          (w) =>
+            `<figure><img alt="frame ${w.frame}" src="data:image/jpeg;base64,${Buffer.from(w.jpeg).toString('base64')}"/><figcaption>frame ${w.frame}: ${esc(w.metric)} = ${fmt(w.value)} (prediction | GT)</figcaption></figure>`,
+        )
         .join('');
       return `<section><h2>${esc(id)}</h2>${notes.length ? `<ul>${notes.map((n) => `<li>${esc(n)}</li>`).join('')}</ul>` : ''}${curves}${lseCurve}${worst ? `<h3>Worst frames</h3>${worst}` : ''}</section>`;
     })

@@ -11,8 +11,8 @@
  *   outside the polygon are untouched. F defaults to 4% of the crop side (≈ 12 px for a 300 px face box).
  */
 import { DifftalkError } from '../util/errors.js';
-import { jawPolygon, rasterizeMask } from '../preprocess/masks.js';
-import type { Box } from '../preprocess/types.js';
+import { jawPolygon, rasterizeMask } from '../face/masks.js';
+import type { Box } from '../media/types.js';
 
 export type LoopMode = 'pingpong' | 'wrap';
 

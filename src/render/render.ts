@@ -10,7 +10,7 @@
  *  4. per output frame, as DiffTalk's inference (difftalk-reference.md §3): target = the frame resized (bicubic) to the
  *     model's image size, masked target = rows ≥ pt 33 set to −1, reference = the first frame (or with `progressive` the
  *     previous generated frame, the paper's variant), 39 landmarks in 256-px coordinates, audio frames i−4 … i+3;
- *     latent mask = jaw polygon (train/data.ts latentJawMask); DDIM masked inpainting (train/pipeline.ts generate)
+ *     latent mask = jaw polygon (train/data.ts latentJawMask); DDIM masked inpainting (models/pipeline.ts generate)
  *     → quantised decode → clamp → uint8;
  *  5. the jaw region of each generated crop is pasted back into the original-resolution frame with a feathered edge
  *     (paste.ts), `chunk` frames at a time, streamed as raw RGB into one ffmpeg process that encodes H.264 and muxes the
@@ -25,27 +25,29 @@ import { DifftalkError, errorMessage } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { exists, sha256File } from '../util/fs.js';
 import { runTool, spawnToolStream, type StreamingProcess } from '../util/exec.js';
-import { createAudioFeature, parseAudioFeatureSpec } from '../preprocess/audio/registry.js';
-import { loadAudio16k } from '../preprocess/audio/wav.js';
-import { frameWindows } from '../preprocess/audio/windows.js';
-import { CLIP_FPS, prepareClip } from '../preprocess/clip.js';
-import { trackCropBox } from '../preprocess/crop-track.js';
-import { decodeFrames } from '../preprocess/frames.js';
-import { createLandmarkEngine, landmarkClip, type LandmarkEngineName } from '../preprocess/landmarks/index.js';
-import { maskRows } from '../preprocess/masks.js';
-import { probeMedia } from '../preprocess/probe.js';
-import type { AudioFeatureExtractor, Box, PreparedClip } from '../preprocess/types.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
-import { audioContext, AUDIO_CONTEXT, datasetInfo, LANDMARK_FRAME, latentJawMask, maskRowsBelow, scaleMaskRow, type ClipConditions } from '../train/data.js';
-import { loadFirstStage, type FirstStage } from '../train/first-stage.js';
-import { Params } from '../train/models/blocks.js';
-import { DifftalkModel, PREFIX } from '../train/models/difftalk.js';
-import { CONDITION_POINTS } from '../train/models/ldm-net.js';
-import { unetParamSpecs } from '../train/models/unet.js';
-import { vqDecode, vqEncode } from '../train/models/vq-f4.js';
-import { generate } from '../train/pipeline.js';
-import type { DifftalkConfig } from '../train/presets.js';
-import { DdimScheduler } from '../train/schedulers/ddim.js';
+import { createAudioFeature, parseAudioFeatureSpec } from '../audio/registry.js';
+import { loadAudio16k } from '../audio/wav.js';
+import { frameWindows } from '../audio/windows.js';
+import { CLIP_FPS, prepareClip } from '../media/clip.js';
+import { trackCropBox } from '../face/crop-track.js';
+import { decodeFrames } from '../media/frames.js';
+import { createLandmarkEngine, landmarkClip, type LandmarkEngineName } from '../face/landmarks/index.js';
+import { maskRows } from '../face/masks.js';
+import { probeMedia } from '../media/probe.js';
+import type { AudioFeatureExtractor } from '../audio/types.js';
+import type { Box, PreparedClip } from '../media/types.js';
+import { loadCheckpoint } from '../models/checkpoint.js';
+import { datasetInfo } from '../dataset/info.js';
+import { audioContext, AUDIO_CONTEXT, LANDMARK_FRAME, latentJawMask, maskRowsBelow, scaleMaskRow } from '../models/conditions.js';
+import { loadFirstStage, type FirstStage } from '../models/first-stage.js';
+import { Params } from '../models/blocks.js';
+import { DifftalkModel, PREFIX } from '../models/difftalk.js';
+import { CONDITION_POINTS } from '../models/ldm-net.js';
+import { unetParamSpecs } from '../models/unet.js';
+import { vqDecode, vqEncode } from '../models/vq-f4.js';
+import { generate } from '../models/pipeline.js';
+import type { DifftalkConfig } from '../models/presets.js';
+import { DdimScheduler } from '../models/schedulers/ddim.js';
 import { FEATHER_FRACTION, jawAlpha, pasteFace, sourceFrameIndex, type LoopMode } from './paste.js';
 
 export interface RenderOptions {
@@ -81,7 +83,15 @@ export interface RenderOptions {
   onEvent?: OnEvent;
 }
 
-export const DEFAULT_RENDER = { steps: 50, progressive: false, seed: 23, chunk: 32, loop: 'pingpong' as LoopMode, force: false, landmarker: 'mediapipe' as LandmarkEngineName };
+export const DEFAULT_RENDER = {
+  steps: 50,
+  progressive: false,
+  seed: 23,
+  chunk: 32,
+  loop: 'pingpong' as LoopMode,
+  force: false,
+  landmarker: 'mediapipe' as LandmarkEngineName,
+};
 
 export interface RenderResult {
   out: string;
@@ -130,9 +140,15 @@ interface LoadedModel {
 }
 
 async function loadModel(checkpoint: string): Promise<LoadedModel> {
-  if (!(await exists(checkpoint))) throw new DifftalkError('checkpoint-missing', `checkpoint ${checkpoint} not found`, { suggestion: 'pass the --out folder of `difftalk train ldm` or one of its ckpt-* folders' });
+  if (!(await exists(checkpoint)))
+    throw new DifftalkError('checkpoint-missing', `checkpoint ${checkpoint} not found`, {
+      suggestion: 'pass the --out folder of `difftalk train ldm` or one of its ckpt-* folders',
+    });
   const saved = await loadCheckpoint<LdmState>(checkpoint);
-  if (saved.state.kind !== 'ldm') throw new DifftalkError('checkpoint-wrong-kind', `${saved.dir} is a '${saved.state.kind}' checkpoint, not an LDM`, { suggestion: 'render needs a `difftalk train ldm` run' });
+  if (saved.state.kind !== 'ldm')
+    throw new DifftalkError('checkpoint-wrong-kind', `${saved.dir} is a '${saved.state.kind}' checkpoint, not an LDM`, {
+      suggestion: 'render needs a `difftalk train ldm` run',
+    });
   const config = saved.state.config;
   if (!saved.state.firstStage) throw new DifftalkError('checkpoint-corrupt', `${saved.dir}/state.json does not name its first stage`);
   const fs = await loadFirstStage(saved.state.firstStage.source, { vq: config.vq, imageSize: config.imageSize });
@@ -157,7 +173,11 @@ async function loadModel(checkpoint: string): Promise<LoadedModel> {
  * The audio extractor the checkpoint was trained with: the training dataset's feature metadata (name, params,
  * window), re-created and checked to record the same params; or, when that dataset is not available, `spec`.
  */
-async function resolveAudioFeature(m: LoadedModel, spec: string | undefined, prepSize: 256 | 512 | undefined): Promise<{ extractor: AudioFeatureExtractor; window: number; size: 256 | 512 }> {
+async function resolveAudioFeature(
+  m: LoadedModel,
+  spec: string | undefined,
+  prepSize: 256 | 512 | undefined,
+): Promise<{ extractor: AudioFeatureExtractor; window: number; size: 256 | 512 }> {
   const want = m.config.audio;
   const datasetDir = m.state.dataset;
   let extractor: AudioFeatureExtractor;
@@ -166,15 +186,22 @@ async function resolveAudioFeature(m: LoadedModel, spec: string | undefined, pre
     const info = await datasetInfo(datasetDir, m.state.options.audioFeature as string | undefined);
     if (info.size === 256 || info.size === 512) size = prepSize ?? info.size;
     if (info.audio.window !== want.winSize) {
-      throw new DifftalkError('audio-feature-mismatch', `dataset feature ${info.audio.name} has windows of ${info.audio.window} frames, the model expects ${want.winSize}`);
+      throw new DifftalkError(
+        'audio-feature-mismatch',
+        `dataset feature ${info.audio.name} has windows of ${info.audio.window} frames, the model expects ${want.winSize}`,
+      );
     }
     extractor = await extractorFromMetadata(info.audio);
   } else if (spec) {
     extractor = await createAudioFeature(parseAudioFeatureSpec(spec));
   } else {
-    throw new DifftalkError('audio-feature-unknown', `the checkpoint's training dataset ${datasetDir ?? '(not recorded)'} is not available, so its audio feature is unknown`, {
-      suggestion: `pass --audio-feature with the spec used at prep time (the model expects windows of ${want.winSize} × ${want.featureDim})`,
-    });
+    throw new DifftalkError(
+      'audio-feature-unknown',
+      `the checkpoint's training dataset ${datasetDir ?? '(not recorded)'} is not available, so its audio feature is unknown`,
+      {
+        suggestion: `pass --audio-feature with the spec used at prep time (the model expects windows of ${want.winSize} × ${want.featureDim})`,
+      },
+    );
   }
   return { extractor, window: want.winSize, size };
 }
@@ -199,9 +226,13 @@ export async function extractorFromMetadata(meta: { name: string; params: Record
   }
   const norm = (o: object) => JSON.stringify(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
   if (norm(extractor.params) !== norm(meta.params)) {
-    throw new DifftalkError('audio-feature-mismatch', `cannot re-create the training audio feature '${meta.name}' from the recorded parameters ${JSON.stringify(meta.params)}`, {
-      suggestion: 'pass --audio-feature with the spec used at prep time',
-    });
+    throw new DifftalkError(
+      'audio-feature-mismatch',
+      `cannot re-create the training audio feature '${meta.name}' from the recorded parameters ${JSON.stringify(meta.params)}`,
+      {
+        suggestion: 'pass --audio-feature with the spec used at prep time',
+      },
+    );
   }
   return extractor;
 }
@@ -210,7 +241,27 @@ export async function extractorFromMetadata(meta: { name: string; params: Record
 async function source25(video: string, fps: number, work: string): Promise<string> {
   if (Math.abs(fps - CLIP_FPS) < 1e-3) return video;
   const out = path.join(work, 'source-25fps.mkv');
-  await runTool('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-i', path.resolve(video), '-map', '0:v:0', '-vf', `fps=${CLIP_FPS}`, '-c:v', 'libx264', '-qp', '0', '-preset', 'ultrafast', '-g', '25', out]);
+  await runTool('ffmpeg', [
+    '-nostdin',
+    '-v',
+    'error',
+    '-y',
+    '-i',
+    path.resolve(video),
+    '-map',
+    '0:v:0',
+    '-vf',
+    `fps=${CLIP_FPS}`,
+    '-c:v',
+    'libx264',
+    '-qp',
+    '0',
+    '-preset',
+    'ultrafast',
+    '-g',
+    '25',
+    out,
+  ]);
   return out;
 }
 
@@ -218,7 +269,28 @@ async function source25(video: string, fps: number, work: string): Promise<strin
 async function withAudioTrack(video: string, hasAudio: boolean, work: string): Promise<string> {
   if (hasAudio) return video;
   const out = path.join(work, 'person-with-silence.mkv');
-  await runTool('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-i', path.resolve(video), '-f', 'lavfi', '-i', 'anullsrc=r=16000:cl=mono', '-map', '0:v:0', '-map', '1:a:0', '-c:v', 'copy', '-c:a', 'pcm_s16le', '-shortest', out]);
+  await runTool('ffmpeg', [
+    '-nostdin',
+    '-v',
+    'error',
+    '-y',
+    '-i',
+    path.resolve(video),
+    '-f',
+    'lavfi',
+    '-i',
+    'anullsrc=r=16000:cl=mono',
+    '-map',
+    '0:v:0',
+    '-map',
+    '1:a:0',
+    '-c:v',
+    'copy',
+    '-c:a',
+    'pcm_s16le',
+    '-shortest',
+    out,
+  ]);
   return out;
 }
 
@@ -230,7 +302,10 @@ async function frameRange(video: string, lo: number, hi: number) {
 }
 
 async function resizeRgb(data: Uint8Array, w: number, h: number, size: number): Promise<Uint8Array> {
-  const buf = await sharp(data, { raw: { width: w, height: h, channels: 3 } }).resize(size, size, { kernel: 'cubic', fit: 'fill' }).raw().toBuffer();
+  const buf = await sharp(data, { raw: { width: w, height: h, channels: 3 } })
+    .resize(size, size, { kernel: 'cubic', fit: 'fill' })
+    .raw()
+    .toBuffer();
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
@@ -242,7 +317,8 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
   if (!Number.isInteger(o.steps) || o.steps < 1) throw new DifftalkError('bad-flag', `--steps must be a positive integer, got ${o.steps}`);
   if (!Number.isInteger(o.chunk) || o.chunk < 1) throw new DifftalkError('bad-flag', `--chunk must be a positive integer, got ${o.chunk}`);
   const out = path.resolve(o.out);
-  if (!o.force && (await exists(out))) throw new DifftalkError('output-exists', `${out} already exists`, { suggestion: 'pass --force to replace it, or choose another -o' });
+  if (!o.force && (await exists(out)))
+    throw new DifftalkError('output-exists', `${out} already exists`, { suggestion: 'pass --force to replace it, or choose another -o' });
   if (!(await exists(o.video))) throw new DifftalkError('file-missing', `person video ${o.video} not found`);
   if (!(await exists(o.audio))) throw new DifftalkError('file-missing', `driving audio ${o.audio} not found`);
 
@@ -256,29 +332,39 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
     const S = m.config.imageSize;
     const f = 2 ** (m.fs.config.chMult.length - 1);
     const L = S / f;
-    onEvent({ type: 'log', level: 'info', message: `checkpoint ${m.dir} (step ${m.step}, ${m.ema ? 'EMA' : 'raw'} UNet), ${S}² faces, audio ${feat.extractor.name} ×${feat.window}` });
+    onEvent({
+      type: 'log',
+      level: 'info',
+      message: `checkpoint ${m.dir} (step ${m.step}, ${m.ema ? 'EMA' : 'raw'} UNet), ${S}² faces, audio ${feat.extractor.name} ×${feat.window}`,
+    });
 
     // 2. driving audio → per-output-frame windows
     let audio;
     try {
       audio = await loadAudio16k(o.audio);
     } catch (e) {
-      throw new DifftalkError('audio-unreadable', `cannot read driving audio ${o.audio}: ${errorMessage(e)}`, { suggestion: 'pass a speech file ffmpeg can decode (wav, mp3, m4a, a video with sound ...)' });
+      throw new DifftalkError('audio-unreadable', `cannot read driving audio ${o.audio}: ${errorMessage(e)}`, {
+        suggestion: 'pass a speech file ffmpeg can decode (wav, mp3, m4a, a video with sound ...)',
+      });
     }
     const seconds = audio.samples.length / audio.sampleRate;
     const nOut = Math.ceil(seconds * CLIP_FPS - 1e-9);
     const seq = await feat.extractor.extract(audio.samples, audio.sampleRate);
     if (seq.dim !== m.config.audio.featureDim) {
-      throw new DifftalkError('audio-feature-mismatch', `audio feature ${feat.extractor.name} gives ${seq.dim} values per frame, the model expects ${m.config.audio.featureDim}`);
+      throw new DifftalkError(
+        'audio-feature-mismatch',
+        `audio feature ${feat.extractor.name} gives ${seq.dim} values per frame, the model expects ${m.config.audio.featureDim}`,
+      );
     }
     const windows = frameWindows(seq, nOut, CLIP_FPS, feat.window);
-    // audioContext reads only `frames` and `audio` of a clip.
-    const audioClip = { frames: nOut, audio: windows.data } as unknown as ClipConditions;
+    const audioClip = { frames: nOut, audio: windows.data };
 
     // 3. person video: crop box, normalised clip, landmarks
     await mkdir(work, { recursive: true });
     const info = await probeMedia(o.video).catch((e: unknown) => {
-      throw e instanceof DifftalkError && e.code === 'tool-missing' ? e : new DifftalkError('video-corrupt', `cannot read person video ${o.video}: ${errorMessage(e)}`);
+      throw e instanceof DifftalkError && e.code === 'tool-missing'
+        ? e
+        : new DifftalkError('video-corrupt', `cannot read person video ${o.video}: ${errorMessage(e)}`);
     });
     const { engine } = await createLandmarkEngine({ engine: o.landmarker, faceModel: o.faceModel });
     let prepared: PreparedClip;
@@ -286,14 +372,25 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
     let faceOk: boolean[];
     try {
       const tracked = await trackCropBox(o.video, engine, { ratio: o.cropRatio ?? 1.2, onEvent });
-      if (!tracked.ok) throw new DifftalkError(tracked.reason, `person video ${o.video}: ${tracked.message}`, { suggestion: 'render needs a video with one clearly visible face' });
+      if (!tracked.ok)
+        throw new DifftalkError(tracked.reason, `person video ${o.video}: ${tracked.message}`, {
+          suggestion: 'render needs a video with one clearly visible face',
+        });
       const person = await withAudioTrack(o.video, info.hasAudio, work);
-      const clip = await prepareClip({ id: 'person', identity: 'person', video: 'person', clipIndex: 0, file: person }, person, work, { size: feat.size, crop: tracked.value, clamped: tracked.value.clamped, onEvent });
+      const clip = await prepareClip({ id: 'person', identity: 'person', video: 'person', clipIndex: 0, file: person }, person, work, {
+        size: feat.size,
+        crop: tracked.value,
+        clamped: tracked.value.clamped,
+        onEvent,
+      });
       if (!clip.ok) throw new DifftalkError(clip.reason, `person video ${o.video}: ${clip.message}`);
       prepared = clip.value;
       const frames = await decodeFrames(prepared.video);
       const lm = await landmarkClip(engine, frames, { onEvent, id: 'person' });
-      if (!lm.ok) throw new DifftalkError(lm.reason === 'too-many-bad-frames' ? 'no-face' : lm.reason, `person video ${o.video}: ${lm.message}`, { suggestion: 'render needs a video with one clearly visible face in most frames' });
+      if (!lm.ok)
+        throw new DifftalkError(lm.reason === 'too-many-bad-frames' ? 'no-face' : lm.reason, `person video ${o.video}: ${lm.message}`, {
+          suggestion: 'render needs a video with one clearly visible face in most frames',
+        });
       lm68 = lm.value.lm68;
       faceOk = lm.value.status.map((s, i) => s === 'ok' && maskRows(lm68.subarray(i * 136, (i + 1) * 136)) !== null);
     } finally {
@@ -311,14 +408,49 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
     // 4. encoder: raw RGB frames on stdin + the driving audio → H.264/AAC mp4
     await rm(tmpOut, { force: true });
     encoder = spawnToolStream('ffmpeg', [
-      '-nostdin', '-v', 'error', '-y',
-      '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${W}x${H}`, '-framerate', String(CLIP_FPS), '-i', 'pipe:0',
-      '-i', `file:${path.resolve(o.audio)}`,
-      '-map', '0:v:0', '-map', '1:a:0',
-      '-vf', 'pad=ceil(iw/2)*2:ceil(ih/2)*2',
-      '-c:v', 'libx264', '-preset', 'medium', '-crf', '18', '-pix_fmt', 'yuv420p',
-      '-c:a', 'aac', '-b:a', '128k', '-ar', '48000',
-      '-t', seconds.toFixed(6), '-movflags', '+faststart', '-f', 'mp4', tmpOut,
+      '-nostdin',
+      '-v',
+      'error',
+      '-y',
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      'rgb24',
+      '-s',
+      `${W}x${H}`,
+      '-framerate',
+      String(CLIP_FPS),
+      '-i',
+      'pipe:0',
+      '-i',
+      `file:${path.resolve(o.audio)}`,
+      '-map',
+      '0:v:0',
+      '-map',
+      '1:a:0',
+      '-vf',
+      'pad=ceil(iw/2)*2:ceil(ih/2)*2',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'medium',
+      '-crf',
+      '18',
+      '-pix_fmt',
+      'yuv420p',
+      '-c:a',
+      'aac',
+      '-b:a',
+      '128k',
+      '-ar',
+      '48000',
+      '-t',
+      seconds.toFixed(6),
+      '-movflags',
+      '+faststart',
+      '-f',
+      'mp4',
+      tmpOut,
     ]);
 
     // 5. generation loop
@@ -379,11 +511,23 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
           const z = vqEncode(m.fs.params, m.fs.config, tf.tensor4d(both, [2 * n, S, S, 3]));
           return [z.slice([0, 0, 0, 0], [n, -1, -1, -1]), z.slice([n, 0, 0, 0], [n, -1, -1, -1])] as tf.Tensor4D[];
         });
-        const zRef = zRefFixed ? tf.tidy(() => tf.tile(zRefFixed!, [n, 1, 1, 1]) as tf.Tensor4D) : tf.tidy(() => vqEncode(m.fs.params, m.fs.config, tf.tensor4d(ref, [1, S, S, 3])));
+        const zRef = zRefFixed
+          ? tf.tidy(() => tf.tile(zRefFixed!, [n, 1, 1, 1]) as tf.Tensor4D)
+          : tf.tidy(() => vqEncode(m.fs.params, m.fs.config, tf.tensor4d(ref, [1, S, S, 3])));
         const audioT = tf.tensor4d(aud, [n, AUDIO_CONTEXT, feat.window, seq.dim]);
         const lmT = tf.tensor3d(lms, [n, 39, 2]);
         const maskT = tf.tensor4d(masks, [n, L, L, 1]);
-        const z = generate(m.model, scheduler, { zGt: zGt!, zMasked: zMasked!, zRef, audio: audioT, landmarks: lmT, mask: maskT, steps: o.steps, seed: o.seed + ks[js[0]!]!, unet: m.unet });
+        const z = generate(m.model, scheduler, {
+          zGt: zGt!,
+          zMasked: zMasked!,
+          zRef,
+          audio: audioT,
+          landmarks: lmT,
+          mask: maskT,
+          steps: o.steps,
+          seed: o.seed + ks[js[0]!]!,
+          unet: m.unet,
+        });
         const imgT = tf.tidy(() => tf.clipByValue(vqDecode(m.fs.params, m.fs.config, z), -1, 1));
         const gen = imgT.dataSync() as Float32Array;
         tf.dispose([zGt!, zMasked!, zRef, audioT, lmT, maskT, z, imgT]);
@@ -395,11 +539,23 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
           if (o.progressive) ref = toUnit(u8);
           const face = await resizeRgb(u8, S, S, crop.w);
           pasteFace(outFrames[j]!, W, H, face, crop, jawAlpha(lm68.subarray(s * 136, (s + 1) * 136), size, crop.w, feather));
-          onEvent({ type: 'progress', stage: 'render', done: c0 + j + 1, total: nOut, detail: `${(((c0 + j + 1) * 1000) / (performance.now() - tLoop)).toFixed(2)} frames/s` });
+          onEvent({
+            type: 'progress',
+            stage: 'render',
+            done: c0 + j + 1,
+            total: nOut,
+            detail: `${(((c0 + j + 1) * 1000) / (performance.now() - tLoop)).toFixed(2)} frames/s`,
+          });
         }
       }
       for (const fr of outFrames) await encoder.write(fr);
-      onEvent({ type: 'progress', stage: 'render', done: c0 + ks.length, total: nOut, detail: `${(((c0 + ks.length) * 1000) / (performance.now() - tLoop)).toFixed(2)} frames/s` });
+      onEvent({
+        type: 'progress',
+        stage: 'render',
+        done: c0 + ks.length,
+        total: nOut,
+        detail: `${(((c0 + ks.length) * 1000) / (performance.now() - tLoop)).toFixed(2)} frames/s`,
+      });
     }
     zRefFixed?.dispose();
     zRefFixed = undefined;
@@ -407,8 +563,14 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
     encoder = undefined;
     const loopSeconds = (performance.now() - tLoop) / 1000;
     onEvent({ type: 'stage-done', stage: 'render', done: nOut, seconds: loopSeconds });
-    if (framesWithoutFace) onEvent({ type: 'log', level: 'warn', message: `${framesWithoutFace} of ${nOut} output frames had no single face in the source frame and were copied unchanged` });
-    if (!o.force && (await exists(out))) throw new DifftalkError('output-exists', `${out} appeared while rendering; not replaced`, { suggestion: 'pass --force to replace it' });
+    if (framesWithoutFace)
+      onEvent({
+        type: 'log',
+        level: 'warn',
+        message: `${framesWithoutFace} of ${nOut} output frames had no single face in the source frame and were copied unchanged`,
+      });
+    if (!o.force && (await exists(out)))
+      throw new DifftalkError('output-exists', `${out} appeared while rendering; not replaced`, { suggestion: 'pass --force to replace it' });
     await rename(tmpOut, out);
     const fps = nOut / loopSeconds;
     onEvent({ type: 'metric', name: 'render/frames_per_s', value: fps });

@@ -13,31 +13,17 @@
  */
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import sharp from 'sharp';
 import { tf } from '../util/tf.js';
 import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { exists, sha256, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
-import { jawPolygon, rasterizeMask } from '../preprocess/masks.js';
-import { iterateRows, listShards, openShard } from '../preprocess/shard-reader.js';
-import type { AudioFeatureMetadata } from '../preprocess/shard-writer.js';
-import { CONDITION_POINTS } from './models/ldm-net.js';
-import type { Params } from './models/blocks.js';
-import type { ConditionNorm } from './presets.js';
-import { vqEncode, type VqConfig } from './models/vq-f4.js';
-
-/** Frames of audio context per sample, and the offset of the first one (i−4 … i+3). */
-export const AUDIO_CONTEXT = 8;
-export const AUDIO_CONTEXT_START = -4;
-/** Landmark conditions are in the reference's 256-px coordinate frame. */
-export const LANDMARK_FRAME = 256;
-
-export interface DatasetInfo {
-  dir: string;
-  size: number;
-  fps: number;
-  audio: AudioFeatureMetadata;
-}
+import { iterateRows, listShards } from '../dataset/shard-reader.js';
+import { datasetInfo, type DatasetInfo } from '../dataset/info.js';
+import { AUDIO_CONTEXT, audioContext, decodeImage, LANDMARK_FRAME, maskRowsBelow, scaleMaskRow } from '../models/conditions.js';
+import { CONDITION_POINTS } from '../models/ldm-net.js';
+import type { Params } from '../models/blocks.js';
+import type { ConditionNorm } from '../models/presets.js';
+import { vqEncode, type VqConfig } from '../models/vq-f4.js';
 
 /** One clip's conditions, in memory (images are decoded on demand). */
 export interface ClipConditions {
@@ -57,25 +43,13 @@ export interface ClipConditions {
   ok: Uint8Array;
 }
 
-/** Pick the audio feature column: the named one, or the first whose window fits AudioNet best (16, else any). */
-export async function datasetInfo(dir: string, audioFeature?: string): Promise<DatasetInfo> {
-  const shards = await listShards(dir);
-  if (!shards.length) throw new DifftalkError('dataset-empty', `${dir} has no shards`, { suggestion: 'run `difftalk prep` first' });
-  const s = await openShard(path.join(dir, shards[0]!.shard));
-  await s.close();
-  const feats = s.metadata.audioFeatures;
-  if (!feats.length) throw new DifftalkError('dataset-no-audio', `${dir} has no audio feature columns`, { suggestion: 'rerun `difftalk prep` with --audio-features mel' });
-  const audio = audioFeature ? feats.find((f) => f.name === audioFeature) : (feats.find((f) => f.window === 16) ?? feats[0]);
-  if (!audio) {
-    throw new DifftalkError('bad-flag', `dataset has no audio feature '${audioFeature}'`, { suggestion: `available: ${feats.map((f) => f.name).join(', ')}` });
-  }
-  return { dir, size: s.metadata.size, fps: s.metadata.fps, audio };
-}
-
 /** Read every clip's conditions (no images) for the given split ('all' for both). */
 export async function readConditions(info: DatasetInfo, split: 'train' | 'test' | 'all', onEvent: OnEvent = silent): Promise<ClipConditions[]> {
   const columns = ['clip_id', 'frame_index', 'face_status', 'landmarks_68', 'mask_row_train', 'mask_row_test', 'ref_frame_index', 'split', info.audio.column];
-  const byClip = new Map<string, { split: string; rows: Map<number, { a: Float32Array; lm: Float32Array; mt: number; ms: number; ref: number; ok: boolean }> }>();
+  const byClip = new Map<
+    string,
+    { split: string; rows: Map<number, { a: Float32Array; lm: Float32Array; mt: number; ms: number; ref: number; ok: boolean }> }
+  >();
   for await (const rb of iterateRows(info.dir, { columns, ...(split === 'all' ? {} : { split }) })) {
     const b = rb.batch;
     let clip = byClip.get(rb.clipId);
@@ -126,53 +100,33 @@ export async function readConditions(info: DatasetInfo, split: 'train' | 'test' 
       cc.ok[fi] = ok ? 1 : 0;
       if (!ok) dropped++;
     }
-    if (dropped) onEvent({ type: 'dropped', stage: 'train-data', id, reason: 'no-face', message: `${dropped} of ${n} frames of ${id} have no usable face and are not trained on` });
+    if (dropped)
+      onEvent({
+        type: 'dropped',
+        stage: 'train-data',
+        id,
+        reason: 'no-face',
+        message: `${dropped} of ${n} frames of ${id} have no usable face and are not trained on`,
+      });
     out.push(cc);
   }
   return out;
 }
 
-/** (8, window, dim) audio context of frame i of a clip: frames i−4 … i+3, zero outside the clip. */
-export function audioContext(clip: ClipConditions, i: number, window: number, dim: number, out?: Float32Array, offset = 0): Float32Array {
-  const w = window * dim;
-  const o = out ?? new Float32Array(AUDIO_CONTEXT * w);
-  for (let k = 0; k < AUDIO_CONTEXT; k++) {
-    const f = i + AUDIO_CONTEXT_START + k;
-    const dst = offset + k * w;
-    if (f < 0 || f >= clip.frames) o.fill(0, dst, dst + w);
-    else o.set(clip.audio.subarray(f * w, (f + 1) * w), dst);
-  }
-  return o;
-}
-
-/** Decode an encoded frame to imageSize² RGB in [-1, 1] (bicubic, as PIL's resize in the reference loader). */
-export async function decodeImage(bytes: Uint8Array, imageSize: number): Promise<Float32Array> {
-  const { data, info } = await sharp(bytes).removeAlpha().resize(imageSize, imageSize, { kernel: 'cubic', fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3) throw new DifftalkError('bad-image', `decoded frame has ${info.channels} channels`);
-  const out = new Float32Array(data.length);
-  for (let i = 0; i < data.length; i++) out[i] = data[i]! / 127.5 - 1;
-  return out;
-}
-
-/** Set every row ≥ `row` (in imageSize coordinates) of an HWC image in [-1, 1] to −1 (the training mask). */
-export function maskRowsBelow(img: Float32Array, imageSize: number, row: number): Float32Array {
-  const out = Float32Array.from(img);
-  const r = Math.max(0, Math.min(imageSize, row));
-  out.fill(-1, r * imageSize * 3);
-  return out;
-}
-
-/** A mask row of the stored frame in imageSize coordinates (floor, as int(lm.y / scaler) in the reference). */
-export function scaleMaskRow(row: number, size: number, imageSize: number): number {
-  return Math.floor((row * imageSize) / size);
-}
-
 /** Decoded frames of a clip (imageSize² RGB, [-1, 1]) by frame index, streamed shard by shard. */
-export async function* iterateClipImages(info: DatasetInfo, imageSize: number, opts: { split?: 'train' | 'test'; clips?: string[] } = {}): AsyncGenerator<{ clipId: string; frameIndex: number; image: Float32Array }> {
+export async function* iterateClipImages(
+  info: DatasetInfo,
+  imageSize: number,
+  opts: { split?: 'train' | 'test'; clips?: string[] } = {},
+): AsyncGenerator<{ clipId: string; frameIndex: number; image: Float32Array }> {
   for await (const rb of iterateRows(info.dir, { columns: ['clip_id', 'frame_index', 'image', 'split'], ...opts })) {
     const b = rb.batch;
     for (let i = 0; i < b.numRows; i++) {
-      yield { clipId: rb.clipId, frameIndex: b.getChild('frame_index')!.get(i) as number, image: await decodeImage(b.getChild('image')!.get(i) as Uint8Array, imageSize) };
+      yield {
+        clipId: rb.clipId,
+        frameIndex: b.getChild('frame_index')!.get(i) as number,
+        image: await decodeImage(b.getChild('image')!.get(i) as Uint8Array, imageSize),
+      };
     }
   }
 }
@@ -368,8 +322,16 @@ export function conditionStats(samples: readonly SampleRef[], audio: { window: n
     const std = Array.from(sq, (v, i) => Math.max(floor, Math.sqrt(Math.max(0, v / count - mean[i]! ** 2))));
     return { mean, std };
   };
-  const a = stats(samples.map((s) => s.clip.audio.subarray(s.frame * window * dim, (s.frame + 1) * window * dim)), dim, 1e-3);
-  const l = stats(samples.map((s) => s.clip.landmarks.subarray(s.frame * 78, (s.frame + 1) * 78)), 78, 0.5);
+  const a = stats(
+    samples.map((s) => s.clip.audio.subarray(s.frame * window * dim, (s.frame + 1) * window * dim)),
+    dim,
+    1e-3,
+  );
+  const l = stats(
+    samples.map((s) => s.clip.landmarks.subarray(s.frame * 78, (s.frame + 1) * 78)),
+    78,
+    0.5,
+  );
   return { audioMean: a.mean, audioStd: a.std, landmarkMean: l.mean, landmarkStd: l.std };
 }
 
@@ -378,7 +340,11 @@ export function disposeBatch(b: LdmBatch): void {
 }
 
 /** Decode selected frames (clip id → frame indices) at imageSize; key `${clip}/${frame}`. */
-export async function readFrameImages(info: DatasetInfo, wanted: ReadonlyMap<string, ReadonlySet<number>>, imageSize: number): Promise<Map<string, Float32Array>> {
+export async function readFrameImages(
+  info: DatasetInfo,
+  wanted: ReadonlyMap<string, ReadonlySet<number>>,
+  imageSize: number,
+): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
   for await (const rb of iterateRows(info.dir, { columns: ['clip_id', 'frame_index', 'image', 'split'], clips: [...wanted.keys()] })) {
     const set = wanted.get(rb.clipId);
@@ -392,27 +358,4 @@ export async function readFrameImages(info: DatasetInfo, wanted: ReadonlyMap<str
   return out;
 }
 
-/**
- * The latent inpainting mask of a frame (1 = keep ground truth, 0 = generate): the jaw polygon (iBUG 2…14 + 33) filled
- * at the stored frame's resolution as DiffTalk does, then reduced to the latent grid by box averaging and rounding
- * (the reference resizes the 0/1 image bicubically).
- */
-export function latentJawMask(lm68: Float32Array, frameSize: number, latentSize: number): Float32Array {
-  const full = rasterizeMask(jawPolygon(lm68), frameSize);
-  const out = new Float32Array(latentSize * latentSize);
-  const f = frameSize / latentSize;
-  for (let y = 0; y < latentSize; y++) {
-    for (let x = 0; x < latentSize; x++) {
-      let s = 0;
-      let n = 0;
-      for (let yy = Math.floor(y * f); yy < Math.floor((y + 1) * f); yy++) {
-        for (let xx = Math.floor(x * f); xx < Math.floor((x + 1) * f); xx++) {
-          s += full[yy * frameSize + xx]!;
-          n++;
-        }
-      }
-      out[y * latentSize + x] = s / n >= 0.5 ? 1 : 0;
-    }
-  }
-  return out;
-}
+export { datasetInfo, type DatasetInfo };

@@ -16,36 +16,34 @@ import { tf } from '../util/tf.js';
 import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { loadCheckpoint, resolveCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { loadCheckpoint, resolveCheckpoint, saveCheckpoint } from '../models/checkpoint.js';
+import { latentJawMask, maskRowsBelow, scaleMaskRow } from '../models/conditions.js';
 import {
   buildLatentCache,
   conditionStats,
   datasetInfo,
   disposeBatch,
-  latentJawMask,
   makeLdmBatch,
-  maskRowsBelow,
   readConditions,
   readFrameImages,
   sampleIndex,
-  scaleMaskRow,
   iterateClipImages,
   type ClipConditions,
   type DatasetInfo,
   type LatentCache,
   type SampleRef,
 } from './data.js';
-import { loadFirstStage, type FirstStage } from './first-stage.js';
-import { jawPolygon, rasterizeMask } from '../preprocess/masks.js';
-import { Params, stopGradient } from './models/blocks.js';
+import { loadFirstStage, type FirstStage } from '../models/first-stage.js';
+import { jawPolygon, rasterizeMask } from '../face/masks.js';
+import { Params, stopGradient } from '../models/blocks.js';
 import { mulberry32 } from '../util/random.js';
-import { DifftalkModel, PREFIX } from './models/difftalk.js';
-import { vqDecode, vqDecodeUnquantized, vqEncode, vqParamSpecs } from './models/vq-f4.js';
+import { DifftalkModel, PREFIX } from '../models/difftalk.js';
+import { vqDecode, vqDecodeUnquantized, vqEncode, vqParamSpecs } from '../models/vq-f4.js';
 import { AdamW, clipGradNorm, Ema, TORCH_ADAMW, type AdamWConfig } from './optim.js';
-import { generate } from './pipeline.js';
-import { resolveConfig, type DifftalkConfig, type PresetName } from './presets.js';
+import { generate } from '../models/pipeline.js';
+import { resolveConfig, type DifftalkConfig, type PresetName } from '../models/presets.js';
 import { lossCurveSvg, writeImageGrid, type CurvePoint } from './report.js';
-import { DdimScheduler } from './schedulers/ddim.js';
+import { DdimScheduler } from '../models/schedulers/ddim.js';
 
 export interface CommonTrainOptions {
   dataset: string;
@@ -132,7 +130,18 @@ export interface TrainResult {
 /** The result both loops return: losses summarised over the first/last `w` steps of this call. */
 function trainResult(
   o: { out: string },
-  r: { lastCkpt?: string; step: number; startStep: number; lr: number; losses: readonly number[]; valLoss?: number; seconds: number; samplesPerStep: number; trainSamples: number; valSamples: number },
+  r: {
+    lastCkpt?: string;
+    step: number;
+    startStep: number;
+    lr: number;
+    losses: readonly number[];
+    valLoss?: number;
+    seconds: number;
+    samplesPerStep: number;
+    trainSamples: number;
+    valSamples: number;
+  },
 ): TrainResult {
   const ran = r.step - r.startStep;
   const w = Math.max(1, Math.min(10, Math.floor(r.losses.length / 4)));
@@ -179,7 +188,10 @@ function hash(...parts: (string | number)[]): number {
 /** Batch order: sample positions p = step·B + j walk through per-epoch seeded permutations. */
 class BatchOrder {
   private perms = new Map<number, Uint32Array>();
-  constructor(private readonly n: number, private readonly seed: number) {}
+  constructor(
+    private readonly n: number,
+    private readonly seed: number,
+  ) {}
   index(p: number): number {
     const epoch = Math.floor(p / this.n);
     let perm = this.perms.get(epoch);
@@ -200,14 +212,22 @@ class BatchOrder {
 async function checkRunDir(out: string, resume: boolean): Promise<string | undefined> {
   const ckpt = await resolveCheckpoint(out).catch(() => undefined);
   if (ckpt && !resume) {
-    throw new DifftalkError('run-exists', `${out} already holds a training run (${path.basename(ckpt)})`, { suggestion: 'pass --resume to continue it, or choose a new --out folder' });
+    throw new DifftalkError('run-exists', `${out} already holds a training run (${path.basename(ckpt)})`, {
+      suggestion: 'pass --resume to continue it, or choose a new --out folder',
+    });
   }
   await mkdir(out, { recursive: true });
   return resume ? ckpt : undefined;
 }
 
 /** One optimizer step over `accumulate` micro-batches: mean loss, clipped global-norm gradients, AdamW update. */
-function optimizerStep(vars: Map<string, tf.Variable>, opt: AdamW, accumulate: number, clip: number, micro: (k: number) => () => tf.Scalar): { loss: number; gradNorm: number } {
+function optimizerStep(
+  vars: Map<string, tf.Variable>,
+  opt: AdamW,
+  accumulate: number,
+  clip: number,
+  micro: (k: number) => () => tf.Scalar,
+): { loss: number; gradNorm: number } {
   const byVarName = new Map([...vars].map(([n, v]) => [v.name, n]));
   const list = [...vars.values()];
   let sum = new Map<string, tf.Tensor>();
@@ -241,7 +261,9 @@ function optimizerStep(vars: Map<string, tf.Variable>, opt: AdamW, accumulate: n
 
 function diverged(step: number, loss: number, lastCkpt: string | undefined): DifftalkError {
   return new DifftalkError('train-diverged', `loss became ${loss} at step ${step}; training stopped without saving this step`, {
-    suggestion: lastCkpt ? `the last good checkpoint is ${lastCkpt}; lower --lr or --grad-clip and rerun with --resume` : 'lower --lr; no checkpoint was written yet',
+    suggestion: lastCkpt
+      ? `the last good checkpoint is ${lastCkpt}; lower --lr or --grad-clip and rerun with --resume`
+      : 'lower --lr; no checkpoint was written yet',
   });
 }
 
@@ -281,7 +303,10 @@ function meanOf(xs: readonly number[]): number {
 }
 
 async function writeCurve(out: string, state: RunState): Promise<void> {
-  await writeFileAtomic(path.join(out, 'loss.svg'), lossCurveSvg({ train: state.history, validation: state.valHistory }, `${state.kind} loss (${state.config.preset})`));
+  await writeFileAtomic(
+    path.join(out, 'loss.svg'),
+    lossCurveSvg({ train: state.history, validation: state.valHistory }, `${state.kind} loss (${state.config.preset})`),
+  );
 }
 
 /** Split usable frames into train and validation sets (test split, or a held-out tail of each train clip). */
@@ -294,13 +319,20 @@ function splitSamples(clips: ClipConditions[], holdout: number, valCount: number
     train = sampleIndex(trainClips);
     val = sampleIndex(testClips);
   } else {
-    onEvent({ type: 'log', level: 'warn', message: `dataset has no test clips: holding out the last ${Math.round(holdout * 100)}% of each train clip's frames for validation` });
+    onEvent({
+      type: 'log',
+      level: 'warn',
+      message: `dataset has no test clips: holding out the last ${Math.round(holdout * 100)}% of each train clip's frames for validation`,
+    });
     const all = sampleIndex(trainClips);
     const cut = (s: SampleRef) => s.frame >= Math.floor(s.clip.frames * (1 - holdout));
     train = all.filter((s) => !cut(s));
     val = all.filter(cut);
   }
-  if (!train.length) throw new DifftalkError('dataset-empty', 'no usable training frames', { suggestion: 'check the dataset with `difftalk prep` (faces found, train split not empty)' });
+  if (!train.length)
+    throw new DifftalkError('dataset-empty', 'no usable training frames', {
+      suggestion: 'check the dataset with `difftalk prep` (faces found, train split not empty)',
+    });
   if (val.length > valCount) {
     const step = val.length / valCount;
     val = Array.from({ length: valCount }, (_, i) => val[Math.floor(i * step)]!);
@@ -322,8 +354,14 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
   const info = await datasetInfo(o.dataset, (saved?.state.options.audioFeature as string | undefined) ?? o.audioFeature);
   const base = resolveConfig(o.preset, { winSize: info.audio.window, featureDim: info.audio.dim });
   const fs = await loadFirstStage(saved?.state.firstStage?.source ?? o.firstStage, { vq: base.vq, imageSize: base.imageSize });
-  const config: DifftalkConfig = saved?.state.config ?? { ...base, vq: fs.config, imageSize: fs.imageSize, unet: { ...base.unet, imageSize: fs.imageSize / 2 ** (fs.config.chMult.length - 1) } };
-  if (saved && saved.state.firstStage?.id !== fs.id) throw new DifftalkError('first-stage-changed', `the first-stage weights changed since ${resumeFrom} was saved`);
+  const config: DifftalkConfig = saved?.state.config ?? {
+    ...base,
+    vq: fs.config,
+    imageSize: fs.imageSize,
+    unet: { ...base.unet, imageSize: fs.imageSize / 2 ** (fs.config.chMult.length - 1) },
+  };
+  if (saved && saved.state.firstStage?.id !== fs.id)
+    throw new DifftalkError('first-stage-changed', `the first-stage weights changed since ${resumeFrom} was saved`);
   const clips = await readConditions(info, 'all', onEvent);
   const { train, val } = splitSamples(clips, o.holdoutFraction, o.valSamples, onEvent);
   if (!saved && o.normalizeConditions) config.conditionNorm = conditionStats(train, info.audio);
@@ -353,7 +391,11 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
   if (saved) {
     warnChangedOptions(saved.state.options, { ...o, lr }, onEvent);
     if (Boolean(o.normalizeConditions) !== Boolean(config.conditionNorm))
-      onEvent({ type: 'log', level: 'warn', message: `normalizeConditions = ${Boolean(o.normalizeConditions)} ignored: the run's saved config ${config.conditionNorm ? 'standardises' : 'does not standardise'} the conditions, and that is kept` });
+      onEvent({
+        type: 'log',
+        level: 'warn',
+        message: `normalizeConditions = ${Boolean(o.normalizeConditions)} ignored: the run's saved config ${config.conditionNorm ? 'standardises' : 'does not standardise'} the conditions, and that is kept`,
+      });
     model.load(saved.model, saved.dir);
     Params.view(model.unet.specs, ema.shadow).loadTorch(saved.model, { prefix: PREFIX.ema, source: saved.dir });
     ema.numUpdates = state.ema!.numUpdates;
@@ -400,13 +442,15 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
       const samples = val.slice(i, i + B);
       const rnd = mulberry32(hash(o.seed, 'val', i));
       const ts = samples.map(() => Math.floor(rnd() * T));
-      sum += tf.tidy(() => {
-        const batch = makeLdmBatch(samples, cache, info.audio);
-        const noise = tf.randomNormal([samples.length, lh, lw, lc], 0, 1, 'float32', hash(o.seed, 'val-noise', i)) as tf.Tensor4D;
-        const zt = scheduler.addNoise(batch.z, noise, ts);
-        const eps = model.eps(zt, batch.zMasked, batch.zRef, tf.tensor1d(ts, 'int32'), model.context(batch.audio, batch.landmarks), emaUnet);
-        return tf.sum(tf.mean(tf.square(tf.sub(eps, noise)), [1, 2, 3]));
-      }).dataSync()[0]!;
+      sum += tf
+        .tidy(() => {
+          const batch = makeLdmBatch(samples, cache, info.audio);
+          const noise = tf.randomNormal([samples.length, lh, lw, lc], 0, 1, 'float32', hash(o.seed, 'val-noise', i)) as tf.Tensor4D;
+          const zt = scheduler.addNoise(batch.z, noise, ts);
+          const eps = model.eps(zt, batch.zMasked, batch.zRef, tf.tensor1d(ts, 'int32'), model.context(batch.audio, batch.landmarks), emaUnet);
+          return tf.sum(tf.mean(tf.square(tf.sub(eps, noise)), [1, 2, 3]));
+        })
+        .dataSync()[0]!;
     }
     return sum / val.length;
   };
@@ -416,7 +460,11 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
   let lastCkpt: string | undefined = saved?.dir;
   let valLoss: number | undefined;
   const t0 = performance.now();
-  onEvent({ type: 'log', level: 'info', message: `LDM ${config.preset}: ${model.unet.count().toLocaleString('en')} UNet params, ${train.length} train / ${val.length} val frames, lr ${lr}` });
+  onEvent({
+    type: 'log',
+    level: 'info',
+    message: `LDM ${config.preset}: ${model.unet.count().toLocaleString('en')} UNet params, ${train.length} train / ${val.length} val frames, lr ${lr}`,
+  });
   onEvent({ type: 'stage-start', stage: 'train', total: o.steps, unit: 'steps' });
   while (state.step < o.steps) {
     if (o.signal?.aborted) break;
@@ -447,7 +495,18 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
   if (state.step > startStep && lastCkpt && !lastCkpt.endsWith(`${String(state.step).padStart(8, '0')}`)) lastCkpt = await saveNow();
   const seconds = (performance.now() - t0) / 1000;
   onEvent({ type: 'stage-done', stage: 'train', done: state.step, seconds });
-  const result = trainResult(o, { lastCkpt, step: state.step, startStep, lr, losses, valLoss, seconds, samplesPerStep: B * o.accumulate, trainSamples: train.length, valSamples: val.length });
+  const result = trainResult(o, {
+    lastCkpt,
+    step: state.step,
+    startStep,
+    lr,
+    losses,
+    valLoss,
+    seconds,
+    samplesPerStep: B * o.accumulate,
+    trainSamples: train.length,
+    valSamples: val.length,
+  });
   model.dispose();
   ema.dispose();
   opt.dispose();
@@ -482,11 +541,32 @@ export async function ldmSampleInputs(samples: readonly SampleRef[], info: Datas
   return { gt, ref, masked, zMaskedTest, mask };
 }
 
-async function writeLdmSamples(out: string, step: number, model: DifftalkModel, unet: Params, scheduler: DdimScheduler, fs: FirstStage, info: DatasetInfo, pool: readonly SampleRef[], cache: LatentCache, o: TrainLdmOptions): Promise<void> {
+async function writeLdmSamples(
+  out: string,
+  step: number,
+  model: DifftalkModel,
+  unet: Params,
+  scheduler: DdimScheduler,
+  fs: FirstStage,
+  info: DatasetInfo,
+  pool: readonly SampleRef[],
+  cache: LatentCache,
+  o: TrainLdmOptions,
+): Promise<void> {
   const samples = pool.slice(0, Math.min(4, pool.length));
   const inp = await ldmSampleInputs(samples, info, fs, cache, model.config.imageSize);
   const batch = makeLdmBatch(samples, cache, info.audio);
-  const z = generate(model, scheduler, { zGt: batch.z, zMasked: inp.zMaskedTest, zRef: batch.zRef, audio: batch.audio, landmarks: batch.landmarks, mask: inp.mask, steps: o.sampleSteps, seed: o.seed, unet });
+  const z = generate(model, scheduler, {
+    zGt: batch.z,
+    zMasked: inp.zMaskedTest,
+    zRef: batch.zRef,
+    audio: batch.audio,
+    landmarks: batch.landmarks,
+    mask: inp.mask,
+    steps: o.sampleSteps,
+    seed: o.seed,
+    unet,
+  });
   const img = tf.tidy(() => tf.clipByValue(vqDecode(fs.params, fs.config, z), -1, 1));
   const S = model.config.imageSize;
   const data = img.dataSync() as Float32Array;
@@ -542,7 +622,11 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
   const mouthWeight = o.mouthWeight ?? 0;
   // per-pixel L1 weights (S², 1 + mouthWeight inside the jaw polygon), only when asked for
   const trainWeights = mouthWeight
-    ? trainRefs.map((s) => Float32Array.from(rasterizeMask(jawPolygon(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136)), S, { scale: S / info.size }), (v) => (v ? 1 : 1 + mouthWeight)))
+    ? trainRefs.map((s) =>
+        Float32Array.from(rasterizeMask(jawPolygon(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136)), S, { scale: S / info.size }), (v) =>
+          v ? 1 : 1 + mouthWeight,
+        ),
+      )
     : undefined;
   const valImgs = val.map((s) => images.get(`${s.clip.id}/${s.frame}`)!);
 
@@ -592,7 +676,10 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
     const e = params.get('quantize.embedding.weight') as unknown as tf.Tensor2D;
     const [b, h, w, d] = z.shape;
     const zf = z.reshape([-1, d]) as tf.Tensor2D;
-    const idx = tf.argMin(tf.sub(tf.add(tf.sum(tf.square(zf), 1, true), tf.sum(tf.square(e), 1).reshape([1, -1])), tf.mul(tf.matMul(zf, e, false, true), 2)), 1);
+    const idx = tf.argMin(
+      tf.sub(tf.add(tf.sum(tf.square(zf), 1, true), tf.sum(tf.square(e), 1).reshape([1, -1])), tf.mul(tf.matMul(zf, e, false, true), 2)),
+      1,
+    );
     const codes = tf.matMul(tf.oneHot(idx, config.vq.nEmbed).toFloat(), e).reshape([b, h, w, d]); // one-hot matMul: gather's gradient kernel is missing on wasm
     const codebook = tf.mean(tf.square(tf.sub(codes, stopGradient(z))));
     const commit = tf.mean(tf.square(tf.sub(z, stopGradient(codes))));
@@ -618,12 +705,18 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
     let s = 0;
     for (let i = 0; i < valImgs.length; i += B) {
       const chunk = valImgs.slice(i, i + B);
-      s += tf.tidy(() => tf.mean(tf.abs(tf.sub(stack(chunk), vqDecode(params, config.vq, vqEncode(params, config.vq, stack(chunk)))))).mul(chunk.length)).dataSync()[0]!;
+      s += tf
+        .tidy(() => tf.mean(tf.abs(tf.sub(stack(chunk), vqDecode(params, config.vq, vqEncode(params, config.vq, stack(chunk)))))).mul(chunk.length))
+        .dataSync()[0]!;
     }
     return s / valImgs.length;
   };
   const t0 = performance.now();
-  onEvent({ type: 'log', level: 'info', message: `autoencoder ${config.preset}: ${params.count().toLocaleString('en')} params, ${trainImgs.length} train / ${valImgs.length} val frames, lr ${lr}` });
+  onEvent({
+    type: 'log',
+    level: 'info',
+    message: `autoencoder ${config.preset}: ${params.count().toLocaleString('en')} params, ${trainImgs.length} train / ${valImgs.length} val frames, lr ${lr}`,
+  });
   onEvent({ type: 'stage-start', stage: 'train-autoencoder', total: o.steps, unit: 'steps' });
   while (state.step < o.steps) {
     if (o.signal?.aborted) break;
@@ -662,7 +755,11 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
       const d = rec.dataSync() as Float32Array;
       rec.dispose();
       await mkdir(path.join(o.out, 'samples'), { recursive: true });
-      await writeImageGrid(path.join(o.out, 'samples', `step-${String(step).padStart(8, '0')}.png`), chunk.map((img, i) => [img, d.slice(i * P, (i + 1) * P)]), S);
+      await writeImageGrid(
+        path.join(o.out, 'samples', `step-${String(step).padStart(8, '0')}.png`),
+        chunk.map((img, i) => [img, d.slice(i * P, (i + 1) * P)]),
+        S,
+      );
     }
     if (step % o.checkpointEvery === 0 || step === o.steps) lastCkpt = await saveNow();
   }
@@ -671,6 +768,16 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
   onEvent({ type: 'stage-done', stage: 'train-autoencoder', done: state.step, seconds });
   params.dispose();
   opt.dispose();
-  return trainResult(o, { lastCkpt, step: state.step, startStep, lr, losses, valLoss, seconds, samplesPerStep: B * o.accumulate, trainSamples: trainImgs.length, valSamples: valImgs.length });
+  return trainResult(o, {
+    lastCkpt,
+    step: state.step,
+    startStep,
+    lr,
+    losses,
+    valLoss,
+    seconds,
+    samplesPerStep: B * o.accumulate,
+    trainSamples: trainImgs.length,
+    valSamples: valImgs.length,
+  });
 }
-

@@ -25,7 +25,10 @@ export class AdamW {
   private m = new Map<string, tf.Variable>();
   private v = new Map<string, tf.Variable>();
 
-  constructor(config: AdamWConfig, private readonly vars: ReadonlyMap<string, tf.Variable>) {
+  constructor(
+    config: AdamWConfig,
+    private readonly vars: ReadonlyMap<string, tf.Variable>,
+  ) {
     this.config = { ...config };
     for (const [n, p] of vars) {
       this.m.set(n, tf.variable(tf.zerosLike(p), false));
@@ -93,7 +96,10 @@ export class Ema {
   numUpdates = 0;
   readonly shadow = new Map<string, tf.Variable>();
 
-  constructor(private readonly vars: ReadonlyMap<string, tf.Variable>, readonly decay = 0.9999) {
+  constructor(
+    private readonly vars: ReadonlyMap<string, tf.Variable>,
+    readonly decay = 0.9999,
+  ) {
     for (const [n, p] of vars) this.shadow.set(n, tf.variable(p.clone(), false));
   }
 

@@ -14,7 +14,9 @@ export function lossCurveSvg(series: Record<string, readonly CurvePoint[]>, titl
   const W = 720;
   const H = 360;
   const m = { l: 60, r: 20, t: 30, b: 40 };
-  const all = Object.values(series).flat().filter((p) => Number.isFinite(p.value) && p.value > 0);
+  const all = Object.values(series)
+    .flat()
+    .filter((p) => Number.isFinite(p.value) && p.value > 0);
   const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
   if (!all.length) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}"><text x="20" y="30">${title}: no data yet</text></svg>`;
   const x0 = Math.min(...all.map((p) => p.step));
@@ -23,8 +25,14 @@ export function lossCurveSvg(series: Record<string, readonly CurvePoint[]>, titl
   const y1 = Math.max(Math.log10(Math.max(...all.map((p) => p.value))), y0 + 1e-3);
   const sx = (s: number) => m.l + ((s - x0) / (x1 - x0)) * (W - m.l - m.r);
   const sy = (v: number) => H - m.b - ((Math.log10(v) - y0) / (y1 - y0)) * (H - m.t - m.b);
-  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`, `<rect width="100%" height="100%" fill="white"/>`, `<text x="${m.l}" y="18">${title}</text>`];
-  parts.push(`<line x1="${m.l}" y1="${H - m.b}" x2="${W - m.r}" y2="${H - m.b}" stroke="#888"/><line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${H - m.b}" stroke="#888"/>`);
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${m.l}" y="18">${title}</text>`,
+  ];
+  parts.push(
+    `<line x1="${m.l}" y1="${H - m.b}" x2="${W - m.r}" y2="${H - m.b}" stroke="#888"/><line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${H - m.b}" stroke="#888"/>`,
+  );
   for (let k = 0; k <= 4; k++) {
     const v = 10 ** (y0 + ((y1 - y0) * k) / 4);
     parts.push(`<text x="4" y="${sy(v) + 4}">${v.toPrecision(3)}</text>`);
@@ -60,6 +68,8 @@ export async function writeImageGrid(file: string, tiles: readonly Float32Array[
       }
     }),
   );
-  const png = await sharp(buf, { raw: { width: W, height: rows * size, channels: 3 } }).png().toBuffer();
+  const png = await sharp(buf, { raw: { width: W, height: rows * size, channels: 3 } })
+    .png()
+    .toBuffer();
   await writeFileAtomic(file, png);
 }

@@ -1,5 +1,5 @@
 /**
- * Progress is data. Library code (src/preprocess, src/train, src/eval) reports what it does through
+ * Progress is data. Library code (every layer below src/cli) reports what it does through
  * these events; only commands render them (bars on a TTY, JSON lines under --json).
  */
 export type ProgressEvent =

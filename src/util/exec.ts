@@ -92,7 +92,8 @@ export function spawnStream(program: string, args: readonly string[], opts: Omit
   const exited = new Promise<ExecResult>((resolve, reject) => {
     child.on('error', (e: NodeJS.ErrnoException) => {
       if (timer) clearTimeout(timer);
-      failure = e.code === 'ENOENT' ? new DifftalkError('tool-missing', `cannot start ${program}: not found`) : new ExecError(argv, null, `${err}\n${e.message}`);
+      failure =
+        e.code === 'ENOENT' ? new DifftalkError('tool-missing', `cannot start ${program}: not found`) : new ExecError(argv, null, `${err}\n${e.message}`);
       reject(failure);
     });
     child.on('close', (code) => {
@@ -108,7 +109,8 @@ export function spawnStream(program: string, args: readonly string[], opts: Omit
   return {
     write(chunk) {
       if (failure) return Promise.reject(failure);
-      if (child.exitCode !== null || child.stdin.destroyed) return exited.then(() => Promise.reject(new ExecError(argv, child.exitCode, `${err}\nstdin closed early`)));
+      if (child.exitCode !== null || child.stdin.destroyed)
+        return exited.then(() => Promise.reject(new ExecError(argv, child.exitCode, `${err}\nstdin closed early`)));
       return new Promise<void>((resolve, reject) => {
         const onExit = () => reject(failure ?? new ExecError(argv, child.exitCode, `${err}\nexited while being written to`));
         child.once('close', onExit);

@@ -67,7 +67,6 @@ const BUILTIN_GLOBALS: Record<string, PyCallable> = {
 };
 for (const k of ['set', 'frozenset', 'bytearray', 'slice']) BUILTIN_GLOBALS[`__builtin__.${k}`] = BUILTIN_GLOBALS[`builtins.${k}`]!;
 
-const MARK = Symbol('mark');
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function tuple(items: unknown[]): readonly unknown[] {

@@ -198,6 +198,10 @@ export function encodeSafetensors(tensors: Map<string, TensorData> | Record<stri
 }
 
 /** Write a safetensors file atomically. */
-export async function writeSafetensors(file: string, tensors: Map<string, TensorData> | Record<string, TensorData>, metadata: Record<string, string> = {}): Promise<void> {
+export async function writeSafetensors(
+  file: string,
+  tensors: Map<string, TensorData> | Record<string, TensorData>,
+  metadata: Record<string, string> = {},
+): Promise<void> {
   await writeFileAtomic(file, encodeSafetensors(tensors, metadata));
 }

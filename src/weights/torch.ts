@@ -143,7 +143,7 @@ function torchGlobals(file: string, tensors: TorchTensor[]): Record<string, PyCa
 /** The storage type of a persistent id (whitelisted global functions carry their marker). */
 function storageTypeOf(v: unknown, file: string): TorchDtype {
   if (typeof v === 'function' && 'marker' in v && (v as { marker: unknown }).marker instanceof StorageType) {
-    return ((v as { marker: StorageType }).marker).dtype;
+    return (v as { marker: StorageType }).marker.dtype;
   }
   if (v instanceof PyGlobal) throw bad(file, `unsupported storage type ${v.qualifiedName}`);
   throw bad(file, 'persistent id without a storage type');
@@ -237,7 +237,8 @@ function gather(src: TensorArray, offset: number, shape: number[], stride: numbe
   if (n === 0) return newArrayLike(src, 0);
   let maxIndex = offset;
   for (let d = 0; d < shape.length; d++) maxIndex += (shape[d]! - 1) * stride[d]!;
-  if (offset < 0 || maxIndex >= src.length) throw bad(file, `tensor view (offset ${offset}, size [${shape}], stride [${stride}]) exceeds its storage of ${src.length} elements`);
+  if (offset < 0 || maxIndex >= src.length)
+    throw bad(file, `tensor view (offset ${offset}, size [${shape}], stride [${stride}]) exceeds its storage of ${src.length} elements`);
   let contiguous = true;
   for (let d = shape.length - 1, expect = 1; d >= 0; d--) {
     if (shape[d]! !== 1 && stride[d]! !== expect) contiguous = false;
@@ -395,8 +396,14 @@ async function readZipDirectory(fh: import('node:fs/promises').FileHandle, fileS
       const len = cd.readUInt16LE(e + 2);
       if (id === 0x0001) {
         let q = e + 4;
-        if (size === 0xffffffff) (size = Number(cd.readBigUInt64LE(q))), (q += 8);
-        if (compressedSize === 0xffffffff) (compressedSize = Number(cd.readBigUInt64LE(q))), (q += 8);
+        if (size === 0xffffffff) {
+          size = Number(cd.readBigUInt64LE(q));
+          q += 8;
+        }
+        if (compressedSize === 0xffffffff) {
+          compressedSize = Number(cd.readBigUInt64LE(q));
+          q += 8;
+        }
         if (localHeaderOffset === 0xffffffff) localHeaderOffset = Number(cd.readBigUInt64LE(q));
       }
       e += 4 + len;
@@ -434,11 +441,20 @@ async function readZipTorch(file: string, fileSize: number): Promise<TorchFile> 
     const pkl = entries.find((e) => /^[^/]+\/data\.pkl$/.test(e.name)) ?? entries.find((e) => e.name === 'data.pkl');
     if (!pkl) {
       const ts = entries.some((e) => e.name.endsWith('constants.pkl'));
-      throw bad(file, ts ? 'this is a TorchScript archive (torch.jit.save); save the state_dict with torch.save instead' : 'zip archive without data.pkl: not a PyTorch checkpoint');
+      throw bad(
+        file,
+        ts
+          ? 'this is a TorchScript archive (torch.jit.save); save the state_dict with torch.save instead'
+          : 'zip archive without data.pkl: not a PyTorch checkpoint',
+      );
     }
     const root = pkl.name.slice(0, pkl.name.length - 'data.pkl'.length);
     const bo = byName.get(`${root}byteorder`);
-    const bigEndian = bo ? Buffer.from(await readZipEntry(fh, bo, fileSize, file)).toString('ascii').trim() === 'big' : false;
+    const bigEndian = bo
+      ? Buffer.from(await readZipEntry(fh, bo, fileSize, file))
+          .toString('ascii')
+          .trim() === 'big'
+      : false;
     const storages = new Map<string, StorageRef>();
     const tensors: TorchTensor[] = [];
     const { value } = unpickle(await readZipEntry(fh, pkl, fileSize, file), 0, {

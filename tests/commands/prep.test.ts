@@ -44,7 +44,10 @@ describe('difftalk prep (CLI)', () => {
     assert.equal(result.frames, 200 + 150);
     assert.ok(result.stages.some((s: { stage: string; framesPerSecond: number }) => s.stage === 'landmarks' && s.framesPerSecond > 0));
     // --json: progress events are JSON lines on stderr.
-    const events = r.stderr.trim().split('\n').map((l) => JSON.parse(l));
+    const events = r.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.ok(events.some((e) => e.type === 'stage-done' && e.stage === 'clips'));
     reference = snapshot(path.join(work, 'full'));
     // A finished clip keeps only its status file in work/: the normalised media are deleted (no --keep-work).

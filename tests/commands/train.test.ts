@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
-import { DEFAULT_PREP_CONFIG, runPrep } from '../../src/preprocess/pipeline.js';
+import { DEFAULT_PREP_CONFIG, runPrep } from '../../src/prep/pipeline.js';
 import { AOC_CLIP, MODELS, runCli, tmpDir } from '../helpers.js';
 
 const cli = (args: string[]) => runCli(args);
@@ -38,8 +38,35 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
   });
 
   test('train autoencoder --json: result, checkpoint, loss curve and sample grid; --lr-schedule and --mouth-weight reach the loop', async () => {
-    const r = await cli(['train', 'autoencoder', '--data', dataset, '--out', ae, '--preset', 'tiny', '--steps', '2', '--batch', '2', '--lr', '2e-3',
-      '--lr-schedule', 'cosine', '--mouth-weight', '4', '--checkpoint-every', '1', '--validate-every', '2', '--sample-every', '2', '--backend', 'wasm', '--json']);
+    const r = await cli([
+      'train',
+      'autoencoder',
+      '--data',
+      dataset,
+      '--out',
+      ae,
+      '--preset',
+      'tiny',
+      '--steps',
+      '2',
+      '--batch',
+      '2',
+      '--lr',
+      '2e-3',
+      '--lr-schedule',
+      'cosine',
+      '--mouth-weight',
+      '4',
+      '--checkpoint-every',
+      '1',
+      '--validate-every',
+      '2',
+      '--sample-every',
+      '2',
+      '--backend',
+      'wasm',
+      '--json',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const res = JSON.parse(r.stdout);
     assert.equal(res.backend, 'wasm');
@@ -63,14 +90,45 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
     assert.ok(existsSync(path.join(ae, 'loss.svg')));
     assert.ok(existsSync(path.join(ae, 'samples', 'step-00000002.png')));
     // --json: progress events are JSON lines on stderr
-    const events = r.stderr.trim().split('\n').map((l) => JSON.parse(l));
+    const events = r.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.ok(events.some((e) => e.type === 'metric' && e.name === 'train/loss' && e.step === 2));
   });
 
   test('train ldm --json on the autoencoder run: result, checkpoint with EMA, latent cache, samples; --normalize-conditions saves the statistics', async () => {
     const out = path.join(work, 'ldm');
-    const r = await cli(['train', 'ldm', '--data', dataset, '--first-stage', ae, '--out', out, '--preset', 'tiny', '--steps', '4', '--batch', '4', '--lr', '1e-3',
-      '--normalize-conditions', '--checkpoint-every', '2', '--validate-every', '4', '--sample-every', '4', '--sample-steps', '2', '--backend', 'wasm', '--json']);
+    const r = await cli([
+      'train',
+      'ldm',
+      '--data',
+      dataset,
+      '--first-stage',
+      ae,
+      '--out',
+      out,
+      '--preset',
+      'tiny',
+      '--steps',
+      '4',
+      '--batch',
+      '4',
+      '--lr',
+      '1e-3',
+      '--normalize-conditions',
+      '--checkpoint-every',
+      '2',
+      '--validate-every',
+      '4',
+      '--sample-every',
+      '4',
+      '--sample-steps',
+      '2',
+      '--backend',
+      'wasm',
+      '--json',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const res = JSON.parse(r.stdout);
     assert.equal(res.step, 4);
@@ -101,13 +159,45 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
 
   test('train ldm --resume with another --lr continues from the saved step and warns about the change', async () => {
     const out = path.join(work, 'ldm');
-    const r = await cli(['train', 'ldm', '--data', dataset, '--first-stage', ae, '--out', out, '--preset', 'tiny', '--steps', '5', '--batch', '4', '--lr', '5e-4',
-      '--normalize-conditions', '--checkpoint-every', '2', '--validate-every', '100', '--sample-every', '100', '--backend', 'wasm', '--resume', '--json']);
+    const r = await cli([
+      'train',
+      'ldm',
+      '--data',
+      dataset,
+      '--first-stage',
+      ae,
+      '--out',
+      out,
+      '--preset',
+      'tiny',
+      '--steps',
+      '5',
+      '--batch',
+      '4',
+      '--lr',
+      '5e-4',
+      '--normalize-conditions',
+      '--checkpoint-every',
+      '2',
+      '--validate-every',
+      '100',
+      '--sample-every',
+      '100',
+      '--backend',
+      'wasm',
+      '--resume',
+      '--json',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const res = JSON.parse(r.stdout);
     assert.equal(res.startStep, 4);
     assert.equal(res.step, 5);
-    const warnings = r.stderr.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'log' && e.level === 'warn').map((e) => e.message);
+    const warnings = r.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.type === 'log' && e.level === 'warn')
+      .map((e) => e.message);
     assert.ok(warnings.includes('resuming with lr = 0.0005; the run was started with 0.001'), warnings.join(' | '));
   });
 
@@ -123,8 +213,33 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
 
   test('a non-finite loss (--lr 1e30) stops the run with a clear error; the last good checkpoint is kept', async () => {
     const out = path.join(work, 'ldm-nan');
-    const r = await cli(['train', 'ldm', '--data', dataset, '--first-stage', ae, '--out', out, '--preset', 'tiny', '--steps', '6', '--batch', '2', '--lr', '1e30',
-      '--checkpoint-every', '1', '--validate-every', '100', '--sample-every', '100', '--backend', 'wasm', '--json']);
+    const r = await cli([
+      'train',
+      'ldm',
+      '--data',
+      dataset,
+      '--first-stage',
+      ae,
+      '--out',
+      out,
+      '--preset',
+      'tiny',
+      '--steps',
+      '6',
+      '--batch',
+      '2',
+      '--lr',
+      '1e30',
+      '--checkpoint-every',
+      '1',
+      '--validate-every',
+      '100',
+      '--sample-every',
+      '100',
+      '--backend',
+      'wasm',
+      '--json',
+    ]);
     // a user-fixable DifftalkError exits 2, with --json too (src/cli/base-command.ts)
     assert.equal(r.code, 2, r.stderr);
     const { error } = JSON.parse(r.stdout);

@@ -10,12 +10,12 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { runEval } from '../../src/eval/pipeline.js';
-import { audioWindowsFromMfcc, syncClipsFromDataset } from '../../src/eval/sync-train.js';
-import { mfcc } from '../../src/preprocess/audio/mfcc.js';
-import { loadAudio16k } from '../../src/preprocess/audio/wav.js';
-import { frameWindows } from '../../src/preprocess/audio/windows.js';
-import { decodeFrames } from '../../src/preprocess/frames.js';
-import { encodeFrames, writeClipShards, type ShardMetadata } from '../../src/preprocess/shard-writer.js';
+import { audioWindowsFromMfcc, syncClipsFromDataset } from '../../src/train/syncnet.js';
+import { mfcc } from '../../src/audio/mfcc.js';
+import { loadAudio16k } from '../../src/audio/wav.js';
+import { frameWindows } from '../../src/audio/windows.js';
+import { decodeFrames } from '../../src/media/frames.js';
+import { encodeFrames, writeClipShards, type ShardMetadata } from '../../src/dataset/shard-writer.js';
 import { runTool } from '../../src/util/exec.js';
 import { initBackend } from '../../src/util/tf.js';
 import { AOC_CLIP, tmpDir } from '../helpers.js';
@@ -66,7 +66,26 @@ describe('eval and SyncNet training on a prepared dataset', () => {
     await mkdir(path.join(dir, 'pred'), { recursive: true });
     const raw = path.join(dir, 'frames.rgb');
     await writeFile(raw, frames.data);
-    await runTool('ffmpeg', ['-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${SIZE}x${SIZE}`, '-r', '25', '-i', raw, '-c:v', 'ffv1', '-pix_fmt', 'gbrp', path.join(dir, 'pred', 'aoc.mkv')]);
+    await runTool('ffmpeg', [
+      '-v',
+      'error',
+      '-y',
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      'rgb24',
+      '-s',
+      `${SIZE}x${SIZE}`,
+      '-r',
+      '25',
+      '-i',
+      raw,
+      '-c:v',
+      'ffv1',
+      '-pix_fmt',
+      'gbrp',
+      path.join(dir, 'pred', 'aoc.mkv'),
+    ]);
   });
 
   it('reads SyncNet clips whose audio windows are MFCC frames 4i…4i+19 (exact)', async () => {

@@ -17,13 +17,13 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { runEval, type EvalResult } from '../../src/eval/pipeline.js';
-import { featureParams } from '../../src/eval/nets/torchvision-features.js';
-import { createLandmarkEngine } from '../../src/preprocess/landmarks/index.js';
-import { syncClipFromVideo, trainSyncNet } from '../../src/eval/sync-train.js';
+import { featureParams } from '../../src/models/torchvision-features.js';
+import { createLandmarkEngine } from '../../src/face/landmarks/index.js';
+import { syncClipFromVideo, trainSyncNet } from '../../src/train/syncnet.js';
 import { runTool } from '../../src/util/exec.js';
 import { initBackend } from '../../src/util/tf.js';
 import { det } from '../../src/weights/det.js';
-import { getWeightKind, importWeights, registerWeightKind } from '../../src/weights/store.js';
+import { getWeightKind, importWeights, registerWeightKind } from '../../src/models/weights-store.js';
 import { writeLegacyTorch } from '../weights/legacy-writer.js';
 import { AOC_CLIP, SHARED, tmpDir } from '../helpers.js';
 
@@ -107,8 +107,12 @@ describe('difftalk eval: sane ordering on the AOC clip', () => {
     const row = (system: string) => result.clips.find((c) => c.system === system)!;
     const lse = (system: string) => row(system).lse!;
     t.diagnostic(`expert: ${trainInfo}`);
-    for (const sys of ['gt', shifted, 'pred']) t.diagnostic(`${sys}: LSE-C ${lse(sys).lseC.toFixed(3)}, LSE-D ${lse(sys).lseD.toFixed(3)}, offset ${lse(sys).offset}, windows ${lse(sys).windows}`);
-    assert.ok(Object.keys(row('gt').scores).includes(`lse-c(difftalk-sync-w${EXPERT.width}-e${EXPERT.embedDim}:${result.protocol.syncnet!.sha256.slice(0, 12)})`), Object.keys(row('gt').scores).join()); // labelled as difftalk-trained, reduced
+    for (const sys of ['gt', shifted, 'pred'])
+      t.diagnostic(`${sys}: LSE-C ${lse(sys).lseC.toFixed(3)}, LSE-D ${lse(sys).lseD.toFixed(3)}, offset ${lse(sys).offset}, windows ${lse(sys).windows}`);
+    assert.ok(
+      Object.keys(row('gt').scores).includes(`lse-c(difftalk-sync-w${EXPERT.width}-e${EXPERT.embedDim}:${result.protocol.syncnet!.sha256.slice(0, 12)})`),
+      Object.keys(row('gt').scores).join(),
+    ); // labelled as difftalk-trained, reduced
     assert.equal(lse('gt').windows, FRAMES - 5);
     assert.ok(lse('gt').lseC > lse(shifted).lseC, `LSE-C in sync ${lse('gt').lseC} vs shifted ${lse(shifted).lseC}`);
     assert.equal(lse(shifted).offset, SHIFT); // audio advanced by SHIFT frames is found SHIFT frames off

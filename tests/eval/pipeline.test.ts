@@ -9,7 +9,7 @@ import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { runEval, type EvalResult } from '../../src/eval/pipeline.js';
 import { writeEvalReport } from '../../src/eval/report.js';
-import { SyncNet, syncnetParamShapes } from '../../src/eval/nets/syncnet.js';
+import { SyncNet, syncnetParamShapes } from '../../src/models/syncnet.js';
 import { runTool } from '../../src/util/exec.js';
 import { initBackend } from '../../src/util/tf.js';
 import { det } from '../../src/weights/det.js';
@@ -27,13 +27,18 @@ describe('difftalk eval pipeline (AOC clip vs a JPEG-like recompressed copy)', (
     const { mkdir, rename } = await import('node:fs/promises');
     await mkdir(path.dirname(pred), { recursive: true });
     await rename(path.join(dir, 'tmp.mp4'), pred);
-    result = await writeEvalReport(await runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'out'), metrics: ['psnr', 'ssim', 'lmd'], crop: 'face', baseline: true }));
+    result = await writeEvalReport(
+      await runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'out'), metrics: ['psnr', 'ssim', 'lmd'], crop: 'face', baseline: true }),
+    );
   });
 
   it('aligns frame counts and records the mismatch', () => {
     const row = result.clips.find((c) => c.system === 'pred')!;
     assert.equal(row.frames, 60);
-    assert.ok(row.notes.some((n) => n.includes('prediction 60, GT 200')), row.notes.join('; '));
+    assert.ok(
+      row.notes.some((n) => n.includes('prediction 60, GT 200')),
+      row.notes.join('; '),
+    );
   });
 
   it('resamples a prediction at another frame rate to the GT rate and notes it', async () => {
@@ -44,7 +49,10 @@ describe('difftalk eval pipeline (AOC clip vs a JPEG-like recompressed copy)', (
     await runTool('ffmpeg', ['-v', 'error', '-i', AOC_CLIP, '-t', '2', '-r', '30', '-c:v', 'libx264', '-qp', '0', '-pix_fmt', 'yuv444p', '-an', p30]);
     const r = await runEval({ pred: p30, gt: AOC_CLIP, out: path.join(dir, 'out30'), metrics: ['psnr'], crop: 'none' });
     const row = r.clips.find((c) => c.system === 'pred')!;
-    assert.ok(row.notes.some((n) => /30 fps, GT 25 fps: prediction resampled to 25 fps/.test(n)), row.notes.join('; '));
+    assert.ok(
+      row.notes.some((n) => /30 fps, GT 25 fps: prediction resampled to 25 fps/.test(n)),
+      row.notes.join('; '),
+    );
     assert.equal(row.frames, 50);
     // Reference: the GT frames themselves; lossless yuv444p round trip → only RGB↔YUV rounding (> 40 dB).
     assert.ok(row.scores['psnr(rgb-255-cap100)']! > 40, JSON.stringify(row.scores));
@@ -88,7 +96,10 @@ describe('difftalk eval pipeline (AOC clip vs a JPEG-like recompressed copy)', (
     const r = await runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'out2'), metrics: ['lse'], syncnetWeights: file });
     const row = r.clips[0]!;
     const names = Object.keys(row.scores);
-    assert.ok(names.some((n) => /^lse-d\(syncnet-user:[0-9a-f]{12}\)$/.test(n)), names.join());
+    assert.ok(
+      names.some((n) => /^lse-d\(syncnet-user:[0-9a-f]{12}\)$/.test(n)),
+      names.join(),
+    );
     assert.equal(row.lse!.windows, 55); // min(60 frames, floor(samples/640)) − 5
     assert.equal(row.lse!.mdist.length, 31);
     assert.ok(r.lseWindowsPerSecond! > 0);
@@ -99,8 +110,18 @@ describe('difftalk eval pipeline (AOC clip vs a JPEG-like recompressed copy)', (
   it('gives clear errors: missing file, missing weights, FID', async () => {
     await assert.rejects(runEval({ pred: path.join(dir, 'nope.mp4'), gt: AOC_CLIP, out: dir }), /--pred .*nope\.mp4 does not exist/);
     const empty = tmpDir('difftalk-weights-');
-    await assert.rejects(runEval({ pred, gt: AOC_CLIP, out: dir, metrics: ['lpips'], weightsCacheDir: empty }), (e: Error & { code?: string }) => e.code === 'weights-missing' && /difftalk weights import --kind lpips-alex/.test(e.message + String((e as { suggestion?: string }).suggestion)));
-    await assert.rejects(runEval({ pred, gt: AOC_CLIP, out: dir, metrics: ['lse'], weightsCacheDir: empty }), (e: Error & { code?: string }) => e.code === 'weights-missing');
-    await assert.rejects(runEval({ pred, gt: AOC_CLIP, out: dir, metrics: ['fid'], weightsCacheDir: empty }), (e: Error & { code?: string }) => e.code === 'weights-missing' && /pt_inception-2015-12-05-6726825d\.pth/.test(e.message));
+    await assert.rejects(
+      runEval({ pred, gt: AOC_CLIP, out: dir, metrics: ['lpips'], weightsCacheDir: empty }),
+      (e: Error & { code?: string }) =>
+        e.code === 'weights-missing' && /difftalk weights import --kind lpips-alex/.test(e.message + String((e as { suggestion?: string }).suggestion)),
+    );
+    await assert.rejects(
+      runEval({ pred, gt: AOC_CLIP, out: dir, metrics: ['lse'], weightsCacheDir: empty }),
+      (e: Error & { code?: string }) => e.code === 'weights-missing',
+    );
+    await assert.rejects(
+      runEval({ pred, gt: AOC_CLIP, out: dir, metrics: ['fid'], weightsCacheDir: empty }),
+      (e: Error & { code?: string }) => e.code === 'weights-missing' && /pt_inception-2015-12-05-6726825d\.pth/.test(e.message),
+    );
   });
 });

@@ -13,14 +13,14 @@ import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { AOC_CLIP, MEDIA, MODELS, runCli, tmpDir } from '../helpers.js';
 import { extractorFromMetadata, renderVideo, DEFAULT_RENDER, type RenderResult } from '../../src/render/render.js';
-import { createAudioFeature, parseAudioFeatureSpec } from '../../src/preprocess/audio/registry.js';
+import { createAudioFeature, parseAudioFeatureSpec } from '../../src/audio/registry.js';
 import { jawAlpha, sourceFrameIndex } from '../../src/render/paste.js';
-import { saveCheckpoint } from '../../src/train/checkpoint.js';
-import { Params } from '../../src/train/models/blocks.js';
-import { DifftalkModel, PREFIX } from '../../src/train/models/difftalk.js';
-import { vqParamSpecs } from '../../src/train/models/vq-f4.js';
-import { resolveConfig } from '../../src/train/presets.js';
-import { decodeFrames } from '../../src/preprocess/frames.js';
+import { saveCheckpoint } from '../../src/models/checkpoint.js';
+import { Params } from '../../src/models/blocks.js';
+import { DifftalkModel, PREFIX } from '../../src/models/difftalk.js';
+import { vqParamSpecs } from '../../src/models/vq-f4.js';
+import { resolveConfig } from '../../src/models/presets.js';
+import { decodeFrames } from '../../src/media/frames.js';
 import { runTool } from '../../src/util/exec.js';
 import { sha256File } from '../../src/util/fs.js';
 import { initBackend } from '../../src/util/tf.js';
@@ -61,8 +61,19 @@ async function tinyCheckpoint(dir: string): Promise<string> {
   return ldmRun;
 }
 
-async function ffprobe(file: string): Promise<{ streams: { codec_type: string; width?: number; height?: number; r_frame_rate?: string; avg_frame_rate?: string; nb_frames?: string }[]; format: { duration: string } }> {
-  const r = await runTool('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,width,height,r_frame_rate,avg_frame_rate,nb_frames:format=duration', '-of', 'json', file]);
+async function ffprobe(file: string): Promise<{
+  streams: { codec_type: string; width?: number; height?: number; r_frame_rate?: string; avg_frame_rate?: string; nb_frames?: string }[];
+  format: { duration: string };
+}> {
+  const r = await runTool('ffprobe', [
+    '-v',
+    'error',
+    '-show_entries',
+    'stream=codec_type,width,height,r_frame_rate,avg_frame_rate,nb_frames:format=duration',
+    '-of',
+    'json',
+    file,
+  ]);
   return JSON.parse(r.stdout.toString('utf8'));
 }
 
@@ -82,8 +93,14 @@ const meanAbs = (a: Uint8Array, b: Uint8Array, sel: (x: number, y: number) => bo
 
 describe('render paste helpers', () => {
   it('ping-pong and wrap loops map output frames to source frames', () => {
-    assert.deepEqual(Array.from({ length: 10 }, (_, k) => sourceFrameIndex(k, 4)), [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]);
-    assert.deepEqual(Array.from({ length: 6 }, (_, k) => sourceFrameIndex(k, 4, 'wrap')), [0, 1, 2, 3, 0, 1]);
+    assert.deepEqual(
+      Array.from({ length: 10 }, (_, k) => sourceFrameIndex(k, 4)),
+      [0, 1, 2, 3, 2, 1, 0, 1, 2, 3],
+    );
+    assert.deepEqual(
+      Array.from({ length: 6 }, (_, k) => sourceFrameIndex(k, 4, 'wrap')),
+      [0, 1, 2, 3, 0, 1],
+    );
     assert.equal(sourceFrameIndex(5, 1), 0);
   });
 
@@ -117,7 +134,10 @@ describe('render audio feature from dataset metadata', () => {
 
   it('refuses recorded params it cannot reproduce', async () => {
     const made = await createAudioFeature('mel');
-    await assert.rejects(extractorFromMetadata({ name: 'mel', params: { ...made.params, scale: 'htk' } }), (e: unknown) => e instanceof DifftalkError && e.code === 'audio-feature-mismatch');
+    await assert.rejects(
+      extractorFromMetadata({ name: 'mel', params: { ...made.params, scale: 'htk' } }),
+      (e: unknown) => e instanceof DifftalkError && e.code === 'audio-feature-mismatch',
+    );
   });
 });
 
@@ -135,7 +155,14 @@ describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 
 
   it('renders an 11 s, 25 fps, 512² mp4 with audio; only the jaw region changes', async (t) => {
     const events: string[] = [];
-    result = await renderVideo({ ...base, checkpoint: ckpt, video: AOC_CLIP, audio: JFK, out, onEvent: (e) => e.type === 'progress' && e.stage === 'render' && events.push(e.detail ?? '') });
+    result = await renderVideo({
+      ...base,
+      checkpoint: ckpt,
+      video: AOC_CLIP,
+      audio: JFK,
+      out,
+      onEvent: (e) => e.type === 'progress' && e.stage === 'render' && events.push(e.detail ?? ''),
+    });
     assert.equal(result.frames, 275); // ceil(11.0 s × 25)
     assert.equal(result.sourceFrames, 200);
     assert.equal(result.framesWithoutFace, 0);
@@ -147,7 +174,10 @@ describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 
     const p = await ffprobe(out);
     const v = p.streams.find((s) => s.codec_type === 'video')!;
     assert.ok(v, 'video stream');
-    assert.ok(p.streams.some((s) => s.codec_type === 'audio'), 'audio stream');
+    assert.ok(
+      p.streams.some((s) => s.codec_type === 'audio'),
+      'audio stream',
+    );
     assert.equal(v.width, 512);
     assert.equal(v.height, 512);
     assert.equal(v.r_frame_rate, '25/1');
@@ -174,7 +204,9 @@ describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 
       dTop = Math.max(dTop, meanAbs(a, b, topOfBox, W, W));
       dJaw = Math.max(dJaw, meanAbs(a, b, jawCore, W, W));
     }
-    t.diagnostic(`${result.frames} frames, ${result.framesPerSecond.toFixed(2)} frames/s (loop), ${result.totalSeconds.toFixed(1)} s total; crop ${JSON.stringify(c)}, feather ${result.featherPx} px`);
+    t.diagnostic(
+      `${result.frames} frames, ${result.framesPerSecond.toFixed(2)} frames/s (loop), ${result.totalSeconds.toFixed(1)} s total; crop ${JSON.stringify(c)}, feather ${result.featherPx} px`,
+    );
     t.diagnostic(`mean |Δ| vs source: outside box ${dOut.toFixed(3)}, top of box ${dTop.toFixed(3)}, jaw core ${dJaw.toFixed(3)}`);
     // Reference: the source frames; tolerance 3 grey levels mean |Δ| = two lossy H.264 generations (source + crf 18).
     assert.ok(dOut < 3, `outside the crop box mean |Δ| ${dOut}`);
@@ -195,7 +227,10 @@ describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 
   });
 
   it('asks for --audio-feature when the training dataset is gone', async () => {
-    await assert.rejects(renderVideo({ ...base, audioFeature: undefined, checkpoint: ckpt, video: AOC_CLIP, audio: JFK, out: path.join(dir, 'x.mp4') }), (e: unknown) => e instanceof DifftalkError && e.code === 'audio-feature-unknown');
+    await assert.rejects(
+      renderVideo({ ...base, audioFeature: undefined, checkpoint: ckpt, video: AOC_CLIP, audio: JFK, out: path.join(dir, 'x.mp4') }),
+      (e: unknown) => e instanceof DifftalkError && e.code === 'audio-feature-unknown',
+    );
   });
 
   it('the CLI (bin/run.js over dist/) renders with --json and reports frames/s and the checkpoint id; errors are one JSON error', async () => {
@@ -212,7 +247,11 @@ describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 
     assert.match(res.checkpointId, /^[0-9a-f]{64}$/);
     assert.equal(res.out, o4);
     // --json: per-frame progress events are JSON lines on stderr, with frames/s.
-    const events = r.stderr.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+    const events = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l));
     assert.equal(events.filter((e) => e.type === 'progress' && e.stage === 'render' && /frames\/s$/.test(e.detail)).length >= 5, true);
     const bad = await cli(['--checkpoint', path.join(dir, 'missing-run'), ...common, '--force']);
     assert.notEqual(bad.code, 0);
@@ -220,17 +259,44 @@ describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 
   });
 
   it('never overwrites an existing output without force', async () => {
-    await assert.rejects(renderVideo({ ...base, checkpoint: ckpt, video: AOC_CLIP, audio: JFK, out }), (e: unknown) => e instanceof DifftalkError && e.code === 'output-exists');
+    await assert.rejects(
+      renderVideo({ ...base, checkpoint: ckpt, video: AOC_CLIP, audio: JFK, out }),
+      (e: unknown) => e instanceof DifftalkError && e.code === 'output-exists',
+    );
   });
 
   it('gives one clear error for a missing checkpoint, unreadable audio, and a video without a face', async () => {
     const o2 = path.join(dir, 'err.mp4');
-    await assert.rejects(renderVideo({ ...base, checkpoint: path.join(dir, 'nope'), video: AOC_CLIP, audio: JFK, out: o2 }), (e: unknown) => e instanceof DifftalkError && e.code === 'checkpoint-missing');
+    await assert.rejects(
+      renderVideo({ ...base, checkpoint: path.join(dir, 'nope'), video: AOC_CLIP, audio: JFK, out: o2 }),
+      (e: unknown) => e instanceof DifftalkError && e.code === 'checkpoint-missing',
+    );
     const badWav = path.join(dir, 'bad.wav');
     await writeFile(badWav, 'this is not audio\n');
-    await assert.rejects(renderVideo({ ...base, checkpoint: ckpt, video: AOC_CLIP, audio: badWav, out: o2 }), (e: unknown) => e instanceof DifftalkError && e.code === 'audio-unreadable');
+    await assert.rejects(
+      renderVideo({ ...base, checkpoint: ckpt, video: AOC_CLIP, audio: badWav, out: o2 }),
+      (e: unknown) => e instanceof DifftalkError && e.code === 'audio-unreadable',
+    );
     const noFace = path.join(dir, 'testsrc.mp4');
-    await runTool('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=25:duration=2', '-f', 'lavfi', '-i', 'sine=duration=2', '-shortest', '-pix_fmt', 'yuv420p', noFace]);
-    await assert.rejects(renderVideo({ ...base, checkpoint: ckpt, video: noFace, audio: JFK, out: o2 }), (e: unknown) => e instanceof DifftalkError && e.code === 'no-face');
+    await runTool('ffmpeg', [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=size=320x240:rate=25:duration=2',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=duration=2',
+      '-shortest',
+      '-pix_fmt',
+      'yuv420p',
+      noFace,
+    ]);
+    await assert.rejects(
+      renderVideo({ ...base, checkpoint: ckpt, video: noFace, audio: JFK, out: o2 }),
+      (e: unknown) => e instanceof DifftalkError && e.code === 'no-face',
+    );
   });
 });

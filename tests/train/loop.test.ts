@@ -14,9 +14,9 @@ import { AOC_CLIP, MODELS, ROOT, tmpDir } from '../helpers.js';
 import { initBackend } from '../../src/util/tf.js';
 import { runProcess } from '../../src/util/exec.js';
 import { exists, readJson } from '../../src/util/fs.js';
-import { DEFAULT_PREP_CONFIG, runPrep } from '../../src/preprocess/pipeline.js';
+import { DEFAULT_PREP_CONFIG, runPrep } from '../../src/prep/pipeline.js';
 import { DEFAULT_LDM, DEFAULT_TRAIN, trainAutoencoder, trainLdm, type TrainLdmOptions } from '../../src/train/loop.js';
-import { loadCheckpoint, type LatestPointer } from '../../src/train/checkpoint.js';
+import { loadCheckpoint, type LatestPointer } from '../../src/models/checkpoint.js';
 
 const work = tmpDir('difftalk-train-');
 const dataset = path.join(work, 'ds');
@@ -48,8 +48,21 @@ test('prep a real clip, train the tiny autoencoder', { timeout: 600_000 }, async
     { out: dataset, concurrency: 1, retries: 0, retryFailed: false, preview: false },
   );
   assert.equal(prep.frames, 200);
-  const r = await trainAutoencoder({ ...DEFAULT_TRAIN, dataset, out: ae, preset: 'tiny', steps: 3, batchSize: 4, lr: 2e-3, checkpointEvery: 3, validateEvery: 3, sampleEvery: 3 });
-  console.log(`autoencoder: ${r.msPerStep.toFixed(0)} ms/step (batch 4, 32², wasm), loss ${r.firstLoss.toFixed(3)} → ${r.lastLoss.toFixed(3)}, val L1 ${r.valLoss?.toFixed(3)}`);
+  const r = await trainAutoencoder({
+    ...DEFAULT_TRAIN,
+    dataset,
+    out: ae,
+    preset: 'tiny',
+    steps: 3,
+    batchSize: 4,
+    lr: 2e-3,
+    checkpointEvery: 3,
+    validateEvery: 3,
+    sampleEvery: 3,
+  });
+  console.log(
+    `autoencoder: ${r.msPerStep.toFixed(0)} ms/step (batch 4, 32², wasm), loss ${r.firstLoss.toFixed(3)} → ${r.lastLoss.toFixed(3)}, val L1 ${r.valLoss?.toFixed(3)}`,
+  );
   assert.equal(r.step, 3);
   assert.ok(Number.isFinite(r.valLoss!));
   assert.ok(await exists(path.join(ae, 'samples', 'step-00000003.png')));
@@ -58,7 +71,9 @@ test('prep a real clip, train the tiny autoencoder', { timeout: 600_000 }, async
 test('LDM loss falls clearly; checkpoint, loss curve and sample grid are written', { timeout: 600_000 }, async () => {
   const out = path.join(work, 'ldm-a');
   const r = await trainLdm(ldmOptions(out));
-  console.log(`ldm: ${r.msPerStep.toFixed(0)} ms/step (batch 8, 8×8 latents, wasm, incl. checkpoints), ${r.samplesPerSecond.toFixed(1)} samples/s, loss ${r.firstLoss.toFixed(3)} → ${r.lastLoss.toFixed(3)}, val ${r.valLoss?.toFixed(3)}`);
+  console.log(
+    `ldm: ${r.msPerStep.toFixed(0)} ms/step (batch 8, 8×8 latents, wasm, incl. checkpoints), ${r.samplesPerSecond.toFixed(1)} samples/s, loss ${r.firstLoss.toFixed(3)} → ${r.lastLoss.toFixed(3)}, val ${r.valLoss?.toFixed(3)}`,
+  );
   assert.equal(r.step, 20);
   assert.equal(r.trainSamples, 160); // 200 frames, last 20% held out (no test split)
   assert.ok(r.lastLoss < 0.6 * r.firstLoss, `loss ${r.firstLoss} → ${r.lastLoss}`);
@@ -77,8 +92,15 @@ test('LDM loss falls clearly; checkpoint, loss curve and sample grid are written
 test('a SIGKILLed run resumes from its saved step and ends identical to the uninterrupted run', { timeout: 600_000 }, async () => {
   const out = path.join(work, 'ldm-b');
   const ac = new AbortController();
-  const child = runProcess(process.execPath, ['--import', 'tsx', path.join(ROOT, 'tests', 'train', 'ldm-child.ts'), JSON.stringify(ldmOptions(out, { steps: 1000 }))], { signal: ac.signal, cwd: ROOT });
-  const childDone = child.then(() => 'exited', () => 'killed');
+  const child = runProcess(
+    process.execPath,
+    ['--import', 'tsx', path.join(ROOT, 'tests', 'train', 'ldm-child.ts'), JSON.stringify(ldmOptions(out, { steps: 1000 }))],
+    { signal: ac.signal, cwd: ROOT },
+  );
+  const childDone = child.then(
+    () => 'exited',
+    () => 'killed',
+  );
   for (;;) {
     await new Promise((r) => setTimeout(r, 200));
     if (await exists(path.join(out, 'latest.json'))) {

@@ -70,18 +70,19 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { AOC_CLIP, MODELS, tmpDir } from '../helpers.js';
 import { initBackend, tf } from '../../src/util/tf.js';
-import { DEFAULT_PREP_CONFIG, runPrep } from '../../src/preprocess/pipeline.js';
+import { DEFAULT_PREP_CONFIG, runPrep } from '../../src/prep/pipeline.js';
 import { DEFAULT_LDM, DEFAULT_TRAIN, ldmSampleInputs, trainAutoencoder, trainLdm } from '../../src/train/loop.js';
-import { loadCheckpoint } from '../../src/train/checkpoint.js';
-import { buildLatentCache, datasetInfo, disposeBatch, latentJawMask, makeLdmBatch, readConditions, sampleIndex, type SampleRef } from '../../src/train/data.js';
-import { loadFirstStage } from '../../src/train/first-stage.js';
-import { Params } from '../../src/train/models/blocks.js';
-import { DifftalkModel, PREFIX } from '../../src/train/models/difftalk.js';
-import { unetParamSpecs } from '../../src/train/models/unet.js';
-import { vqDecode, vqDecodeUnquantized, vqEncode } from '../../src/train/models/vq-f4.js';
-import { generate } from '../../src/train/pipeline.js';
-import { PRESETS, type DifftalkConfig } from '../../src/train/presets.js';
-import { DdimScheduler } from '../../src/train/schedulers/ddim.js';
+import { loadCheckpoint } from '../../src/models/checkpoint.js';
+import { latentJawMask } from '../../src/models/conditions.js';
+import { buildLatentCache, datasetInfo, disposeBatch, makeLdmBatch, readConditions, sampleIndex, type SampleRef } from '../../src/train/data.js';
+import { loadFirstStage } from '../../src/models/first-stage.js';
+import { Params } from '../../src/models/blocks.js';
+import { DifftalkModel, PREFIX } from '../../src/models/difftalk.js';
+import { unetParamSpecs } from '../../src/models/unet.js';
+import { vqDecode, vqDecodeUnquantized, vqEncode } from '../../src/models/vq-f4.js';
+import { generate } from '../../src/models/pipeline.js';
+import { PRESETS, type DifftalkConfig } from '../../src/models/presets.js';
+import { DdimScheduler } from '../../src/models/schedulers/ddim.js';
 
 // DIFFTALK_QUALITY_SEED changes the training seed (used to measure the spread quoted above).
 const SEED = Number(process.env.DIFFTALK_QUALITY_SEED ?? 23);
@@ -94,11 +95,17 @@ const HOLDOUT = DEFAULT_TRAIN.holdoutFraction;
 
 /** Mouth box (iBUG 48–67) of a frame in model-image pixels: [x0, y0, x1, y1), widened by 25 % per side, clamped. */
 function mouthBox(lm68: Float32Array, frameSize: number, imageSize: number): [number, number, number, number] {
-  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  let x0 = Infinity,
+    y0 = Infinity,
+    x1 = -Infinity,
+    y1 = -Infinity;
   for (let p = 48; p <= 67; p++) {
     const x = (lm68[2 * p]! * imageSize) / frameSize;
     const y = (lm68[2 * p + 1]! * imageSize) / frameSize;
-    x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+    x0 = Math.min(x0, x);
+    x1 = Math.max(x1, x);
+    y0 = Math.min(y0, y);
+    y1 = Math.max(y1, y);
   }
   const mx = 0.25 * (x1 - x0);
   const my = 0.25 * (y1 - y0);
@@ -132,165 +139,245 @@ function cropPsnr(a: Float32Array, b: Float32Array, size: number, box: readonly 
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const secs = (a: number, b: number) => `${((b - a) / 1000).toFixed(0)} s`;
 
-test('held-out frames of the training clip: a sampled mouth beats the reference mouth (pasted, and through the first stage), and its true audio+landmarks denoise the jaw latents better than mismatched ones (another frame, and the frame with the most different mouth opening)', { timeout: 2_400_000 }, async (t) => {
-  const work = tmpDir('difftalk-quality-');
-  const dataset = path.join(work, 'ds');
-  const ae = path.join(work, 'ae');
-  const ldm = path.join(work, 'ldm');
-  const cacheDir = path.join(work, 'latents');
-  await initBackend('wasm');
-  const t0 = performance.now();
-  const prep = await runPrep(
-    { kind: 'input', paths: [AOC_CLIP] },
-    { ...DEFAULT_PREP_CONFIG, audioFeatures: ['mel'], faceModel: path.join(MODELS, 'fm478md.task'), testFraction: 0 },
-    { out: dataset, concurrency: 1, retries: 0, retryFailed: false, preview: false },
-  );
-  assert.equal(prep.frames, 200);
-  const t1 = performance.now();
-  const aeRun = await trainAutoencoder({
-    ...DEFAULT_TRAIN, dataset, out: ae, preset: 'tiny', seed: SEED, steps: AE.steps, batchSize: AE.batchSize, lr: AE.lr, lrSchedule: 'cosine', mouthWeight: AE.mouthWeight,
-    checkpointEvery: AE.steps, validateEvery: AE.steps, sampleEvery: AE.steps,
-  });
-  const t2 = performance.now();
-  const ldmRun = await trainLdm({
-    ...DEFAULT_LDM, dataset, out: ldm, firstStage: ae, cacheDir, preset: 'tiny', seed: SEED, steps: LDM.steps, batchSize: LDM.batchSize, lr: LDM.lr,
-    normalizeConditions: true, emaDecay: 0.999, checkpointEvery: LDM.steps, validateEvery: LDM.steps, sampleEvery: LDM.steps, sampleSteps: SAMPLE_STEPS,
-  });
-  const t3 = performance.now();
-  assert.equal(ldmRun.trainSamples, 160); // frames 0…159: the last 20 % are held out and never trained on
-  assert.ok(ldmRun.lastLoss < 0.2 * ldmRun.firstLoss, `LDM loss ${ldmRun.firstLoss} → ${ldmRun.lastLoss}`);
-
-  // Evaluation frames: the held-out tail (frames ≥ floor(200 · 0.8)), as the trainer's validation split.
-  const info = await datasetInfo(dataset);
-  const clips = await readConditions(info, 'all');
-  const evalSet = sampleIndex(clips).filter((s) => s.frame >= Math.floor(s.clip.frames * (1 - HOLDOUT)));
-  assert.equal(evalSet.length, 40);
-  const first = evalSet[0]!.frame;
-  const mismatched = (s: SampleRef): SampleRef => ({ clip: s.clip, frame: first + ((s.frame - first + SHIFT) % evalSet.length) });
-  // contrast partner: the held-out frame whose mouth opening (from its own landmarks) differs most from this frame's
-  const opening = new Map(evalSet.map((s) => [s.frame, mouthOpening(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136))]));
-  const contrast = (s: SampleRef): SampleRef => {
-    const o = opening.get(s.frame)!;
-    let best = evalSet[0]!;
-    for (const c of evalSet) if (Math.abs(opening.get(c.frame)! - o) > Math.abs(opening.get(best.frame)! - o)) best = c;
-    return { clip: s.clip, frame: best.frame };
-  };
-  const meanOpeningGap = mean(evalSet.map((s) => Math.abs(opening.get(s.frame)! - opening.get(contrast(s).frame)!)));
-  const fs = await loadFirstStage(ae, PRESETS.tiny);
-  const saved = await loadCheckpoint<{ config: DifftalkConfig }>(ldm);
-  const config = saved.state.config;
-  assert.ok(config.conditionNorm, 'the checkpoint carries the condition standardisation');
-  const S = config.imageSize;
-  const model = new DifftalkModel(config, 'init');
-  model.load(saved.model, saved.dir);
-  const ema = new Params(unetParamSpecs(config.unet), 'init', 0, { trainable: false });
-  ema.loadTorch(saved.model, { prefix: PREFIX.ema, source: saved.dir });
-  const cache = await buildLatentCache(info, clips, fs, S, cacheDir);
-  const scheduler = new DdimScheduler(config.schedule);
-  const [lh] = cache.latentShape;
-
-  const psnr = { sample: [] as number[], baseline: [] as number[], recon: [] as number[], refRecon: [] as number[], wrong: [] as number[], contrast: [] as number[], sampleUnq: [] as number[], contrastUnq: [] as number[] };
-  const latent = { sample: [] as number[], wrong: [] as number[], contrast: [] as number[] };
-  const P = S * S * 3;
-  for (let i = 0; i < evalSet.length; i += 8) {
-    const samples = evalSet.slice(i, i + 8);
-    const inp = await ldmSampleInputs(samples, info, fs, cache, S);
-    const batch = makeLdmBatch(samples, cache, info.audio);
-    const wrong = makeLdmBatch(samples.map(mismatched), cache, info.audio);
-    const opposite = makeLdmBatch(samples.map(contrast), cache, info.audio);
-    const boxes = samples.map((s) => mouthBox(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136), info.size, S));
-    const score = (img: Float32Array, out: number[]) => samples.forEach((_, j) => out.push(cropPsnr(img.subarray(j * P, (j + 1) * P), inp.gt[j]!, S, boxes[j]!)));
-    // (a) and (e): one entry per frame and noise seed, frame-major
-    const perSeed = { sample: [] as number[][], wrong: [] as number[][], contrast: [] as number[][] };
-    const generated = tf.sub(1, inp.mask); // 1 on the jaw-polygon cells that are sampled
-    for (let k = 0; k < NOISE_SEEDS; k++) {
-      /** Sample with these conditions; score the decoded mouth into `scores` (and, if given, the unquantised decode). */
-      const sampleWith = (audio: tf.Tensor4D, landmarks: tf.Tensor3D, latentErr: number[], scores: number[], unquantisedScores?: number[]): void => {
-        const z = generate(model, scheduler, { zGt: batch.z, zMasked: inp.zMaskedTest, zRef: batch.zRef, audio, landmarks, mask: inp.mask, steps: SAMPLE_STEPS, seed: 7 + i + 1000 * k, unet: ema });
-        // (f) the sampled latent's MSE to the target's latent on the generated cells (before the quantised decode)
-        latentErr.push(...(tf.tidy(() => tf.div(tf.sum(tf.mul(tf.square(tf.sub(z, batch.z)), generated), [1, 2, 3]), tf.mul(tf.sum(generated, [1, 2, 3]), 3))).dataSync() as Float32Array));
-        score(tf.tidy(() => tf.clipByValue(vqDecode(fs.params, fs.config, z), -1, 1)).dataSync() as Float32Array, scores);
-        // diagnostic: the same latent decoded without the codebook snap (not what render writes)
-        if (unquantisedScores) score(tf.tidy(() => tf.clipByValue(vqDecodeUnquantized(fs.params, fs.config, z), -1, 1)).dataSync() as Float32Array, unquantisedScores);
-        z.dispose();
-      };
-      sampleWith(batch.audio, batch.landmarks, latent.sample, (perSeed.sample[k] = []), psnr.sampleUnq);
-      sampleWith(wrong.audio, wrong.landmarks, latent.wrong, (perSeed.wrong[k] = []));
-      sampleWith(opposite.audio, opposite.landmarks, latent.contrast, (perSeed.contrast[k] = []), psnr.contrastUnq);
-    }
-    generated.dispose();
-    samples.forEach((_, j) => {
-      for (let k = 0; k < NOISE_SEEDS; k++) {
-        psnr.sample.push(perSeed.sample[k]![j]!);
-        psnr.wrong.push(perSeed.wrong[k]![j]!);
-        psnr.contrast.push(perSeed.contrast[k]![j]!);
-      }
+test(
+  'held-out frames of the training clip: a sampled mouth beats the reference mouth (pasted, and through the first stage), and its true audio+landmarks denoise the jaw latents better than mismatched ones (another frame, and the frame with the most different mouth opening)',
+  { timeout: 2_400_000 },
+  async (t) => {
+    const work = tmpDir('difftalk-quality-');
+    const dataset = path.join(work, 'ds');
+    const ae = path.join(work, 'ae');
+    const ldm = path.join(work, 'ldm');
+    const cacheDir = path.join(work, 'latents');
+    await initBackend('wasm');
+    const t0 = performance.now();
+    const prep = await runPrep(
+      { kind: 'input', paths: [AOC_CLIP] },
+      { ...DEFAULT_PREP_CONFIG, audioFeatures: ['mel'], faceModel: path.join(MODELS, 'fm478md.task'), testFraction: 0 },
+      { out: dataset, concurrency: 1, retries: 0, retryFailed: false, preview: false },
+    );
+    assert.equal(prep.frames, 200);
+    const t1 = performance.now();
+    const aeRun = await trainAutoencoder({
+      ...DEFAULT_TRAIN,
+      dataset,
+      out: ae,
+      preset: 'tiny',
+      seed: SEED,
+      steps: AE.steps,
+      batchSize: AE.batchSize,
+      lr: AE.lr,
+      lrSchedule: 'cosine',
+      mouthWeight: AE.mouthWeight,
+      checkpointEvery: AE.steps,
+      validateEvery: AE.steps,
+      sampleEvery: AE.steps,
     });
-    const stack = (imgs: Float32Array[]) => tf.tensor4d(Float32Array.from(imgs.flatMap((g) => [...g])), [samples.length, S, S, 3]);
-    const reconOf = (imgs: Float32Array[]) => tf.tidy(() => tf.clipByValue(vqDecode(fs.params, fs.config, vqEncode(fs.params, fs.config, stack(imgs))), -1, 1)).dataSync() as Float32Array;
-    score(reconOf(inp.gt), psnr.recon);
-    // (d) the reference's mouth passed through the first stage: the paste baseline with the same decoder blur as (a)
-    score(reconOf(inp.ref), psnr.refRecon);
-    // (b) the target with the reference's mouth crop pasted in — inside the box it is the reference frame
-    samples.forEach((_, j) => psnr.baseline.push(cropPsnr(inp.ref[j]!, inp.gt[j]!, S, boxes[j]!)));
-    tf.dispose([inp.zMaskedTest, inp.mask]);
+    const t2 = performance.now();
+    const ldmRun = await trainLdm({
+      ...DEFAULT_LDM,
+      dataset,
+      out: ldm,
+      firstStage: ae,
+      cacheDir,
+      preset: 'tiny',
+      seed: SEED,
+      steps: LDM.steps,
+      batchSize: LDM.batchSize,
+      lr: LDM.lr,
+      normalizeConditions: true,
+      emaDecay: 0.999,
+      checkpointEvery: LDM.steps,
+      validateEvery: LDM.steps,
+      sampleEvery: LDM.steps,
+      sampleSteps: SAMPLE_STEPS,
+    });
+    const t3 = performance.now();
+    assert.equal(ldmRun.trainSamples, 160); // frames 0…159: the last 20 % are held out and never trained on
+    assert.ok(ldmRun.lastLoss < 0.2 * ldmRun.firstLoss, `LDM loss ${ldmRun.firstLoss} → ${ldmRun.lastLoss}`);
+
+    // Evaluation frames: the held-out tail (frames ≥ floor(200 · 0.8)), as the trainer's validation split.
+    const info = await datasetInfo(dataset);
+    const clips = await readConditions(info, 'all');
+    const evalSet = sampleIndex(clips).filter((s) => s.frame >= Math.floor(s.clip.frames * (1 - HOLDOUT)));
+    assert.equal(evalSet.length, 40);
+    const first = evalSet[0]!.frame;
+    const mismatched = (s: SampleRef): SampleRef => ({ clip: s.clip, frame: first + ((s.frame - first + SHIFT) % evalSet.length) });
+    // contrast partner: the held-out frame whose mouth opening (from its own landmarks) differs most from this frame's
+    const opening = new Map(evalSet.map((s) => [s.frame, mouthOpening(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136))]));
+    const contrast = (s: SampleRef): SampleRef => {
+      const o = opening.get(s.frame)!;
+      let best = evalSet[0]!;
+      for (const c of evalSet) if (Math.abs(opening.get(c.frame)! - o) > Math.abs(opening.get(best.frame)! - o)) best = c;
+      return { clip: s.clip, frame: best.frame };
+    };
+    const meanOpeningGap = mean(evalSet.map((s) => Math.abs(opening.get(s.frame)! - opening.get(contrast(s).frame)!)));
+    const fs = await loadFirstStage(ae, PRESETS.tiny);
+    const saved = await loadCheckpoint<{ config: DifftalkConfig }>(ldm);
+    const config = saved.state.config;
+    assert.ok(config.conditionNorm, 'the checkpoint carries the condition standardisation');
+    const S = config.imageSize;
+    const model = new DifftalkModel(config, 'init');
+    model.load(saved.model, saved.dir);
+    const ema = new Params(unetParamSpecs(config.unet), 'init', 0, { trainable: false });
+    ema.loadTorch(saved.model, { prefix: PREFIX.ema, source: saved.dir });
+    const cache = await buildLatentCache(info, clips, fs, S, cacheDir);
+    const scheduler = new DdimScheduler(config.schedule);
+    const [lh] = cache.latentShape;
+
+    const psnr = {
+      sample: [] as number[],
+      baseline: [] as number[],
+      recon: [] as number[],
+      refRecon: [] as number[],
+      wrong: [] as number[],
+      contrast: [] as number[],
+      sampleUnq: [] as number[],
+      contrastUnq: [] as number[],
+    };
+    const latent = { sample: [] as number[], wrong: [] as number[], contrast: [] as number[] };
+    const P = S * S * 3;
+    for (let i = 0; i < evalSet.length; i += 8) {
+      const samples = evalSet.slice(i, i + 8);
+      const inp = await ldmSampleInputs(samples, info, fs, cache, S);
+      const batch = makeLdmBatch(samples, cache, info.audio);
+      const wrong = makeLdmBatch(samples.map(mismatched), cache, info.audio);
+      const opposite = makeLdmBatch(samples.map(contrast), cache, info.audio);
+      const boxes = samples.map((s) => mouthBox(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136), info.size, S));
+      const score = (img: Float32Array, out: number[]) =>
+        samples.forEach((_, j) => out.push(cropPsnr(img.subarray(j * P, (j + 1) * P), inp.gt[j]!, S, boxes[j]!)));
+      // (a) and (e): one entry per frame and noise seed, frame-major
+      const perSeed = { sample: [] as number[][], wrong: [] as number[][], contrast: [] as number[][] };
+      const generated = tf.sub(1, inp.mask); // 1 on the jaw-polygon cells that are sampled
+      for (let k = 0; k < NOISE_SEEDS; k++) {
+        /** Sample with these conditions; score the decoded mouth into `scores` (and, if given, the unquantised decode). */
+        const sampleWith = (audio: tf.Tensor4D, landmarks: tf.Tensor3D, latentErr: number[], scores: number[], unquantisedScores?: number[]): void => {
+          const z = generate(model, scheduler, {
+            zGt: batch.z,
+            zMasked: inp.zMaskedTest,
+            zRef: batch.zRef,
+            audio,
+            landmarks,
+            mask: inp.mask,
+            steps: SAMPLE_STEPS,
+            seed: 7 + i + 1000 * k,
+            unet: ema,
+          });
+          // (f) the sampled latent's MSE to the target's latent on the generated cells (before the quantised decode)
+          latentErr.push(
+            ...(tf
+              .tidy(() => tf.div(tf.sum(tf.mul(tf.square(tf.sub(z, batch.z)), generated), [1, 2, 3]), tf.mul(tf.sum(generated, [1, 2, 3]), 3)))
+              .dataSync() as Float32Array),
+          );
+          score(tf.tidy(() => tf.clipByValue(vqDecode(fs.params, fs.config, z), -1, 1)).dataSync() as Float32Array, scores);
+          // diagnostic: the same latent decoded without the codebook snap (not what render writes)
+          if (unquantisedScores)
+            score(tf.tidy(() => tf.clipByValue(vqDecodeUnquantized(fs.params, fs.config, z), -1, 1)).dataSync() as Float32Array, unquantisedScores);
+          z.dispose();
+        };
+        sampleWith(batch.audio, batch.landmarks, latent.sample, (perSeed.sample[k] = []), psnr.sampleUnq);
+        sampleWith(wrong.audio, wrong.landmarks, latent.wrong, (perSeed.wrong[k] = []));
+        sampleWith(opposite.audio, opposite.landmarks, latent.contrast, (perSeed.contrast[k] = []), psnr.contrastUnq);
+      }
+      generated.dispose();
+      samples.forEach((_, j) => {
+        for (let k = 0; k < NOISE_SEEDS; k++) {
+          psnr.sample.push(perSeed.sample[k]![j]!);
+          psnr.wrong.push(perSeed.wrong[k]![j]!);
+          psnr.contrast.push(perSeed.contrast[k]![j]!);
+        }
+      });
+      const stack = (imgs: Float32Array[]) => tf.tensor4d(Float32Array.from(imgs.flatMap((g) => [...g])), [samples.length, S, S, 3]);
+      const reconOf = (imgs: Float32Array[]) =>
+        tf.tidy(() => tf.clipByValue(vqDecode(fs.params, fs.config, vqEncode(fs.params, fs.config, stack(imgs))), -1, 1)).dataSync() as Float32Array;
+      score(reconOf(inp.gt), psnr.recon);
+      // (d) the reference's mouth passed through the first stage: the paste baseline with the same decoder blur as (a)
+      score(reconOf(inp.ref), psnr.refRecon);
+      // (b) the target with the reference's mouth crop pasted in — inside the box it is the reference frame
+      samples.forEach((_, j) => psnr.baseline.push(cropPsnr(inp.ref[j]!, inp.gt[j]!, S, boxes[j]!)));
+      tf.dispose([inp.zMaskedTest, inp.mask]);
+      disposeBatch(batch);
+      disposeBatch(wrong);
+      disposeBatch(opposite);
+    }
+    const t4 = performance.now();
+
+    // Denoising ablation on the held-out frames: ε-MSE on the jaw-polygon cells, own vs mismatched conditions.
+    const batch = makeLdmBatch(evalSet, cache, info.audio);
+    const wrong = makeLdmBatch(evalSet.map(mismatched), cache, info.audio);
+    const opposite = makeLdmBatch(evalSet.map(contrast), cache, info.audio);
+    const jaw = tf.tensor4d(
+      Float32Array.from(
+        evalSet.flatMap((s) => Array.from(latentJawMask(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136), info.size, lh), (m) => 1 - m)),
+      ),
+      [evalSet.length, lh, lh, 1],
+    );
+    const ctxTrue = model.context(batch.audio, batch.landmarks);
+    const ctxWrong = model.context(wrong.audio, wrong.landmarks);
+    const ctxContrast = model.context(opposite.audio, opposite.landmarks);
+    const mse = { true: [] as number[], wrong: [] as number[], contrast: [] as number[] };
+    for (let k = 0; k < 20; k++) {
+      const step = 25 + 50 * k;
+      tf.tidy(() => {
+        const noise = tf.randomNormal(batch.z.shape, 0, 1, 'float32', 100 + k) as tf.Tensor4D;
+        const zt = scheduler.addNoise(batch.z, noise, Array(evalSet.length).fill(step));
+        const ts = tf.fill([evalSet.length], step, 'int32') as tf.Tensor1D;
+        const jawMse = (ctx: tf.Tensor3D) =>
+          tf
+            .div(
+              tf.sum(tf.mul(tf.square(tf.sub(model.eps(zt, batch.zMasked, batch.zRef, ts, ctx, ema), noise)), jaw), [1, 2, 3]),
+              tf.mul(tf.sum(jaw, [1, 2, 3]), 3),
+            )
+            .dataSync() as Float32Array;
+        mse.true.push(...jawMse(ctxTrue));
+        mse.wrong.push(...jawMse(ctxWrong));
+        mse.contrast.push(...jawMse(ctxContrast));
+      });
+    }
+    tf.dispose([jaw, ctxTrue, ctxWrong, ctxContrast]);
     disposeBatch(batch);
     disposeBatch(wrong);
     disposeBatch(opposite);
-  }
-  const t4 = performance.now();
+    const t5 = performance.now();
 
-  // Denoising ablation on the held-out frames: ε-MSE on the jaw-polygon cells, own vs mismatched conditions.
-  const batch = makeLdmBatch(evalSet, cache, info.audio);
-  const wrong = makeLdmBatch(evalSet.map(mismatched), cache, info.audio);
-  const opposite = makeLdmBatch(evalSet.map(contrast), cache, info.audio);
-  const jaw = tf.tensor4d(
-    Float32Array.from(evalSet.flatMap((s) => Array.from(latentJawMask(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136), info.size, lh), (m) => 1 - m))),
-    [evalSet.length, lh, lh, 1],
-  );
-  const ctxTrue = model.context(batch.audio, batch.landmarks);
-  const ctxWrong = model.context(wrong.audio, wrong.landmarks);
-  const ctxContrast = model.context(opposite.audio, opposite.landmarks);
-  const mse = { true: [] as number[], wrong: [] as number[], contrast: [] as number[] };
-  for (let k = 0; k < 20; k++) {
-    const step = 25 + 50 * k;
-    tf.tidy(() => {
-      const noise = tf.randomNormal(batch.z.shape, 0, 1, 'float32', 100 + k) as tf.Tensor4D;
-      const zt = scheduler.addNoise(batch.z, noise, Array(evalSet.length).fill(step));
-      const ts = tf.fill([evalSet.length], step, 'int32') as tf.Tensor1D;
-      const jawMse = (ctx: tf.Tensor3D) =>
-        tf.div(tf.sum(tf.mul(tf.square(tf.sub(model.eps(zt, batch.zMasked, batch.zRef, ts, ctx, ema), noise)), jaw), [1, 2, 3]), tf.mul(tf.sum(jaw, [1, 2, 3]), 3)).dataSync() as Float32Array;
-      mse.true.push(...jawMse(ctxTrue));
-      mse.wrong.push(...jawMse(ctxWrong));
-      mse.contrast.push(...jawMse(ctxContrast));
-    });
-  }
-  tf.dispose([jaw, ctxTrue, ctxWrong, ctxContrast]);
-  disposeBatch(batch);
-  disposeBatch(wrong);
-  disposeBatch(opposite);
-  const t5 = performance.now();
-
-  const wins = (a: number[], b: number[], lower = false) => a.filter((v, k) => (lower ? v < b[k]! : v > b[k]!)).length;
-  const ratio = mean(mse.wrong) / mean(mse.true);
-  const latentRatio = mean(latent.wrong) / mean(latent.sample);
-  const latentWins = wins(latent.sample, latent.wrong, true);
-  t.diagnostic(`seed ${SEED}; prep ${secs(t0, t1)}; autoencoder ${AE.steps} steps (batch ${AE.batchSize}, lr ${AE.lr} cosine, mouthWeight ${AE.mouthWeight}) ${secs(t1, t2)}, L1 ${aeRun.firstLoss.toFixed(3)} → ${aeRun.lastLoss.toFixed(3)}, val L1 ${aeRun.valLoss?.toFixed(3)}`);
-  t.diagnostic(`ldm ${LDM.steps} steps (batch ${LDM.batchSize}, lr ${LDM.lr}, normalised conditions) ${secs(t2, t3)}, loss ${ldmRun.firstLoss.toFixed(3)} → ${ldmRun.lastLoss.toFixed(3)}, val ${ldmRun.valLoss?.toFixed(3)}; sampling eval ${secs(t3, t4)}, denoising eval ${secs(t4, t5)}; total ${secs(t0, t5)}`);
-  t.diagnostic(`mouth-crop PSNR, held-out frames 160–199 (${NOISE_SEEDS} noise seeds × ${SAMPLE_STEPS} DDIM steps): (a) sample ${mean(psnr.sample).toFixed(2)} dB, (b) reference-mouth paste ${mean(psnr.baseline).toFixed(2)} dB, (c) first-stage reconstruction ${mean(psnr.recon).toFixed(2)} dB, (d) reference through the first stage ${mean(psnr.refRecon).toFixed(2)} dB, (e) sample with mismatched audio+landmarks ${mean(psnr.wrong).toFixed(2)} dB`);
-  const perFrame = (xs: number[]) => xs.flatMap((v) => Array<number>(NOISE_SEEDS).fill(v));
-  t.diagnostic(`(a) > (b) on ${wins(psnr.sample, perFrame(psnr.baseline))}, (a) > (d) on ${wins(psnr.sample, perFrame(psnr.refRecon))}, (a) > (e) on ${wins(psnr.sample, psnr.wrong)}/${psnr.sample.length} frame×seed pairs; (f) sampled jaw-cell latent MSE to the target's latent: own conditions ${mean(latent.sample).toFixed(4)}, mismatched ${mean(latent.wrong).toFixed(4)} (ratio ${latentRatio.toFixed(3)}, own lower on ${latentWins}/${latent.sample.length})`);
-  t.diagnostic(`contrast ablation (partner = the held-out frame whose inner-lip opening differs most; mean gap ${meanOpeningGap.toFixed(3)} of the eye-corner distance): (e2) sample PSNR ${mean(psnr.contrast).toFixed(2)} dB vs (a) ${mean(psnr.sample).toFixed(2)} dB, (a) > (e2) on ${wins(psnr.sample, psnr.contrast)}/${psnr.sample.length}; latent MSE own ${mean(latent.sample).toFixed(4)} vs ${mean(latent.contrast).toFixed(4)} (own lower on ${wins(latent.sample, latent.contrast, true)}/${latent.sample.length}); denoising ε-MSE own ${mean(mse.true).toFixed(4)} vs ${mean(mse.contrast).toFixed(4)} (own lower on ${wins(mse.true, mse.contrast, true)}/${mse.true.length}); decoded without quantisation: own ${mean(psnr.sampleUnq).toFixed(2)} vs contrast ${mean(psnr.contrastUnq).toFixed(2)} dB (own higher on ${wins(psnr.sampleUnq, psnr.contrastUnq)}/${psnr.sampleUnq.length})`);
-  t.diagnostic(`denoising: jaw-cell ε-MSE own ${mean(mse.true).toFixed(4)} vs mismatched ${mean(mse.wrong).toFixed(4)} conditions (ratio ${ratio.toFixed(3)}, own lower on ${wins(mse.true, mse.wrong, true)}/${mse.true.length})`);
-  model.dispose();
-  ema.dispose();
-  fs.params.dispose();
-  assert.ok(mean(psnr.sample) > mean(psnr.baseline), `(a) ${mean(psnr.sample).toFixed(2)} dB ≤ (b) ${mean(psnr.baseline).toFixed(2)} dB`);
-  assert.ok(mean(psnr.sample) > mean(psnr.refRecon) + 1, `(a) ${mean(psnr.sample).toFixed(2)} dB is not 1 dB above (d) ${mean(psnr.refRecon).toFixed(2)} dB`);
-  const denoiseWins = wins(mse.true, mse.wrong, true);
-  assert.ok(ratio > 1.015 && denoiseWins > 0.55 * mse.true.length, `ε-MSE with mismatched conditions is only ${ratio.toFixed(3)}× that with the frame's own (own lower on ${denoiseWins}/${mse.true.length})`);
-  const contrastRatio = mean(mse.contrast) / mean(mse.true);
-  const contrastWins = wins(mse.true, mse.contrast, true);
-  assert.ok(contrastRatio > 1.03 && contrastWins > 0.6 * mse.true.length, `ε-MSE with the contrast partner's conditions is only ${contrastRatio.toFixed(3)}× that with the frame's own (own lower on ${contrastWins}/${mse.true.length})`);
-  // (e), (e2) and (f) are reported, not asserted: see the header comment
-});
+    const wins = (a: number[], b: number[], lower = false) => a.filter((v, k) => (lower ? v < b[k]! : v > b[k]!)).length;
+    const ratio = mean(mse.wrong) / mean(mse.true);
+    const latentRatio = mean(latent.wrong) / mean(latent.sample);
+    const latentWins = wins(latent.sample, latent.wrong, true);
+    t.diagnostic(
+      `seed ${SEED}; prep ${secs(t0, t1)}; autoencoder ${AE.steps} steps (batch ${AE.batchSize}, lr ${AE.lr} cosine, mouthWeight ${AE.mouthWeight}) ${secs(t1, t2)}, L1 ${aeRun.firstLoss.toFixed(3)} → ${aeRun.lastLoss.toFixed(3)}, val L1 ${aeRun.valLoss?.toFixed(3)}`,
+    );
+    t.diagnostic(
+      `ldm ${LDM.steps} steps (batch ${LDM.batchSize}, lr ${LDM.lr}, normalised conditions) ${secs(t2, t3)}, loss ${ldmRun.firstLoss.toFixed(3)} → ${ldmRun.lastLoss.toFixed(3)}, val ${ldmRun.valLoss?.toFixed(3)}; sampling eval ${secs(t3, t4)}, denoising eval ${secs(t4, t5)}; total ${secs(t0, t5)}`,
+    );
+    t.diagnostic(
+      `mouth-crop PSNR, held-out frames 160–199 (${NOISE_SEEDS} noise seeds × ${SAMPLE_STEPS} DDIM steps): (a) sample ${mean(psnr.sample).toFixed(2)} dB, (b) reference-mouth paste ${mean(psnr.baseline).toFixed(2)} dB, (c) first-stage reconstruction ${mean(psnr.recon).toFixed(2)} dB, (d) reference through the first stage ${mean(psnr.refRecon).toFixed(2)} dB, (e) sample with mismatched audio+landmarks ${mean(psnr.wrong).toFixed(2)} dB`,
+    );
+    const perFrame = (xs: number[]) => xs.flatMap((v) => Array<number>(NOISE_SEEDS).fill(v));
+    t.diagnostic(
+      `(a) > (b) on ${wins(psnr.sample, perFrame(psnr.baseline))}, (a) > (d) on ${wins(psnr.sample, perFrame(psnr.refRecon))}, (a) > (e) on ${wins(psnr.sample, psnr.wrong)}/${psnr.sample.length} frame×seed pairs; (f) sampled jaw-cell latent MSE to the target's latent: own conditions ${mean(latent.sample).toFixed(4)}, mismatched ${mean(latent.wrong).toFixed(4)} (ratio ${latentRatio.toFixed(3)}, own lower on ${latentWins}/${latent.sample.length})`,
+    );
+    t.diagnostic(
+      `contrast ablation (partner = the held-out frame whose inner-lip opening differs most; mean gap ${meanOpeningGap.toFixed(3)} of the eye-corner distance): (e2) sample PSNR ${mean(psnr.contrast).toFixed(2)} dB vs (a) ${mean(psnr.sample).toFixed(2)} dB, (a) > (e2) on ${wins(psnr.sample, psnr.contrast)}/${psnr.sample.length}; latent MSE own ${mean(latent.sample).toFixed(4)} vs ${mean(latent.contrast).toFixed(4)} (own lower on ${wins(latent.sample, latent.contrast, true)}/${latent.sample.length}); denoising ε-MSE own ${mean(mse.true).toFixed(4)} vs ${mean(mse.contrast).toFixed(4)} (own lower on ${wins(mse.true, mse.contrast, true)}/${mse.true.length}); decoded without quantisation: own ${mean(psnr.sampleUnq).toFixed(2)} vs contrast ${mean(psnr.contrastUnq).toFixed(2)} dB (own higher on ${wins(psnr.sampleUnq, psnr.contrastUnq)}/${psnr.sampleUnq.length})`,
+    );
+    t.diagnostic(
+      `denoising: jaw-cell ε-MSE own ${mean(mse.true).toFixed(4)} vs mismatched ${mean(mse.wrong).toFixed(4)} conditions (ratio ${ratio.toFixed(3)}, own lower on ${wins(mse.true, mse.wrong, true)}/${mse.true.length})`,
+    );
+    model.dispose();
+    ema.dispose();
+    fs.params.dispose();
+    assert.ok(mean(psnr.sample) > mean(psnr.baseline), `(a) ${mean(psnr.sample).toFixed(2)} dB ≤ (b) ${mean(psnr.baseline).toFixed(2)} dB`);
+    assert.ok(mean(psnr.sample) > mean(psnr.refRecon) + 1, `(a) ${mean(psnr.sample).toFixed(2)} dB is not 1 dB above (d) ${mean(psnr.refRecon).toFixed(2)} dB`);
+    const denoiseWins = wins(mse.true, mse.wrong, true);
+    assert.ok(
+      ratio > 1.015 && denoiseWins > 0.55 * mse.true.length,
+      `ε-MSE with mismatched conditions is only ${ratio.toFixed(3)}× that with the frame's own (own lower on ${denoiseWins}/${mse.true.length})`,
+    );
+    const contrastRatio = mean(mse.contrast) / mean(mse.true);
+    const contrastWins = wins(mse.true, mse.contrast, true);
+    assert.ok(
+      contrastRatio > 1.03 && contrastWins > 0.6 * mse.true.length,
+      `ε-MSE with the contrast partner's conditions is only ${contrastRatio.toFixed(3)}× that with the frame's own (own lower on ${contrastWins}/${mse.true.length})`,
+    );
+    // (e), (e2) and (f) are reported, not asserted: see the header comment
+  },
+);

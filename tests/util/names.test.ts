@@ -10,7 +10,10 @@ test('unsafe names are refused with a reason', () => {
     assert.ok(unsafeNameReason(s));
   }
   for (const s of ['AdamSchiff', 'JoeCrowley0', 'LucilleRoybal-Allard', 'WDA_AlexandriaOcasioCortez_000', 'a.b', '0']) assert.equal(isSafeName(s), true, s);
-  assert.throws(() => assertSafeName('../x', 'video name'), (e) => e instanceof DifftalkError && e.code === 'unsafe-name' && /video name "..\/x"/.test(e.message));
+  assert.throws(
+    () => assertSafeName('../x', 'video name'),
+    (e) => e instanceof DifftalkError && e.code === 'unsafe-name' && /video name "..\/x"/.test(e.message),
+  );
   assert.equal(assertSafeName('ok'), 'ok');
 });
 
@@ -20,8 +23,14 @@ test('safeId turns file stems into safe ids deterministically', () => {
   assert.equal(safeId('../../etc/passwd'), 'etc_passwd');
   assert.equal(safeId('Café talk'), 'Cafe_talk');
   assert.equal(safeId('latentsync_demo1_video'), 'latentsync_demo1_video');
-  assert.throws(() => safeId('...'), (e) => e instanceof DifftalkError && e.code === 'unsafe-name');
-  assert.throws(() => safeId('---'), (e) => e instanceof DifftalkError && e.code === 'unsafe-name');
+  assert.throws(
+    () => safeId('...'),
+    (e) => e instanceof DifftalkError && e.code === 'unsafe-name',
+  );
+  assert.throws(
+    () => safeId('---'),
+    (e) => e instanceof DifftalkError && e.code === 'unsafe-name',
+  );
 });
 
 test('URLs: http(s) only, never option-like', () => {

@@ -34,7 +34,13 @@ for (const [protocol, hex] of Object.entries(PICKLES)) {
     assert.deepEqual(m.get('l'), [null, true, false]);
     assert.deepEqual(m.get('set'), new Set([4]));
     assert.deepEqual(m.get('fs'), new Set([5]));
-    assert.deepEqual(m.get('od'), new Map<string, unknown>([['a', 1], ['b', [1, 2]]]));
+    assert.deepEqual(
+      m.get('od'),
+      new Map<string, unknown>([
+        ['a', 1],
+        ['b', [1, 2]],
+      ]),
+    );
     assert.deepEqual([...(m.get('ba') as Uint8Array)], [0x78, 0x79]);
     const shared = m.get('shared') as unknown[][];
     assert.equal(shared[0], shared[1]); // memo keeps identity

@@ -29,7 +29,12 @@ for (const [file, format] of [
       const t = sd.get(name)!;
       assert.equal(t.dtype, e.dtype, name);
       assert.deepEqual(t.shape, e.shape, name);
-      if (e.dtype === 'int64') assert.deepEqual([...(t.data as BigInt64Array)], e.values.map((v) => BigInt(v)), name);
+      if (e.dtype === 'int64')
+        assert.deepEqual(
+          [...(t.data as BigInt64Array)],
+          e.values.map((v) => BigInt(v)),
+          name,
+        );
       else assert.deepEqual([...(t.data as Float32Array)], e.values, name);
     }
     const top = f.value as Map<string, unknown>;

@@ -1,9 +1,9 @@
 import os from 'node:os';
-import { Args, Flags } from '@oclif/core';
+import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { numberFlag } from '../../cli/flags.js';
 import { renderPrepSummary } from '../../cli/summary.js';
-import { DEFAULT_PREP_CONFIG, runPrep, type PrepConfig, type PrepResult, type PrepSource } from '../../preprocess/pipeline.js';
+import { DEFAULT_PREP_CONFIG, runPrep, type PrepConfig, type PrepResult, type PrepSource } from '../../prep/pipeline.js';
 import { DifftalkError } from '../../util/errors.js';
 
 export default class Prep extends BaseCommand {
@@ -32,13 +32,24 @@ export default class Prep extends BaseCommand {
     'jpeg-quality': Flags.integer({ default: DEFAULT_PREP_CONFIG.jpegQuality, min: 1, max: 100, summary: 'JPEG quality.' }),
     'shard-rows': Flags.integer({ default: DEFAULT_PREP_CONFIG.shardRows, min: 1, summary: 'Rows (frames) per Arrow shard at most.' }),
     landmarker: Flags.option({ options: ['mediapipe', 'tfjs'] as const, default: 'mediapipe', summary: 'Landmark engine.' })(),
-    'face-model': Flags.file({ exists: true, summary: 'FaceLandmarker .task bundle (default: Google\'s official model, cached).' }),
-    smoothing: Flags.string({ default: DEFAULT_PREP_CONFIG.smoothing, summary: "Temporal landmark smoothing: none | ema:<alpha> | savgol:<window>." }),
-    'max-bad-frames': Flags.string({ default: String(DEFAULT_PREP_CONFIG.maxBadFrameFraction), summary: 'Drop a clip when more than this fraction of frames has not exactly one face.' }),
-    'audio-feature': Flags.string({ multiple: true, summary: 'Audio feature (repeatable): mfcc, mel, mel:nMels=64, onnx:model=enc.onnx,id=w2v.', default: DEFAULT_PREP_CONFIG.audioFeatures }),
+    'face-model': Flags.file({ exists: true, summary: "FaceLandmarker .task bundle (default: Google's official model, cached)." }),
+    smoothing: Flags.string({ default: DEFAULT_PREP_CONFIG.smoothing, summary: 'Temporal landmark smoothing: none | ema:<alpha> | savgol:<window>.' }),
+    'max-bad-frames': Flags.string({
+      default: String(DEFAULT_PREP_CONFIG.maxBadFrameFraction),
+      summary: 'Drop a clip when more than this fraction of frames has not exactly one face.',
+    }),
+    'audio-feature': Flags.string({
+      multiple: true,
+      summary: 'Audio feature (repeatable): mfcc, mel, mel:nMels=64, onnx:model=enc.onnx,id=w2v.',
+      default: DEFAULT_PREP_CONFIG.audioFeatures,
+    }),
     'audio-window': Flags.string({ multiple: true, summary: 'Feature frames per video frame, per feature: mfcc=20 (repeatable).' }),
     seed: Flags.integer({ default: DEFAULT_PREP_CONFIG.seed, summary: 'Seed of the reference sampler and the identity split.' }),
-    'reference-policy': Flags.option({ options: ['drop-clip', 'farthest'] as const, default: 'drop-clip', summary: 'Clips too short for the 60-frame reference rule: drop, or use the farthest frame.' })(),
+    'reference-policy': Flags.option({
+      options: ['drop-clip', 'farthest'] as const,
+      default: 'drop-clip',
+      summary: 'Clips too short for the 60-frame reference rule: drop, or use the farthest frame.',
+    })(),
     'test-fraction': Flags.string({ default: String(DEFAULT_PREP_CONFIG.testFraction), summary: 'Fraction of identities in the test split.' }),
     'split-file': Flags.file({ exists: true, summary: 'Split list: "<clip_id> train|test" lines, or a DiffTalk train_name.txt.' }),
     'allow-identity-leak': Flags.boolean({ default: false, summary: 'Accept a split file that puts one person in both splits.' }),
@@ -67,7 +78,12 @@ export default class Prep extends BaseCommand {
       for (const s of subsets) if (!['RD', 'WDA', 'WRA'].includes(s)) throw new DifftalkError('bad-flag', `--subset: unknown subset ${s} (RD, WDA, WRA)`);
       source = { kind: 'hdtf', dir: flags.hdtf, subsets: subsets as ('RD' | 'WDA' | 'WRA')[], limit: flags.limit };
     } else if (flags.input?.length) {
-      source = { kind: 'input', paths: flags.input, limit: flags.limit, cropRatio: flags['crop-ratio'] ? num('crop-ratio', flags['crop-ratio'], 0.1, 10) : undefined };
+      source = {
+        kind: 'input',
+        paths: flags.input,
+        limit: flags.limit,
+        cropRatio: flags['crop-ratio'] ? num('crop-ratio', flags['crop-ratio'], 0.1, 10) : undefined,
+      };
     } else {
       throw new DifftalkError('bad-flag', 'give --hdtf <annotation folder> or --input <video file or folder>');
     }

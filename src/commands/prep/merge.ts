@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { mergeManifests, type DatasetManifest } from '../../preprocess/dataset-manifest.js';
+import { mergeManifests, type DatasetManifest } from '../../dataset/manifest.js';
 
 export default class PrepMerge extends BaseCommand {
   static override summary = 'Merge datasets prepared by an array job (prep --shard i/n) into one dataset.';
@@ -13,7 +13,8 @@ export default class PrepMerge extends BaseCommand {
     const { argv, flags } = await this.parse(PrepMerge);
     const dirs = argv as string[];
     const m: DatasetManifest = await mergeManifests(dirs, flags.out);
-    if (!this.jsonEnabled()) this.log(`merged ${dirs.length} datasets into ${flags.out}: ${m.totals.done} clips, ${m.totals.frames} frames, ${m.totals.dropped} dropped`);
+    if (!this.jsonEnabled())
+      this.log(`merged ${dirs.length} datasets into ${flags.out}: ${m.totals.done} clips, ${m.totals.frames} frames, ${m.totals.dropped} dropped`);
     return { out: flags.out, clips: m.totals.done, frames: m.totals.frames, dropped: m.totals.dropped, mergedFrom: dirs };
   }
 }

@@ -5,10 +5,10 @@ import { DEFAULT_TRAIN, trainAutoencoder, type TrainResult } from '../../train/l
 import { initBackend, type BackendName } from '../../util/tf.js';
 
 export default class TrainAutoencoder extends BaseCommand {
-  static override summary = 'Train the VQ first stage (VQ-f4 architecture at the preset size) on a prepared dataset\'s frames.';
+  static override summary = "Train the VQ first stage (VQ-f4 architecture at the preset size) on a prepared dataset's frames.";
   static override description =
     'Loss: L1 reconstruction + codebook + 0.25·commitment (no LPIPS / discriminator: for small experiments; for the paper setup ' +
-    'use LDM\'s released vq-f4). --mouth-weight w weights the L1 term 1 + w inside each frame\'s jaw polygon (the region the LDM ' +
+    "use LDM's released vq-f4). --mouth-weight w weights the L1 term 1 + w inside each frame's jaw polygon (the region the LDM " +
     'inpaints). Checkpoints are safetensors + state.json with <out>/latest.json; --resume continues exactly.';
   static override examples = [
     '<%= config.bin %> train autoencoder --data data/small --out runs/ae --preset tiny --steps 500 --lr 2e-3 --backend wasm',

@@ -9,7 +9,7 @@ export default class TrainLdm extends BaseCommand {
   static override description =
     'Latents of the frozen first stage (--first-stage: a `difftalk train autoencoder` run, or LDM vq-f4 model.ckpt) are cached ' +
     'under <out>/latents. lr = --base-lr × --batch × --accumulate unless --lr is given (paper: 1e-6 × 64 = 6.4e-5). ' +
-    '--normalize-conditions standardises audio features and landmarks with the training frames\' mean/std (not in the reference; ' +
+    "--normalize-conditions standardises audio features and landmarks with the training frames' mean/std (not in the reference; " +
     'saved in the checkpoint, so render applies it too). ' +
     'Checkpoints (safetensors + state.json) every --checkpoint-every steps with <out>/latest.json; --resume continues exactly. ' +
     'Writes <out>/loss.svg and sample grids <out>/samples/step-*.png (GT | masked | reference | sample).';

@@ -1,8 +1,8 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { backendFlag, positiveNumber } from '../../cli/flags.js';
-import { createLandmarkEngine } from '../../preprocess/landmarks/index.js';
-import { syncClipFromVideo, syncClipsFromDataset, trainSyncNet, type SyncClip, type SyncTrainResult } from '../../eval/sync-train.js';
+import { createLandmarkEngine } from '../../face/landmarks/index.js';
+import { syncClipFromVideo, syncClipsFromDataset, trainSyncNet, type SyncClip, type SyncTrainResult } from '../../train/syncnet.js';
 import { DifftalkError } from '../../util/errors.js';
 import { initBackend, type BackendName } from '../../util/tf.js';
 

@@ -1,10 +1,10 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { DifftalkError } from '../../util/errors.js';
-import { importWeights, listWeightKinds, weightsDir, type ImportResult } from '../../weights/store.js';
-import '../../eval/nets/syncnet-weights.js'; // registers the syncnet-v2 converter
-import '../../eval/nets/inception.js'; // registers the fid-inception converter
-import '../../train/models/vq-f4.js'; // registers the vq-f4 converter
+import { importWeights, listWeightKinds, weightsDir, type ImportResult } from '../../models/weights-store.js';
+import '../../models/syncnet-weights.js'; // registers the syncnet-v2 converter
+import '../../models/inception.js'; // registers the fid-inception converter
+import '../../models/vq-f4.js'; // registers the vq-f4 converter
 
 export default class WeightsImport extends BaseCommand {
   static override summary = 'Verify, convert and cache model weights (PyTorch .pth/.pt/.ckpt → safetensors).';
@@ -23,7 +23,12 @@ export default class WeightsImport extends BaseCommand {
   ];
 
   static override flags = {
-    kind: Flags.string({ summary: `Weight kind (${listWeightKinds().map((k) => k.kind).join(', ')}).`, required: true }),
+    kind: Flags.string({
+      summary: `Weight kind (${listWeightKinds()
+        .map((k) => k.kind)
+        .join(', ')}).`,
+      required: true,
+    }),
     backbone: Flags.file({ summary: 'lpips-*: torchvision ImageNet checkpoint (alexnet-owt-7be5be79.pth / vgg16-397923af.pth).' }),
     linear: Flags.file({ summary: 'lpips-*: LPIPS v0.1 linear layers (alex.pth / vgg.pth from lpips/weights/v0.1).' }),
     model: Flags.file({ summary: 'Single-file kinds (syncnet-v2, fid-inception, vq-f4): the checkpoint.' }),
@@ -42,10 +47,12 @@ export default class WeightsImport extends BaseCommand {
     }
     const result = await importWeights(flags.kind, inputs, { cacheDir: flags['cache-dir'], onEvent: this.events(flags['log-level']) });
     this.log(`stored ${result.kind}: ${result.path}`);
-    this.log(`  ${result.tensors} tensors, ${result.parameters.toLocaleString('en-US')} parameters, ${(result.bytes / 1e6).toFixed(1)} MB, sha256 ${result.sha256}`);
-    for (const s of result.sources) this.log(`  from --${s.flag} ${s.path} (sha256 ${s.sha256}, ${s.verified === 'unverified' ? 'no known hash' : `verified by ${s.verified}`})`);
+    this.log(
+      `  ${result.tensors} tensors, ${result.parameters.toLocaleString('en-US')} parameters, ${(result.bytes / 1e6).toFixed(1)} MB, sha256 ${result.sha256}`,
+    );
+    for (const s of result.sources)
+      this.log(`  from --${s.flag} ${s.path} (sha256 ${s.sha256}, ${s.verified === 'unverified' ? 'no known hash' : `verified by ${s.verified}`})`);
     this.log(`  index: ${weightsDir(flags['cache-dir'])}/index.json`);
     return result;
   }
 }
-
