@@ -14,7 +14,9 @@ export type ProgressEvent =
   /** A free-form note for the user (warnings go here too). */
   | { type: 'log'; level: 'info' | 'warn' | 'debug'; message: string }
   /** A scalar for curves (loss, lr, samples/s, metric values). */
-  | { type: 'metric'; name: string; value: number; step?: number };
+  | { type: 'metric'; name: string; value: number; step?: number }
+  /** A picture for the run's record (sample grids): PNG bytes, shown by TensorBoard and written to the run folder. */
+  | { type: 'image'; name: string; step: number; png: Uint8Array; caption?: string };
 
 export type OnEvent = (event: ProgressEvent) => void;
 
