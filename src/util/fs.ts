@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { DifftalkError } from './errors.js';
 
 /** A temp path next to `file` (same directory, so rename is atomic). */
 export function tempPathFor(file: string): string {
@@ -58,8 +59,61 @@ export async function exists(file: string): Promise<boolean> {
   }
 }
 
+/** Limits for {@link readJson}: every JSON file difftalk writes (manifests, run state, reports) is far below them. */
+export const JSON_LIMITS = {
+  maxBytes: 256 * 1024 * 1024,
+  maxDepth: 256,
+} as const;
+
+const OPEN_BRACE = 0x7b;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACE = 0x7d;
+const CLOSE_BRACKET = 0x5d;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/** Deepest nesting of objects/arrays in JSON text (string contents skipped); linear in the text. */
+export function jsonDepth(bytes: Uint8Array): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]!;
+    if (inString) {
+      if (c === BACKSLASH) i++;
+      else if (c === QUOTE) inString = false;
+    } else if (c === QUOTE) inString = true;
+    else if (c === OPEN_BRACE || c === OPEN_BRACKET) max = Math.max(max, ++depth);
+    else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth--;
+  }
+  return max;
+}
+
+/**
+ * Read and parse a JSON file. Every failure is one DifftalkError('bad-json' | 'not-found'): a missing file or a folder,
+ * a file over JSON_LIMITS.maxBytes, nesting deeper than JSON_LIMITS.maxDepth, invalid UTF-8 or JSON (e.g. truncated).
+ * The value is not validated: callers check its shape.
+ */
 export async function readJson<T>(file: string): Promise<T> {
-  return JSON.parse(await readFile(file, 'utf8')) as T;
+  let info;
+  try {
+    info = await stat(file);
+  } catch {
+    throw new DifftalkError('not-found', `${file}: no such file`);
+  }
+  if (!info.isFile()) throw new DifftalkError('bad-json', `${file} is not a file`);
+  if (info.size > JSON_LIMITS.maxBytes)
+    throw new DifftalkError('bad-json', `${file} is ${info.size} bytes, over the ${JSON_LIMITS.maxBytes}-byte limit for JSON`);
+  const bytes = await readFile(file);
+  if (jsonDepth(bytes) > JSON_LIMITS.maxDepth) throw new DifftalkError('bad-json', `${file} nests deeper than ${JSON_LIMITS.maxDepth} levels`);
+  try {
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes)) as T;
+  } catch (e) {
+    throw new DifftalkError('bad-json', `${file} is not valid JSON (${e instanceof Error ? e.message : String(e)}); the file may be truncated`, {
+      suggestion: 'restore it from a backup or remove it so that difftalk rewrites it',
+      cause: e,
+    });
+  }
 }
 
 /** sha256 of a file, streamed. */

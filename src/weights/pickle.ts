@@ -77,11 +77,25 @@ function int(v: bigint): number | bigint {
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
 
-/** Two's-complement little-endian integer of any length (LONG1 / LONG4). */
+/**
+ * Limits on what a pickle may make the reader compute. Python decodes LONG4 in linear time; a bigint built byte by
+ * byte is quadratic (a 300 KB LONG4 took 76 s), so LONG1/LONG4 go through one hex string (linear) and are capped;
+ * decimal INT/LONG text follows CPython's `sys.int_info.default_max_str_digits` (4300).
+ */
+export const PICKLE_LIMITS = {
+  /** Bytes of one LONG1/LONG4 integer (no checkpoint holds an integer wider than a few words). */
+  maxLongBytes: 4096,
+  /** Decimal digits of one INT/LONG text argument (CPython's default int-from-string limit). */
+  maxIntDigits: 4300,
+  /** Depth of nested containers a caller walks (see {@link assertDepth}). */
+  maxDepth: 1000,
+} as const;
+
+/** Two's-complement little-endian integer of any length (LONG1 / LONG4), in time linear in its length. */
 function decodeLong(bytes: Uint8Array): number | bigint {
   if (bytes.length === 0) return 0;
-  let v = 0n;
-  for (let i = bytes.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[i]!);
+  const hex = Buffer.from(bytes).reverse().toString('hex');
+  let v = BigInt(`0x${hex}`);
   if (bytes[bytes.length - 1]! & 0x80) v -= 1n << BigInt(8 * bytes.length);
   return int(v);
 }
@@ -97,6 +111,28 @@ export interface UnpickleResult {
  * input (truncated data, stack underflow, unknown opcode, extension codes, out-of-band buffers).
  */
 export function unpickle(buf: Uint8Array, offset = 0, options: UnpickleOptions = {}): UnpickleResult {
+  try {
+    return unpickleUnchecked(buf, offset, options);
+  } catch (e) {
+    if (e instanceof DifftalkError) throw e;
+    // e.g. a RangeError from a Map past V8's size limit: still one clear error, never a raw exception
+    throw new DifftalkError('bad-pickle', `${options.source ?? 'pickle'}: cannot be read (${e instanceof Error ? e.message : String(e)})`, {
+      suggestion: 'The file is not a valid PyTorch/pickle file or is truncated; re-download it.',
+      cause: e,
+    });
+  }
+}
+
+/** Throw DifftalkError('bad-pickle') when a walk over unpickled containers goes deeper than PICKLE_LIMITS.maxDepth. */
+export function assertDepth(depth: number, source: string): void {
+  if (depth > PICKLE_LIMITS.maxDepth) {
+    throw new DifftalkError('bad-pickle', `${source}: containers nested deeper than ${PICKLE_LIMITS.maxDepth} levels`, {
+      suggestion: 'The file is not a checkpoint difftalk can read (no model file nests this deep).',
+    });
+  }
+}
+
+function unpickleUnchecked(buf: Uint8Array, offset: number, options: UnpickleOptions): UnpickleResult {
   const src = options.source ?? 'pickle';
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const fail = (msg: string, at: number): never => {
@@ -189,9 +225,9 @@ export function unpickle(buf: Uint8Array, offset = 0, options: UnpickleOptions =
   const appendItems = (target: unknown, items: unknown[], at: number): void => {
     if (Array.isArray(target)) {
       if (Object.isFrozen(target)) fail('APPEND to a tuple', at);
-      target.push(...items);
+      for (const x of items) target.push(x);
     } else if (target instanceof Set) for (const x of items) target.add(x);
-    else if (target instanceof PyObject) target.listItems.push(...items);
+    else if (target instanceof PyObject) for (const x of items) target.listItems.push(x);
     else fail('APPEND on a non-list', at);
   };
 
@@ -244,9 +280,13 @@ export function unpickle(buf: Uint8Array, offset = 0, options: UnpickleOptions =
       case 0x8a: // LONG1
         stack.push(decodeLong(bytes(u8())));
         break;
-      case 0x8b: // LONG4
-        stack.push(decodeLong(bytes(u32())));
+      case 0x8b: {
+        // LONG4
+        const n = u32();
+        if (n > PICKLE_LIMITS.maxLongBytes) fail(`integer of ${n} bytes (limit ${PICKLE_LIMITS.maxLongBytes})`, at);
+        stack.push(decodeLong(bytes(n)));
         break;
+      }
       case 0x47: // BINFLOAT (big-endian double)
         need(8);
         stack.push(view.getFloat64(p, false));
@@ -257,14 +297,14 @@ export function unpickle(buf: Uint8Array, offset = 0, options: UnpickleOptions =
         const s = line().trim();
         if (s === '01') stack.push(true);
         else if (s === '00') stack.push(false);
-        else if (!/^[+-]?\d+$/.test(s)) fail('bad INT', at);
+        else if (!/^[+-]?\d+$/.test(s) || s.length > PICKLE_LIMITS.maxIntDigits) fail('bad INT', at);
         else stack.push(int(BigInt(s)));
         break;
       }
       case 0x4c: {
         // LONG (text)
         const s = line().trim().replace(/L$/, '');
-        if (!/^[+-]?\d+$/.test(s)) fail('bad LONG', at);
+        if (!/^[+-]?\d+$/.test(s) || s.length > PICKLE_LIMITS.maxIntDigits) fail('bad LONG', at);
         stack.push(int(BigInt(s)));
         break;
       }

@@ -13,7 +13,7 @@
 import { open, readFile, stat } from 'node:fs/promises';
 import { inflateRawSync } from 'node:zlib';
 import { DifftalkError, errorMessage } from '../util/errors.js';
-import { PyGlobal, PyObject, unpickle, type PyCallable } from './pickle.js';
+import { assertDepth, PyGlobal, PyObject, unpickle, type PyCallable } from './pickle.js';
 
 export type TorchDtype = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 /** float16 / bfloat16 are widened to Float32Array (exactly); bool is a Uint8Array of 0/1. */
@@ -263,8 +263,42 @@ function gather(src: TensorArray, offset: number, shape: number[], stride: numbe
   return out as unknown as TensorArray;
 }
 
+/**
+ * Limits relative to the file: tensors are materialised as contiguous copies, so a view with stride 0 over a 1-element
+ * storage could otherwise ask for any size (a 612-byte .pth asked for 3.9 GB). PyTorch shares storages instead; here
+ * the copies may total at most MATERIALISE_FACTOR × the stored bytes plus MATERIALISE_SLACK_BYTES.
+ */
+export const TORCH_LIMITS = {
+  materialiseFactor: 4,
+  materialiseSlackBytes: 64 * 1024 * 1024,
+  /** Uncompressed/compressed ratio of a deflated zip entry (deflate's own maximum is about 1032:1). */
+  maxDeflateRatio: 1100,
+  /** Total uncompressed bytes of a zip checkpoint. */
+  maxUncompressedBytes: 16 * 1024 ** 3,
+  /** A central-directory entry is at least this many bytes, so a directory of n bytes holds at most n/46 entries. */
+  minCentralEntryBytes: 46,
+} as const;
+
 function materialise(tensors: TorchTensor[], file: string, bigEndian: boolean): void {
   const decoded = new Map<StorageRef, TensorArray>();
+  let stored = 0;
+  const roots = new Set<StorageRef>();
+  for (const t of tensors) {
+    const root = t.storage.root ?? t.storage;
+    if (root.bytes && !roots.has(root)) {
+      roots.add(root);
+      stored += root.bytes.length;
+    }
+  }
+  const budget = TORCH_LIMITS.materialiseFactor * stored + TORCH_LIMITS.materialiseSlackBytes;
+  let total = 0;
+  for (const t of tensors) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    total += n * ELEMENT_SIZE[t.dtype];
+    if (!Number.isFinite(total) || total > budget) {
+      throw bad(file, `its tensors would take ${total} bytes as arrays but the file stores ${stored} bytes of data (views that repeat data are limited)`);
+    }
+  }
   for (const t of tensors) {
     const root = t.storage.root ?? t.storage;
     if (!root.bytes) throw bad(file, `storage ${root.key} has no data`);
@@ -278,22 +312,23 @@ function materialise(tensors: TorchTensor[], file: string, bigEndian: boolean): 
 }
 
 /** Every tensor reachable through Maps / arrays / inert objects' state, by dotted path. */
-export function collectTensors(value: unknown, prefix = ''): Map<string, TensorData> {
+export function collectTensors(value: unknown, prefix = '', source = 'checkpoint'): Map<string, TensorData> {
   const out = new Map<string, TensorData>();
   const seen = new Set<unknown>();
-  const walk = (v: unknown, path: string): void => {
+  const walk = (v: unknown, path: string, depth = 0): void => {
     if (v === null || typeof v !== 'object' || seen.has(v)) return;
+    assertDepth(depth, source);
     seen.add(v);
     if (v instanceof TorchTensor) {
       out.set(path, v);
       return;
     }
     const join = (k: unknown): string => (path ? `${path}.${String(k)}` : String(k));
-    if (v instanceof Map) for (const [k, x] of v) walk(x, join(k));
-    else if (Array.isArray(v)) v.forEach((x, i) => walk(x, join(i)));
+    if (v instanceof Map) for (const [k, x] of v) walk(x, join(k), depth + 1);
+    else if (Array.isArray(v)) v.forEach((x, i) => walk(x, join(i), depth + 1));
     else if (v instanceof PyObject) {
-      walk(v.state, path);
-      for (const [k, x] of v.dictItems) walk(x, join(k));
+      walk(v.state, path, depth + 1);
+      for (const [k, x] of v.dictItems) walk(x, join(k), depth + 1);
     }
   };
   walk(value, prefix);
@@ -324,15 +359,21 @@ export function stateDict(file: TorchFile, options: { key?: string; stripPrefix?
   return out;
 }
 
+const TO_PLAIN_MAX_NODES = 1_000_000;
+
 /** A plain-JSON view of a python object tree (tensors as {dtype, shape}), for printing metadata. */
-export function toPlain(value: unknown): unknown {
+export function toPlain(value: unknown, depth = 0, budget = { nodes: TO_PLAIN_MAX_NODES }): unknown {
+  assertDepth(depth, 'checkpoint');
+  // shared sub-objects are expanded at each use: a budget keeps a small DAG (or a cycle) from expanding exponentially
+  if (--budget.nodes < 0) throw new DifftalkError('bad-pickle', `checkpoint metadata has more than ${TO_PLAIN_MAX_NODES} values to show`);
+  const sub = (v: unknown): unknown => toPlain(v, depth + 1, budget);
   if (value instanceof TorchTensor) return { tensor: value.dtype, shape: value.shape };
-  if (value instanceof Map) return Object.fromEntries([...value].map(([k, v]) => [String(k), toPlain(v)]));
-  if (Array.isArray(value)) return value.map(toPlain);
-  if (value instanceof Set) return [...value].map(toPlain);
+  if (value instanceof Map) return Object.fromEntries([...value].map(([k, v]) => [String(k), sub(v)]));
+  if (Array.isArray(value)) return value.map((v) => sub(v));
+  if (value instanceof Set) return [...value].map(sub);
   if (typeof value === 'bigint') return value.toString();
   if (value instanceof Uint8Array) return `<${value.length} bytes>`;
-  if (value instanceof PyObject) return { object: value.cls.qualifiedName, state: toPlain(value.state) };
+  if (value instanceof PyObject) return { object: value.cls.qualifiedName, state: sub(value.state) };
   if (value instanceof PyGlobal) return { global: value.qualifiedName };
   if (typeof value === 'function') return { global: 'whitelisted' };
   return value;
@@ -374,10 +415,12 @@ async function readZipDirectory(fh: import('node:fs/promises').FileHandle, fileS
     cdOffset = Number(z.readBigUInt64LE(48));
   }
   if (cdOffset + cdSize > fileSize) throw bad(file, 'zip central directory lies outside the file (truncated file?)');
+  if (count > cdSize / TORCH_LIMITS.minCentralEntryBytes) throw bad(file, `zip declares ${count} entries in a ${cdSize}-byte directory`);
   const cd = Buffer.alloc(cdSize);
   await fh.read(cd, 0, cdSize, cdOffset);
   const entries: ZipEntry[] = [];
   let p = 0;
+  let total = 0;
   for (let i = 0; i < count; i++) {
     if (p + 46 > cd.length || cd.readUInt32LE(p) !== 0x02014b50) throw bad(file, 'corrupt zip central directory');
     const method = cd.readUInt16LE(p + 10);
@@ -408,15 +451,33 @@ async function readZipDirectory(fh: import('node:fs/promises').FileHandle, fileS
       }
       e += 4 + len;
     }
+    if (localHeaderOffset + ZIP_LOCAL_HEADER_BYTES + compressedSize > fileSize) throw bad(file, `zip entry ${name} lies outside the file`);
+    if (method === 8 && size > compressedSize * TORCH_LIMITS.maxDeflateRatio + ZIP_RATIO_SLACK_BYTES) {
+      throw bad(file, `zip entry ${name} declares ${size} bytes from ${compressedSize} compressed (more than deflate can produce)`);
+    }
+    if (method === 0 && size !== compressedSize) throw bad(file, `stored zip entry ${name} has differing sizes`);
+    total += size;
+    if (total > TORCH_LIMITS.maxUncompressedBytes) throw bad(file, `zip entries total more than ${TORCH_LIMITS.maxUncompressedBytes} bytes`);
     entries.push({ name, method, compressedSize, size, localHeaderOffset });
     p = eEnd + commentLen;
+  }
+  // entries that share or overlap their data would let one compressed stream be inflated many times (overlap bombs)
+  const sorted = [...entries].sort((a, b) => a.localHeaderOffset - b.localHeaderOffset);
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1]!;
+    if (sorted[i]!.localHeaderOffset < prev.localHeaderOffset + ZIP_LOCAL_HEADER_BYTES + prev.compressedSize) {
+      throw bad(file, `zip entries ${prev.name} and ${sorted[i]!.name} overlap`);
+    }
   }
   return entries;
 }
 
+const ZIP_LOCAL_HEADER_BYTES = 30;
+const ZIP_RATIO_SLACK_BYTES = 1024;
+
 async function readZipEntry(fh: import('node:fs/promises').FileHandle, entry: ZipEntry, fileSize: number, file: string): Promise<Uint8Array> {
-  const lh = Buffer.alloc(30);
-  await fh.read(lh, 0, 30, entry.localHeaderOffset);
+  const lh = Buffer.alloc(ZIP_LOCAL_HEADER_BYTES);
+  await fh.read(lh, 0, ZIP_LOCAL_HEADER_BYTES, entry.localHeaderOffset);
   if (lh.readUInt32LE(0) !== 0x04034b50) throw bad(file, `corrupt zip local header for ${entry.name}`);
   const start = entry.localHeaderOffset + 30 + lh.readUInt16LE(26) + lh.readUInt16LE(28);
   if (start + entry.compressedSize > fileSize) throw bad(file, `zip entry ${entry.name} is truncated`);
@@ -425,7 +486,10 @@ async function readZipEntry(fh: import('node:fs/promises').FileHandle, entry: Zi
   if (entry.method === 0) return data;
   if (entry.method === 8) {
     try {
-      return inflateRawSync(data);
+      // never more than the directory declared (itself bounded by the compressed size): a zip bomb stops here
+      const out = inflateRawSync(data, { maxOutputLength: Math.max(1, entry.size) });
+      if (out.length !== entry.size) throw new Error(`inflated to ${out.length} bytes, the directory says ${entry.size}`);
+      return out;
     } catch (e) {
       throw bad(file, `cannot inflate ${entry.name}: ${errorMessage(e)}`);
     }
@@ -468,7 +532,7 @@ async function readZipTorch(file: string, fileSize: number): Promise<TorchFile> 
       s.bytes = await readZipEntry(fh, entry, fileSize, file);
     }
     materialise(tensors, file, bigEndian);
-    return { format: 'zip', value, tensors: collectTensors(value) };
+    return { format: 'zip', value, tensors: collectTensors(value, '', file) };
   } finally {
     await fh.close();
   }
@@ -505,7 +569,7 @@ function readLegacyTorch(file: string, buf: Uint8Array): TorchFile {
     p += nbytes;
   }
   materialise(tensors, file, bigEndian);
-  return { format: 'legacy', value: obj.value, tensors: collectTensors(obj.value) };
+  return { format: 'legacy', value: obj.value, tensors: collectTensors(obj.value, '', file) };
 }
 
 /** Read a PyTorch file (zip or legacy). Throws DifftalkError('bad-torch-file' | 'bad-pickle' | 'not-found'). */
