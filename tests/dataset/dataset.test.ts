@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { before, test } from 'node:test';
+import { openDataset, readClipFrames } from '../../src/dataset/dataset.js';
+import { buildDatasetManifest, writeDatasetManifest, type DatasetClip } from '../../src/dataset/manifest.js';
+import { difftalkReferenceSampler } from '../../src/dataset/reference.js';
+import { encodeFrames, maskRowsFromLandmarks68, writeClipShards, type ClipShardInput, type ShardMetadata } from '../../src/dataset/shard-writer.js';
+import { DifftalkError } from '../../src/util/errors.js';
+import { runProcess, runTool } from '../../src/util/exec.js';
+import { AOC_CLIP, ROOT, tmpDir } from '../helpers.js';
+
+const SIZE = 128;
+const N = 6;
+const LM478 = 478 * 3;
+const LM68 = 68 * 2;
+const MFCC = { window: 16, dim: 13 };
+const META: ShardMetadata = {
+  fps: 25,
+  size: SIZE,
+  imageFormat: 'jpeg',
+  jpegQuality: 95,
+  landmarker: { engine: 'test-formula', model: 'none', sha256: '0'.repeat(64), smoothing: { kind: 'none' } },
+  audioFeatures: [{ name: 'mfcc', column: 'audio_mfcc', window: MFCC.window, dim: MFCC.dim, rate: 100, params: {} }],
+  reference: difftalkReferenceSampler({ seed: 23, policy: 'farthest' }).params,
+  toolVersion: '0.0.0-test',
+};
+const fill = (len: number, v: number): Float32Array => new Float32Array(len).fill(v);
+let images: Uint8Array[];
+
+function clipInput(clipId: string, imgs: Uint8Array[]): ClipShardInput {
+  const refs = difftalkReferenceSampler({ seed: 23, policy: 'farthest' }).sample(clipId, N);
+  assert.ok(refs.ok);
+  const lm68 = fill(N * LM68, SIZE / 2);
+  const masks = maskRowsFromLandmarks68(lm68, SIZE);
+  return {
+    clipId,
+    split: 'train',
+    fps: 25,
+    images: imgs,
+    faceStatus: Array.from({ length: N }, () => 'ok'),
+    faceScore: fill(N, 1),
+    landmarks478: fill(N * LM478, 1),
+    landmarks478Raw: fill(N * LM478, 1),
+    landmarks68: lm68,
+    maskRowTrain: masks.train,
+    maskRowTest: masks.test,
+    audio: [{ name: 'mfcc', windows: { data: fill(N * MFCC.window * MFCC.dim, 0.5), frames: N, window: MFCC.window, dim: MFCC.dim } }],
+    refFrameIndex: refs.value,
+  };
+}
+
+async function makeDataset(
+  opts: { clips?: [string, Uint8Array[]][]; frames?: (id: string) => number; shards?: (id: string, files: string[]) => string[] } = {},
+): Promise<string> {
+  const dir = tmpDir();
+  const clips: DatasetClip[] = [];
+  for (const [id, imgs] of opts.clips ?? [
+    ['clipA', images],
+    ['clipB', images],
+  ]) {
+    const res = await writeClipShards(dir, clipInput(id, imgs), { maxRows: 4, metadata: META });
+    clips.push({
+      id,
+      identity: id,
+      split: 'train',
+      status: 'done',
+      frames: opts.frames?.(id) ?? N,
+      shards: opts.shards?.(id, res.files) ?? res.files,
+      notes: [],
+    });
+  }
+  await writeDatasetManifest(dir, buildDatasetManifest({ config: {}, clips }));
+  return dir;
+}
+
+async function rejects(p: Promise<unknown>, code: string, text: RegExp): Promise<void> {
+  await assert.rejects(p, (e: unknown) => e instanceof DifftalkError && e.code === code && text.test(e.message));
+}
+
+before(async () => {
+  // Real frames: the first N frames of the HDTF sample clip at 128² (ffmpeg area scaling), stored as JPEG q95.
+  const { stdout } = await runTool('ffmpeg', [
+    '-v',
+    'error',
+    '-nostdin',
+    '-i',
+    AOC_CLIP,
+    '-frames:v',
+    String(N),
+    '-vf',
+    `scale=${SIZE}:${SIZE}:flags=area`,
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    'rgb24',
+    'pipe:1',
+  ]);
+  images = await encodeFrames({ width: SIZE, height: SIZE, count: N, data: new Uint8Array(stdout) }, { format: 'jpeg', quality: 95 });
+});
+
+test('openDataset: frames() at the stored size equal PIL decoding (±1) and at another size PIL bicubic (mean |Δ| < 0.5, measured 0.22)', async () => {
+  const dir = await makeDataset();
+  const ds = await openDataset(dir);
+  assert.deepEqual(
+    ds.clips.map((c) => [c.id, c.frames]),
+    [
+      ['clipA', N],
+      ['clipB', N],
+    ],
+  );
+  assert.equal(ds.metadata.size, SIZE);
+  // Reference: PIL 9 (libjpeg-turbo decode; Image.BICUBIC resize as in DiffTalk's loader), tests/reference/gt_frames_reference.py.
+  const ref = tmpDir();
+  const files = images.map((b, i) => {
+    const f = path.join(ref, `${i}.jpg`);
+    writeFileSync(f, b);
+    return f;
+  });
+  const OUT = 96;
+  for (const size of [0, OUT]) await runProcess('/usr/bin/python3', [path.join(ROOT, 'tests/reference/gt_frames_reference.py'), String(size), ...files]);
+  const stored = await readClipFrames(ds, 'clipB');
+  const resized = await readClipFrames(ds, 'clipB', { size: OUT });
+  assert.equal(stored.count, N);
+  assert.equal(resized.count, N);
+  let maxStored = 0;
+  let sumResized = 0;
+  for (let i = 0; i < N; i++) {
+    const a = readFileSync(`${files[i]}.0.rgb`);
+    const b = readFileSync(`${files[i]}.${OUT}.rgb`);
+    const s = stored.data.subarray(i * SIZE * SIZE * 3, (i + 1) * SIZE * SIZE * 3);
+    const r = resized.data.subarray(i * OUT * OUT * 3, (i + 1) * OUT * OUT * 3);
+    for (let k = 0; k < a.length; k++) maxStored = Math.max(maxStored, Math.abs(a[k]! - s[k]!));
+    for (let k = 0; k < b.length; k++) sumResized += Math.abs(b[k]! - r[k]!);
+  }
+  const meanResized = sumResized / (N * OUT * OUT * 3);
+  console.log(`stored-size max |Δ| vs PIL ${maxStored}; ${SIZE}→${OUT} cubic mean |Δ| vs PIL bicubic ${meanResized.toFixed(3)}`);
+  assert.ok(maxStored <= 1, `stored max |Δ| ${maxStored}`);
+  assert.ok(meanResized < 0.5, `resized mean |Δ| ${meanResized}`);
+  // a range
+  const some = [];
+  for await (const f of ds.frames('clipA', { from: 2, count: 3 })) some.push(f.index);
+  assert.deepEqual(some, [2, 3, 4]);
+});
+
+test('openDataset: manifest and shards must agree (frame counts, ids), else dataset-corrupt before any work', async () => {
+  // Before: training read the manifest and the shards separately and ran on all-zero latents for missing rows (exit 0).
+  await rejects(
+    openDataset(await makeDataset({ frames: (id) => (id === 'clipB' ? N + 1 : N) })),
+    'dataset-corrupt',
+    /clip clipB: dataset\.json says 7 frames, its shards hold 6/,
+  );
+  // clipB's manifest entry points at clipA's shards
+  let filesA: string[] = [];
+  const dir = await makeDataset({
+    shards: (id, files) => {
+      if (id === 'clipA') filesA = files;
+      return id === 'clipB' ? filesA : files;
+    },
+  });
+  await rejects(openDataset(dir), 'dataset-corrupt', /listed for clip clipB but holds rows of clip "clipA"/);
+  // a missing shard
+  const gone = await makeDataset({ shards: (id, files) => (id === 'clipB' ? [...files, 'shards/clipB-0009.arrow'] : files) });
+  await rejects(openDataset(gone), 'dataset-corrupt', /clipB-0009\.arrow of clip clipB is missing/);
+  // an id that would be a path
+  const m = JSON.parse(readFileSync(path.join(dir, 'dataset.json'), 'utf8')) as { clips: { id: string }[] };
+  m.clips[0]!.id = '../../evil';
+  writeFileSync(path.join(dir, 'dataset.json'), JSON.stringify(m));
+  await assert.rejects(openDataset(dir), (e: unknown) => e instanceof DifftalkError && /\.\.\/\.\.\/evil/.test(e.message));
+});
+
+test('a corrupt JPEG in a shard is one error naming the clip and the frame', async () => {
+  // Before: sharp's raw "VipsJpeg: Premature end of JPEG file" Error reached the user from whichever caller decoded it.
+  const bad = [...images];
+  bad[3] = images[3]!.subarray(0, 200);
+  const ds = await openDataset(await makeDataset({ clips: [['clipC', bad]] }));
+  const seen: number[] = [];
+  await assert.rejects(
+    (async () => {
+      for await (const f of ds.frames('clipC', { size: 64 })) seen.push(f.index);
+    })(),
+    (e: unknown) => e instanceof DifftalkError && e.code === 'dataset-corrupt' && /clip clipC, frame 3/.test(e.message),
+  );
+  assert.deepEqual(seen, [0, 1, 2]);
+});
