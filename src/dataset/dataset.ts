@@ -34,7 +34,10 @@ export interface DatasetClipEntry {
   shards: string[];
 }
 
-/** One ground-truth frame: HWC RGB bytes at `size`² (or the stored size). */
+/** A frame size: `n` for n×n, or width × height (eval resizes GT to the prediction's size). */
+export type FrameSize = number | { width: number; height: number };
+
+/** One ground-truth frame: HWC RGB bytes at the size asked for (or the stored size). */
 export interface GtFrame {
   index: number;
   width: number;
@@ -57,7 +60,7 @@ export interface Dataset {
    * size when `size` is omitted. `from`/`count` select a range. A frame that cannot be decoded is a
    * 'dataset-corrupt' error naming the clip and the frame.
    */
-  frames(clipId: string, opts?: { size?: number; from?: number; count?: number }): AsyncGenerator<GtFrame>;
+  frames(clipId: string, opts?: { size?: FrameSize; from?: number; count?: number }): AsyncGenerator<GtFrame>;
   /** Row batches, as iterateRows (columns projected, split/clip filters). */
   rows(opts?: IterateRowsOptions): AsyncGenerator<RowBatch>;
 }
@@ -73,10 +76,13 @@ const corrupt = (dir: string, msg: string): DifftalkError =>
   });
 
 /** Decode one stored frame (JPEG/PNG bytes) and resize it with GT_RESIZE_KERNEL; errors name the clip and frame. */
-export async function decodeGtFrame(bytes: Uint8Array, where: { clipId: string; index: number }, size?: number): Promise<GtFrame> {
+export async function decodeGtFrame(bytes: Uint8Array, where: { clipId: string; index: number }, size?: FrameSize): Promise<GtFrame> {
   try {
     let img = sharp(bytes, { failOn: 'error' }).removeAlpha();
-    if (size !== undefined) img = img.resize(size, size, { kernel: GT_RESIZE_KERNEL, fit: 'fill' });
+    if (size !== undefined) {
+      const { width, height } = typeof size === 'number' ? { width: size, height: size } : size;
+      img = img.resize(width, height, { kernel: GT_RESIZE_KERNEL, fit: 'fill' });
+    }
     const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== RGB) throw new Error(`${info.channels} channels`);
     return { index: where.index, width: info.width, height: info.height, rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
@@ -87,6 +93,14 @@ export async function decodeGtFrame(bytes: Uint8Array, where: { clipId: string; 
     });
   }
 }
+
+/** decodeGtFrame as a model input: size² RGB scaled to [-1, 1] (x/127.5 − 1), HWC. */
+export async function decodeGtImage(bytes: Uint8Array, where: { clipId: string; index: number }, size: number): Promise<Float32Array> {
+  const { rgb } = await decodeGtFrame(bytes, where, size);
+  return Float32Array.from(rgb, (v) => v / UNIT_SCALE - 1);
+}
+
+const UNIT_SCALE = 127.5;
 
 /** Open and cross-check a prepared dataset (see the module comment). */
 export async function openDataset(dir: string, opts: OpenDatasetOptions = {}): Promise<Dataset> {
@@ -189,12 +203,13 @@ export async function openDataset(dir: string, opts: OpenDatasetOptions = {}): P
     return c;
   };
 
-  async function* frames(clipId: string, o: { size?: number; from?: number; count?: number } = {}): AsyncGenerator<GtFrame> {
+  async function* frames(clipId: string, o: { size?: FrameSize; from?: number; count?: number } = {}): AsyncGenerator<GtFrame> {
     const c = clip(clipId);
     const from = o.from ?? 0;
     const to = Math.min(c.frames, from + (o.count ?? c.frames));
     if (!Number.isInteger(from) || from < 0) throw new DifftalkError('bad-argument', `frame range starts at ${from}`);
-    if (o.size !== undefined && !(Number.isInteger(o.size) && o.size > 0)) throw new DifftalkError('bad-argument', `frame size ${o.size}`);
+    const dims = o.size === undefined ? [] : typeof o.size === 'number' ? [o.size] : [o.size.width, o.size.height];
+    if (!dims.every((d) => Number.isInteger(d) && d > 0)) throw new DifftalkError('bad-argument', `frame size ${JSON.stringify(o.size)}`);
     // Shards hold rows in frame order (the writer's contract, checked above as 0…n−1 coverage); buffer out-of-order rows.
     const pending = new Map<number, Uint8Array>();
     let next = from;
@@ -219,18 +234,19 @@ export async function openDataset(dir: string, opts: OpenDatasetOptions = {}): P
   return { dir, manifest, metadata, clips, clip, frames, rows: (o = {}) => iterateRows(dir, o) };
 }
 
-/** All of a clip's frames at `size`² in one RgbFrames-shaped buffer (count × size × size × 3). */
+/** All of a clip's frames (or a range) at one size in one RgbFrames-shaped buffer (count × height × width × 3). */
 export async function readClipFrames(
   ds: Dataset,
   clipId: string,
-  opts: { size?: number; from?: number; count?: number } = {},
+  opts: { size?: FrameSize; from?: number; count?: number } = {},
 ): Promise<{ width: number; height: number; count: number; data: Uint8Array }> {
   const c = ds.clip(clipId);
   const from = opts.from ?? 0;
   const n = Math.max(0, Math.min(c.frames - from, opts.count ?? c.frames));
-  const w = opts.size ?? ds.metadata.size;
-  const data = new Uint8Array(n * w * w * RGB);
+  const size = opts.size ?? ds.metadata.size;
+  const { width, height } = typeof size === 'number' ? { width: size, height: size } : size;
+  const data = new Uint8Array(n * width * height * RGB);
   let k = 0;
-  for await (const f of ds.frames(clipId, { ...opts, size: w })) data.set(f.rgb, k++ * w * w * RGB);
-  return { width: w, height: w, count: k, data };
+  for await (const f of ds.frames(clipId, { ...opts, size })) data.set(f.rgb, k++ * width * height * RGB);
+  return { width, height, count: k, data };
 }

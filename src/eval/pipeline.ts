@@ -24,7 +24,8 @@ import { loadAudio16k, type AudioData } from '../audio/wav.js';
 import { decodeFrames } from '../media/frames.js';
 import { createLandmarkEngine, type LandmarkEngineName } from '../face/landmarks/index.js';
 import { probeMedia, type MediaInfo } from '../media/probe.js';
-import { iterateRows, listShards, openShard } from '../dataset/shard-reader.js';
+import { openDataset, readClipFrames } from '../dataset/dataset.js';
+import { iterateRows, listShards } from '../dataset/shard-reader.js';
 import type { FaceLandmarks, LandmarkEngine } from '../face/types.js';
 import type { RgbFrames } from '../media/types.js';
 import { DifftalkError } from '../util/errors.js';
@@ -187,33 +188,8 @@ export async function pairClips(
 }
 
 async function datasetFrames(dir: string, id: string, width: number, height: number): Promise<{ frames: RgbFrames; fps: number }> {
-  const shards = await listShards(dir);
-  const first = await openShard(path.join(dir, shards[0]!.shard));
-  const fps = first.metadata.fps;
-  await first.close();
-  const byIndex = new Map<number, Uint8Array>();
-  for await (const rb of iterateRows(dir, { clips: [id], columns: ['clip_id', 'frame_index', 'image'] })) {
-    if (rb.clipId !== id) continue;
-    const idx = rb.batch.getChild('frame_index')!;
-    const img = rb.batch.getChild('image')!;
-    for (let r = 0; r < rb.batch.numRows; r++) {
-      const raw = await sharp(img.get(r) as Uint8Array)
-        .removeAlpha()
-        .resize(width, height, { fit: 'fill' })
-        .raw()
-        .toBuffer();
-      byIndex.set(idx.get(r) as number, new Uint8Array(raw));
-    }
-  }
-  const count = byIndex.size;
-  if (count === 0) throw new DifftalkError('clip-missing', `clip ${id} has no rows in ${dir}`);
-  const data = new Uint8Array(count * width * height * 3);
-  for (let k = 0; k < count; k++) {
-    const f = byIndex.get(k);
-    if (!f) throw new DifftalkError('dataset-corrupt', `${dir}: clip ${id} lacks frame ${k}`);
-    data.set(f, k * width * height * 3);
-  }
-  return { frames: { width, height, count, data }, fps };
+  const ds = await openDataset(dir, { clips: [id] });
+  return { frames: await readClipFrames(ds, id, { size: { width, height } }), fps: ds.metadata.fps };
 }
 
 function truncate(f: RgbFrames, n: number): RgbFrames {

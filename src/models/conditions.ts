@@ -1,9 +1,7 @@
 /**
  * The DiffTalk conditions of one frame, shared by training batches and inference (src/models/pipeline.ts): the audio
- * context window, the reference-frame image decode, the mouth mask of the masked target and the latent jaw mask.
+ * context window, the mouth mask of the masked target and the latent jaw mask.
  */
-import sharp from 'sharp';
-import { DifftalkError } from '../util/errors.js';
 import { jawPolygon, rasterizeMask } from '../face/masks.js';
 
 /** Frames of audio context per sample, and the offset of the first one (i−4 … i+3). */
@@ -30,19 +28,6 @@ export function audioContext(
     else o.set(clip.audio.subarray(f * w, (f + 1) * w), dst);
   }
   return o;
-}
-
-/** Decode an encoded frame to imageSize² RGB in [-1, 1] (bicubic, as PIL's resize in the reference loader). */
-export async function decodeImage(bytes: Uint8Array, imageSize: number): Promise<Float32Array> {
-  const { data, info } = await sharp(bytes)
-    .removeAlpha()
-    .resize(imageSize, imageSize, { kernel: 'cubic', fit: 'fill' })
-    .raw()
-    .toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3) throw new DifftalkError('bad-image', `decoded frame has ${info.channels} channels`);
-  const out = new Float32Array(data.length);
-  for (let i = 0; i < data.length; i++) out[i] = data[i]! / 127.5 - 1;
-  return out;
 }
 
 /** Set every row ≥ `row` (in imageSize coordinates) of an HWC image in [-1, 1] to −1 (the training mask). */

@@ -19,7 +19,8 @@ import { silent, type OnEvent } from '../util/events.js';
 import { exists, sha256, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { iterateRows, listShards } from '../dataset/shard-reader.js';
 import { datasetInfo, type DatasetInfo } from '../dataset/info.js';
-import { AUDIO_CONTEXT, audioContext, decodeImage, LANDMARK_FRAME, maskRowsBelow, scaleMaskRow } from '../models/conditions.js';
+import { decodeGtImage } from '../dataset/dataset.js';
+import { AUDIO_CONTEXT, audioContext, LANDMARK_FRAME, maskRowsBelow, scaleMaskRow } from '../models/conditions.js';
 import { CONDITION_POINTS } from '../models/ldm-net.js';
 import type { Params } from '../models/blocks.js';
 import type { ConditionNorm } from '../models/presets.js';
@@ -122,10 +123,11 @@ export async function* iterateClipImages(
   for await (const rb of iterateRows(info.dir, { columns: ['clip_id', 'frame_index', 'image', 'split'], ...opts })) {
     const b = rb.batch;
     for (let i = 0; i < b.numRows; i++) {
+      const frameIndex = b.getChild('frame_index')!.get(i) as number;
       yield {
         clipId: rb.clipId,
-        frameIndex: b.getChild('frame_index')!.get(i) as number,
-        image: await decodeImage(b.getChild('image')!.get(i) as Uint8Array, imageSize),
+        frameIndex,
+        image: await decodeGtImage(b.getChild('image')!.get(i) as Uint8Array, { clipId: rb.clipId, index: frameIndex }, imageSize),
       };
     }
   }
@@ -352,7 +354,8 @@ export async function readFrameImages(
     const b = rb.batch;
     for (let i = 0; i < b.numRows; i++) {
       const fi = b.getChild('frame_index')!.get(i) as number;
-      if (set.has(fi)) out.set(`${rb.clipId}/${fi}`, await decodeImage(b.getChild('image')!.get(i) as Uint8Array, imageSize));
+      if (set.has(fi))
+        out.set(`${rb.clipId}/${fi}`, await decodeGtImage(b.getChild('image')!.get(i) as Uint8Array, { clipId: rb.clipId, index: fi }, imageSize));
     }
   }
   return out;

@@ -21,10 +21,10 @@
  */
 import path from 'node:path';
 import { mkdir } from 'node:fs/promises';
-import sharp from 'sharp';
 import { mfcc } from '../audio/mfcc.js';
 import { loadAudio16k } from '../audio/wav.js';
 import { decodeFrames } from '../media/frames.js';
+import { decodeGtFrame } from '../dataset/dataset.js';
 import { iterateRows, listShards, openShard } from '../dataset/shard-reader.js';
 import type { LandmarkEngine } from '../face/types.js';
 import { DifftalkError } from '../util/errors.js';
@@ -117,8 +117,7 @@ export async function syncClipsFromDataset(dir: string, opts: { split?: 'train' 
     for (let r = 0; r < rb.batch.numRows; r++) {
       const k = idx.get(r) as number;
       const bytes = img.get(r) as Uint8Array;
-      const raw = await sharp(bytes).removeAlpha().resize(SYNCNET_SIZE, SYNCNET_SIZE, { kernel: 'linear' }).raw().toBuffer();
-      entry.frames.set(k, new Uint8Array(raw));
+      entry.frames.set(k, (await decodeGtFrame(bytes, { clipId: rb.clipId, index: k }, SYNCNET_SIZE)).rgb);
       const w = au.get(r) as { toArray(): Float32Array } | Float32Array;
       entry.mfcc.set(k, w instanceof Float32Array ? w : Float32Array.from(w.toArray()));
     }
