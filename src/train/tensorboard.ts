@@ -151,14 +151,16 @@ export class TensorBoardWriter {
 
 /**
  * An event sink that records `metric` events with a step as scalars and `image` events as images, then passes every
- * event on to `next`. Call `close()` when the run ends.
+ * event on to `next`. The event file is created at the first recorded event (a run refused before its first step
+ * leaves nothing behind). Call `close()` when the run ends.
  */
-export function tensorBoardSink(dir: string, next: OnEvent): { onEvent: OnEvent; writer: TensorBoardWriter; close: () => void } {
-  const writer = new TensorBoardWriter(dir);
+export function tensorBoardSink(dir: string, next: OnEvent): { onEvent: OnEvent; file: () => string | undefined; close: () => void } {
+  let writer: TensorBoardWriter | undefined;
+  const open = () => (writer ??= new TensorBoardWriter(dir));
   const onEvent = (e: ProgressEvent) => {
-    if (e.type === 'metric' && e.step !== undefined && Number.isFinite(e.value)) writer.scalar(e.name, e.value, e.step);
-    else if (e.type === 'image') writer.image(e.name, e.png, e.step);
+    if (e.type === 'metric' && e.step !== undefined && Number.isFinite(e.value)) open().scalar(e.name, e.value, e.step);
+    else if (e.type === 'image') open().image(e.name, e.png, e.step);
     next(e);
   };
-  return { onEvent, writer, close: () => writer.close() };
+  return { onEvent, file: () => writer?.file, close: () => writer?.close() };
 }
