@@ -1,7 +1,7 @@
 import { Command, Flags, Errors } from '@oclif/core';
 import { DifftalkError } from '../util/errors.js';
 import type { OnEvent } from '../util/events.js';
-import { barRenderer, jsonLinesRenderer, type Renderer } from './progress.js';
+import { barRenderer, DEFAULT_LOG_EVERY, jsonLinesRenderer, type Renderer } from './progress.js';
 
 /**
  * Every difftalk command extends this. `run()` returns a JSON-safe result; --json prints it (oclif),
@@ -16,9 +16,9 @@ export abstract class BaseCommand extends Command {
 
   private renderer?: Renderer;
 
-  /** The event sink to hand to library code. */
-  protected events(logLevel: 'info' | 'debug' = 'info'): OnEvent {
-    if (!this.renderer) this.renderer = this.jsonEnabled() ? jsonLinesRenderer() : barRenderer(process.stderr, logLevel);
+  /** The event sink to hand to library code; a training stage logs one line / JSON event every `logEvery` steps off a TTY. */
+  protected events(logLevel: 'info' | 'debug' = 'info', logEvery = DEFAULT_LOG_EVERY): OnEvent {
+    if (!this.renderer) this.renderer = this.jsonEnabled() ? jsonLinesRenderer(process.stderr, logEvery) : barRenderer(process.stderr, logLevel, logEvery);
     return this.renderer.onEvent;
   }
 

@@ -7,6 +7,7 @@ import { Flags, type Interfaces } from '@oclif/core';
 import type { CommonTrainOptions } from '../train/loop.js';
 import type { PresetName } from '../models/presets.js';
 import { DifftalkError } from '../util/errors.js';
+import { DEFAULT_LOG_EVERY } from './progress.js';
 
 /**
  * A numeric flag value checked against a range (`gt`: exclusive lower bound, `ge`/`le`: inclusive bounds); NaN and
@@ -63,8 +64,13 @@ export function commonTrainFlags(defaults: {
     'sample-every': Flags.integer({ min: 1, default: defaults.sampleEvery }),
     resume: Flags.boolean({ default: false, summary: 'Continue the run in --out from latest.json; --steps is the total to reach.' }),
     backend: backendFlag(),
+    'log-every': logEveryFlag(),
   };
 }
+
+/** Progress-line period off a TTY and under --json (every trainer). */
+export const logEveryFlag = () =>
+  Flags.integer({ min: 1, default: DEFAULT_LOG_EVERY, summary: 'Without a terminal (logs, CI) or with --json: one progress line / event every N steps.' });
 
 /** What `this.parse` returns for the common trainer flags. */
 type ParsedCommonFlags = Interfaces.InferredFlags<ReturnType<typeof commonTrainFlags>>;

@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { commonTrainFlags, commonTrainOptions, nonNegativeNumber } from '../../cli/flags.js';
+import { checkPreset, recordedRun } from '../../cli/train-run.js';
 import { DEFAULT_TRAIN, trainAutoencoder, type TrainResult } from '../../train/loop.js';
 import { initBackend, type BackendName } from '../../util/tf.js';
 
@@ -21,11 +22,18 @@ export default class TrainAutoencoder extends BaseCommand {
 
   async run(): Promise<TrainResult & { backend: string }> {
     const { flags } = await this.parse(TrainAutoencoder);
-    const onEvent = this.events(flags['log-level']);
+    const onEvent = this.events(flags['log-level'], flags['log-every']);
     const mouthWeight = nonNegativeNumber('mouth-weight', flags['mouth-weight']);
+    const batch = flags.batch * flags.accumulate;
+    if (flags.backend !== 'auto') checkPreset(flags.preset, ['autoencoder'], flags.backend, batch);
     const backend = await initBackend(flags.backend as BackendName);
+    checkPreset(flags.preset, ['autoencoder'], backend, batch);
     onEvent({ type: 'log', level: 'info', message: `TensorFlow.js backend: ${backend}` });
-    const result = await trainAutoencoder({ ...DEFAULT_TRAIN, ...commonTrainOptions(flags), mouthWeight, onEvent });
+    const next = `${this.config.bin} train ldm --data ${flags.data} --first-stage ${flags.out} --out <ldm run> --preset ${flags.preset}`;
+    const { result, summary } = await recordedRun('autoencoder', flags.out, onEvent, next, (ev) =>
+      trainAutoencoder({ ...DEFAULT_TRAIN, ...commonTrainOptions(flags), mouthWeight, onEvent: ev }),
+    );
+    for (const l of summary) this.log(l);
     return { ...result, backend };
   }
 }

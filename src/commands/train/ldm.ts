@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { commonTrainFlags, commonTrainOptions, nonNegativeNumber, positiveNumber } from '../../cli/flags.js';
+import { checkPreset, recordedRun } from '../../cli/train-run.js';
 import { DEFAULT_LDM, trainLdm, type TrainResult } from '../../train/loop.js';
 import { initBackend, type BackendName } from '../../util/tf.js';
 
@@ -12,14 +13,14 @@ export default class TrainLdm extends BaseCommand {
     "--normalize-conditions standardises audio features and landmarks with the training frames' mean/std (not in the reference; " +
     'saved in the checkpoint, so render applies it too). ' +
     'Checkpoints (safetensors + state.json) every --checkpoint-every steps with <out>/latest.json; --resume continues exactly. ' +
-    'Writes <out>/loss.svg and sample grids <out>/samples/step-*.png (GT | masked | reference | sample).';
+    'Writes <out>/loss.svg, sample grids <out>/samples/step-*.png and TensorBoard event files (tensorboard --logdir <out>).';
   static override examples = [
     '<%= config.bin %> train ldm --data data/hdtf --first-stage models/vq-f4/model.ckpt --out runs/ldm --preset paper --batch 8 --backend webgpu',
     '<%= config.bin %> train ldm --data data/small --first-stage runs/ae --out runs/ldm-tiny --preset tiny --steps 200 --lr 1e-3 --backend wasm',
     '<%= config.bin %> train ldm --data data/small --first-stage runs/ae --out runs/ldm-tiny --preset tiny --steps 500 --batch 16 --lr 1e-3 --normalize-conditions --ema-decay 0.999',
   ];
   static override flags = {
-    ...commonTrainFlags({ ...DEFAULT_LDM, batch: DEFAULT_LDM.batchSize }),
+    ...commonTrainFlags({ ...DEFAULT_LDM, preset: 'tiny', batch: DEFAULT_LDM.batchSize }),
     'first-stage': Flags.string({ summary: 'Autoencoder run/checkpoint folder, or a VQ checkpoint file (.ckpt/.pt/.safetensors).', required: true }),
     'audio-feature': Flags.string({ summary: 'Audio feature column to condition on (default: the one with window 16).' }),
     'weight-decay': Flags.string({ default: String(DEFAULT_LDM.weightDecay) }),
@@ -31,7 +32,7 @@ export default class TrainLdm extends BaseCommand {
 
   async run(): Promise<TrainResult & { backend: string }> {
     const { flags } = await this.parse(TrainLdm);
-    const onEvent = this.events(flags['log-level']);
+    const onEvent = this.events(flags['log-level'], flags['log-every']);
     const options = {
       ...DEFAULT_LDM,
       ...commonTrainOptions(flags),
@@ -42,11 +43,15 @@ export default class TrainLdm extends BaseCommand {
       emaDecay: positiveNumber('ema-decay', flags['ema-decay']),
       sampleSteps: flags['sample-steps'],
       normalizeConditions: flags['normalize-conditions'],
-      onEvent,
     };
+    const batch = flags.batch * flags.accumulate;
+    if (flags.backend !== 'auto') checkPreset(flags.preset, ['ldm'], flags.backend, batch);
     const backend = await initBackend(flags.backend as BackendName);
+    checkPreset(flags.preset, ['ldm'], backend, batch);
     onEvent({ type: 'log', level: 'info', message: `TensorFlow.js backend: ${backend}` });
-    const result = await trainLdm(options);
+    const next = `${this.config.bin} render --checkpoint ${flags.out} --video <person.mp4> --audio <speech.wav> -o out.mp4`;
+    const { result, summary } = await recordedRun('conditional LDM', flags.out, onEvent, next, (ev) => trainLdm({ ...options, onEvent: ev }));
+    for (const l of summary) this.log(l);
     return { ...result, backend };
   }
 }

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { backendFlag, positiveNumber } from '../../cli/flags.js';
+import { backendFlag, logEveryFlag, positiveNumber } from '../../cli/flags.js';
 import { createLandmarkEngine } from '../../face/landmarks/index.js';
 import { syncClipFromVideo, syncClipsFromDataset, trainSyncNet, type SyncClip, type SyncTrainResult } from '../../train/syncnet.js';
 import { DifftalkError } from '../../util/errors.js';
@@ -38,12 +38,13 @@ export default class TrainSyncnet extends BaseCommand {
       summary: 'Continue the run in --out from latest.json (weights, Adam state, sampler position); --steps is the total to reach.',
     }),
     backend: backendFlag(),
+    'log-every': logEveryFlag(),
   };
 
   async run(): Promise<SyncTrainResult> {
     const { flags } = await this.parse(TrainSyncnet);
     if (!flags.data && !flags.video?.length) throw new DifftalkError('bad-flag', 'give --data <prepared dataset> or --video <file>');
-    const onEvent = this.events(flags['log-level']);
+    const onEvent = this.events(flags['log-level'], flags['log-every']);
     const backend = await initBackend(flags.backend as BackendName);
     let clips: SyncClip[];
     let dataSource: string;

@@ -1,0 +1,56 @@
+/**
+ * What every model trainer command does around its library call: refuse a preset that cannot run on the backend
+ * (before any work), record TensorBoard event files in the run folder, and print the end-of-run summary.
+ */
+import os from 'node:os';
+import { checkPresetFits, type PresetFit, type PresetName, type StepBackend } from '../models/presets.js';
+import { tensorBoardSink } from '../train/tensorboard.js';
+import type { TrainResult } from '../train/loop.js';
+import type { OnEvent } from '../util/events.js';
+import { bestValidation, statsTap, summaryLines } from './progress.js';
+
+const STEP_BACKENDS: readonly string[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+
+/**
+ * Refuse (exit 2) a preset whose step does not fit the backend; `backend` is the one that started (or the one named,
+ * checked before it starts). Host memory bounds the CPU backends; a GPU's memory is not known here.
+ */
+export function checkPreset(preset: PresetName, stages: readonly ('autoencoder' | 'ldm')[], backend: string, batch: number): PresetFit[] {
+  if (!STEP_BACKENDS.includes(backend)) return [];
+  const host = backend === 'webgpu' ? undefined : os.totalmem();
+  return checkPresetFits(preset, stages, backend as StepBackend, batch, host);
+}
+
+/** Run one trainer with TensorBoard files in `out` and return its result with the summary lines. */
+export async function recordedRun(
+  title: string,
+  out: string,
+  onEvent: OnEvent,
+  next: string | undefined,
+  run: (onEvent: OnEvent) => Promise<TrainResult>,
+): Promise<{ result: TrainResult; summary: string[]; tensorboard?: string; seconds: number }> {
+  const tap = statsTap(onEvent);
+  const tb = tensorBoardSink(out, tap.onEvent);
+  const t0 = performance.now();
+  let result: TrainResult;
+  try {
+    result = await run(tb.onEvent);
+  } finally {
+    tb.close();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const summary = summaryLines({
+    title,
+    steps: result.step,
+    startStep: result.startStep,
+    seconds,
+    finalTrainLoss: result.lastLoss,
+    finalValLoss: result.valLoss,
+    bestVal: bestValidation(tap.stats()),
+    checkpoint: result.checkpoint,
+    next,
+  });
+  const file = tb.file();
+  if (file) summary.push(`  tensorboard --logdir ${out}`);
+  return { result, summary, tensorboard: file, seconds };
+}
