@@ -23,8 +23,7 @@ export default class TrainAutoencoder extends BaseCommand {
     const { flags } = await this.parse(TrainAutoencoder);
     const onEvent = this.events(flags['log-level']);
     const mouthWeight = nonNegativeNumber('mouth-weight', flags['mouth-weight']);
-    const backend = await initBackend(flags.backend as BackendName);
-    onEvent({ type: 'log', level: 'info', message: `TensorFlow.js backend: ${backend}` });
+    const backend = await initBackend(flags.backend as BackendName, onEvent);
     const result = await trainAutoencoder({ ...DEFAULT_TRAIN, ...commonTrainOptions(flags), mouthWeight, onEvent });
     return { ...result, backend };
   }

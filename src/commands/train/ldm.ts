@@ -44,8 +44,7 @@ export default class TrainLdm extends BaseCommand {
       normalizeConditions: flags['normalize-conditions'],
       onEvent,
     };
-    const backend = await initBackend(flags.backend as BackendName);
-    onEvent({ type: 'log', level: 'info', message: `TensorFlow.js backend: ${backend}` });
+    const backend = await initBackend(flags.backend as BackendName, onEvent);
     const result = await trainLdm(options);
     return { ...result, backend };
   }
