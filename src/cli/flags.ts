@@ -31,7 +31,16 @@ export const positiveNumber = (name: string, v: string): number => numberFlag(na
 export const nonNegativeNumber = (name: string, v: string): number => numberFlag(name, v, { ge: 0 });
 
 export const backendFlag = (defaultBackend: 'auto' | 'wasm' = 'auto') =>
-  Flags.option({ options: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const, default: defaultBackend, summary: 'TensorFlow.js backend.' })();
+  Flags.option({
+    options: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const,
+    default: defaultBackend,
+    summary: 'TensorFlow.js backend: webgpu on a GPU, wasm on a CPU, cpu only as a slow reference.',
+    description:
+      'webgpu: any Vulkan GPU through the npm `webgpu` package (Dawn); prints the adapter, its features and limits. ' +
+      'wasm: the fast CPU backend (use it on machines without a GPU). tensorflow: tfjs-node[-gpu] if installed (CUDA 11). ' +
+      'cpu: plain JavaScript reference, orders of magnitude slower than wasm (only for checks). ' +
+      'auto: tensorflow → webgpu (hardware adapters only, not lavapipe) → wasm → cpu, and says what it picked and why.',
+  })();
 
 /** Flags of the first-stage and LDM trainers; `defaults` are the command's own defaults. */
 export function commonTrainFlags(defaults: {

@@ -46,7 +46,7 @@ export default class Eval extends BaseCommand {
       .filter(Boolean) as EvalMetric[];
     const bad = metrics.filter((m) => !EVAL_METRICS.includes(m));
     if (bad.length) throw new DifftalkError('bad-flag', `unknown metric(s) ${bad.join(', ')}`, { suggestion: `use ${EVAL_METRICS.join(',')}` });
-    await initBackend(flags.backend as BackendName);
+    await initBackend(flags.backend as BackendName, this.events(flags['log-level']));
     const result = await writeEvalReport(
       await runEval({
         pred: flags.pred,

@@ -40,8 +40,7 @@ export default class Render extends BaseCommand {
   async run(): Promise<RenderResult & { backend: string }> {
     const { flags } = await this.parse(Render);
     const onEvent = this.events(flags['log-level']);
-    const backend = await initBackend(flags.backend as BackendName);
-    onEvent({ type: 'log', level: 'info', message: `TensorFlow.js backend: ${backend}` });
+    const backend = await initBackend(flags.backend as BackendName, onEvent);
     const result = await renderVideo({
       checkpoint: flags.checkpoint,
       video: flags.video,

@@ -26,9 +26,8 @@ export default class TrainAutoencoder extends BaseCommand {
     const mouthWeight = nonNegativeNumber('mouth-weight', flags['mouth-weight']);
     const batch = flags.batch * flags.accumulate;
     if (flags.backend !== 'auto') checkPreset(flags.preset, ['autoencoder'], flags.backend, batch);
-    const backend = await initBackend(flags.backend as BackendName);
+    const backend = await initBackend(flags.backend as BackendName, onEvent);
     checkPreset(flags.preset, ['autoencoder'], backend, batch);
-    onEvent({ type: 'log', level: 'info', message: `TensorFlow.js backend: ${backend}` });
     const next = `${this.config.bin} train ldm --data ${flags.data} --first-stage ${flags.out} --out <ldm run> --preset ${flags.preset}`;
     const { result, summary } = await recordedRun('autoencoder', flags.out, onEvent, next, (ev) =>
       trainAutoencoder({ ...DEFAULT_TRAIN, ...commonTrainOptions(flags), mouthWeight, onEvent: ev }),

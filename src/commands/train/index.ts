@@ -47,9 +47,8 @@ export default class Train extends BaseCommand {
       for (const s of stages) checkPreset(flags.preset, [s], backend, batchOf(s) * flags.accumulate);
     };
     if (flags.backend !== 'auto') check(flags.backend);
-    const backend = await initBackend(flags.backend as BackendName);
+    const backend = await initBackend(flags.backend as BackendName, onEvent);
     check(backend);
-    onEvent({ type: 'log', level: 'info', message: `TensorFlow.js backend: ${backend}` });
     const summary: string[] = [];
     const ldmOut = path.join(flags.out, LDM_DIR);
     let firstStage: TrainResult | string;

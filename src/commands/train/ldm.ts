@@ -46,9 +46,8 @@ export default class TrainLdm extends BaseCommand {
     };
     const batch = flags.batch * flags.accumulate;
     if (flags.backend !== 'auto') checkPreset(flags.preset, ['ldm'], flags.backend, batch);
-    const backend = await initBackend(flags.backend as BackendName);
+    const backend = await initBackend(flags.backend as BackendName, onEvent);
     checkPreset(flags.preset, ['ldm'], backend, batch);
-    onEvent({ type: 'log', level: 'info', message: `TensorFlow.js backend: ${backend}` });
     const next = `${this.config.bin} render --checkpoint ${flags.out} --video <person.mp4> --audio <speech.wav> -o out.mp4`;
     const { result, summary } = await recordedRun('conditional LDM', flags.out, onEvent, next, (ev) => trainLdm({ ...options, onEvent: ev }));
     for (const l of summary) this.log(l);

@@ -45,7 +45,7 @@ export default class TrainSyncnet extends BaseCommand {
     const { flags } = await this.parse(TrainSyncnet);
     if (!flags.data && !flags.video?.length) throw new DifftalkError('bad-flag', 'give --data <prepared dataset> or --video <file>');
     const onEvent = this.events(flags['log-level'], flags['log-every']);
-    const backend = await initBackend(flags.backend as BackendName);
+    const backend = await initBackend(flags.backend as BackendName, onEvent);
     let clips: SyncClip[];
     let dataSource: string;
     if (flags.data) {
