@@ -3,6 +3,7 @@ import { BaseCommand } from '../cli/base-command.js';
 import { backendFlag } from '../cli/flags.js';
 import { DEFAULT_EVAL_METRICS, EVAL_METRICS, runEval, type EvalMetric } from '../eval/pipeline.js';
 import { summaryJson, writeEvalReport } from '../eval/report.js';
+import { DIRECTION_TEXT } from '../metrics/metric.js';
 import { DifftalkError } from '../util/errors.js';
 import { initBackend, type BackendName } from '../util/tf.js';
 
@@ -35,6 +36,7 @@ export default class Eval extends BaseCommand {
     }),
     'landmark-engine': Flags.option({ options: ['tfjs', 'mediapipe'] as const, default: 'tfjs', summary: 'Landmark engine for face crops and LMD.' })(),
     'cache-dir': Flags.directory({ summary: 'Weights cache folder.' }),
+    force: Flags.boolean({ summary: 'Write the report into a non-empty --out folder (its report files are replaced).', default: false }),
     backend: backendFlag('wasm'),
   };
 
@@ -62,6 +64,8 @@ export default class Eval extends BaseCommand {
         syncnetWeights: flags['syncnet-weights'],
         landmarkEngine: flags['landmark-engine'],
         weightsCacheDir: flags['cache-dir'],
+        force: flags.force,
+        commandLine: [this.config.bin, this.id ?? 'eval', ...this.argv],
         onEvent: this.events(flags['log-level']),
       }),
     );
@@ -69,7 +73,7 @@ export default class Eval extends BaseCommand {
       this.log(`${system}:`);
       for (const m of rows)
         this.log(
-          `  ${m.name} = ${m.value.toFixed(4)} (${m.higherIsBetter ? 'higher' : 'lower'} is better; ${m.averagedOver === 'dataset' ? `one statistic over ${m.count} frames` : `mean over ${m.count} ${m.averagedOver}`})`,
+          `  ${m.name} = ${m.value.toFixed(4)} (${DIRECTION_TEXT[m.direction]}; ${m.averagedOver === 'dataset' ? `one statistic over ${m.count} frames` : `mean over ${m.count} ${m.averagedOver}`})`,
         );
     }
     this.log(`report: ${result.files.report}`);

@@ -31,16 +31,18 @@ import type { RgbFrames } from '../media/types.js';
 import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { exists, sha256File } from '../util/fs.js';
+import { VERSION } from '../util/version.js';
+import { checkReportFolder } from './report.js';
 import { applyCropTrack, cropsToFrames, meshBox, syncnetCropTrack } from '../face/sync-crop.js';
-import { ibug68FromResults, lmd } from '../metrics/lmd.js';
-import { loadLpips, type Lpips, type LpipsNet } from '../metrics/lpips.js';
-import { syncScores, type SyncScores } from '../metrics/lse.js';
-import { fidFromFeatures, inceptionFeatures } from '../metrics/fid.js';
-import { frameAt } from '../metrics/metric.js';
+import { ibug68FromResults, lmd, LmdMetric } from '../metrics/lmd.js';
+import { loadLpips, LpipsMetric, type Lpips, type LpipsNet } from '../metrics/lpips.js';
+import { LseMetric, syncScores, type SyncScores } from '../metrics/lse.js';
+import { FidMetric, inceptionFeatures } from '../metrics/fid.js';
+import { frameAt, worseFirst, type MetricDirection } from '../metrics/metric.js';
 import { PsnrMetric, psnr } from '../metrics/psnr.js';
-import { ssim, SSIM_NAMES, type SsimVariant } from '../metrics/ssim.js';
+import { ssim, SSIM_NAMES, SsimMetric, type SsimVariant } from '../metrics/ssim.js';
 import { loadSyncNet, type LoadedSyncNet, type SyncNetIdentity } from '../models/syncnet-weights.js';
-import { FID_FEATURE_DIM, loadFidInception, type FidInception } from '../models/inception.js';
+import { loadFidInception, type FidInception } from '../models/inception.js';
 import { SYNCNET_SIZE } from '../models/syncnet.js';
 
 export type EvalMetric = 'psnr' | 'ssim' | 'lpips' | 'lse' | 'lmd' | 'fid';
@@ -64,6 +66,10 @@ export interface EvalOptions {
   ssimVariant?: SsimVariant;
   landmarkEngine?: LandmarkEngineName;
   weightsCacheDir?: string;
+  /** Write over a non-empty --out folder (checked before any work; default: refuse). */
+  force?: boolean;
+  /** The command line as typed (recorded in the report). */
+  commandLine?: readonly string[];
   /** Worst frames per clip embedded in the HTML report (default 4). */
   worstFrames?: number;
   onEvent?: OnEvent;
@@ -102,7 +108,8 @@ export interface WorstFrame {
 export interface MetricSummary {
   name: string;
   value: number;
-  higherIsBetter: boolean;
+  /** From the metric itself (its class's `direction`), never from the name. */
+  direction: MetricDirection;
   /** 'frames' (mean of per-frame values), 'videos' (mean of per-video scores) or 'dataset' (one statistic over all frames: FID). */
   averagedOver: 'frames' | 'videos' | 'dataset';
   count: number;
@@ -112,6 +119,10 @@ export interface EvalResult {
   out: string;
   files: { framesCsv: string; clipsCsv: string; summary: string; report: string };
   protocol: {
+    tool: { name: 'difftalk'; version: string };
+    commandLine?: readonly string[];
+    /** Provenance of every weights file the run used: its kind, path and the sha256 of the file itself. */
+    weights: Array<{ kind: string; file: string; sha256: string }>;
     crop: 'none' | 'face';
     cropSize: number;
     landmarkEngine?: { engine: string; model: string; sha256: string };
@@ -128,6 +139,7 @@ export interface EvalResult {
   worst: WorstFrame[];
 }
 
+const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff']);
 const VIDEO_EXT = new Set(['.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg']);
 const PSNR_NAME = `psnr(${PsnrMetric.variant})`;
 
@@ -139,6 +151,12 @@ async function listSources(p: string, role: 'pred' | 'gt'): Promise<Source[]> {
     st = await stat(p);
   } catch {
     throw new DifftalkError('file-missing', `--${role} ${p} does not exist`);
+  }
+  if (st.isFile() && IMAGE_EXT.has(path.extname(p).toLowerCase())) {
+    // A single image is not a video: scoring it as a 1-frame clip against GT frame 0 is a silent misalignment.
+    throw new DifftalkError('single-image', `--${role} ${p} is a single image, not a video or a sequence of frames`, {
+      suggestion: `pass the video, or encode the frames losslessly first (ffmpeg -framerate 25 -i ${path.join(path.dirname(p), '%05d.png')} -c:v libx264rgb -crf 0 clip.mp4)`,
+    });
   }
   if (st.isFile()) return [{ kind: 'video', id: path.basename(p).replace(/\.[^.]+$/, ''), file: p }];
   if (role === 'gt' && ((await exists(path.join(p, 'dataset.json'))) || (await exists(path.join(p, 'shards'))))) {
@@ -229,12 +247,16 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const ssimName = SSIM_NAMES[ssimVariant];
   const deviations: string[] = [];
 
-  // Fail early on missing weights or inputs, before decoding anything.
+  // Fail early on a used --out, missing weights or inputs, before decoding anything.
+  await checkReportFolder(opts.out, opts.force);
   const { pairs, unmatched } = await pairClips(opts.pred, opts.gt);
+  const weights: EvalResult['protocol']['weights'] = [];
   let sync: LoadedSyncNet | undefined;
   let lpips: Lpips | undefined;
   let fidNet: { net: FidInception; file: string } | undefined;
-  const fidFeatures: { pred: Float32Array[]; gt: Float32Array[] } = { pred: [], gt: [] };
+  let fid: FidMetric | undefined;
+  /** Full metric name → the direction its metric class declares (filled as each metric is named). */
+  const directions: Record<string, MetricDirection> = {};
   let engine: LandmarkEngine | undefined;
   let engineInfo: EvalResult['protocol']['landmarkEngine'];
   const needLandmarks = crop === 'face' || metrics.includes('lse') || metrics.includes('lmd');
@@ -246,10 +268,16 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   try {
     if (metrics.includes('lse')) {
       sync = await loadSyncNet(opts.syncnetWeights, { cacheDir: opts.weightsCacheDir });
+      weights.push({ kind: sync.identity.source, file: sync.identity.file, sha256: sync.identity.sha256 });
       if (sync.identity.source !== 'syncnet-v2') deviations.push(`LSE uses ${sync.identity.description}`);
     }
     if (metrics.includes('lpips')) lpips = await loadLpips(opts.lpipsNet ?? 'alex', { cacheDir: opts.weightsCacheDir });
-    if (metrics.includes('fid')) fidNet = await loadFidInception({ cacheDir: opts.weightsCacheDir });
+    if (metrics.includes('fid')) {
+      fidNet = await loadFidInception({ cacheDir: opts.weightsCacheDir });
+      const sha = await sha256File(fidNet.file);
+      weights.push({ kind: 'fid-inception', file: fidNet.file, sha256: sha });
+      fid = new FidMetric(sha.slice(0, 12));
+    }
     if (needLandmarks) {
       const created = await createLandmarkEngine({ engine: opts.landmarkEngine ?? 'tfjs' });
       engine = created.engine;
@@ -260,7 +288,16 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     }
     const lmdName = engineInfo ? `lmd(mouth-48-67,${engineInfo.engine})` : 'lmd';
     const lseLabel = sync ? sync.identity.label : '';
+    directions[PSNR_NAME] = PsnrMetric.direction;
+    directions[ssimName] = SsimMetric.direction;
+    directions[lmdName] = LmdMetric.direction;
+    if (lpips) directions[lpips.name] = LpipsMetric.direction;
+    if (fid) directions[fid.name] = FidMetric.direction;
+    for (const [part, d] of Object.entries(LseMetric.direction)) directions[`${part}(${lseLabel})`] = d;
 
+    // Clip-level bar (rate and ETA come from the renderer); the networks' own stages nest under it.
+    const t0 = performance.now();
+    onEvent({ type: 'stage-start', stage: 'eval', total: pairs.length, unit: 'clips' });
     for (const [pi, pair] of pairs.entries()) {
       onEvent({ type: 'progress', stage: 'eval', done: pi, total: pairs.length, detail: pair.id });
       if (pair.pred.kind !== 'video') throw new DifftalkError('internal', 'prediction must be a video');
@@ -324,10 +361,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       if (lpips) {
         frameMetric(lpips.name, (await lpips.distances(evalPred, evalGt)).total, opts.baseline ? (await lpips.distances(evalGt, evalGt)).total : undefined);
       }
-      if (fidNet) {
-        fidFeatures.pred.push(await inceptionFeatures(evalPred, { net: fidNet.net, onEvent }));
-        fidFeatures.gt.push(await inceptionFeatures(evalGt, { net: fidNet.net, onEvent }));
-      }
+      if (fidNet && fid)
+        fid.update(await inceptionFeatures(evalPred, { net: fidNet.net, onEvent }), await inceptionFeatures(evalGt, { net: fidNet.net, onEvent }));
       if (metrics.includes('lmd')) {
         const p68 = ibug68FromResults(predLms!);
         const g68 = ibug68FromResults(gtLms!);
@@ -397,6 +432,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       for (const k of names) clipScores[k] = mean(frameVals.map((v) => v[k]!));
       if (lsePred) Object.assign(clipScores, lseScores(lsePred, lseLabel));
       clips.push({ clip: pair.id, system: 'pred', pred: pair.pred.file, gt: gtPath, frames: n, scores: clipScores, lse: lsePred, notes });
+      // Notes change a number (frame counts, faces, resampling): the console shows them too, not only clips.csv.
+      for (const note of notes) onEvent({ type: 'log', level: 'warn', message: `${pair.id}: ${note}` });
       frameVals.forEach((values, frame) => frames.push({ clip: pair.id, system: 'pred', frame, values }));
       if (opts.baseline) {
         const gScores: Record<string, number> = {};
@@ -416,14 +453,14 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         clips.push(...lseRows.filter((r) => r.system !== 'gt').map((r) => ({ ...r, pred: gtPath, gt: gtPath })));
       }
 
-      // Worst frames by the first frame metric (PSNR if present; LMD is "higher is worse")
+      // Worst frames by the first frame metric (PSNR if present), in the direction that metric declares
       const key = names[0];
       if (key) {
-        const higherBetter = !key.startsWith('lpips') && !key.startsWith('lmd');
+        const cmp = worseFirst(directionOf(directions, key));
         const order = frameVals
           .map((v, i) => ({ i, v: v[key]! }))
           .filter((x) => Number.isFinite(x.v))
-          .sort((a, b) => (higherBetter ? a.v - b.v : b.v - a.v))
+          .sort((a, b) => cmp(a.v, b.v))
           .slice(0, opts.worstFrames ?? 4);
         for (const o of order) {
           worst.push({
@@ -437,6 +474,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       }
     }
     onEvent({ type: 'progress', stage: 'eval', done: pairs.length, total: pairs.length });
+    onEvent({ type: 'stage-done', stage: 'eval', done: pairs.length, seconds: (performance.now() - t0) / 1000 });
   } finally {
     fidNet?.net.dispose();
     sync?.net.dispose();
@@ -444,29 +482,29 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     await engine?.close().catch(() => undefined);
   }
 
-  const summary = summarize(clips, frames);
-  if (fidNet) {
-    const cat = (xs: Float32Array[]) => {
-      const all = new Float32Array(xs.reduce((a, x) => a + x.length, 0));
-      let o = 0;
-      for (const x of xs) all.set(x, (o += x.length) - x.length);
-      return all;
-    };
-    const p = cat(fidFeatures.pred);
-    const g = cat(fidFeatures.gt);
-    const n = p.length / FID_FEATURE_DIM;
-    const name = `fid(pytorch-fid-inception-pool3:${(await sha256File(fidNet.file)).slice(0, 12)})`;
-    summary.pred = [
-      ...(summary.pred ?? []),
-      { name, value: fidFromFeatures(p, n, g, n, FID_FEATURE_DIM), higherIsBetter: false, averagedOver: 'dataset', count: n },
-    ];
-    if (opts.baseline && summary.gt)
-      summary.gt = [...summary.gt, { name, value: fidFromFeatures(g, n, g, n, FID_FEATURE_DIM), higherIsBetter: false, averagedOver: 'dataset', count: n }];
+  const summary = summarize(clips, frames, directions);
+  if (fid) {
+    const r = fid.compute();
+    summary.pred = [...(summary.pred ?? []), { name: r.name, value: r.value, direction: r.direction, averagedOver: 'dataset', count: r.frames }];
+    if (opts.baseline && summary.gt) {
+      const g = fid.compute(true);
+      summary.gt = [...summary.gt, { name: g.name, value: g.value, direction: g.direction, averagedOver: 'dataset', count: g.frames }];
+    }
   }
   return {
     out: opts.out,
     files: { framesCsv: '', clipsCsv: '', summary: '', report: '' },
-    protocol: { crop, cropSize, landmarkEngine: engineInfo, syncnet: sync?.identity, baselineShift: opts.baseline ? shift : undefined, deviations },
+    protocol: {
+      tool: { name: 'difftalk', version: VERSION },
+      commandLine: opts.commandLine,
+      weights,
+      crop,
+      cropSize,
+      landmarkEngine: engineInfo,
+      syncnet: sync?.identity,
+      baselineShift: opts.baseline ? shift : undefined,
+      deviations,
+    },
     summary,
     clips,
     unmatched,
@@ -476,12 +514,26 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   };
 }
 
+/** Per-clip LSE scores by full name (`<part>(<weights label>)`, part as in LseMetric.direction). */
 function lseScores(s: SyncScores, label: string): Record<string, number> {
   return { [`lse-d(${label})`]: s.lseD, [`lse-c(${label})`]: s.lseC, [`av-offset(${label})`]: s.offset };
 }
 
-/** Dataset-level scores per system: frame metrics as the mean over all frames; LSE as the mean over videos. */
-export function summarize(clips: readonly ClipResult[], frames: readonly FrameResult[]): Record<string, MetricSummary[]> {
+function directionOf(directions: Readonly<Record<string, MetricDirection>>, name: string): MetricDirection {
+  const d = directions[name];
+  if (!d) throw new DifftalkError('internal', `metric ${name} has no declared direction`);
+  return d;
+}
+
+/**
+ * Dataset-level scores per system: frame metrics as the mean over all frames; LSE as the mean over videos.
+ * `directions` maps every full metric name to the direction its metric class declares.
+ */
+export function summarize(
+  clips: readonly ClipResult[],
+  frames: readonly FrameResult[],
+  directions: Readonly<Record<string, MetricDirection>>,
+): Record<string, MetricSummary[]> {
   const out: Record<string, MetricSummary[]> = {};
   const systems = [...new Set(clips.map((c) => c.system))];
   for (const sys of systems) {
@@ -490,12 +542,12 @@ export function summarize(clips: readonly ClipResult[], frames: readonly FrameRe
     const names = [...new Set(fr.flatMap((f) => Object.keys(f.values)))];
     for (const name of names) {
       const vals = fr.map((f) => f.values[name]!).filter((v) => Number.isFinite(v));
-      rows.push({ name, value: mean(vals), higherIsBetter: !name.startsWith('lpips') && !name.startsWith('lmd'), averagedOver: 'frames', count: vals.length });
+      rows.push({ name, value: mean(vals), direction: directionOf(directions, name), averagedOver: 'frames', count: vals.length });
     }
     const cl = clips.filter((c) => c.system === sys && c.lse);
     const lseNames = [...new Set(cl.flatMap((c) => Object.keys(c.scores).filter((k) => k.startsWith('lse-') || k.startsWith('av-offset'))))];
     for (const name of lseNames) {
-      rows.push({ name, value: mean(cl.map((c) => c.scores[name]!)), higherIsBetter: name.startsWith('lse-c'), averagedOver: 'videos', count: cl.length });
+      rows.push({ name, value: mean(cl.map((c) => c.scores[name]!)), direction: directionOf(directions, name), averagedOver: 'videos', count: cl.length });
     }
     out[sys] = rows;
   }

@@ -7,9 +7,11 @@
  * - report.html: self-contained page: summary table, per-frame curves as inline SVG, LSE distance curves, and the
  *   worst frames (prediction | GT) as embedded JPEGs.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { DifftalkError } from '../util/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
+import { DIRECTION_TEXT } from '../metrics/metric.js';
 import type { EvalResult, FrameResult } from './pipeline.js';
 
 function csvCell(v: unknown): string {
@@ -49,8 +51,16 @@ function fmt(v: number): string {
 }
 
 /** A line chart as inline SVG: one polyline per series. */
-export function svgLines(title: string, series: Array<{ label: string; values: readonly number[]; color: string }>, w = 640, h = 180): string {
-  const all = series.flatMap((s) => s.values.filter((v) => Number.isFinite(v)));
+export function svgLines(
+  title: string,
+  series: Array<{ label: string; values: readonly number[]; color: string }>,
+  w = 640,
+  h = 180,
+  /** Index of the series that sets the vertical scale (the prediction); the others are clipped to the box. */
+  scaleFrom?: number,
+): string {
+  const scaleSeries = scaleFrom !== undefined && series[scaleFrom] ? [series[scaleFrom]] : series;
+  const all = scaleSeries.flatMap((s) => s.values.filter((v) => Number.isFinite(v)));
   if (all.length === 0) return '';
   let lo = Math.min(...all);
   let hi = Math.max(...all);
@@ -62,7 +72,8 @@ export function svgLines(title: string, series: Array<{ label: string; values: r
   const padL = 50;
   const padB = 20;
   const x = (i: number) => padL + (i / Math.max(1, n - 1)) * (w - padL - 10);
-  const y = (v: number) => 10 + (1 - (v - lo) / (hi - lo)) * (h - 10 - padB);
+  const y = (v: number) => 10 + (1 - (Math.min(hi, Math.max(lo, v)) - lo) / (hi - lo)) * (h - 10 - padB);
+  const offScale = (vs: readonly number[]) => vs.some((v) => Number.isFinite(v) && (v > hi || v < lo));
   const lines = series
     .map((s) => {
       const pts = s.values
@@ -72,7 +83,11 @@ export function svgLines(title: string, series: Array<{ label: string; values: r
       return `<polyline fill="none" stroke="${s.color}" stroke-width="1.2" points="${pts}"><title>${esc(s.label)}</title></polyline>`;
     })
     .join('');
-  const legend = series.map((s, i) => `<text x="${padL + 5 + i * 150}" y="${h - 4}" font-size="11" fill="${s.color}">${esc(s.label)}</text>`).join('');
+  const legend = series
+    .map(
+      (s, i) => `<text x="${padL + 5 + i * 150}" y="${h - 4}" font-size="11" fill="${s.color}">${esc(s.label)}${offScale(s.values) ? ' (clipped)' : ''}</text>`,
+    )
+    .join('');
   return `<figure><figcaption>${esc(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}">
 <rect x="${padL}" y="10" width="${w - padL - 10}" height="${h - 10 - padB}" fill="none" stroke="#ccc"/>
 <text x="2" y="16" font-size="10">${fmt(hi)}</text><text x="2" y="${h - padB}" font-size="10">${fmt(lo)}</text>${lines}${legend}</svg></figure>`;
@@ -90,7 +105,7 @@ export function reportHtml(r: EvalResult): string {
           const m = r.summary[s]!.find((x) => x.name === n);
           return `<td>${m ? fmt(m.value) : ''}</td>`;
         })
-        .join('')}<td>${any.higherIsBetter ? 'higher' : 'lower'}</td><td>${any.averagedOver} (${any.count})</td></tr>`;
+        .join('')}<td>${DIRECTION_TEXT[any.direction]}</td><td>${any.averagedOver} (${any.count})</td></tr>`;
     })
     .join('')}</table>`;
   const clipIds = [...new Set(r.clips.map((c) => c.clip))];
@@ -99,16 +114,22 @@ export function reportHtml(r: EvalResult): string {
       const fr = r.frames.filter((f) => f.clip === id);
       const metricNames = [...new Set(fr.flatMap((f) => Object.keys(f.values)))];
       const curves = metricNames
-        .map((m) =>
-          svgLines(
+        .map((m) => {
+          // The prediction sets the scale: the GT-vs-GT line (PSNR's 100 dB cap) would flatten its curve.
+          const systemsHere = [...new Set(fr.map((f) => f.system))];
+          const predIndex = systemsHere.indexOf('pred');
+          return svgLines(
             `${id}: ${m} per frame`,
-            [...new Set(fr.map((f) => f.system))].map((sys, i) => ({
+            systemsHere.map((sys, i) => ({
               label: sys,
               values: fr.filter((f) => f.system === sys).map((f) => f.values[m]!),
               color: colors[i % colors.length]!,
             })),
-          ),
-        )
+            undefined,
+            undefined,
+            predIndex >= 0 ? predIndex : undefined,
+          );
+        })
         .join('');
       const lse = r.clips.filter((c) => c.clip === id && c.lse);
       const lseCurve = lse.length
@@ -130,10 +151,13 @@ export function reportHtml(r: EvalResult): string {
     .join('');
   const p = r.protocol;
   const proto = [
+    `tool: difftalk ${p.tool.version}`,
+    p.commandLine ? `command: ${p.commandLine.join(' ')}` : '',
     `crop: ${p.crop}${p.crop === 'face' ? ` (SyncNet crop rule from GT landmark boxes, ${p.cropSize}²)` : ''}`,
     p.landmarkEngine ? `landmark engine: ${p.landmarkEngine.engine} (${p.landmarkEngine.model}, sha256 ${p.landmarkEngine.sha256})` : '',
     p.syncnet ? `SyncNet: ${p.syncnet.description}` : '',
     r.lseWindowsPerSecond ? `SyncNet throughput: ${r.lseWindowsPerSecond.toFixed(1)} windows/s` : '',
+    ...p.weights.map((wt) => `weights ${wt.kind}: ${wt.file} (sha256 ${wt.sha256})`),
     ...p.deviations.map((d) => `deviation: ${d}`),
     r.unmatched.pred.length ? `predictions without GT: ${r.unmatched.pred.join(', ')}` : '',
     r.unmatched.gt.length ? `GT clips without prediction: ${r.unmatched.gt.join(', ')}` : '',
@@ -141,6 +165,26 @@ export function reportHtml(r: EvalResult): string {
   return `<!doctype html><html><head><meta charset="utf-8"><title>difftalk eval</title>
 <style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}figure{display:inline-block;margin:6px}figcaption{font-size:12px}</style>
 </head><body><h1>difftalk eval</h1><ul>${proto.map((x) => `<li>${esc(x)}</li>`).join('')}</ul>${table}${perClip}</body></html>\n`;
+}
+
+/**
+ * Refuse a report folder that already holds something (an earlier report or the user's files) unless `force`:
+ * DifftalkError 'out-not-empty' (exit 2) with the fix. A path that exists and is not a folder is always refused.
+ */
+export async function checkReportFolder(out: string, force = false): Promise<void> {
+  let st;
+  try {
+    st = await stat(out);
+  } catch {
+    return; // does not exist yet: created when the report is written
+  }
+  if (!st.isDirectory()) throw new DifftalkError('out-not-folder', `--out ${out} exists and is not a folder`, { suggestion: 'choose a folder for --out' });
+  const entries = await readdir(out);
+  if (entries.length > 0 && !force) {
+    throw new DifftalkError('out-not-empty', `--out ${out} is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''})`, {
+      suggestion: 'choose a new --out folder, or pass --force to write the report files (frames.csv, clips.csv, summary.json, report.html) over the ones there',
+    });
+  }
 }
 
 /** Write frames.csv, clips.csv, summary.json and report.html into `out`; returns the result with file paths. */

@@ -23,6 +23,7 @@ import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { tf } from '../util/tf.js';
 import { FID_FEATURE_DIM, loadFidInception, type FidInception } from '../models/inception.js';
+import type { MetricDirection } from './metric.js';
 
 export interface FeatureStats {
   mu: Float64Array;
@@ -306,4 +307,71 @@ export async function inceptionFeatures(frames: RgbFrames, options: InceptionFea
   }
   onEvent({ type: 'stage-done', stage: 'fid-features', done: count, seconds: (performance.now() - t0) / 1000 });
   return out;
+}
+
+/**
+ * FID as a metric object (update / compute / merge / reset): the state is the two feature sets themselves, so
+ * merging shards is concatenation and a merged FID equals the one-pass FID exactly (the statistic is not a mean of
+ * per-frame values; its bias depends on the sample count). One value for the whole run.
+ */
+export class FidMetric {
+  static readonly metricName = 'fid';
+  static readonly direction: MetricDirection = 'lower';
+  readonly direction: MetricDirection = FidMetric.direction;
+  private pred: Float32Array[] = [];
+  private gt: Float32Array[] = [];
+
+  /** `weightsTag`: the weights' identity as it appears in the name (e.g. the first 12 hex digits of the file's sha256). */
+  constructor(
+    readonly weightsTag: string,
+    readonly dim: number = FID_FEATURE_DIM,
+  ) {}
+
+  get name(): string {
+    return `fid(pytorch-fid-inception-pool3:${this.weightsTag})`;
+  }
+
+  /** Add features (n × dim, row-major) of prediction frames and of GT frames (either may be empty). */
+  update(predFeatures: Float32Array, gtFeatures: Float32Array): void {
+    for (const f of [predFeatures, gtFeatures])
+      if (f.length % this.dim !== 0) throw new DifftalkError('bad-input', `FID features of length ${f.length} are not a multiple of ${this.dim}`);
+    if (predFeatures.length) this.pred.push(predFeatures);
+    if (gtFeatures.length) this.gt.push(gtFeatures);
+  }
+
+  get counts(): { pred: number; gt: number } {
+    const n = (xs: Float32Array[]) => xs.reduce((a, x) => a + x.length, 0) / this.dim;
+    return { pred: n(this.pred), gt: n(this.gt) };
+  }
+
+  private static cat(xs: readonly Float32Array[]): Float32Array {
+    const all = new Float32Array(xs.reduce((a, x) => a + x.length, 0));
+    let o = 0;
+    for (const x of xs) {
+      all.set(x, o);
+      o += x.length;
+    }
+    return all;
+  }
+
+  /** FID between all prediction and all GT features seen (`gtVsGt`: the GT set against itself, the baseline). */
+  compute(gtVsGt = false): { name: string; value: number; frames: number; direction: MetricDirection } {
+    const { pred, gt } = this.counts;
+    if (gt < 2 || (!gtVsGt && pred < 2)) throw new DifftalkError('no-data', `FID needs at least 2 frames per set (prediction ${pred}, GT ${gt})`);
+    const g = FidMetric.cat(this.gt);
+    const p = gtVsGt ? g : FidMetric.cat(this.pred);
+    const np = gtVsGt ? gt : pred;
+    return { name: this.name, value: fidFromFeatures(p, np, g, gt, this.dim), frames: np, direction: this.direction };
+  }
+
+  merge(other: FidMetric): void {
+    if (other.name !== this.name || other.dim !== this.dim) throw new DifftalkError('metric-mismatch', `cannot merge ${other.name} into ${this.name}`);
+    this.pred.push(...other.pred);
+    this.gt.push(...other.gt);
+  }
+
+  reset(): void {
+    this.pred = [];
+    this.gt = [];
+  }
 }

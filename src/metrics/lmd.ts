@@ -12,7 +12,7 @@
 import { toIbug68 } from '../face/ibug68.js';
 import type { FaceLandmarks, LandmarkEngine } from '../face/types.js';
 import { DifftalkError } from '../util/errors.js';
-import { checkPair, MeanFrameMetric, type RgbFrames } from './metric.js';
+import { checkPair, MeanFrameMetric, type RgbFrames, type MetricDirection } from './metric.js';
 
 export type LmdRegion = 'mouth' | 'all';
 export const LMD_REGIONS: Record<LmdRegion, readonly [number, number]> = { mouth: [48, 68], all: [0, 68] };
@@ -64,8 +64,9 @@ export function ibug68FromResults(results: readonly FaceLandmarks[]): Float32Arr
 }
 
 export class LmdMetric extends MeanFrameMetric {
+  static readonly direction: MetricDirection = 'lower';
   readonly name: string;
-  readonly higherIsBetter = false;
+  readonly direction: MetricDirection = LmdMetric.direction;
   private readonly engine: LandmarkEngine;
   private readonly region: LmdRegion;
   /** Per-frame values of the last update (NaN for frames without a face). */

@@ -9,7 +9,7 @@ import { DifftalkError } from '../util/errors.js';
 import { tf } from '../util/tf.js';
 import { FEATURE_NETS, FeatureExtractor, type FeatureNet, type NamedWeight } from '../models/torchvision-features.js';
 import { loadWeights } from '../models/weights-store.js';
-import { checkPair, MeanFrameMetric } from './metric.js';
+import { checkPair, MeanFrameMetric, type MetricDirection } from './metric.js';
 
 export type LpipsNet = FeatureNet;
 
@@ -129,9 +129,9 @@ export async function loadLpips(net: LpipsNet, options: { cacheDir?: string } = 
 export class LpipsMetric extends MeanFrameMetric {
   static readonly metricName = 'lpips';
   static readonly variants: readonly LpipsNet[] = ['alex', 'vgg'];
-  static readonly higherIsBetter = false;
+  static readonly direction: MetricDirection = 'lower';
   readonly name: string;
-  readonly higherIsBetter = false;
+  readonly direction: MetricDirection = 'lower';
 
   constructor(
     readonly model: Lpips,

@@ -15,6 +15,7 @@ import type { OnEvent } from '../util/events.js';
 import { silent } from '../util/events.js';
 import { tf } from '../util/tf.js';
 import { packAudioWindows, packLipWindows, SYNCNET_FRAMES, SYNCNET_MFCC_DIM, SYNCNET_SIZE, type SyncNet } from '../models/syncnet.js';
+import type { MetricDirection } from './metric.js';
 
 /** The scripts pass vshift = 15 (the function default is 10). */
 export const SYNC_VSHIFT = 15;
@@ -160,7 +161,8 @@ export async function syncScores(net: SyncNet, input: SyncInput, opts: SyncOptio
  * (every video weighted equally). State is the per-video list, so shards merge by concatenation.
  */
 export class LseMetric {
-  static readonly higherIsBetter = { 'lse-d': false, 'lse-c': true } as const;
+  /** Direction of each score this metric reports (LSE-D: distance, LSE-C: confidence, AV offset: frames, best at 0). */
+  static readonly direction: Readonly<Record<'lse-d' | 'lse-c' | 'av-offset', MetricDirection>> = { 'lse-d': 'lower', 'lse-c': 'higher', 'av-offset': 'zero' };
   private readonly perVideo: Array<{ id: string; scores: SyncScores }> = [];
 
   update(id: string, scores: SyncScores): void {

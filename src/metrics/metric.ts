@@ -9,6 +9,22 @@ import { DifftalkError } from '../util/errors.js';
 
 export type { RgbFrames };
 
+/**
+ * Which way a metric improves, declared by the metric itself (never guessed from its name):
+ * `higher` (PSNR, SSIM, LSE-C), `lower` (LPIPS, LMD, LSE-D, FID) or `zero` (nearer zero is better: the AV offset).
+ */
+export type MetricDirection = 'higher' | 'lower' | 'zero';
+
+/** Words for a direction, as the console and the report print them. */
+export const DIRECTION_TEXT: Record<MetricDirection, string> = { higher: 'higher is better', lower: 'lower is better', zero: 'nearer zero is better' };
+
+/** Orders two values of a metric so that the worse one comes first (for "worst frames"). */
+export function worseFirst(direction: MetricDirection): (a: number, b: number) => number {
+  if (direction === 'higher') return (a, b) => a - b;
+  if (direction === 'lower') return (a, b) => b - a;
+  return (a, b) => Math.abs(b) - Math.abs(a);
+}
+
 export interface MetricResult {
   /** Full name including the variant, e.g. `psnr`, `ssim(skimage-7)`, `lpips(alex-v0.1)`. */
   name: string;
@@ -16,14 +32,14 @@ export interface MetricResult {
   value: number;
   /** Number of frames averaged. */
   frames: number;
-  higherIsBetter: boolean;
+  direction: MetricDirection;
   /** Metric-specific extras (e.g. `identicalFrames` for PSNR, `perChannel` for SSIM, `perLayer` for LPIPS). */
   extra: Record<string, number | number[]>;
 }
 
 export interface FrameMetric {
   readonly name: string;
-  readonly higherIsBetter: boolean;
+  readonly direction: MetricDirection;
   /** Add a batch of frame pairs (same width, height and count). */
   update(pred: RgbFrames, target: RgbFrames): Promise<void>;
   compute(): MetricResult;
@@ -59,7 +75,7 @@ export function frameAt(frames: RgbFrames, i: number): Uint8Array {
  */
 export abstract class MeanFrameMetric implements FrameMetric {
   abstract readonly name: string;
-  abstract readonly higherIsBetter: boolean;
+  abstract readonly direction: MetricDirection;
   protected sum = 0;
   protected count = 0;
   protected sums: Record<string, number[]> = {};
@@ -84,7 +100,7 @@ export abstract class MeanFrameMetric implements FrameMetric {
   compute(): MetricResult {
     const extra: Record<string, number | number[]> = { ...this.counters };
     for (const [k, v] of Object.entries(this.sums)) extra[k] = v.map((x) => x / this.count);
-    return { name: this.name, value: this.count ? this.sum / this.count : NaN, frames: this.count, higherIsBetter: this.higherIsBetter, extra };
+    return { name: this.name, value: this.count ? this.sum / this.count : NaN, frames: this.count, direction: this.direction, extra };
   }
 
   reset(): void {

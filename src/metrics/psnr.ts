@@ -4,7 +4,7 @@
  * Identical frames (MSE = 0, PSNR = ∞) and any frame above 100 dB are capped at {@link PSNR_CAP_DB}; identical
  * frames are counted in `extra.identicalFrames` so a caller can see how many were capped.
  */
-import { checkPair, frameAt, MeanFrameMetric, type RgbFrames } from './metric.js';
+import { checkPair, frameAt, MeanFrameMetric, type RgbFrames, type MetricDirection } from './metric.js';
 
 export const PSNR_CAP_DB = 100;
 
@@ -30,9 +30,9 @@ export function psnr(pred: RgbFrames, target: RgbFrames): number[] {
 export class PsnrMetric extends MeanFrameMetric {
   static readonly metricName = 'psnr';
   static readonly variant = 'rgb-255-cap100';
-  static readonly higherIsBetter = true;
+  static readonly direction: MetricDirection = 'higher';
   readonly name = PsnrMetric.metricName;
-  readonly higherIsBetter = true;
+  readonly direction: MetricDirection = 'higher';
 
   async update(pred: RgbFrames, target: RgbFrames): Promise<void> {
     checkPair(pred, target, this.name);

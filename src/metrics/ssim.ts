@@ -8,7 +8,7 @@
  * Filters are separable and run in float64 over the valid region only.
  */
 import { DifftalkError } from '../util/errors.js';
-import { checkPair, frameAt, MeanFrameMetric, type RgbFrames } from './metric.js';
+import { checkPair, frameAt, MeanFrameMetric, type RgbFrames, type MetricDirection } from './metric.js';
 
 export type SsimVariant = 'gaussian' | 'skimage';
 
@@ -139,9 +139,9 @@ export function ssim(pred: RgbFrames, target: RgbFrames, variant: SsimVariant = 
 export class SsimMetric extends MeanFrameMetric {
   static readonly metricName = 'ssim';
   static readonly variants: readonly SsimVariant[] = ['gaussian', 'skimage'];
-  static readonly higherIsBetter = true;
+  static readonly direction: MetricDirection = 'higher';
   readonly name: string;
-  readonly higherIsBetter = true;
+  readonly direction: MetricDirection = 'higher';
 
   constructor(readonly variant: SsimVariant = 'gaussian') {
     super();

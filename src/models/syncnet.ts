@@ -162,19 +162,22 @@ function toTf(name: string, shape: readonly number[], data: Float32Array): tf.Te
   return t;
 }
 
-/** TF layout → PyTorch layout (for saving). */
-function toTorch(name: string, torchShape: readonly number[], t: tf.Tensor): Float32Array {
-  return tf
-    .tidy(() => {
-      let x: tf.Tensor = t;
-      if (torchShape.length === 4 && name.includes('netcnn')) x = t.transpose([3, 2, 0, 1]);
-      else if (torchShape.length === 5) {
-        const [o, c, tt, kh, kw] = torchShape as [number, number, number, number, number];
-        x = t.reshape([kh, kw, tt, c, o]).transpose([4, 3, 2, 0, 1]);
-      } else if (torchShape.length === 2) x = t.transpose([1, 0]);
-      return x.dataSync() as Float32Array;
-    })
-    .slice();
+/** TF layout → PyTorch layout (for saving); an async read, so a GPU backend never blocks on it. */
+async function toTorch(name: string, torchShape: readonly number[], t: tf.Tensor): Promise<Float32Array> {
+  const x = tf.tidy(() => {
+    if (torchShape.length === 4 && name.includes('netcnn')) return t.transpose([3, 2, 0, 1]);
+    if (torchShape.length === 5) {
+      const [o, c, tt, kh, kw] = torchShape as [number, number, number, number, number];
+      return t.reshape([kh, kw, tt, c, o]).transpose([4, 3, 2, 0, 1]);
+    }
+    if (torchShape.length === 2) return t.transpose([1, 0]);
+    return t.clone();
+  });
+  try {
+    return new Float32Array(await x.data<'float32'>());
+  } finally {
+    x.dispose();
+  }
 }
 
 /**
@@ -280,12 +283,12 @@ export class SyncNet {
   }
 
   /** The state_dict in PyTorch layout and names (num_batches_tracked omitted). */
-  stateDict(): Map<string, NamedTensor> {
+  async stateDict(): Promise<Map<string, NamedTensor>> {
     const out = new Map<string, NamedTensor>();
     for (const [name, shape] of this.shapes) {
       const t = this.params.get(name);
       if (!t) continue;
-      out.set(name, { shape, data: toTorch(name, shape, t) });
+      out.set(name, { shape, data: await toTorch(name, shape, t) });
     }
     return out;
   }

@@ -439,7 +439,7 @@ export async function trainSyncNet(opts: SyncTrainOptions): Promise<SyncTrainRes
   const save = async (step: number): Promise<void> => {
     const base = path.join(opts.out, `syncnet-step${String(step).padStart(6, '0')}`);
     const tensors = new Map<string, TensorData>();
-    for (const [k, t] of net.stateDict()) tensors.set(k, { dtype: 'float32', shape: [...t.shape], data: t.data });
+    for (const [k, t] of await net.stateDict()) tensors.set(k, { dtype: 'float32', shape: [...t.shape], data: t.data });
     await writeSafetensors(`${base}.safetensors`, tensors, {
       'difftalk.trained_by': 'difftalk',
       'difftalk.syncnet_config': JSON.stringify(config),

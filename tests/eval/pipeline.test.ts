@@ -111,16 +111,16 @@ describe('difftalk eval pipeline (AOC clip vs a JPEG-like recompressed copy)', (
     await assert.rejects(runEval({ pred: path.join(dir, 'nope.mp4'), gt: AOC_CLIP, out: dir }), /--pred .*nope\.mp4 does not exist/);
     const empty = tmpDir('difftalk-weights-');
     await assert.rejects(
-      runEval({ pred, gt: AOC_CLIP, out: dir, metrics: ['lpips'], weightsCacheDir: empty }),
+      runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'fresh'), metrics: ['lpips'], weightsCacheDir: empty }),
       (e: Error & { code?: string }) =>
         e.code === 'weights-missing' && /difftalk weights import --kind lpips-alex/.test(e.message + String((e as { suggestion?: string }).suggestion)),
     );
     await assert.rejects(
-      runEval({ pred, gt: AOC_CLIP, out: dir, metrics: ['lse'], weightsCacheDir: empty }),
+      runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'fresh'), metrics: ['lse'], weightsCacheDir: empty }),
       (e: Error & { code?: string }) => e.code === 'weights-missing',
     );
     await assert.rejects(
-      runEval({ pred, gt: AOC_CLIP, out: dir, metrics: ['fid'], weightsCacheDir: empty }),
+      runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'fresh'), metrics: ['fid'], weightsCacheDir: empty }),
       (e: Error & { code?: string }) => e.code === 'weights-missing' && /pt_inception-2015-12-05-6726825d\.pth/.test(e.message),
     );
   });

@@ -66,7 +66,7 @@ test('LpipsMetric averages frames; loadLpips without imported weights names the 
   try {
     const m = new LpipsMetric(model, 2);
     assert.equal(m.name, 'lpips(alex-v0.1)');
-    assert.equal(m.higherIsBetter, false);
+    assert.equal(m.direction, 'lower');
     const [x, y] = pairs.crop64_far!;
     await m.update(frames(x, x, y), frames(y, x, x));
     const r = m.compute();

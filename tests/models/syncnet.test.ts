@@ -66,10 +66,10 @@ describe('SyncNet v2 network', () => {
     net.dispose();
   });
 
-  it('round-trips PyTorch-layout weights exactly (conv3d, conv2d, linear transposes)', () => {
+  it('round-trips PyTorch-layout weights exactly (conv3d, conv2d, linear transposes)', async () => {
     const src = detMap();
     const net = SyncNet.fromTensors(src);
-    const back = net.stateDict();
+    const back = await net.stateDict();
     for (const [name, t] of back) {
       const ref = src.get(name)!;
       assert.deepEqual(t.shape, ref.shape, name);
