@@ -8,6 +8,7 @@
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DifftalkError, errorMessage } from '../util/errors.js';
 import { sha256 } from '../util/fs.js';
 import { unsafeNameReason, unsafeUrlReason } from '../util/names.js';
@@ -551,6 +552,7 @@ function buildSubset(subset: HdtfSubset, t: SubsetTables, log: IssueLog): ClipSp
  * DifftalkError('invalid-subset') for an unknown subset.
  */
 export async function parseHdtfAnnotations(dir: string, opts: ParseHdtfOptions = {}): Promise<HdtfManifest> {
+  if (dir === BUILTIN_HDTF_MANIFEST) return loadBuiltinHdtfManifest(opts);
   const subsets = opts.subsets ?? [...HDTF_SUBSETS];
   for (const s of subsets) {
     if (!HDTF_SUBSETS.includes(s)) {
@@ -578,4 +580,73 @@ export async function parseHdtfAnnotations(dir: string, opts: ParseHdtfOptions =
   }
   for (const i of log.issues) summary.byIssue[i.code] = (summary.byIssue[i.code] ?? 0) + 1;
   return { dir, subsets: unique, clips, issues: log.issues, summary };
+}
+
+/** The HDTF clip manifest shipped in manifests/ (built by scripts/build-hdtf-manifest.ts with parseHdtfAnnotations). */
+export const BUILTIN_HDTF_MANIFEST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'manifests', 'hdtf-clips.json');
+export const BUILTIN_HDTF_FORMAT = 'difftalk-hdtf-clips/1';
+
+export interface BuiltinHdtfManifest {
+  format: typeof BUILTIN_HDTF_FORMAT;
+  generator: string;
+  upstream: { repository: string; commit: string; path: string };
+  licence: { name: string; url: string; statement: string; attribution: string };
+  sources: { file: string; bytes: number; sha256: string }[];
+  subsets: Partial<Record<HdtfSubset, { clips: ClipSpec[]; issues: AnnotationIssue[]; summary: HdtfSummary }>>;
+}
+
+const SAFE_CLIP_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** The shipped manifest (parseHdtfAnnotations(BUILTIN_HDTF_MANIFEST)): the selected subsets' clips, issues and summary. */
+async function loadBuiltinHdtfManifest(opts: ParseHdtfOptions): Promise<HdtfManifest> {
+  const file = BUILTIN_HDTF_MANIFEST;
+  let m: BuiltinHdtfManifest;
+  try {
+    m = JSON.parse(await readFile(file, 'utf8')) as BuiltinHdtfManifest;
+  } catch (e) {
+    throw new DifftalkError('annotation-missing', `the shipped HDTF manifest ${file} cannot be read: ${errorMessage(e)}`, {
+      suggestion: 'reinstall difftalk, or give the folder of the 15 HDTF annotation files: --hdtf <folder>',
+    });
+  }
+  if (m?.format !== BUILTIN_HDTF_FORMAT || typeof m.subsets !== 'object' || m.subsets === null) {
+    throw new DifftalkError('annotation-missing', `${file} is not a ${BUILTIN_HDTF_FORMAT} manifest`, {
+      suggestion: 'run scripts/build-hdtf-manifest.ts again',
+    });
+  }
+  const subsets = opts.subsets ?? [...HDTF_SUBSETS];
+  for (const s of subsets) {
+    if (!HDTF_SUBSETS.includes(s))
+      throw new DifftalkError('invalid-subset', `unknown HDTF subset ${JSON.stringify(s)}`, { suggestion: 'use RD, WDA and/or WRA' });
+  }
+  const unique = HDTF_SUBSETS.filter((s) => subsets.includes(s));
+  const clips: ClipSpec[] = [];
+  const issues: AnnotationIssue[] = [];
+  const summary: HdtfSummary = { rows: 0, usable: 0, unusable: 0, videos: 0, bySubset: {}, byReason: {}, byIssue: {} };
+  const add = <K extends string>(into: Partial<Record<K, number>>, from: Partial<Record<K, number>>) => {
+    for (const [k, v] of Object.entries(from) as [K, number][]) into[k] = (into[k] ?? 0) + v;
+  };
+  for (const subset of unique) {
+    const part = m.subsets[subset];
+    if (!part || !Array.isArray(part.clips) || !Array.isArray(part.issues)) {
+      throw new DifftalkError('annotation-missing', `${file} lacks subset ${subset}`, { suggestion: 'run scripts/build-hdtf-manifest.ts again' });
+    }
+    for (const c of part.clips) {
+      if (typeof c?.id !== 'string' || !SAFE_CLIP_ID.test(c.id) || c.subset !== subset) {
+        throw new DifftalkError('annotation-missing', `${file}: clip ${JSON.stringify(c?.id)} of ${subset} is malformed`, {
+          suggestion: 'run scripts/build-hdtf-manifest.ts again',
+        });
+      }
+    }
+    clips.push(...part.clips);
+    issues.push(...part.issues);
+    const s = part.summary;
+    summary.rows += s.rows;
+    summary.usable += s.usable;
+    summary.unusable += s.unusable;
+    summary.videos += s.videos;
+    summary.bySubset[subset] = s.bySubset[subset];
+    add(summary.byReason, s.byReason);
+    add(summary.byIssue, s.byIssue);
+  }
+  return { dir: file, subsets: unique, clips, issues, summary };
 }

@@ -1,9 +1,10 @@
 import os from 'node:os';
-import { Flags } from '@oclif/core';
+import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { numberFlag } from '../../cli/flags.js';
 import { renderPrepSummary } from '../../cli/summary.js';
 import { DEFAULT_PREP_CONFIG, runPrep, type PrepConfig, type PrepResult, type PrepSource } from '../../prep/pipeline.js';
+import { BUILTIN_HDTF_MANIFEST } from '../../prep/annotations.js';
 import { DifftalkError } from '../../util/errors.js';
 
 export default class Prep extends BaseCommand {
@@ -14,15 +15,24 @@ export default class Prep extends BaseCommand {
     'Rerunning the same command resumes where it stopped.';
 
   static override examples = [
+    '<%= config.bin %> prep --hdtf --subset WDA --limit 5 --out data/hdtf',
     '<%= config.bin %> prep --hdtf HDTF_dataset --out data/hdtf256 --subset WDA,WRA --limit 20',
     '<%= config.bin %> prep --input videos/ --out data/mine --size 512 --landmarker tfjs --preview',
     '<%= config.bin %> prep --hdtf HDTF_dataset --out data/part-3 --shard 3/16',
   ];
 
-  static override args = {};
+  static override args = {
+    folder: Args.directory({
+      description: '--hdtf: folder with the 15 HDTF annotation files (default: the clip manifest shipped with difftalk).',
+      exists: true,
+    }),
+  };
 
   static override flags = {
-    hdtf: Flags.directory({ summary: 'Folder with the 15 HDTF annotation files.', exists: true, exclusive: ['input'] }),
+    hdtf: Flags.boolean({
+      summary: 'Prepare HDTF clips: from the shipped clip manifest, or from the annotation folder given after it.',
+      exclusive: ['input'],
+    }),
     input: Flags.string({ summary: 'Video file or folder of videos (repeatable).', multiple: true, exclusive: ['hdtf'] }),
     out: Flags.string({ summary: 'Dataset folder (created; rerun to resume).', required: true }),
     subset: Flags.string({ summary: 'HDTF subsets, comma-separated.', default: 'RD,WDA,WRA' }),
@@ -70,13 +80,15 @@ export default class Prep extends BaseCommand {
   };
 
   async run(): Promise<PrepResult> {
-    const { flags } = await this.parse(Prep);
+    const { flags, args } = await this.parse(Prep);
+    if (args.folder !== undefined && !flags.hdtf)
+      throw new DifftalkError('bad-flag', `unexpected argument ${args.folder}`, { suggestion: 'an annotation folder goes after --hdtf; videos go in --input' });
     const num = (name: string, v: string, lo: number, hi: number) => numberFlag(name, v, { ge: lo, le: hi });
     let source: PrepSource;
     if (flags.hdtf) {
       const subsets = flags.subset.split(',').map((s) => s.trim().toUpperCase());
       for (const s of subsets) if (!['RD', 'WDA', 'WRA'].includes(s)) throw new DifftalkError('bad-flag', `--subset: unknown subset ${s} (RD, WDA, WRA)`);
-      source = { kind: 'hdtf', dir: flags.hdtf, subsets: subsets as ('RD' | 'WDA' | 'WRA')[], limit: flags.limit };
+      source = { kind: 'hdtf', dir: args.folder ?? BUILTIN_HDTF_MANIFEST, subsets: subsets as ('RD' | 'WDA' | 'WRA')[], limit: flags.limit };
     } else if (flags.input?.length) {
       source = {
         kind: 'input',
@@ -85,7 +97,7 @@ export default class Prep extends BaseCommand {
         cropRatio: flags['crop-ratio'] ? num('crop-ratio', flags['crop-ratio'], 0.1, 10) : undefined,
       };
     } else {
-      throw new DifftalkError('bad-flag', 'give --hdtf <annotation folder> or --input <video file or folder>');
+      throw new DifftalkError('bad-flag', 'give --hdtf [annotation folder] or --input <video file or folder>');
     }
     const audioWindows: Record<string, number> = {};
     for (const w of flags['audio-window'] ?? []) {
