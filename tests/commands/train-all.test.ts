@@ -33,7 +33,7 @@ describe('difftalk train (both stages)', { timeout: 900_000 }, () => {
     assert.equal(prep.frames, 200);
   });
 
-  test('--preset paper on wasm is refused before any work, naming the preset that fits (tiny: small's autoencoder step is estimated above 10 min on wasm)', async () => {
+  test("--preset paper on wasm is refused before any work, naming the preset that fits (tiny: small's autoencoder step is estimated above 10 min on wasm)", async () => {
     const out = path.join(work, 'paper');
     const r = await runCli(['train', '--data', dataset, '--out', out, '--preset', 'paper', '--backend', 'wasm']);
     assert.equal(r.code, 2, r.stderr);
