@@ -17,6 +17,7 @@ import { exists, readJson, sha256File, writeJsonAtomic } from '../util/fs.js';
 import { readSafetensors, writeSafetensors } from '../weights/safetensors.js';
 import { featureParams } from './torchvision-features.js';
 import { readTorchFile, stateDict, type TensorData } from '../weights/torch.js';
+import { downloadFile } from '../weights/download.js';
 
 /** One user-supplied source file of a weight kind. */
 export interface WeightSource {
@@ -31,6 +32,8 @@ export interface WeightSource {
   sha256?: string;
   /** Leading sha256 hex digits when only those are known (torchvision puts 8 of them in file names). */
   sha256Prefix?: string;
+  /** Where `difftalk weights fetch` downloads it from (the official URL) and the largest size accepted. */
+  download?: { url: string; maxBytes: number };
 }
 
 export interface ConvertContext {
@@ -139,10 +142,15 @@ function missingError(spec: WeightKindSpec, why: string): DifftalkError {
  * to get and the import command when they were never imported, or 'weights-corrupt' when the file's sha256 no
  * longer matches the index (`verify: false` skips hashing).
  */
-export async function requireWeights(kind: string, options: { cacheDir?: string; verify?: boolean } = {}): Promise<string> {
+export async function requireWeights(kind: string, options: { cacheDir?: string; verify?: boolean; fetch?: boolean; onEvent?: OnEvent } = {}): Promise<string> {
   const spec = getWeightKind(kind);
   const dir = weightsDir(options.cacheDir);
-  const entry = (await readIndex(dir)).entries[kind];
+  let entry = (await readIndex(dir)).entries[kind];
+  if (!entry && options.fetch && spec.convert && spec.sources.every((s) => s.download)) {
+    // first use: one clear line of what is downloaded from where (fetchWeights logs each URL), then the import
+    (options.onEvent ?? silent)({ type: 'log', level: 'info', message: `${kind} weights are not cached yet: fetching them (difftalk weights fetch ${kind})` });
+    entry = (await fetchWeights(kind, { cacheDir: options.cacheDir, onEvent: options.onEvent })).imported;
+  }
   if (!entry) throw missingError(spec, `are not in the weights cache (${dir})`);
   const file = path.join(dir, entry.file);
   if (!(await exists(file))) throw missingError(spec, `are listed in the index but ${file} is gone`);
@@ -150,6 +158,70 @@ export async function requireWeights(kind: string, options: { cacheDir?: string;
     throw new DifftalkError('weights-corrupt', `${file} does not match its recorded sha256`, { suggestion: `Re-run: ${importCommand(spec)}` });
   }
   return file;
+}
+
+/**
+ * The provenance label of an imported kind: "published weights" only when every source file the user gave (or that
+ * was downloaded) matched its pinned upstream hash (full sha256, or torchvision's file-name prefix); otherwise
+ * "unverified file <sha256[:12]>" of the first unverified source. The hash is always that of the original file, not
+ * of the converted cache file.
+ */
+export function weightsLabel(entry: Pick<IndexEntry, 'sources'>): string {
+  const unverified = entry.sources.find((s) => s.verified === 'unverified');
+  return unverified ? `unverified file ${unverified.sha256.slice(0, SHORT_HASH)}` : 'published weights';
+}
+
+const SHORT_HASH = 12;
+
+/** The index entry of an imported kind, or undefined. */
+export async function weightsEntry(kind: string, options: { cacheDir?: string } = {}): Promise<IndexEntry | undefined> {
+  getWeightKind(kind);
+  return (await readIndex(weightsDir(options.cacheDir))).entries[kind];
+}
+
+export interface FetchResult {
+  kind: string;
+  /** Downloaded source files (kept in `<cache>/downloads/`). */
+  downloads: { flag: string; url: string; file: string; sha256: string; bytes: number; verified: SourceRecord['verified']; resumedFrom: number }[];
+  /** The import result, when the kind has a converter (else the files are only downloaded and verified). */
+  imported?: ImportResult;
+  label: string;
+}
+
+/**
+ * Download the sources of `kind` from their official URLs (or `mirror`/<fileName>, for air-gapped mirrors and
+ * tests), verify each against its pinned hash, then import (convert + cache) them. Resumable: a rerun continues an
+ * interrupted download. Offline, the error names the URL and the manual `difftalk weights import` command.
+ */
+export async function fetchWeights(kind: string, options: { cacheDir?: string; onEvent?: OnEvent; mirror?: string } = {}): Promise<FetchResult> {
+  const spec = getWeightKind(kind);
+  const onEvent = options.onEvent ?? silent;
+  const missing = spec.sources.filter((s) => !s.download);
+  if (missing.length) {
+    throw new DifftalkError(
+      'not-implemented',
+      `${kind}: downloading ${missing.map((s) => s.fileName).join(', ')} is not supported (${missing.map((s) => s.url).join('; ')})`,
+      { suggestion: `Download by hand, then run: ${importCommand(spec)}` },
+    );
+  }
+  const dir = path.join(weightsDir(options.cacheDir), 'downloads', kind);
+  const downloads: FetchResult['downloads'] = [];
+  for (const s of spec.sources) {
+    const url = options.mirror ? `${options.mirror.replace(/\/$/, '')}/${s.fileName}` : s.download!.url;
+    onEvent({ type: 'log', level: 'info', message: `downloading ${s.fileName} for ${kind} from ${url} into ${dir}` });
+    const r = await downloadFile(url, path.join(dir, s.fileName), {
+      maxBytes: s.download!.maxBytes,
+      sha256: s.sha256,
+      sha256Prefix: s.sha256Prefix,
+      onEvent,
+      offlineHint: `Without network access: download ${url} on another machine, then run: ${importCommand(spec)}`,
+    });
+    downloads.push({ flag: s.flag, url, file: r.file, sha256: r.sha256, bytes: r.bytes, verified: r.verified, resumedFrom: r.resumedFrom });
+  }
+  const records = downloads.map((d) => ({ sha256: d.sha256, verified: d.verified }));
+  if (!spec.convert) return { kind, downloads, label: weightsLabel({ sources: records as SourceRecord[] }) };
+  const imported = await importWeights(kind, Object.fromEntries(downloads.map((d) => [d.flag, d.file])), { cacheDir: options.cacheDir, onEvent });
+  return { kind, downloads, imported, label: weightsLabel(imported) };
 }
 
 /** The converted tensors of `kind` (requireWeights + safetensors read). */
@@ -254,22 +326,31 @@ function pick(sd: Map<string, TensorData>, wanted: [string, number[]][], file: s
   return out;
 }
 
+const MB = 1024 * 1024;
 const LPIPS_CHANNELS = { alex: [64, 192, 384, 256, 256], vgg: [64, 128, 256, 512, 512] };
 function lpipsKind(net: 'alex' | 'vgg'): WeightKindSpec {
   const tv =
     net === 'alex'
-      ? { fileName: 'alexnet-owt-7be5be79.pth', prefix: '7be5be79', what: 'torchvision AlexNet ImageNet weights (≈233 MB)' }
-      : { fileName: 'vgg16-397923af.pth', prefix: '397923af', what: 'torchvision VGG16 ImageNet weights (≈528 MB)' };
+      ? { fileName: 'alexnet-owt-7be5be79.pth', prefix: '7be5be79', what: 'torchvision AlexNet ImageNet weights (≈233 MB)', maxBytes: 300 * MB }
+      : { fileName: 'vgg16-397923af.pth', prefix: '397923af', what: 'torchvision VGG16 ImageNet weights (≈528 MB)', maxBytes: 700 * MB };
   return {
     kind: `lpips-${net}`,
     description: `LPIPS v0.1 (${net === 'alex' ? 'AlexNet' : 'VGG16'})`,
     sources: [
-      { flag: 'backbone', fileName: tv.fileName, url: `https://download.pytorch.org/models/${tv.fileName}`, description: tv.what, sha256Prefix: tv.prefix },
+      {
+        flag: 'backbone',
+        fileName: tv.fileName,
+        url: `https://download.pytorch.org/models/${tv.fileName}`,
+        description: tv.what,
+        sha256Prefix: tv.prefix,
+        download: { url: `https://download.pytorch.org/models/${tv.fileName}`, maxBytes: tv.maxBytes },
+      },
       {
         flag: 'linear',
         fileName: `${net}.pth`,
         url: `https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/${net}.pth`,
         description: 'LPIPS v0.1 learned linear layers (lpips/weights/v0.1 in the LPIPS repository)',
+        download: { url: `https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/${net}.pth`, maxBytes: MB },
         sha256:
           net === 'alex'
             ? 'df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0'
@@ -304,6 +385,8 @@ registerWeightKind({
       fileName: 'syncnet_v2.model',
       url: 'http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model (from download_model.sh in github.com/joonson/syncnet_python)',
       description: 'SyncNet v2 weights (≈55 MB)',
+      // no published hash: a fetched file is labelled "unverified file <sha256[:12]>"
+      download: { url: 'http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model', maxBytes: 100 * MB },
     },
   ],
 });
@@ -316,6 +399,9 @@ registerWeightKind({
       fileName: 'pt_inception-2015-12-05-6726825d.pth',
       url: 'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth',
       description: 'pytorch-fid InceptionV3 port of the TF FID graph (≈91 MB)',
+      // 6726825d in the name follows torch.hub's sha256-prefix convention, but pytorch-fid never checks it and it
+      // could not be confirmed here (no network): not pinned, so a fetched file is labelled unverified.
+      download: { url: 'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth', maxBytes: 150 * MB },
     },
   ],
 });
@@ -328,6 +414,33 @@ registerWeightKind({
       fileName: 'model.ckpt',
       url: 'https://ommer-lab.com/files/latent-diffusion/vq-f4.zip (unzip; the checkpoint is model.ckpt)',
       description: 'CompVis latent-diffusion vq-f4 checkpoint',
+    },
+  ],
+});
+// Networks not implemented in difftalk yet: `weights fetch` downloads and verifies their files; import says so.
+registerWeightKind({
+  kind: 's3fd',
+  description: 'S3FD face detector (syncnet_python reference crop; network not implemented yet)',
+  sources: [
+    {
+      flag: 'model',
+      fileName: 'sfd_face.pth',
+      url: 'http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/sfd_face.pth (from download_model.sh in github.com/joonson/syncnet_python)',
+      description: 'S3FD weights as syncnet_python uses them (≈86 MB)',
+      download: { url: 'http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/sfd_face.pth', maxBytes: 150 * MB },
+    },
+  ],
+});
+registerWeightKind({
+  kind: 'i3d',
+  description: 'I3D (FVD, StyleGAN-V protocol; network not implemented yet)',
+  sources: [
+    {
+      flag: 'model',
+      fileName: 'i3d_torchscript.pt',
+      url: 'https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1 (the file StyleGAN-V src/metrics/frechet_video_distance.py downloads)',
+      description: 'I3D TorchScript used by StyleGAN-V for FVD (≈50 MB)',
+      download: { url: 'https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1', maxBytes: 150 * MB },
     },
   ],
 });
