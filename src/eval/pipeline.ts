@@ -271,7 +271,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       weights.push({ kind: sync.identity.source, file: sync.identity.file, sha256: sync.identity.sha256 });
       if (sync.identity.source !== 'syncnet-v2') deviations.push(`LSE uses ${sync.identity.description}`);
     }
-    if (metrics.includes('lpips')) lpips = await loadLpips(opts.lpipsNet ?? 'alex', { cacheDir: opts.weightsCacheDir });
+    if (metrics.includes('lpips')) lpips = await loadLpips(opts.lpipsNet ?? 'alex', { cacheDir: opts.weightsCacheDir, fetch: true, onEvent });
     if (metrics.includes('fid')) {
       fidNet = await loadFidInception({ cacheDir: opts.weightsCacheDir });
       const sha = await sha256File(fidNet.file);

@@ -9,6 +9,7 @@ import { DifftalkError } from '../util/errors.js';
 import { tf } from '../util/tf.js';
 import { FEATURE_NETS, FeatureExtractor, type FeatureNet, type NamedWeight } from '../models/torchvision-features.js';
 import { loadWeights } from '../models/weights-store.js';
+import type { OnEvent } from '../util/events.js';
 import { checkPair, MeanFrameMetric, type MetricDirection } from './metric.js';
 
 export type LpipsNet = FeatureNet;
@@ -114,8 +115,11 @@ export class Lpips {
   }
 }
 
-/** Load LPIPS weights from the weights cache (throws the requireWeights error when they were never imported). */
-export async function loadLpips(net: LpipsNet, options: { cacheDir?: string } = {}): Promise<Lpips> {
+/**
+ * Load LPIPS weights from the weights cache (throws the requireWeights error when they were never imported; with
+ * `fetch`, downloads and imports them on first use, logging what comes from where).
+ */
+export async function loadLpips(net: LpipsNet, options: { cacheDir?: string; fetch?: boolean; onEvent?: OnEvent } = {}): Promise<Lpips> {
   const weights = await loadWeights(`lpips-${net}`, options);
   const named = new Map<string, NamedWeight>();
   for (const [k, t] of weights) {

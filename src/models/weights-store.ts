@@ -225,7 +225,10 @@ export async function fetchWeights(kind: string, options: { cacheDir?: string; o
 }
 
 /** The converted tensors of `kind` (requireWeights + safetensors read). */
-export async function loadWeights(kind: string, options: { cacheDir?: string; verify?: boolean } = {}): Promise<Map<string, TensorData>> {
+export async function loadWeights(
+  kind: string,
+  options: { cacheDir?: string; verify?: boolean; fetch?: boolean; onEvent?: OnEvent } = {},
+): Promise<Map<string, TensorData>> {
   return (await readSafetensors(await requireWeights(kind, options))).tensors;
 }
 
