@@ -82,7 +82,7 @@ function zeroBomb(mib: number): Buffer {
 export interface HostileFile {
   file: string;
   /** What reads it: 'torch' (readTorchFile + toPlain), 'pickle' (unpickle), 'json' (readJson). */
-  reader: 'torch' | 'pickle' | 'json';
+  reader: 'torch' | 'pickle' | 'json' | 'safetensors';
   /** The DifftalkError code expected now. */
   code: string;
   /** What the code before this change did with it (issue 11's audit numbers, or the failure read from the old code; not rerun here: some exhaust the machine). */
@@ -168,6 +168,19 @@ export function writeHostileFiles(dir: string): HostileFile[] {
     'bad-pickle',
     'toPlain recursed forever: RangeError',
   );
+  {
+    // a header that claims a 4 GB tensor in a 100-byte file
+    const header = Buffer.from(JSON.stringify({ w: { dtype: 'F32', shape: [VIEW_ELEMENTS], data_offsets: [0, 4 * VIEW_ELEMENTS] } }));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(header.length));
+    put(
+      'huge.safetensors',
+      Buffer.concat([len, header, Buffer.alloc(4)]),
+      'safetensors',
+      'bad-safetensors',
+      'refused already (offsets checked against the file)',
+    );
+  }
   put('truncated.json', '{"clips": [{"id": "a", "frames": 3}, {"id": "b"', 'json', 'bad-json', 'SyntaxError: Unexpected end of JSON input');
   put(
     'deep.json',

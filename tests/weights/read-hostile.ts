@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { DifftalkError } from '../../src/util/errors.js';
 import { readJson } from '../../src/util/fs.js';
 import { unpickle } from '../../src/weights/pickle.js';
+import { readSafetensors } from '../../src/weights/safetensors.js';
 import { readTorchFile, toPlain } from '../../src/weights/torch.js';
 import type { HostileFile } from './hostile-files.js';
 
@@ -18,6 +19,7 @@ for (const f of files) {
   try {
     if (f.reader === 'torch') toPlain((await readTorchFile(f.file)).value);
     else if (f.reader === 'pickle') unpickle(readFileSync(f.file));
+    else if (f.reader === 'safetensors') await readSafetensors(f.file);
     else await readJson(f.file);
     code = 'ok';
   } catch (e) {
