@@ -43,6 +43,7 @@ export default class Eval extends BaseCommand {
     'landmark-engine': Flags.option({ options: ['tfjs', 'mediapipe'] as const, default: 'tfjs', summary: 'Landmark engine for face crops and LMD.' })(),
     'cache-dir': Flags.directory({ summary: 'Weights cache folder.' }),
     fps: Flags.string({ summary: `Frame rate of --pred/--gt given as folders of frames (default ${DEFAULT_FRAMES_FPS}; stated in the report).` }),
+    resize: Flags.boolean({ summary: "Resize the GT to the prediction's size when they differ (otherwise an error).", default: false }),
     force: Flags.boolean({ summary: 'Write the report into a non-empty --out folder (its report files are replaced).', default: false }),
     backend: backendFlag('wasm'),
   };
@@ -72,6 +73,7 @@ export default class Eval extends BaseCommand {
         landmarkEngine: flags['landmark-engine'],
         weightsCacheDir: flags['cache-dir'],
         force: flags.force,
+        resize: flags.resize,
         fps: flags.fps === undefined ? undefined : Number(flags.fps),
         commandLine: [this.config.bin, this.id ?? 'eval', ...this.argv],
         onEvent: this.events(flags['log-level']),

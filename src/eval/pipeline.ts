@@ -69,6 +69,8 @@ export interface EvalOptions {
   weightsCacheDir?: string;
   /** Frame rate of inputs given as frames (default 25; recorded in the report). */
   fps?: number;
+  /** Resize the GT to the prediction's size when they differ (default: different sizes are an error). */
+  resize?: boolean;
   /** Write over a non-empty --out folder (checked before any work; default: refuse). */
   force?: boolean;
   /** The command line as typed (recorded in the report). */
@@ -341,13 +343,17 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       if (pair.gt.kind === 'frames') {
         const gSize = await frameSize(pair.gt.frames);
         const same = gSize.width === pInfo.width && gSize.height === pInfo.height;
-        if (!same) notes.push(`GT is ${gSize.width}×${gSize.height}, prediction ${pInfo.width}×${pInfo.height}: GT resized to the prediction's size`);
+        if (!same) {
+          sizeMismatch(pair.id, gSize, pInfo, opts.resize);
+          notes.push(`GT is ${gSize.width}×${gSize.height}, prediction ${pInfo.width}×${pInfo.height}: GT resized to the prediction's size`);
+        }
         gtFrames = await readFrames(pair.gt.frames, same ? undefined : { width: pInfo.width, height: pInfo.height });
         gtFps = framesFps;
       } else if (pair.gt.kind === 'video') {
         const gInfo = await probeMedia(pair.gt.file);
         gtFps = gInfo.fps;
         if (gInfo.width !== pInfo.width || gInfo.height !== pInfo.height) {
+          sizeMismatch(pair.id, gInfo, pInfo, opts.resize);
           notes.push(`GT is ${gInfo.width}×${gInfo.height}, prediction ${pInfo.width}×${pInfo.height}: GT decoded at the prediction's size`);
         }
         gtFrames = await decodeFrames(pair.gt.file, { width: pInfo.width, height: pInfo.height });
@@ -556,6 +562,14 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     frames,
     worst,
   };
+}
+
+/** Different sizes are an error unless resizing was asked for (issue 12 point 2: no silent resize). */
+function sizeMismatch(id: string, gt: { width: number; height: number }, pred: { width: number; height: number }, resize: boolean | undefined): void {
+  if (resize) return;
+  throw new DifftalkError('size-mismatch', `${id}: GT is ${gt.width}×${gt.height}, prediction ${pred.width}×${pred.height}`, {
+    suggestion: "pass --resize to resize the GT to the prediction's size (the report notes it), or render the prediction at the GT's size",
+  });
 }
 
 /** Per-clip LSE scores by full name (`<part>(<weights label>)`, part as in LseMetric.direction). */

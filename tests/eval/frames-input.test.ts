@@ -56,7 +56,12 @@ describe('eval: folders of frames', () => {
   });
 
   it('a frames folder scores identically to the same frames as a lossless video', async () => {
-    const opts = { gt: AOC_CLIP, metrics: ['psnr', 'ssim'] as const, crop: 'none' as const };
+    const opts = { gt: AOC_CLIP, metrics: ['psnr', 'ssim'] as const, crop: 'none' as const, resize: true };
+    // 256² frames against the 512² GT: an error unless --resize is given.
+    await assert.rejects(
+      runEval({ ...opts, resize: false, pred: framesDir, out: path.join(dir, 'o0') }),
+      (e: Error & { code?: string; suggestion?: string }) => e.code === 'size-mismatch' && /--resize/.test(String(e.suggestion)),
+    );
     const fromFrames = await runEval({ ...opts, pred: framesDir, out: path.join(dir, 'o1') });
     const fromVideo = await runEval({ ...opts, pred: video, out: path.join(dir, 'o2') });
     assert.equal(fromFrames.frames.length, 12);
@@ -73,7 +78,7 @@ describe('eval: folders of frames', () => {
     mkdirSync(gtDir);
     symlinkSync(AOC_CLIP, path.join(gtDir, 'WDA_AlexandriaOcasioCortez_000.mp4'));
     symlinkSync(AOC_CLIP, path.join(gtDir, 'other.mp4'));
-    const r = await runEval({ pred: path.join(dir, 'clips'), gt: gtDir, out: path.join(dir, 'o3'), metrics: ['psnr'], crop: 'none' });
+    const r = await runEval({ pred: path.join(dir, 'clips'), gt: gtDir, out: path.join(dir, 'o3'), metrics: ['psnr'], crop: 'none', resize: true });
     assert.deepEqual(
       r.clips.map((c) => c.clip),
       ['WDA_AlexandriaOcasioCortez_000'],
@@ -83,7 +88,7 @@ describe('eval: folders of frames', () => {
 
   it('frames at another rate than the GT are an error with the fix', async () => {
     await assert.rejects(
-      runEval({ pred: framesDir, gt: AOC_CLIP, out: path.join(dir, 'o4'), metrics: ['psnr'], crop: 'none', fps: 30 }),
+      runEval({ pred: framesDir, gt: AOC_CLIP, out: path.join(dir, 'o4'), metrics: ['psnr'], crop: 'none', fps: 30, resize: true }),
       (e: Error & { code?: string; suggestion?: string }) => e.code === 'fps-mismatch' && /--fps 25/.test(String(e.suggestion)),
     );
   });
