@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
 import { backendFlag } from '../cli/flags.js';
-import { DEFAULT_EVAL_METRICS, EVAL_METRICS, runEval, type EvalMetric } from '../eval/pipeline.js';
+import { DEFAULT_EVAL_METRICS, DEFAULT_FRAMES_FPS, EVAL_METRICS, runEval, type EvalMetric } from '../eval/pipeline.js';
 import { summaryJson, writeEvalReport } from '../eval/report.js';
 import { DIRECTION_TEXT } from '../metrics/metric.js';
 import { DifftalkError } from '../util/errors.js';
@@ -21,8 +21,14 @@ export default class Eval extends BaseCommand {
   ];
 
   static override flags = {
-    pred: Flags.string({ summary: 'Generated video, or a folder of them.', required: true }),
-    gt: Flags.string({ summary: 'Ground-truth video, folder of videos, or a prepared dataset (clip_id = video base name).', required: true }),
+    pred: Flags.string({
+      summary: 'Generated video, a folder of videos, a folder of frames (PNG/JPG/WebP, natural order) or a folder of such folders (one clip each).',
+      required: true,
+    }),
+    gt: Flags.string({
+      summary: 'Ground-truth video, folder of videos, folder of frames or of frame folders, or a prepared dataset (clip_id = video base name).',
+      required: true,
+    }),
     out: Flags.directory({ summary: 'Output folder for the report files.', required: true }),
     metrics: Flags.string({ summary: `Comma-separated: ${EVAL_METRICS.join(',')}.`, default: DEFAULT_EVAL_METRICS.join(',') }),
     crop: Flags.option({ options: ['face', 'none'] as const, default: 'face', summary: 'Frame metrics on face crops (from GT landmarks) or full frames.' })(),
@@ -36,6 +42,8 @@ export default class Eval extends BaseCommand {
     }),
     'landmark-engine': Flags.option({ options: ['tfjs', 'mediapipe'] as const, default: 'tfjs', summary: 'Landmark engine for face crops and LMD.' })(),
     'cache-dir': Flags.directory({ summary: 'Weights cache folder.' }),
+    fps: Flags.string({ summary: `Frame rate of --pred/--gt given as folders of frames (default ${DEFAULT_FRAMES_FPS}; stated in the report).` }),
+    resize: Flags.boolean({ summary: "Resize the GT to the prediction's size when they differ (otherwise an error).", default: false }),
     force: Flags.boolean({ summary: 'Write the report into a non-empty --out folder (its report files are replaced).', default: false }),
     backend: backendFlag('wasm'),
   };
@@ -65,6 +73,8 @@ export default class Eval extends BaseCommand {
         landmarkEngine: flags['landmark-engine'],
         weightsCacheDir: flags['cache-dir'],
         force: flags.force,
+        resize: flags.resize,
+        fps: flags.fps === undefined ? undefined : Number(flags.fps),
         commandLine: [this.config.bin, this.id ?? 'eval', ...this.argv],
         onEvent: this.events(flags['log-level']),
       }),

@@ -32,6 +32,7 @@ import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { exists, sha256File } from '../util/fs.js';
 import { VERSION } from '../util/version.js';
+import { FRAME_EXT, frameSize, listFrameFiles, naturalCompare, readFrames } from './frames-input.js';
 import { checkReportFolder } from './report.js';
 import { applyCropTrack, cropsToFrames, meshBox, syncnetCropTrack } from '../face/sync-crop.js';
 import { ibug68FromResults, lmd, LmdMetric } from '../metrics/lmd.js';
@@ -66,6 +67,10 @@ export interface EvalOptions {
   ssimVariant?: SsimVariant;
   landmarkEngine?: LandmarkEngineName;
   weightsCacheDir?: string;
+  /** Frame rate of inputs given as frames (default 25; recorded in the report). */
+  fps?: number;
+  /** Resize the GT to the prediction's size when they differ (default: different sizes are an error). */
+  resize?: boolean;
   /** Write over a non-empty --out folder (checked before any work; default: refuse). */
   force?: boolean;
   /** The command line as typed (recorded in the report). */
@@ -123,6 +128,8 @@ export interface EvalResult {
     commandLine?: readonly string[];
     /** Provenance of every weights file the run used: its kind, path and the sha256 of the file itself. */
     weights: Array<{ kind: string; file: string; sha256: string }>;
+    /** Frame rate given to inputs that are frames (set only when one was). */
+    framesFps?: number;
     crop: 'none' | 'face';
     cropSize: number;
     landmarkEngine?: { engine: string; model: string; sha256: string };
@@ -139,11 +146,17 @@ export interface EvalResult {
   worst: WorstFrame[];
 }
 
+/** Frame rate assumed for folders of frames when --fps is not given. */
+export const DEFAULT_FRAMES_FPS = 25;
 const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff']);
 const VIDEO_EXT = new Set(['.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg']);
 const PSNR_NAME = `psnr(${PsnrMetric.variant})`;
 
-type Source = { kind: 'video'; id: string; file: string } | { kind: 'dataset'; id: string; dir: string };
+type Source =
+  | { kind: 'video'; id: string; file: string }
+  | { kind: 'dataset'; id: string; dir: string }
+  /** A folder of frames (`file` = the folder; `frames` naturally ordered). */
+  | { kind: 'frames'; id: string; file: string; frames: string[] };
 
 async function listSources(p: string, role: 'pred' | 'gt'): Promise<Source[]> {
   let st;
@@ -168,8 +181,26 @@ async function listSources(p: string, role: 'pred' | 'gt'): Promise<Source[]> {
     }
     return ids.map((id) => ({ kind: 'dataset', id, dir: p }));
   }
+  const frameFiles = await listFrameFiles(p);
+  if (frameFiles.length > 0) return [{ kind: 'frames', id: path.basename(path.resolve(p)), file: p, frames: frameFiles }];
   const names = (await readdir(p)).filter((n) => VIDEO_EXT.has(path.extname(n).toLowerCase())).sort();
-  if (names.length === 0) throw new DifftalkError('no-videos', `--${role} folder ${p} holds no video files (${[...VIDEO_EXT].join(', ')})`);
+  if (names.length === 0) {
+    // A folder of frame folders: one clip each.
+    const subdirs = (await readdir(p, { withFileTypes: true }))
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name)
+      .sort(naturalCompare);
+    const clips: Source[] = [];
+    for (const d of subdirs) {
+      const files = await listFrameFiles(path.join(p, d));
+      if (files.length > 0) clips.push({ kind: 'frames', id: d, file: path.join(p, d), frames: files });
+    }
+    if (clips.length > 0) return clips;
+    throw new DifftalkError(
+      'no-videos',
+      `--${role} folder ${p} holds no video files (${[...VIDEO_EXT].join(', ')}), no frames (${[...FRAME_EXT].join(', ')}) and no folders of frames`,
+    );
+  }
   return names.map((n) => ({ kind: 'video', id: n.replace(/\.[^.]+$/, ''), file: path.join(p, n) }));
 }
 
@@ -180,7 +211,7 @@ export async function pairClips(
 ): Promise<{ pairs: Array<{ id: string; pred: Source; gt: Source }>; unmatched: { pred: string[]; gt: string[] } }> {
   const ps = await listSources(pred, 'pred');
   const gs = await listSources(gt, 'gt');
-  if (ps.length === 1 && gs.length === 1 && gs[0]!.kind === 'video') {
+  if (ps.length === 1 && gs.length === 1 && gs[0]!.kind !== 'dataset') {
     return { pairs: [{ id: ps[0]!.id, pred: ps[0]!, gt: gs[0]! }], unmatched: { pred: [], gt: [] } };
   }
   const gmap = new Map(gs.map((g) => [g.id, g]));
@@ -241,6 +272,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   for (const m of metrics)
     if (!EVAL_METRICS.includes(m)) throw new DifftalkError('bad-option', `unknown metric '${m}'`, { suggestion: `use ${EVAL_METRICS.join(', ')}` });
   const crop = opts.crop ?? 'face';
+  const framesFps = opts.fps ?? DEFAULT_FRAMES_FPS;
+  if (!(framesFps > 0)) throw new DifftalkError('bad-option', `--fps must be positive, got ${framesFps}`);
   const cropSize = opts.cropSize ?? SYNCNET_SIZE;
   const shift = opts.baselineShift ?? 10;
   const ssimVariant = opts.ssimVariant ?? 'gaussian';
@@ -300,16 +333,27 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     onEvent({ type: 'stage-start', stage: 'eval', total: pairs.length, unit: 'clips' });
     for (const [pi, pair] of pairs.entries()) {
       onEvent({ type: 'progress', stage: 'eval', done: pi, total: pairs.length, detail: pair.id });
-      if (pair.pred.kind !== 'video') throw new DifftalkError('internal', 'prediction must be a video');
+      if (pair.pred.kind === 'dataset') throw new DifftalkError('internal', 'prediction must be a video or frames');
       const notes: string[] = [];
-      const pInfo: MediaInfo = await probeMedia(pair.pred.file);
+      const pInfo: Pick<MediaInfo, 'width' | 'height' | 'fps' | 'hasAudio'> =
+        pair.pred.kind === 'video' ? await probeMedia(pair.pred.file) : { ...(await frameSize(pair.pred.frames)), fps: framesFps, hasAudio: false };
       let gtFrames: RgbFrames;
       let gtFps: number;
       let gtAudio: AudioData | undefined;
-      if (pair.gt.kind === 'video') {
+      if (pair.gt.kind === 'frames') {
+        const gSize = await frameSize(pair.gt.frames);
+        const same = gSize.width === pInfo.width && gSize.height === pInfo.height;
+        if (!same) {
+          sizeMismatch(pair.id, gSize, pInfo, opts.resize);
+          notes.push(`GT is ${gSize.width}×${gSize.height}, prediction ${pInfo.width}×${pInfo.height}: GT resized to the prediction's size`);
+        }
+        gtFrames = await readFrames(pair.gt.frames, same ? undefined : { width: pInfo.width, height: pInfo.height });
+        gtFps = framesFps;
+      } else if (pair.gt.kind === 'video') {
         const gInfo = await probeMedia(pair.gt.file);
         gtFps = gInfo.fps;
         if (gInfo.width !== pInfo.width || gInfo.height !== pInfo.height) {
+          sizeMismatch(pair.id, gInfo, pInfo, opts.resize);
           notes.push(`GT is ${gInfo.width}×${gInfo.height}, prediction ${pInfo.width}×${pInfo.height}: GT decoded at the prediction's size`);
         }
         gtFrames = await decodeFrames(pair.gt.file, { width: pInfo.width, height: pInfo.height });
@@ -322,7 +366,12 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       // Different frame rates: the prediction is resampled to the GT's rate (by timestamp) and the note says so.
       const resample = Math.abs(gtFps - pInfo.fps) > 1e-3;
       if (resample) notes.push(`prediction is ${pInfo.fps} fps, GT ${gtFps} fps: prediction resampled to ${gtFps} fps`);
-      let predFrames = await decodeFrames(pair.pred.file, resample ? { fps: gtFps } : {});
+      if (resample && pair.pred.kind === 'frames') {
+        throw new DifftalkError('fps-mismatch', `${pair.id}: prediction frames are taken at ${pInfo.fps} fps (--fps), the GT is ${gtFps} fps`, {
+          suggestion: `pass --fps ${gtFps} if the frames were made at the GT's rate, or resample them first`,
+        });
+      }
+      let predFrames = pair.pred.kind === 'frames' ? await readFrames(pair.pred.frames) : await decodeFrames(pair.pred.file, resample ? { fps: gtFps } : {});
       const n = Math.min(predFrames.count, gtFrames.count);
       if (predFrames.count !== gtFrames.count)
         notes.push(`frame counts differ (prediction ${predFrames.count}, GT ${gtFrames.count}): first ${n} frames compared`);
@@ -426,7 +475,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         }
       }
 
-      const gtPath = pair.gt.kind === 'video' ? pair.gt.file : `${pair.gt.dir}#${pair.gt.id}`;
+      const gtPath = pair.gt.kind === 'dataset' ? `${pair.gt.dir}#${pair.gt.id}` : pair.gt.file;
       const names = Object.keys(frameVals[0] ?? {});
       const clipScores: Record<string, number> = {};
       for (const k of names) clipScores[k] = mean(frameVals.map((v) => v[k]!));
@@ -498,6 +547,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       tool: { name: 'difftalk', version: VERSION },
       commandLine: opts.commandLine,
       weights,
+      framesFps: pairs.some((p) => p.pred.kind === 'frames' || p.gt.kind === 'frames') ? framesFps : undefined,
       crop,
       cropSize,
       landmarkEngine: engineInfo,
@@ -512,6 +562,14 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     frames,
     worst,
   };
+}
+
+/** Different sizes are an error unless resizing was asked for (issue 12 point 2: no silent resize). */
+function sizeMismatch(id: string, gt: { width: number; height: number }, pred: { width: number; height: number }, resize: boolean | undefined): void {
+  if (resize) return;
+  throw new DifftalkError('size-mismatch', `${id}: GT is ${gt.width}×${gt.height}, prediction ${pred.width}×${pred.height}`, {
+    suggestion: "pass --resize to resize the GT to the prediction's size (the report notes it), or render the prediction at the GT's size",
+  });
 }
 
 /** Per-clip LSE scores by full name (`<part>(<weights label>)`, part as in LseMetric.direction). */

@@ -112,7 +112,7 @@ describe('eval refuses silent cases and records provenance (real AOC clip)', () 
   const pred = path.join(dir, 'pred.mp4');
   before(async () => {
     // 12 frames, lossless RGB: PSNR against the GT's first 12 frames is high but the counts differ (12 vs 200).
-    await runTool('ffmpeg', ['-v', 'error', '-i', AOC_CLIP, '-frames:v', '12', '-s', '128x128', '-c:v', 'libx264rgb', '-qp', '0', '-an', pred]);
+    await runTool('ffmpeg', ['-v', 'error', '-i', AOC_CLIP, '-frames:v', '12', '-c:v', 'libx264rgb', '-qp', '0', '-an', pred]);
   });
 
   it('a single image is an error with the fix', async () => {
