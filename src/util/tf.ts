@@ -70,6 +70,14 @@ async function tryTensorflow(): Promise<Attempt> {
   return { ok: false, why: whys.join('; ') };
 }
 
+/** ' at <file:line>' of the first caller outside tfjs and this module, for the sync-read error. */
+function callerOf(): string {
+  const frames = (new Error().stack ?? '').split('\n').slice(1);
+  const frame = frames.find((f) => !/tfjs|util[\\/]tf\.[jt]s|node:internal/.test(f));
+  const m = frame && /\(?((?:file:\/\/)?[^()\s]+:\d+):\d+\)?\s*$/.exec(frame);
+  return m ? ` at ${path.relative(process.cwd(), m[1]!.replace(/^file:\/\//, ''))}` : '';
+}
+
 /**
  * tfjs-webgpu's synchronous read (dataSync/arraySync) stages through OffscreenCanvas, which Node lacks: make it fail
  * with a clear message (values already on the CPU are still returned).
@@ -82,7 +90,7 @@ function guardSyncReads(backend: tf.KernelBackend): void {
     if (data && (data.values != null || data.dtype === 'string')) return original(dataId);
     throw new DifftalkError(
       'webgpu-sync-read',
-      'a synchronous tensor read (dataSync/arraySync) is not possible on the webgpu backend in Node (tfjs stages it through OffscreenCanvas)',
+      `a synchronous tensor read (dataSync/arraySync)${callerOf()} is not possible on the webgpu backend in Node (tfjs stages it through OffscreenCanvas)`,
       { suggestion: 'read with `await tensor.data()` / `await tensor.array()`, or run with --backend wasm' },
     );
   };
