@@ -16,7 +16,7 @@ export const LAYERS = [
   ['dataset'],
   ['models'],
   ['metrics'],
-  ['prep', 'train', 'render', 'eval'],
+  ['prep', 'train', 'render', 'eval', 'export', 'doctor'],
   ['cli'],
   ['commands'],
 ];
