@@ -108,7 +108,7 @@ describe('difftalk eval pipeline (AOC clip vs a JPEG-like recompressed copy)', (
   });
 
   it('gives clear errors: missing file, missing weights, FID', async () => {
-    await assert.rejects(runEval({ pred: path.join(dir, 'nope.mp4'), gt: AOC_CLIP, out: dir }), /--pred .*nope\.mp4 does not exist/);
+    await assert.rejects(runEval({ pred: path.join(dir, 'nope.mp4'), gt: AOC_CLIP, out: path.join(dir, 'fresh') }), /--pred .*nope\.mp4 does not exist/);
     const empty = tmpDir('difftalk-weights-');
     await assert.rejects(
       runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'fresh'), metrics: ['lpips'], weightsCacheDir: empty }),
