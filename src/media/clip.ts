@@ -8,11 +8,10 @@
  */
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import ffmpeg from 'fluent-ffmpeg';
 import { DifftalkError, errorMessage } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { exists, readJson, tempPathFor, writeJsonAtomic } from '../util/fs.js';
-import { resolveTool } from '../util/tools.js';
+import { ExecError, runTool } from '../util/exec.js';
 import { readWav } from '../audio/wav.js';
 import { probeMedia, type MediaInfo } from './probe.js';
 import { drop, ok, type StageResult } from '../util/result.js';
@@ -330,80 +329,81 @@ export function clipAudioFilter(samples: number): string {
   ].join(',');
 }
 
-function runFfmpeg(job: FfmpegJob): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cmd = ffmpeg({ stdoutLines: 0 }).setFfmpegPath(resolveTool('ffmpeg')).setFfprobePath(resolveTool('ffprobe')).input(job.source);
-    // Input options: -ss before -i seeks accurately when transcoding (frames before the point are decoded and
-    // dropped); -t bounds both outputs to the same range.
-    const inOpts = ['-nostdin'];
-    if (!job.wholeFile) inOpts.push('-ss', job.start.toFixed(6), '-t', job.duration.toFixed(6));
-    cmd.inputOptions(inOpts);
-    cmd
-      .output(job.video)
-      .outputOptions([
-        '-map',
-        '0:v:0',
-        '-an',
-        '-sn',
-        '-dn',
-        '-map_metadata',
-        '-1',
-        '-vf',
-        clipVideoFilter(job.crop, job.size, { deinterlace: job.deinterlace }),
-        '-frames:v',
-        String(job.frames),
-        '-c:v',
-        CLIP_VIDEO_CODEC.codec,
-        '-pred',
-        CLIP_VIDEO_CODEC.pred,
-        '-pix_fmt',
-        CLIP_VIDEO_CODEC.pixFmt,
-        '-fflags',
-        '+bitexact',
-        '-f',
-        CLIP_VIDEO_CODEC.container,
-      ]);
-    cmd
-      .output(job.audio)
-      .outputOptions([
-        '-map',
-        '0:a:0',
-        '-vn',
-        '-sn',
-        '-dn',
-        '-map_metadata',
-        '-1',
-        '-af',
-        clipAudioFilter(job.samples),
-        '-c:a',
-        'pcm_s16le',
-        '-fflags',
-        '+bitexact',
-        '-f',
-        'wav',
-      ]);
-    let last = -1;
-    cmd.on('stderr', (line: string) => {
-      const m = /frame=\s*(\d+)/.exec(line);
-      if (m) {
-        const n = Number(m[1]);
-        if (n !== last) job.onFrame((last = n));
-      }
+/** The one cut/crop/normalise ffmpeg call: both outputs (video, audio) from one decode, through runTool (argument array). */
+export function clipFfmpegArgs(job: Omit<FfmpegJob, 'onFrame' | 'signal'>): string[] {
+  // Input options: -ss before -i seeks accurately when transcoding (frames before the point are decoded and
+  // dropped); -t bounds both outputs to the same range.
+  const input = ['-nostdin', '-y', ...(job.wholeFile ? [] : ['-ss', job.start.toFixed(6), '-t', job.duration.toFixed(6)]), '-i', job.source];
+  const video = [
+    '-map',
+    '0:v:0',
+    '-an',
+    '-sn',
+    '-dn',
+    '-map_metadata',
+    '-1',
+    '-vf',
+    clipVideoFilter(job.crop, job.size, { deinterlace: job.deinterlace }),
+    '-frames:v',
+    String(job.frames),
+    '-c:v',
+    CLIP_VIDEO_CODEC.codec,
+    '-pred',
+    CLIP_VIDEO_CODEC.pred,
+    '-pix_fmt',
+    CLIP_VIDEO_CODEC.pixFmt,
+    '-fflags',
+    '+bitexact',
+    '-f',
+    CLIP_VIDEO_CODEC.container,
+    job.video,
+  ];
+  const audio = [
+    '-map',
+    '0:a:0',
+    '-vn',
+    '-sn',
+    '-dn',
+    '-map_metadata',
+    '-1',
+    '-af',
+    clipAudioFilter(job.samples),
+    '-c:a',
+    'pcm_s16le',
+    '-fflags',
+    '+bitexact',
+    '-f',
+    'wav',
+    job.audio,
+  ];
+  return [...input, ...video, ...audio];
+}
+
+async function runFfmpeg(job: FfmpegJob): Promise<void> {
+  if (job.signal?.aborted) throw new DifftalkError('aborted', 'clip preparation aborted');
+  let last = -1;
+  try {
+    await runTool('ffmpeg', clipFfmpegArgs(job), {
+      signal: job.signal,
+      onStderrLine: (line) => {
+        const m = /frame=\s*(\d+)/.exec(line);
+        if (m) {
+          const n = Number(m[1]);
+          if (n !== last) job.onFrame((last = n));
+        }
+      },
     });
-    cmd.on('error', (err: Error, _stdout: string | null, stderr: string | null) => {
-      const tail = (stderr ?? '')
+  } catch (e) {
+    if (job.signal?.aborted) throw new DifftalkError('aborted', 'clip preparation aborted');
+    if (e instanceof ExecError) {
+      const tail = e.stderr
         .trim()
-        .split('\n')
+        .split(/[\r\n]+/)
         .filter((l) => !/^\s*(frame|size)=/.test(l))
         .slice(-4)
         .join(' | ');
-      reject(new DifftalkError('exec-failed', `ffmpeg failed: ${err.message.split('\n')[0]}${tail ? ` (${tail})` : ''}`));
-    });
-    cmd.on('end', () => resolve());
-    if (job.signal) {
-      if (job.signal.aborted) return reject(new DifftalkError('aborted', 'clip preparation aborted'));
-      job.signal.addEventListener('abort', () => cmd.kill('SIGKILL'), { once: true });
+      throw new DifftalkError('exec-failed', `ffmpeg failed with exit ${e.exitCode ?? 'a signal'}${tail ? ` (${tail})` : ''}`);
     }
-    cmd.run();
-  });
+    throw e;
+  }
 }

@@ -97,7 +97,12 @@ export interface DownloadOptions {
   backoffMs?: number;
   /** Seconds yt-dlp waits on a silent connection (default 30). */
   socketTimeoutS?: number;
+  /** Largest download accepted, in bytes (yt-dlp --max-filesize, and checked on the finished file); default DEFAULT_MAX_DOWNLOAD_BYTES. */
+  maxBytes?: number;
 }
+
+/** Default download size cap: 4 GiB (an HDTF source at 1080p is a few hundred MB). */
+export const DEFAULT_MAX_DOWNLOAD_BYTES = 4 * 1024 ** 3;
 
 /** One download: a video and the clips that need it. */
 export interface VideoJob {
@@ -150,7 +155,7 @@ const RESULT_FIELDS: Record<string, string> = {
 };
 
 /** The yt-dlp argument list for one attempt (the URL always after `--`). */
-export function ytDlpArgs(job: VideoJob, workDir: string, opts: { ffmpeg?: string; socketTimeoutS?: number } = {}): string[] {
+export function ytDlpArgs(job: VideoJob, workDir: string, opts: { ffmpeg?: string; socketTimeoutS?: number; maxBytes?: number } = {}): string[] {
   const template = `${Object.entries(RESULT_FIELDS)
     .map(([k, f]) => `"${k}":%(${f})j`)
     .join(',')}`;
@@ -178,6 +183,8 @@ export function ytDlpArgs(job: VideoJob, workDir: string, opts: { ffmpeg?: strin
     'mp4',
     '--remux-video',
     'mp4',
+    '--max-filesize',
+    String(opts.maxBytes ?? DEFAULT_MAX_DOWNLOAD_BYTES),
     '-o',
     outTemplate,
   ];
@@ -396,7 +403,9 @@ export async function downloadVideos(clips: readonly ClipSpec[], opts: DownloadO
     const { ffmpeg, version } = await toolInfo();
     const workDir = path.join(dir, PARTIAL_DIR, job.key);
     await mkdir(workDir, { recursive: true });
-    const args = ytDlpArgs(job, workDir, { ffmpeg, socketTimeoutS: opts.socketTimeoutS });
+    const maxBytes = opts.maxBytes ?? DEFAULT_MAX_DOWNLOAD_BYTES;
+    const args = ytDlpArgs(job, workDir, { ffmpeg, socketTimeoutS: opts.socketTimeoutS, maxBytes });
+    let ytOutput = '';
     let attempts = 0;
     for (;;) {
       if (isAbort(signal)) throw abortError(signal);
@@ -419,9 +428,10 @@ export async function downloadVideos(clips: readonly ClipSpec[], opts: DownloadO
         }
       };
       try {
-        await runTool('yt-dlp', args, {
+        const { stderr } = await runTool('yt-dlp', args, {
           signal,
           onStdout: (c) => {
+            ytOutput = (ytOutput + c.toString('utf8')).slice(-4096);
             pending += c.toString('utf8');
             const lines = pending.split(/\r?\n/);
             pending = lines.pop() ?? '';
@@ -429,6 +439,7 @@ export async function downloadVideos(clips: readonly ClipSpec[], opts: DownloadO
           },
         });
         if (pending) onLine(pending);
+        ytOutput += stderr.slice(-4096);
       } catch (e) {
         if (isAbort(signal)) throw abortError(signal);
         if (!(e instanceof ExecError)) throw e;
@@ -447,8 +458,20 @@ export async function downloadVideos(clips: readonly ClipSpec[], opts: DownloadO
       }
 
       const produced = result?.filepath;
+      if (/larger than max-filesize/i.test(ytOutput)) {
+        await rm(workDir, { recursive: true, force: true });
+        return fail(job, 'download-failed', `the video is larger than the download cap of ${maxBytes} bytes (--max-download)`, attempts, true);
+      }
       if (!produced || path.dirname(path.resolve(produced)) !== path.resolve(workDir) || !(await exists(produced))) {
-        return fail(job, 'download-failed', `yt-dlp finished but reported no file inside ${workDir} (got ${JSON.stringify(produced)})`, attempts, true);
+        // yt-dlp skips a video over --max-filesize silently (exit 0, no file, no message under --print).
+        const why = produced ? `reported ${JSON.stringify(produced)}, not a file inside ${workDir}` : 'wrote no file';
+        return fail(
+          job,
+          'download-failed',
+          `yt-dlp finished but ${why}: is the video larger than the download cap of ${maxBytes} bytes (--max-download)?`,
+          attempts,
+          true,
+        );
       }
       const ext = path.extname(produced).slice(1) || 'mp4';
       const finalName = `${job.key}.${/^[A-Za-z0-9]{1,8}$/.test(ext) ? ext : 'mp4'}`;
@@ -456,6 +479,17 @@ export async function downloadVideos(clips: readonly ClipSpec[], opts: DownloadO
       await rename(produced, finalFile);
       await rm(workDir, { recursive: true, force: true });
       const [hash, st] = await Promise.all([sha256File(finalFile), stat(finalFile)]);
+      if (st.size > maxBytes) {
+        // yt-dlp cannot cap every path (a merged or remuxed file, a server without Content-Length): check the result.
+        await rm(finalFile, { force: true });
+        return fail(
+          job,
+          'download-failed',
+          `the video is ${st.size} bytes, larger than the download cap of ${maxBytes} bytes (--max-download)`,
+          attempts,
+          true,
+        );
+      }
       const { filepath: _ignored, ...format } = result!;
       void _ignored;
       const entry: LedgerEntry = {

@@ -3,10 +3,11 @@
  * Folders are scanned (not recursively) for video files; each file becomes one clip whose id and identity are the
  * file's stem made safe (src/util/names.ts). Two inputs that map to the same id are an error, not an overwrite.
  */
+import { createHash } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DifftalkError } from '../util/errors.js';
-import { safeId } from '../util/names.js';
+import { isSafeName, safeId } from '../util/names.js';
 import type { ClipSpec } from '../media/types.js';
 
 export const VIDEO_EXTENSIONS = new Set(['.mp4', '.mov', '.mkv', '.webm', '.avi', '.m4v', '.mpg', '.mpeg', '.flv', '.ts']);
@@ -30,13 +31,31 @@ async function expand(input: string): Promise<string[]> {
   return names.map((n) => path.resolve(input, n));
 }
 
+/**
+ * A clip id for a file stem in any script: the safe form of the stem (names.ts) when that keeps some of it, else
+ * `clip-<8 hex of the stem's SHA-256>` (Cyrillic, CJK, emoji, only punctuation...), so no file name aborts a run.
+ * Deterministic, so a rerun finds the same clip.
+ */
+export function clipIdFromStem(stem: string): string {
+  let id: string | undefined;
+  try {
+    id = safeId(stem);
+  } catch {
+    id = undefined;
+  }
+  // A stem that was mostly another script keeps only stray ASCII ("_1"): make it unique with the hash too.
+  const hash = createHash('sha256').update(stem, 'utf8').digest('hex').slice(0, 8);
+  if (id === undefined || !isSafeName(id)) return `clip-${hash}`;
+  return id.normalize('NFC') === stem ? id : `${id.slice(0, 110)}-${hash}`;
+}
+
 /** ClipSpec rows for local video files, in a stable (sorted) order. */
 export async function clipsFromInputs(inputs: readonly string[], opts: { cropRatio?: number } = {}): Promise<ClipSpec[]> {
   const files = (await Promise.all(inputs.map(expand))).flat();
   const byId = new Map<string, ClipSpec>();
   for (const file of files) {
     const stem = path.basename(file, path.extname(file));
-    const id = safeId(stem);
+    const id = clipIdFromStem(stem);
     const prev = byId.get(id);
     if (prev) {
       if (prev.file === file) continue;

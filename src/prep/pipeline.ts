@@ -6,29 +6,27 @@
  * were renamed into place, so a rerun (also after SIGKILL) skips finished or dropped clips and redoes the rest.
  * dataset.json is rebuilt from all status files at the end. Nothing here prints; progress goes through onEvent.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import PQueue from 'p-queue';
-import { DifftalkError, errorMessage } from '../util/errors.js';
+import { DifftalkError, errorMessage, isFatal } from '../util/errors.js';
+import { parseSmoothing } from '../face/landmarks/smoothing.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { exists, readJson, sha256, writeJsonAtomic } from '../util/fs.js';
 import { VERSION } from '../util/version.js';
 import { parseHdtfAnnotations, type HdtfSubset, type HdtfSummary } from './annotations.js';
 import { createAudioFeature, parseAudioFeatureSpec } from '../audio/index.js';
-import { computeAudioFeatures, type AudioFeatureRequest } from './audio-stage.js';
-import { prepareClip, removePreparedClip, scaleHdtfBox } from '../media/clip.js';
-import { trackCropBox } from '../face/crop-track.js';
+import type { AudioFeatureRequest } from './audio-stage.js';
+import { removePreparedClip } from '../media/clip.js';
 import { buildDatasetManifest, writeDatasetManifest, type DatasetClip, type DatasetManifest } from '../dataset/manifest.js';
 import { downloadVideos, videoKey, type DownloadResult } from './download.js';
-import { runFramePass } from './frame-pass.js';
-import { probeMedia, type MediaInfo } from '../media/probe.js';
 import { clipsFromInputs, partitionClips } from './inputs.js';
 import { createLandmarkEngine, EnginePool, parallelEngines, type LandmarkEngineName, type LandmarkerInfo } from '../face/landmarks/index.js';
-import { PREVIEW_CELLS, writePreview } from './preview.js';
+import { runClipJob, StageTimings, type ClipJobOutput } from './clip-job.js';
 import { difftalkReferenceSampler, type NoCandidatePolicy } from '../dataset/reference.js';
-import { maskRowsFromLandmarks68, writeClipShards, type ImageFormat, type ShardMetadata } from '../dataset/shard-writer.js';
+import type { ImageFormat } from '../dataset/shard-writer.js';
 import { readSplitFile, resolveSplits, type Split } from '../dataset/split.js';
-import type { Box, ClipSpec } from '../media/types.js';
+import type { ClipSpec } from '../media/types.js';
 import type { DropReason, StageResult } from '../util/result.js';
 import type { LandmarkEngine } from '../face/types.js';
 
@@ -72,11 +70,14 @@ export interface PrepRunOptions {
   keepWork?: boolean;
   /** Clips prepared at the same time (default 2), each with its own landmark engine (mediapipe; tfjs has one). */
   clipWorkers?: number;
+  /** Write into a non-empty folder difftalk did not create, or start over in a folder prepared with other settings. */
+  force?: boolean;
+  /** Largest video download accepted, in bytes (default DEFAULT_MAX_DOWNLOAD_BYTES). */
+  maxDownloadBytes?: number;
+  /** Stops the run (SIGTERM/SIGINT): the clips in progress are left to be redone, and runPrep throws 'interrupted'. */
+  signal?: AbortSignal;
   onEvent?: OnEvent;
 }
-
-/** Errors that stop the whole run (environment or configuration), as opposed to dropping one clip. */
-const FATAL_CODES = new Set(['tool-missing', 'bad-option', 'bad-flag', 'bad-argument', 'model-missing', 'backend-unavailable', 'onnx-unavailable']);
 
 export const DEFAULT_PREP_CONFIG: PrepConfig = {
   size: 256,
@@ -123,7 +124,6 @@ interface ClipStatus extends DatasetClip {
 const STATUS_FILE = 'status.json';
 const CONFIG_FILE = 'prep-config.json';
 
-const round3 = (x: number) => Math.round(x * 1000) / 1000;
 const workDirOf = (out: string, id: string) => path.join(out, 'work', id);
 
 async function loadClips(source: PrepSource, onEvent: OnEvent): Promise<{ clips: ClipSpec[]; hdtf?: HdtfSummary }> {
@@ -169,22 +169,68 @@ function storedConfig(config: PrepConfig, extra: Record<string, unknown>): Recor
   return { ...rest, fps: 25, audioSampleRate: 16000, ...extra };
 }
 
-/** Refuse to mix two different configurations in one output folder (nothing is overwritten silently). */
-async function checkConfig(out: string, stored: Record<string, unknown>): Promise<void> {
+/** What prep itself writes into its output folder (all of it, and only it, is removed by a --force restart). */
+const OWN_ENTRIES = [CONFIG_FILE, 'dataset.json', 'shards', 'work', 'previews', 'downloads'];
+
+/**
+ * Before any work: the output folder is empty, or was created by prep (prep-config.json); `force` allows anything else.
+ * Temp files of earlier killed runs (`.<name>.<pid>.<hex>.tmp`, util/fs.ts) are swept.
+ */
+async function checkOutputFolder(out: string, force: boolean): Promise<void> {
+  await mkdir(out, { recursive: true });
+  const entries = await readdir(out);
+  if (entries.length > 0 && !entries.includes(CONFIG_FILE) && !force) {
+    throw new DifftalkError('foreign-folder', `${out} is not empty and was not created by difftalk prep (no ${CONFIG_FILE}); nothing was written`, {
+      suggestion: 'use a new or empty --out folder, or --force to write into this one (files named like prep outputs are replaced)',
+    });
+  }
+  await sweepTempFiles(out, 3);
+}
+
+const TEMP_FILE_RE = /^\..+\.\d+\.[0-9a-f]+\.tmp$/;
+
+async function sweepTempFiles(dir: string, depth: number): Promise<void> {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.isFile() && TEMP_FILE_RE.test(e.name)) await rm(path.join(dir, e.name), { force: true });
+    else if (e.isDirectory() && depth > 0 && !e.isSymbolicLink()) await sweepTempFiles(path.join(dir, e.name), depth - 1);
+  }
+}
+
+/**
+ * Refuse to mix two configurations (settings, landmark model, set of inputs) in one output folder, before any work.
+ * With `force` the earlier run's outputs are removed and the run starts over. Writes prep-config.json.
+ */
+async function checkConfig(out: string, stored: Record<string, unknown>, force: boolean): Promise<void> {
   const file = path.join(out, CONFIG_FILE);
   if (await exists(file)) {
     const prev = await readJson<Record<string, unknown>>(file);
     const differing = Object.keys({ ...prev, ...stored }).filter((k) => JSON.stringify(prev[k]) !== JSON.stringify(stored[k]));
-    if (differing.length > 0) {
+    if (differing.length === 0) return;
+    if (!force) {
       throw new DifftalkError(
         'config-mismatch',
-        `${out} was prepared with different settings (${differing.join(', ')}); its shards would mix two configurations`,
-        { suggestion: 'use a new --out folder, or rerun with the settings recorded in prep-config.json' },
+        `${out} was prepared with different settings (${differing.join(', ')}); its shards would mix two configurations. Nothing was written`,
+        { suggestion: 'use another --out folder, rerun with the settings recorded in prep-config.json, or --force to start this folder over' },
       );
     }
-    return;
+    for (const e of OWN_ENTRIES) await rm(path.join(out, e), { recursive: true, force: true });
   }
   await writeJsonAtomic(file, stored);
+}
+
+/** Throw 'interrupted' once the run's signal fired. */
+function throwIfStopped(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) {
+    throw new DifftalkError('interrupted', `prep stopped by ${String(signal.reason ?? 'a signal')}; rerun the same command to resume`);
+  }
+}
+
+/** The clip's source file: a local input, or its finished download. */
+function sourceOf(clip: ClipSpec, downloads: Map<string, DownloadResult>): StageResult<string> {
+  if (clip.file) return { ok: true, value: clip.file };
+  const d = downloads.get(videoKey(clip));
+  if (!d) return { ok: false, reason: 'download-failed', message: `no download for ${videoKey(clip)}` };
+  return d.ok ? { ok: true, value: d.value.file } : d;
 }
 
 /** Prepare a dataset. Resumable; see the module comment. */
@@ -192,7 +238,9 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
   const onEvent = run.onEvent ?? silent;
   const t0 = performance.now();
   const out = path.resolve(run.out);
-  await mkdir(out, { recursive: true });
+  const stop = run.signal;
+  await checkOutputFolder(out, run.force ?? false);
+  parseSmoothing(config.smoothing); // a bad --smoothing fails here, not on every clip
 
   // 1. Clip list, splits (on the full list, so array workers agree), partition.
   const { clips: allClips, hdtf } = await loadClips(source, onEvent);
@@ -223,27 +271,27 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
     parallelEngines(config.landmarker, clipWorkers),
   );
   const withEngine = <T>(fn: (engine: LandmarkEngine, info: LandmarkerInfo) => Promise<T>): Promise<T> => engines.use(fn);
+  const closeEngines = () => void engines.close();
+  stop?.addEventListener('abort', closeEngines, { once: true });
 
-  const timings = new Map<string, { seconds: number; frames: number }>();
-  const addTiming = (stage: string, seconds: number, frames: number): void => {
-    const t = timings.get(stage) ?? { seconds: 0, frames: 0 };
-    t.seconds += seconds;
-    t.frames += frames;
-    timings.set(stage, t);
-  };
-  const timed = async <T>(stage: string, frames: number, fn: () => Promise<T>): Promise<T> => {
-    const s = performance.now();
-    try {
-      return await fn();
-    } finally {
-      addTiming(stage, (performance.now() - s) / 1000, frames);
-    }
-  };
+  const timings = new StageTimings();
 
   let skipped = 0;
-  let landmarkerInfo: LandmarkerInfo | undefined;
-  let shardMetadata: ShardMetadata | undefined;
+  let stored: Record<string, unknown>;
   try {
+    // Configuration, before any clip: the landmark engine starts (a model that cannot be loaded fails here), and
+    // the settings, the landmark model and the set of inputs are checked against an earlier run in this folder.
+    const landmarkerInfo = await withEngine(async (_e, info) => info);
+    stored = storedConfig(config, {
+      landmarkerResolved: { ...landmarkerInfo, model: path.basename(landmarkerInfo.model) },
+      audioFeaturesResolved: requests.map((r) => ({ name: r.extractor.name, params: r.extractor.params })),
+      reference: sampler.params,
+      split: { method: splitMethod, testFraction: config.testFraction, seed: config.seed, splitFileSha256: splitFileHash },
+      source: source.kind === 'hdtf' ? { kind: 'hdtf', subsets: source.subsets ?? ['RD', 'WDA', 'WRA'] } : { kind: 'input' },
+      inputs: { clips: allClips.length, sha256: sha256(Buffer.from(allClips.map((c) => c.id).join('\n'))) },
+    });
+    await checkConfig(out, stored, run.force ?? false);
+    throwIfStopped(stop);
     // 3. What is left to do (resume): clips without a status file (or dropped ones, with retryFailed).
     const pending: ClipSpec[] = [];
     for (const clip of clips) {
@@ -290,12 +338,14 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
     let downloads = new Map<string, DownloadResult>();
     const needDownload = todo.filter((c) => !c.file && c.url);
     if (needDownload.length > 0) {
-      downloads = await timed('download', 0, () =>
+      downloads = await timings.timed('download', 0, () =>
         downloadVideos(needDownload, {
           dir: path.join(out, 'downloads'),
           concurrency: run.concurrency,
           retries: run.retries,
           retryFailed: run.retryFailed,
+          maxBytes: run.maxDownloadBytes,
+          signal: stop,
           onEvent,
         }),
       );
@@ -310,13 +360,35 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
     for (const clip of todo) {
       void queue
         .add(async () => {
-          if (fatal) return;
+          if (fatal || stop?.aborted) return;
           try {
-            const result = await prepareOne(clip);
-            if (!result.ok) await dropClip(clip, result.reason, result.message);
+            const source = sourceOf(clip, downloads);
+            const result: StageResult<ClipJobOutput> = !source.ok
+              ? source
+              : await runClipJob({
+                  clip,
+                  sourceFile: source.value,
+                  out,
+                  work: workDirOf(out, clip.id),
+                  split: splits.get(clip.id) as Split,
+                  config,
+                  chunkFrames: run.chunkFrames,
+                  preview: run.preview,
+                  sampler,
+                  requests,
+                  withEngine,
+                  timings,
+                  signal: stop,
+                  onEvent,
+                });
+            // A clip that failed because the run was stopped is not dropped: no status file, the rerun redoes it.
+            if (stop?.aborted) return;
+            if (result.ok) await finish(clip, { status: 'done', ...result.value });
+            else await dropClip(clip, result.reason, result.message);
           } catch (e) {
+            if (stop?.aborted) return;
             // Configuration and environment errors (missing tools, bad flags) stop the run; everything else drops the clip.
-            if (e instanceof DifftalkError && FATAL_CODES.has(e.code)) {
+            if (isFatal(e)) {
               fatal ??= e;
               queue.clear();
               return;
@@ -330,140 +402,15 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
           queue.clear();
         });
     }
+    const clearOnStop = () => queue.clear();
+    stop?.addEventListener('abort', clearOnStop, { once: true });
     await queue.onIdle();
+    stop?.removeEventListener('abort', clearOnStop);
     if (fatal) throw fatal;
+    throwIfStopped(stop);
     onEvent({ type: 'stage-done', stage: 'clips', done: n, seconds: (performance.now() - tClips) / 1000 });
-
-    async function prepareOne(clip: ClipSpec): Promise<StageResult<null>> {
-      const work = workDirOf(out, clip.id);
-      // Source file.
-      let sourceFile: string;
-      if (clip.file) sourceFile = clip.file;
-      else {
-        const d = downloads.get(videoKey(clip));
-        if (!d) return { ok: false, reason: 'download-failed', message: `no download for ${videoKey(clip)}` };
-        if (!d.ok) return d;
-        sourceFile = d.value.file;
-      }
-      // The source, probed once for the crop and clip stages.
-      let source: MediaInfo;
-      try {
-        source = await probeMedia(sourceFile);
-      } catch (e) {
-        if (e instanceof DifftalkError && e.code === 'video-corrupt') return { ok: false, reason: 'video-corrupt', message: e.message };
-        throw e;
-      }
-      // Crop box in source pixels.
-      let crop: Box;
-      const notes: string[] = [];
-      let clamped = false;
-      if (clip.crop) {
-        const fitted = scaleHdtfBox(clip.crop, source.width, source.height);
-        crop = fitted.box;
-        clamped = fitted.clamped;
-        notes.push(...fitted.notes);
-      } else {
-        const tracked = await withEngine((eng) =>
-          timed('crop-track', 0, () => trackCropBox(sourceFile, eng, { ratio: clip.cropRatio ?? 1.2, sourceInfo: source, onEvent })),
-        );
-        if (!tracked.ok) return tracked;
-        crop = tracked.value;
-        clamped = tracked.value.clamped;
-        notes.push(
-          ...tracked.value.notes,
-          `crop from face tracking: ${tracked.value.framesWithFace}/${tracked.value.framesAnalysed} analysed frames had a face`,
-        );
-      }
-      // Cut, crop, normalise.
-      const prepared = await timed('clip', 0, () =>
-        prepareClip(clip, sourceFile, work, { size: config.size, crop, clamped, notes, sourceInfo: source, onEvent }),
-      );
-      if (!prepared.ok) return prepared;
-      const p = prepared.value;
-      const frameCount = p.frameCount;
-      timings.get('clip')!.frames += frameCount;
-      // References first: cheap, and a too-short clip should not cost a landmark pass.
-      const refs = sampler.sample(clip.id, frameCount);
-      if (!refs.ok) return refs;
-      // One pass over the frames in bounded chunks: landmarks, encoded images, preview frames (frame-pass.ts).
-      const { pass, info } = await withEngine(async (eng, info) => ({
-        info,
-        pass: await runFramePass(eng, p, {
-          image: { format: config.imageFormat, quality: config.jpegQuality },
-          landmarks: { smoothing: config.smoothing, maxBadFrameFraction: config.maxBadFrameFraction, onEvent, id: clip.id },
-          chunkFrames: run.chunkFrames,
-          previewCells: run.preview ? PREVIEW_CELLS : 0,
-        }),
-      }));
-      for (const stage of ['decode', 'landmarks', 'encode'] as const) addTiming(stage, pass.seconds[stage], frameCount);
-      const lm = pass.landmarks;
-      const images = pass.images;
-      landmarkerInfo = info;
-      if (!lm.ok) return lm;
-      if (images.length !== lm.value.status.length) {
-        return { ok: false, reason: 'clip-failed', message: `${images.length} images encoded for ${lm.value.status.length} landmarked frames` };
-      }
-      const audio = await timed('audio', frameCount, () => computeAudioFeatures(p.audio, frameCount, p.fps, requests, onEvent));
-      if (!audio.ok) return audio;
-      const masks = maskRowsFromLandmarks68(lm.value.lm68, config.size);
-      shardMetadata = {
-        fps: p.fps,
-        size: config.size,
-        imageFormat: config.imageFormat,
-        jpegQuality: config.imageFormat === 'jpeg' ? config.jpegQuality : undefined,
-        landmarker: { engine: info.engine, model: path.basename(info.model), sha256: info.sha256, smoothing: lm.value.smoothing },
-        audioFeatures: audio.value.map(({ windows: _w, ...meta }) => meta),
-        reference: sampler.params,
-      };
-      const written = await timed('shards', frameCount, () =>
-        writeClipShards(
-          out,
-          {
-            clipId: clip.id,
-            split: splits.get(clip.id) as Split,
-            fps: p.fps,
-            images,
-            faceStatus: lm.value.status,
-            faceScore: lm.value.scores,
-            landmarks478: lm.value.smoothed,
-            landmarks478Raw: lm.value.raw,
-            landmarks68: lm.value.lm68,
-            maskRowTrain: masks.train,
-            maskRowTest: masks.test,
-            audio: audio.value.map((a) => ({ name: a.name, windows: a.windows })),
-            refFrameIndex: refs.value,
-          },
-          { maxRows: config.shardRows, metadata: shardMetadata! },
-        ),
-      );
-      if (run.preview) {
-        await timed('preview', 0, () =>
-          writePreview(
-            pass.preview.frames,
-            { mesh: lm.value.smoothed, lm68: lm.value.lm68, status: lm.value.status },
-            path.join(out, 'previews', `${clip.id}.png`),
-            { frameNumbers: pass.preview.frameNumbers },
-          ),
-        );
-      }
-      await finish(clip, {
-        status: 'done',
-        frames: frameCount,
-        shards: written.files,
-        notes: [...p.notes, ...(lm.value.badFrames.length ? [`${lm.value.badFrames.length} frames without exactly one face`] : [])],
-        stats: {
-          crop: p.crop,
-          crop_clamped: p.clamped,
-          jitter_raw_px: round3(lm.value.jitter.raw),
-          jitter_smoothed_px: round3(lm.value.jitter.smoothed),
-          bad_frames: lm.value.badFrames.length,
-          source_width: p.sourceWidth,
-          source_height: p.sourceHeight,
-        },
-      });
-      return { ok: true, value: null };
-    }
   } finally {
+    stop?.removeEventListener('abort', closeEngines);
     await engines.close();
   }
 
@@ -476,14 +423,7 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
       records.push(rec);
     }
   }
-  const stored = storedConfig(config, {
-    landmarkerResolved: landmarkerInfo ? { ...landmarkerInfo, model: path.basename(landmarkerInfo.model) } : undefined,
-    audioFeaturesResolved: requests.map((r) => ({ name: r.extractor.name, params: r.extractor.params })),
-    reference: sampler.params,
-    split: { method: splitMethod, testFraction: config.testFraction, seed: config.seed, splitFileSha256: splitFileHash },
-    source: source.kind === 'hdtf' ? { kind: 'hdtf', subsets: source.subsets ?? ['RD', 'WDA', 'WRA'] } : { kind: 'input' },
-  });
-  await checkConfig(out, { ...stored, landmarkerResolved: undefined });
+  throwIfStopped(stop);
   const manifest = buildDatasetManifest({
     config: stored,
     clips: records,
@@ -493,13 +433,13 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
   const manifestFile = await writeDatasetManifest(out, manifest);
 
   const wallSeconds = (performance.now() - t0) / 1000;
-  const stages: StageTiming[] = [...timings.entries()].map(([stage, t]) => ({
+  const stages: StageTiming[] = timings.entries().map(([stage, t]) => ({
     stage,
     seconds: t.seconds,
     frames: t.frames,
     framesPerSecond: t.seconds > 0 ? t.frames / t.seconds : 0,
   }));
-  const framesThisRun = timings.get('shards')?.frames ?? 0;
+  const framesThisRun = timings.frames('shards');
   return {
     out,
     manifest: manifestFile,

@@ -3,12 +3,13 @@
  * SIGKILL mid-run then resume == an uninterrupted run, and array-job shards merged == one run.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { runTool } from '../../src/util/exec.js';
-import { AOC_CLIP, MODELS, runCli, tmpDir } from '../helpers.js';
+import { AOC_CLIP, MODELS, ROOT, runCli, tmpDir, type CliRun } from '../helpers.js';
 
 const FACE_MODEL = path.join(MODELS, 'fm478md.task');
 
@@ -23,6 +24,31 @@ function snapshot(dir: string): { shards: Record<string, string>; manifest: Reco
   for (const f of readdirSync(shardDir).sort()) shards[f] = readFileSync(path.join(shardDir, f)).toString('base64');
   const { created: _c, merged_from: _m, job: _j, ...manifest } = JSON.parse(readFileSync(path.join(dir, 'dataset.json'), 'utf8'));
   return { shards, manifest };
+}
+
+/**
+ * runCli, but the CLI's process group (the CLI, its ffmpeg and Chromium children) gets SIGTERM once `when` returns
+ * true, as a terminal's Ctrl-C or a job scheduler's stop reaches them all.
+ */
+function runCliTerm(args: string[], when: () => boolean): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'run.js'), ...args], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    const timer = setInterval(() => {
+      if (when()) {
+        clearInterval(timer);
+        process.kill(-child.pid!, 'SIGTERM');
+      }
+    }, 50);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearInterval(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
 }
 
 describe('difftalk prep (CLI)', () => {
@@ -79,6 +105,74 @@ describe('difftalk prep (CLI)', () => {
     const resumed = await cli(prepArgs(inputs, out));
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.deepEqual(snapshot(out), reference);
+  });
+
+  // Before: the clip in progress was recorded as dropped ("browser has been closed"), its work media deleted, exit 0,
+  // and the rerun skipped it for good.
+  test('SIGTERM mid-clip: exit 143, the clip in progress is not dropped, and the rerun redoes it to the same shards', async () => {
+    const out = path.join(work, 'termed');
+    // While the first clip is being prepared (its work folder exists, no clip is finished yet).
+    const w = path.join(out, 'work');
+    const termed = await runCliTerm(prepArgs(inputs, out, ['--workers', '1']), () => existsSync(w) && readdirSync(w).length > 0);
+    assert.equal(termed.code, 143, termed.stderr);
+    assert.equal(JSON.parse(termed.stdout).error.code, 'interrupted');
+    assert.match(JSON.parse(termed.stdout).error.message, /SIGTERM/);
+    for (const d of readdirSync(w)) {
+      const st = path.join(w, d, 'status.json');
+      if (existsSync(st)) assert.notEqual(JSON.parse(readFileSync(st, 'utf8')).status, 'dropped', `${d} was recorded as dropped`);
+    }
+    const resumed = await cli(prepArgs(inputs, out));
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.equal(JSON.parse(resumed.stdout).clips.dropped, 0);
+    assert.deepEqual(snapshot(out), reference);
+  });
+
+  // Before: a rerun with another --size wrote its shards and a "done" status before refusing; an all-skipped rerun
+  // lost the landmark model record from dataset.json (and `prep merge` then failed).
+  test('another --size in the same folder is refused before any work; a finished rerun keeps every dataset.json record', async () => {
+    const out = path.join(work, 'full');
+    const before = snapshot(out);
+    const other = await cli(prepArgs(inputs, out, ['--size', '512']));
+    assert.equal(other.code, 2, other.stderr);
+    assert.equal(JSON.parse(other.stdout).error.code, 'config-mismatch');
+    assert.match(JSON.parse(other.stdout).error.message, /size/);
+    assert.deepEqual(snapshot(out), before, 'nothing was written');
+    const again = await cli(prepArgs(inputs, out));
+    assert.equal(again.code, 0, again.stderr);
+    const after = snapshot(out);
+    assert.deepEqual(after, before);
+    assert.ok((after.manifest as { config: { landmarkerResolved?: unknown } }).config.landmarkerResolved, 'landmark model recorded');
+  });
+
+  // Before: a bad --smoothing was recorded as a drop on every clip (exit 0), and a bad face model likewise.
+  test('configuration errors fail with exit 2 before the first clip', async () => {
+    const bad = await cli(prepArgs(inputs, path.join(work, 'bad-smoothing'), ['--smoothing', 'wobble:3']));
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.ok(!existsSync(path.join(work, 'bad-smoothing', 'work')), 'no clip was started');
+    const junk = path.join(work, 'junk.task');
+    writeFileSync(junk, 'not a model');
+    const model = await cli(['prep', '--input', inputs, '--out', path.join(work, 'bad-model'), '--face-model', junk, '--json']);
+    assert.equal(model.code, 2, model.stderr);
+    assert.ok(!existsSync(path.join(work, 'bad-model', 'work')), 'no clip was started');
+  });
+
+  // Before: prep overwrote the user's dataset.json and deleted a file in a folder it had not created.
+  test('a non-empty folder difftalk did not create is refused without --force; temp files of killed runs are swept', async () => {
+    const theirs = path.join(work, 'theirs');
+    await mkdir(theirs);
+    writeFileSync(path.join(theirs, 'dataset.json'), '{"mine": true}');
+    writeFileSync(path.join(theirs, 'notes.txt'), 'keep me');
+    const r = await cli(prepArgs(inputs, theirs));
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(JSON.parse(r.stdout).error.code, 'foreign-folder');
+    assert.deepEqual(readdirSync(theirs).sort(), ['dataset.json', 'notes.txt']);
+    assert.equal(readFileSync(path.join(theirs, 'dataset.json'), 'utf8'), '{"mine": true}');
+    // A temp file as util/fs.ts names them, left by a killed run in a prep folder, is gone after the next run.
+    const stale = path.join(work, 'full', 'shards', '.x.arrow.12345.deadbeef.tmp');
+    writeFileSync(stale, 'half');
+    const again = await cli(prepArgs(inputs, path.join(work, 'full')));
+    assert.equal(again.code, 0, again.stderr);
+    assert.ok(!existsSync(stale));
   });
 
   test('array job: --shard 0/2 and 1/2 merged equal one run', async () => {

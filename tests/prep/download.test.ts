@@ -229,6 +229,19 @@ describe('downloadVideos (real yt-dlp, local server)', () => {
     );
   });
 
+  // Before: downloads had no size cap (no --max-filesize, no check of the result).
+  test('a video larger than the download cap is refused with a clear reason and nothing is kept', async () => {
+    const d = tmpDir();
+    const big: ClipSpec[] = [{ id: 'WDA_Big_000', identity: 'Big', subset: 'WDA', video: 'Big', clipIndex: 0, url: server.url('/aoc.mp4') }];
+    const results = await downloadVideos(big, { dir: d, concurrency: 1, retries: 0, onEvent: () => {}, maxBytes: AOC_BYTES - 1 });
+    const r = results.get('WDA_Big')!;
+    assert.ok(!r.ok && r.reason === 'download-failed' && /download cap of 2257666 bytes/.test(r.message), JSON.stringify(r));
+    await assert.rejects(stat(path.join(d, 'WDA_Big.mp4')));
+    // At the file's exact size it is accepted, byte for byte.
+    const ok = (await downloadVideos(big, { dir: tmpDir(), concurrency: 1, retries: 0, onEvent: () => {}, maxBytes: AOC_BYTES })).get('WDA_Big')!;
+    assert.ok(ok.ok && ok.value.sha256 === aocHash, JSON.stringify(ok));
+  });
+
   test('a missing yt-dlp is one clear error for the run', async () => {
     const saved = process.env.YTDLP_PATH;
     process.env.YTDLP_PATH = path.join(tmpDir(), 'no-such-yt-dlp');
@@ -252,6 +265,7 @@ describe('downloadVideos (real yt-dlp, local server)', () => {
     assert.equal(args[args.indexOf('-f') + 1], 'bv*[height=720]+ba/b[height=720]/bv*+ba/b');
     assert.ok(args.includes('--no-playlist') && args.includes('--continue') && args.includes('--ignore-config'));
     assert.equal(formatSelector(undefined), 'bv*+ba/b');
+    assert.ok(Number(args[args.indexOf('--max-filesize') + 1]) > 0, 'a download size cap is always passed');
   });
 
   test('error classification', () => {

@@ -1,11 +1,15 @@
 import os from 'node:os';
-import { Args, Flags } from '@oclif/core';
+import { Args, Errors, Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { numberFlag } from '../../cli/flags.js';
 import { renderPrepSummary } from '../../cli/summary.js';
 import { DEFAULT_PREP_CONFIG, runPrep, type PrepConfig, type PrepResult, type PrepSource } from '../../prep/pipeline.js';
 import { BUILTIN_HDTF_MANIFEST } from '../../prep/annotations.js';
 import { DifftalkError } from '../../util/errors.js';
+
+/** Exit statuses of a run stopped by a signal (128 + the signal number, as a shell reports them). */
+const EXIT_SIGINT = 130;
+const EXIT_SIGTERM = 143;
 
 export default class Prep extends BaseCommand {
   static override summary = 'Build a talking-head dataset: HDTF annotations or videos → Arrow shards + dataset.json.';
@@ -77,6 +81,11 @@ export default class Prep extends BaseCommand {
     'retry-failed': Flags.boolean({ default: false, summary: 'Retry videos/clips recorded as failed in an earlier run.' }),
     'keep-work': Flags.boolean({ default: false, summary: "Keep each finished clip's normalised video and audio in work/<clip>/ (deleted by default)." }),
     preview: Flags.boolean({ default: false, summary: 'Write a PNG contact sheet with landmarks and masks per clip (previews/).' }),
+    force: Flags.boolean({
+      default: false,
+      summary: 'Write into a non-empty folder difftalk did not create, or start over a folder prepared with other settings.',
+    }),
+    'max-download': Flags.string({ default: '4096', summary: 'Largest video download accepted, in MiB (yt-dlp --max-filesize).' }),
   };
 
   async run(): Promise<PrepResult> {
@@ -129,17 +138,39 @@ export default class Prep extends BaseCommand {
       splitFile: flags['split-file'],
       allowIdentityLeak: flags['allow-identity-leak'],
     };
-    const result = await runPrep(source, config, {
-      out: flags.out,
-      shard,
-      concurrency: flags.concurrency,
-      retries: flags.retries,
-      retryFailed: flags['retry-failed'],
-      preview: flags.preview,
-      keepWork: flags['keep-work'],
-      clipWorkers: flags.workers,
-      onEvent: this.events(flags['log-level']),
-    });
+    // SIGTERM/SIGINT stop the run cleanly: the clips in progress are left to be redone, exit 143/130.
+    const stop = new AbortController();
+    const onSignal = (sig: NodeJS.Signals) => stop.abort(sig);
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+    const maxDownloadMiB = num('max-download', flags['max-download'], 1, 1024 ** 2);
+    let result: PrepResult;
+    try {
+      result = await runPrep(source, config, {
+        out: flags.out,
+        shard,
+        concurrency: flags.concurrency,
+        retries: flags.retries,
+        retryFailed: flags['retry-failed'],
+        preview: flags.preview,
+        keepWork: flags['keep-work'],
+        clipWorkers: flags.workers,
+        force: flags.force,
+        maxDownloadBytes: Math.round(maxDownloadMiB * 1024 ** 2),
+        signal: stop.signal,
+        onEvent: this.events(flags['log-level']),
+      });
+    } catch (e) {
+      if (e instanceof DifftalkError && e.code === 'interrupted') {
+        // oclif's --json path reads `exitCode`, the plain path `oclif.exit`: set both (as BaseCommand does for exit 2).
+        const exit = stop.signal.reason === 'SIGINT' ? EXIT_SIGINT : EXIT_SIGTERM;
+        throw Object.assign(new Errors.CLIError(e.message, { exit, code: e.code, suggestions: e.suggestion ? [e.suggestion] : undefined }), { exitCode: exit });
+      }
+      throw e;
+    } finally {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    }
     if (!this.jsonEnabled()) this.log(renderPrepSummary(result));
     return result;
   }
