@@ -169,8 +169,8 @@ function storedConfig(config: PrepConfig, extra: Record<string, unknown>): Recor
   return { ...rest, fps: 25, audioSampleRate: 16000, ...extra };
 }
 
-/** What prep itself writes into its output folder (all of it, and only it, is removed by a --force restart). */
-const OWN_ENTRIES = [CONFIG_FILE, 'dataset.json', 'shards', 'work', 'previews', 'downloads'];
+/** What prep writes that depends on the settings: removed by a --force restart (downloads/ is kept: it does not). */
+const OWN_ENTRIES = [CONFIG_FILE, 'dataset.json', 'shards', 'work', 'previews'];
 
 /**
  * Before any work: the output folder is empty, or was created by prep (prep-config.json); `force` allows anything else.

@@ -40,5 +40,5 @@ export const FATAL_ERROR_CODES: Readonly<Record<string, true>> = {
 
 /** Whether `err` stops the whole run (see FATAL_ERROR_CODES). Anything that is not a DifftalkError is not fatal. */
 export function isFatal(err: unknown): boolean {
-  return err instanceof DifftalkError && FATAL_ERROR_CODES[err.code] === true;
+  return err instanceof DifftalkError && Object.hasOwn(FATAL_ERROR_CODES, err.code);
 }
