@@ -33,7 +33,8 @@ async function expand(input: string): Promise<string[]> {
 
 /**
  * A clip id for a file stem in any script: the safe form of the stem (names.ts) when that keeps some of it, else
- * `clip-<8 hex of the stem's SHA-256>` (Cyrillic, CJK, emoji, only punctuation...), so no file name aborts a run.
+ * `clip-<8 hex of the stem's SHA-256>` (Cyrillic, CJK, emoji, only punctuation...), so no file name aborts a run;
+ * a stem with non-ASCII characters that keeps some ASCII gets `-<8 hex>` appended.
  * Deterministic, so a rerun finds the same clip.
  */
 export function clipIdFromStem(stem: string): string {
@@ -43,10 +44,12 @@ export function clipIdFromStem(stem: string): string {
   } catch {
     id = undefined;
   }
-  // A stem that was mostly another script keeps only stray ASCII ("_1"): make it unique with the hash too.
   const hash = createHash('sha256').update(stem, 'utf8').digest('hex').slice(0, 8);
   if (id === undefined || !isSafeName(id)) return `clip-${hash}`;
-  return id.normalize('NFC') === stem ? id : `${id.slice(0, 110)}-${hash}`;
+  // A stem with characters outside ASCII keeps only part of itself ("Интервью_1" → "1"): the hash keeps two such
+  // names apart. ASCII stems keep their plain safe form (`good clip` → `good_clip`), as before.
+  // eslint-disable-next-line no-control-regex
+  return /^[\x00-\x7f]*$/.test(stem) ? id : `${id.slice(0, 110)}-${hash}`;
 }
 
 /** ClipSpec rows for local video files, in a stable (sorted) order. */

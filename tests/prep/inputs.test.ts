@@ -21,6 +21,7 @@ test('file names in other scripts, with spaces or a leading "-" give safe, disti
   for (const id of ids) assert.ok(isSafeName(id), id);
   assert.equal(new Set(ids).size, NAMES.length, 'distinct');
   assert.ok(ids.includes('plain_name'));
+  assert.ok(ids.includes('my_talk'), 'an ASCII name keeps its plain safe form');
   assert.ok(!ids.some((id) => id.startsWith('-')));
   // Deterministic: a rerun finds the same ids.
   assert.deepEqual(
