@@ -328,6 +328,9 @@ export function scheduledLr(lr: number, step: number, steps: number, schedule: C
   return lr * (0.05 + 0.95 * 0.5 * (1 + Math.cos(Math.PI * p)));
 }
 
+/** One turn of the event loop (setImmediate), so SIGTERM/SIGINT handlers run between steps. */
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /** Read a scalar tensor asynchronously and dispose it. */
 async function readScalar(t: tf.Tensor): Promise<number> {
   const v = (await t.data())[0]!;
@@ -518,6 +521,7 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
   });
   onEvent({ type: 'stage-start', stage: 'train', total: o.steps, unit: 'steps' });
   while (state.step < o.steps) {
+    await yieldToEventLoop(); // a step's reads may resolve as microtasks: let signal handlers run
     if (o.signal?.aborted) break;
     const step = state.step + 1;
     const ts0 = performance.now();
@@ -794,6 +798,7 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
   });
   onEvent({ type: 'stage-start', stage: 'train-autoencoder', total: o.steps, unit: 'steps' });
   while (state.step < o.steps) {
+    await yieldToEventLoop(); // a step's reads may resolve as microtasks: let signal handlers run
     if (o.signal?.aborted) break;
     const step = state.step + 1;
     const ts0 = performance.now();
