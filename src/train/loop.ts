@@ -10,7 +10,7 @@
  * Randomness is a pure function of (seed, step): the batch order (per-epoch permutations), timesteps and noise.
  * With weights, EMA and AdamW moments restored bit-exactly, `resume` continues exactly where the run stopped.
  */
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { tf } from '../util/tf.js';
 import { DifftalkError } from '../util/errors.js';
@@ -41,7 +41,7 @@ import { vqDecode, vqDecodeUnquantized, vqEncode, vqParamSpecs } from '../models
 import { AdamW, clipGradNorm, Ema, gradNormSq, TORCH_ADAMW, type AdamWConfig } from './optim.js';
 import { DiffTalkPipeline, disposePrepared, LM68_VALUES, type PipelineFrame, type Prepared } from '../models/pipeline.js';
 import { resolveConfig, type DifftalkConfig, type PresetName } from '../models/presets.js';
-import { lossCurveSvg, writeImageGrid, type CurvePoint } from './report.js';
+import { lossCurveSvg, sampleGridPng, type CurvePoint, type GridRow } from './report.js';
 import { DdimScheduler } from '../models/schedulers/ddim.js';
 
 export interface CommonTrainOptions {
@@ -612,12 +612,12 @@ export async function pipelineInputs(
   return { gt, ref, cond: pipe.prepare(frames, info.size) };
 }
 
-/** PNG bytes of a grid written by writeImageGrid (until report.ts's sampleGridPng lands: the grid is read back). */
-async function writeGrid(out: string, step: number, tiles: Float32Array[][], size: number, onEvent: OnEvent, caption: string): Promise<void> {
+/** A labelled sample grid (report.ts sampleGridPng): written to <out>/samples/step-N.png and sent as an image event. */
+async function writeGrid(out: string, step: number, rows: GridRow[], onEvent: OnEvent, title: string): Promise<void> {
   const file = path.join(out, 'samples', `step-${String(step).padStart(8, '0')}.png`);
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeImageGrid(file, tiles, size);
-  onEvent({ type: 'image', name: 'samples', step, png: new Uint8Array(await readFile(file)), caption });
+  const png = await sampleGridPng(rows, { title: `${title}, step ${step}` });
+  await writeFileAtomic(file, png);
+  onEvent({ type: 'image', name: 'samples', step, png: new Uint8Array(png), caption: title });
 }
 
 /**
@@ -651,8 +651,17 @@ async function writeLdmSamples(
   disposePrepared(swapped.cond);
   const S = pipe.config.imageSize;
   const P = S * S * 3;
-  const rows = samples.map((_, i) => [own.ref[i]!, own.cond.masked[i]!, a.slice(i * P, (i + 1) * P), own.gt[i]!, b.slice(i * P, (i + 1) * P)]);
-  await writeGrid(out, step, rows, S, o.onEvent ?? silent, "reference | masked | sample | target | sample with another frame's audio");
+  const rows: GridRow[] = samples.map((s, i) => ({
+    label: `${s.clip.id} frame ${s.frame}\nlast cell: audio of frame ${other(s, i).frame}`,
+    cells: [
+      { title: 'reference', rgb: own.ref[i]!, size: S },
+      { title: 'masked', rgb: own.cond.masked[i]!, size: S },
+      { title: 'sample', rgb: a.slice(i * P, (i + 1) * P), size: S },
+      { title: 'target', rgb: own.gt[i]!, size: S },
+      { title: "another frame's audio", rgb: b.slice(i * P, (i + 1) * P), size: S },
+    ],
+  }));
+  await writeGrid(out, step, rows, o.onEvent ?? silent, 'LDM samples (EMA UNet, DDIM)');
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -834,14 +843,14 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
       const rec = tf.tidy(() => tf.clipByValue(vqDecode(params, config.vq, vqEncode(params, config.vq, stack(chunk))), -1, 1));
       const d = (await rec.data()) as Float32Array;
       rec.dispose();
-      await writeGrid(
-        o.out,
-        step,
-        chunk.map((img, i) => [img, d.slice(i * P, (i + 1) * P)]),
-        S,
-        onEvent,
-        'target | reconstruction',
-      );
+      const rows: GridRow[] = chunk.map((img, i) => ({
+        label: `validation frame ${i}`,
+        cells: [
+          { title: 'target', rgb: img, size: S },
+          { title: 'reconstruction', rgb: d.slice(i * P, (i + 1) * P), size: S },
+        ],
+      }));
+      await writeGrid(o.out, step, rows, onEvent, 'autoencoder reconstructions');
     }
     if (step % o.checkpointEvery === 0 || step === o.steps) lastCkpt = await saveNow();
   }
