@@ -192,6 +192,16 @@ export class Params {
     return out;
   }
 
+  /** toTorch with async device reads (the checkpoint save path; no synchronous read blocks the backend). */
+  async toTorchAsync(prefix = ''): Promise<Map<string, TensorData>> {
+    const out = new Map<string, TensorData>();
+    for (const [name, v] of this.vars) {
+      const s = this.specs.get(name)!;
+      out.set(prefix + name, { dtype: 'float32', shape: [...s.shape], data: tfToTorchData(s, (await v.data()) as Float32Array) });
+    }
+    return out;
+  }
+
   /** Assign from PyTorch-layout tensors. Missing or mis-shaped entries are errors (strict by default). */
   loadTorch(tensors: ReadonlyMap<string, TensorData>, opts: { prefix?: string; strict?: boolean; source?: string } = {}): void {
     const prefix = opts.prefix ?? '';

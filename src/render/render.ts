@@ -23,7 +23,7 @@ import sharp from 'sharp';
 import { tf } from '../util/tf.js';
 import { DifftalkError, errorMessage } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
-import { exists, sha256File } from '../util/fs.js';
+import { exists } from '../util/fs.js';
 import { runTool, spawnToolStream, type StreamingProcess } from '../util/exec.js';
 import { createAudioFeature, parseAudioFeatureSpec } from '../audio/registry.js';
 import { loadAudio16k } from '../audio/wav.js';
@@ -36,18 +36,11 @@ import { maskRows } from '../face/masks.js';
 import { probeMedia } from '../media/probe.js';
 import type { AudioFeatureExtractor } from '../audio/types.js';
 import type { Box, PreparedClip } from '../media/types.js';
-import { loadCheckpoint } from '../models/checkpoint.js';
 import { datasetInfo } from '../dataset/info.js';
-import { audioContext, AUDIO_CONTEXT, LANDMARK_FRAME, latentJawMask, maskRowsBelow, scaleMaskRow } from '../models/conditions.js';
-import { loadFirstStage, type FirstStage } from '../models/first-stage.js';
-import { Params } from '../models/blocks.js';
-import { DifftalkModel, PREFIX } from '../models/difftalk.js';
-import { CONDITION_POINTS } from '../models/ldm-net.js';
-import { unetParamSpecs } from '../models/unet.js';
-import { vqDecode, vqEncode } from '../models/vq-f4.js';
-import { generate } from '../models/pipeline.js';
+import { audioContext, AUDIO_CONTEXT } from '../models/conditions.js';
+import type { FirstStage } from '../models/first-stage.js';
+import { DiffTalkPipeline, disposePrepared, LM68_VALUES, type PipelineFrame } from '../models/pipeline.js';
 import type { DifftalkConfig } from '../models/presets.js';
-import { DdimScheduler } from '../models/schedulers/ddim.js';
 import { FEATHER_FRACTION, jawAlpha, pasteFace, sourceFrameIndex, type LoopMode } from './paste.js';
 
 export interface RenderOptions {
@@ -117,56 +110,12 @@ export interface RenderResult {
   ema: boolean;
 }
 
-interface LdmState {
-  kind: string;
-  step: number;
-  config: DifftalkConfig;
-  options: Record<string, unknown>;
-  firstStage?: { source: string; id: string };
-  dataset?: string;
-}
-
-/** The checkpoint and everything needed to sample from it. */
-interface LoadedModel {
-  dir: string;
-  step: number;
-  id: string;
-  config: DifftalkConfig;
-  model: DifftalkModel;
-  unet: Params;
-  ema: boolean;
-  fs: FirstStage;
-  state: LdmState;
-}
+/** The checkpoint's pipeline and what render reports about it. */
+type LoadedModel = Awaited<ReturnType<typeof DiffTalkPipeline.fromCheckpoint>> & { config: DifftalkConfig; fs: FirstStage };
 
 async function loadModel(checkpoint: string): Promise<LoadedModel> {
-  if (!(await exists(checkpoint)))
-    throw new DifftalkError('checkpoint-missing', `checkpoint ${checkpoint} not found`, {
-      suggestion: 'pass the --out folder of `difftalk train ldm` or one of its ckpt-* folders',
-    });
-  const saved = await loadCheckpoint<LdmState>(checkpoint);
-  if (saved.state.kind !== 'ldm')
-    throw new DifftalkError('checkpoint-wrong-kind', `${saved.dir} is a '${saved.state.kind}' checkpoint, not an LDM`, {
-      suggestion: 'render needs a `difftalk train ldm` run',
-    });
-  const config = saved.state.config;
-  if (!saved.state.firstStage) throw new DifftalkError('checkpoint-corrupt', `${saved.dir}/state.json does not name its first stage`);
-  const fs = await loadFirstStage(saved.state.firstStage.source, { vq: config.vq, imageSize: config.imageSize });
-  if (fs.id !== saved.state.firstStage.id) {
-    fs.params.dispose();
-    throw new DifftalkError('first-stage-changed', `the first-stage weights at ${saved.state.firstStage.source} changed since ${saved.dir} was trained`);
-  }
-  const model = new DifftalkModel(config, 'init', 0);
-  model.load(saved.model, saved.dir);
-  // Sampling uses the EMA UNet (reference inference, §3) when the checkpoint has it.
-  const hasEma = [...saved.model.keys()].some((k) => k.startsWith(PREFIX.ema));
-  let unet = model.unet;
-  if (hasEma) {
-    unet = new Params(unetParamSpecs(config.unet), 'init', 0, { trainable: false });
-    unet.loadTorch(saved.model, { prefix: PREFIX.ema, source: saved.dir });
-  }
-  const id = await sha256File(path.join(saved.dir, 'model.safetensors'));
-  return { dir: saved.dir, step: saved.state.step, id, config, model, unet, ema: hasEma, fs, state: saved.state };
+  const r = await DiffTalkPipeline.fromCheckpoint(checkpoint);
+  return { ...r, config: r.pipeline.config, fs: r.pipeline.firstStage };
 }
 
 /**
@@ -330,8 +279,6 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
   try {
     const feat = await resolveAudioFeature(m, o.audioFeature, o.prepSize);
     const S = m.config.imageSize;
-    const f = 2 ** (m.fs.config.chMult.length - 1);
-    const L = S / f;
     onEvent({
       type: 'log',
       level: 'info',
@@ -454,20 +401,11 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
     ]);
 
     // 5. generation loop
-    const scheduler = new DdimScheduler(m.config.schedule);
+    const pipe = m.pipeline;
     const P = S * S * 3;
-    const lm39 = (s: number): Float32Array => {
-      const out39 = new Float32Array(78);
-      const k = LANDMARK_FRAME / size;
-      CONDITION_POINTS.forEach((p, j) => {
-        out39[2 * j] = lm68[s * 136 + 2 * p]! * k;
-        out39[2 * j + 1] = lm68[s * 136 + 2 * p + 1]! * k;
-      });
-      return out39;
-    };
     const first = await frameRange(prepared.video, 0, 0);
     let ref = toUnit(await resizeRgb(first.data, size, size, S));
-    let zRefFixed: tf.Tensor4D | undefined = o.progressive ? undefined : tf.tidy(() => vqEncode(m.fs.params, m.fs.config, tf.tensor4d(ref, [1, S, S, 3])));
+    let zRefFixed: tf.Tensor4D | undefined = o.progressive ? undefined : pipe.encode([ref]);
     let framesWithoutFace = 0;
     const tLoop = performance.now();
     onEvent({ type: 'stage-start', stage: 'render', total: nOut, unit: 'frames' });
@@ -487,50 +425,26 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
       for (let b0 = 0; b0 < todo.length; b0 += batch) {
         const js = todo.slice(b0, b0 + batch);
         const n = js.length;
-        const gt = new Float32Array(n * P);
-        const masked = new Float32Array(n * P);
-        const lms = new Float32Array(n * 78);
-        const masks = new Float32Array(n * L * L);
         const aw = AUDIO_CONTEXT * feat.window * seq.dim;
-        const aud = new Float32Array(n * aw);
-        for (let i = 0; i < n; i++) {
-          const j = js[i]!;
+        const frames: PipelineFrame[] = [];
+        for (const j of js) {
           const s = srcIdx[j]!;
-          const l68 = lm68.subarray(s * 136, (s + 1) * 136);
-          const img = toUnit(await resizeRgb(faces.data.subarray((s - lo) * faceBytes, (s - lo + 1) * faceBytes), size, size, S));
-          gt.set(img, i * P);
-          masked.set(maskRowsBelow(img, S, scaleMaskRow(maskRows(l68)!.test, size, S)), i * P);
-          lms.set(lm39(s), i * 78);
-          masks.set(latentJawMask(l68, size, L), i * L * L);
-          audioContext(audioClip, ks[j]!, feat.window, seq.dim, aud, i * aw);
+          const l68 = lm68.subarray(s * LM68_VALUES, (s + 1) * LM68_VALUES);
+          const audio = new Float32Array(aw);
+          audioContext(audioClip, ks[j]!, feat.window, seq.dim, audio, 0);
+          frames.push({
+            image: toUnit(await resizeRgb(faces.data.subarray((s - lo) * faceBytes, (s - lo + 1) * faceBytes), size, size, S)),
+            landmarks68: l68,
+            maskRow: maskRows(l68)!.test,
+            audio,
+          });
         }
-        const both = new Float32Array(2 * n * P);
-        both.set(gt, 0);
-        both.set(masked, n * P);
-        const [zGt, zMasked] = tf.tidy(() => {
-          const z = vqEncode(m.fs.params, m.fs.config, tf.tensor4d(both, [2 * n, S, S, 3]));
-          return [z.slice([0, 0, 0, 0], [n, -1, -1, -1]), z.slice([n, 0, 0, 0], [n, -1, -1, -1])] as tf.Tensor4D[];
-        });
-        const zRef = zRefFixed
-          ? tf.tidy(() => tf.tile(zRefFixed!, [n, 1, 1, 1]) as tf.Tensor4D)
-          : tf.tidy(() => vqEncode(m.fs.params, m.fs.config, tf.tensor4d(ref, [1, S, S, 3])));
-        const audioT = tf.tensor4d(aud, [n, AUDIO_CONTEXT, feat.window, seq.dim]);
-        const lmT = tf.tensor3d(lms, [n, 39, 2]);
-        const maskT = tf.tensor4d(masks, [n, L, L, 1]);
-        const z = generate(m.model, scheduler, {
-          zGt: zGt!,
-          zMasked: zMasked!,
-          zRef,
-          audio: audioT,
-          landmarks: lmT,
-          mask: maskT,
-          steps: o.steps,
-          seed: o.seed + ks[js[0]!]!,
-          unet: m.unet,
-        });
-        const imgT = tf.tidy(() => tf.clipByValue(vqDecode(m.fs.params, m.fs.config, z), -1, 1));
-        const gen = imgT.dataSync() as Float32Array;
-        tf.dispose([zGt!, zMasked!, zRef, audioT, lmT, maskT, z, imgT]);
+        const cond = pipe.prepare(frames, size);
+        const zRef = zRefFixed ? tf.tidy(() => tf.tile(zRefFixed!, [n, 1, 1, 1]) as tf.Tensor4D) : pipe.encode([ref]);
+        const z = pipe.sample({ ...cond, zRef, steps: o.steps, seed: o.seed + ks[js[0]!]! });
+        const gen = await pipe.decode(z);
+        disposePrepared(cond);
+        tf.dispose([zRef, z]);
         for (let i = 0; i < n; i++) {
           const j = js[i]!;
           const s = srcIdx[j]!;
@@ -538,7 +452,7 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
           const u8 = Uint8Array.from(g, (v) => Math.round((v + 1) * 127.5));
           if (o.progressive) ref = toUnit(u8);
           const face = await resizeRgb(u8, S, S, crop.w);
-          pasteFace(outFrames[j]!, W, H, face, crop, jawAlpha(lm68.subarray(s * 136, (s + 1) * 136), size, crop.w, feather));
+          pasteFace(outFrames[j]!, W, H, face, crop, jawAlpha(lm68.subarray(s * LM68_VALUES, (s + 1) * LM68_VALUES), size, crop.w, feather));
           onEvent({
             type: 'progress',
             stage: 'render',
@@ -598,8 +512,6 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
     if (encoder) await encoder.kill();
     await rm(tmpOut, { force: true });
     if (!o.keepWork) await rm(work, { recursive: true, force: true });
-    if (m.unet !== m.model.unet) m.unet.dispose();
-    m.model.dispose();
-    m.fs.params.dispose();
+    m.pipeline.dispose();
   }
 }

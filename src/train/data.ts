@@ -150,6 +150,20 @@ export interface LatentCache {
   clips: Map<string, ClipLatents>;
 }
 
+/**
+ * The cache file of a clip: named by the sha256 of its id, never by the id itself (a clip id is untrusted shard
+ * content; `../../x` must not become a path outside the cache folder).
+ */
+export function latentFileName(clipId: string): string {
+  return `${sha256(clipId).slice(0, 32)}.f32`;
+}
+
+function mismatch(c: ClipConditions, what: string): DifftalkError {
+  return new DifftalkError('dataset-mismatch', `clip '${c.id}': the shards' image rows (${what}) do not match its condition rows (${c.frames} frames)`, {
+    suggestion: 'dataset.json and the shards disagree; rerun `difftalk prep` into a new folder',
+  });
+}
+
 /** Identity of the dataset content for cache keys: shard names and sizes. */
 async function datasetFingerprint(dir: string): Promise<string> {
   const shards = await listShards(dir);
@@ -182,7 +196,7 @@ export async function buildLatentCache(
   const cache: LatentCache = { dir, key, latentShape, clips: new Map() };
   const todo: ClipConditions[] = [];
   for (const c of clips) {
-    const file = path.join(dir, `${c.id}.f32`);
+    const file = path.join(dir, latentFileName(c.id));
     if (await exists(file)) {
       const buf = await readFile(file);
       if (buf.byteLength === c.frames * L * 2 * 4) {
@@ -205,7 +219,8 @@ export async function buildLatentCache(
   const byId = new Map(todo.map((c) => [c.id, c]));
   const buffers = new Map(todo.map((c) => [c.id, new Float32Array(c.frames * L * 2)]));
   let pend: { clip: ClipConditions; fi: number; img: Float32Array; masked: Float32Array }[] = [];
-  const flush = () => {
+  const filled = new Map(todo.map((c) => [c.id, new Uint8Array(c.frames)]));
+  const flush = async () => {
     if (!pend.length) return;
     const n = pend.length;
     const P = imageSize * imageSize * 3;
@@ -215,9 +230,10 @@ export async function buildLatentCache(
       input.set(p.masked, (2 * j + 1) * P);
     });
     const zs = tf.tidy(() => vqEncode(vq.params, vq.config, tf.tensor4d(input, [2 * n, imageSize, imageSize, 3])));
-    const data = zs.dataSync() as Float32Array;
+    const data = (await zs.data()) as Float32Array;
     zs.dispose();
     pend.forEach((p, j) => {
+      filled.get(p.clip.id)![p.fi] = 1;
       const buf = buffers.get(p.clip.id)!;
       buf.set(data.subarray(2 * j * L, (2 * j + 1) * L), p.fi * L);
       buf.set(data.subarray((2 * j + 1) * L, (2 * j + 2) * L), p.clip.frames * L + p.fi * L);
@@ -229,15 +245,21 @@ export async function buildLatentCache(
   for await (const fr of iterateClipImages(info, imageSize, { clips: [...byId.keys()] })) {
     const clip = byId.get(fr.clipId);
     if (!clip) continue;
+    if (!Number.isInteger(fr.frameIndex) || fr.frameIndex < 0 || fr.frameIndex >= clip.frames) throw mismatch(clip, `frame ${fr.frameIndex}`);
     const row = clip.maskRowTrain[fr.frameIndex]!;
     const masked = row >= 0 ? maskRowsBelow(fr.image, imageSize, scaleMaskRow(row, info.size, imageSize)) : fr.image;
     pend.push({ clip, fi: fr.frameIndex, img: fr.image, masked });
-    if (pend.length >= bs) flush();
+    if (pend.length >= bs) await flush();
   }
-  flush();
+  await flush();
+  // every frame must have come from the shards (a manifest/shard mismatch would otherwise train on all-zero latents)
+  for (const c of todo) {
+    const got = filled.get(c.id)!.reduce((a, b) => a + b, 0);
+    if (got !== c.frames) throw mismatch(c, `${got} of ${c.frames} frames`);
+  }
   for (const c of todo) {
     const buf = buffers.get(c.id)!;
-    await writeFileAtomic(path.join(dir, `${c.id}.f32`), new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+    await writeFileAtomic(path.join(dir, latentFileName(c.id)), new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
     cache.clips.set(c.id, { z: buf.subarray(0, c.frames * L), zMasked: buf.subarray(c.frames * L) });
   }
   await writeJsonAtomic(path.join(dir, 'cache.json'), { key, vq: vq.id, imageSize, latentShape, clips: clips.map((c) => c.id) });

@@ -10,14 +10,14 @@
  * Randomness is a pure function of (seed, step): the batch order (per-epoch permutations), timesteps and noise.
  * With weights, EMA and AdamW moments restored bit-exactly, `resume` continues exactly where the run stopped.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { tf } from '../util/tf.js';
 import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
-import { writeFileAtomic } from '../util/fs.js';
-import { loadCheckpoint, resolveCheckpoint, saveCheckpoint } from '../models/checkpoint.js';
-import { latentJawMask, maskRowsBelow, scaleMaskRow } from '../models/conditions.js';
+import { exists, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
+import { ckptName, loadCheckpoint, resolveCheckpoint, resumeCheckpoint, RUN_MARKER, saveCheckpoint, sweepRunTemp } from '../models/checkpoint.js';
+import { AUDIO_CONTEXT, audioContext } from '../models/conditions.js';
 import {
   buildLatentCache,
   conditionStats,
@@ -30,19 +30,18 @@ import {
   iterateClipImages,
   type ClipConditions,
   type DatasetInfo,
-  type LatentCache,
   type SampleRef,
 } from './data.js';
-import { loadFirstStage, type FirstStage } from '../models/first-stage.js';
+import { loadFirstStage, loadPinnedFirstStage, pinFirstStage, type FirstStage, type FirstStagePin } from '../models/first-stage.js';
 import { jawPolygon, rasterizeMask } from '../face/masks.js';
 import { Params, stopGradient } from '../models/blocks.js';
 import { mulberry32 } from '../util/random.js';
 import { DifftalkModel, PREFIX } from '../models/difftalk.js';
 import { vqDecode, vqDecodeUnquantized, vqEncode, vqParamSpecs } from '../models/vq-f4.js';
-import { AdamW, clipGradNorm, Ema, TORCH_ADAMW, type AdamWConfig } from './optim.js';
-import { generate } from '../models/pipeline.js';
+import { AdamW, clipGradNorm, Ema, gradNormSq, TORCH_ADAMW, type AdamWConfig } from './optim.js';
+import { DiffTalkPipeline, disposePrepared, LM68_VALUES, type PipelineFrame, type Prepared } from '../models/pipeline.js';
 import { resolveConfig, type DifftalkConfig, type PresetName } from '../models/presets.js';
-import { lossCurveSvg, writeImageGrid, type CurvePoint } from './report.js';
+import { lossCurveSvg, sampleGridPng, type CurvePoint, type GridRow } from './report.js';
 import { DdimScheduler } from '../models/schedulers/ddim.js';
 
 export interface CommonTrainOptions {
@@ -70,6 +69,10 @@ export interface CommonTrainOptions {
   holdoutFraction: number;
   sampleEvery: number;
   resume: boolean;
+  /** With `resume`: continue from this checkpoint (a ckpt-* folder, or a step of this run) instead of latest.json. */
+  resumeFrom?: string;
+  /** Write into a non-empty --out folder that difftalk did not create. */
+  force?: boolean;
   onEvent?: OnEvent;
   /** Stop cleanly (after the current step, with a checkpoint). */
   signal?: AbortSignal;
@@ -170,7 +173,7 @@ interface RunState {
   options: Record<string, unknown>;
   optimizer: { config: AdamWConfig; step: number };
   ema?: { decay: number; numUpdates: number };
-  firstStage?: { source: string; id: string };
+  firstStage?: FirstStagePin;
   dataset: string;
   history: CurvePoint[];
   valHistory: CurvePoint[];
@@ -209,33 +212,55 @@ class BatchOrder {
   }
 }
 
-async function checkRunDir(out: string, resume: boolean): Promise<string | undefined> {
-  const ckpt = await resolveCheckpoint(out).catch(() => undefined);
-  if (ckpt && !resume) {
+/**
+ * Prepare the run folder; returns the checkpoint to resume from. Resume policy (one for every trainer): --resume needs an
+ * intact latest.json (or --resume-from), else an error that says how to recover — never a silent restart at step 0.
+ * A fresh run refuses a folder holding a run, and a non-empty folder difftalk did not create unless `force`; it marks
+ * the folder as a difftalk run. Temp files of killed runs are swept on resume.
+ */
+async function checkRunDir(o: CommonTrainOptions, kind: RunState['kind'], onEvent: OnEvent): Promise<string | undefined> {
+  const out = o.out;
+  if (o.resumeFrom !== undefined && !o.resume) throw new DifftalkError('bad-flag', '--resume-from needs --resume');
+  if (o.resume) {
+    const ckpt = await resumeCheckpoint(out, o.resumeFrom);
+    const swept = await sweepRunTemp(out);
+    if (swept.length) onEvent({ type: 'log', level: 'info', message: `removed ${swept.length} temporary file(s) of an interrupted run: ${swept.join(', ')}` });
+    return ckpt;
+  }
+  const ckpt = await resolveCheckpoint(out).catch(() => path.join(out, 'latest.json'));
+  if (ckpt) {
     throw new DifftalkError('run-exists', `${out} already holds a training run (${path.basename(ckpt)})`, {
       suggestion: 'pass --resume to continue it, or choose a new --out folder',
     });
   }
+  const entries = await readdir(out).catch(() => [] as string[]);
+  if (entries.length && !entries.includes(RUN_MARKER) && !o.force)
+    throw new DifftalkError('out-not-empty', `${out} is not empty and was not created by difftalk`, {
+      suggestion: 'choose a new --out folder, or pass --force to write into it anyway',
+    });
   await mkdir(out, { recursive: true });
-  return resume ? ckpt : undefined;
+  if (!(await exists(path.join(out, RUN_MARKER)))) await writeJsonAtomic(path.join(out, RUN_MARKER), { createdBy: 'difftalk', kind });
+  return undefined;
 }
 
-/** One optimizer step over `accumulate` micro-batches: mean loss, clipped global-norm gradients, AdamW update. */
-function optimizerStep(
+/**
+ * One optimizer step over `accumulate` micro-batches: mean loss, clipped global-norm gradients, AdamW update.
+ * The step's only device read is one async read of (loss, grad norm²), which the NaN stop and clipping need.
+ */
+async function optimizerStep(
   vars: Map<string, tf.Variable>,
   opt: AdamW,
   accumulate: number,
   clip: number,
   micro: (k: number) => () => tf.Scalar,
-): { loss: number; gradNorm: number } {
+): Promise<{ loss: number; gradNorm: number }> {
   const byVarName = new Map([...vars].map(([n, v]) => [v.name, n]));
   const list = [...vars.values()];
   let sum = new Map<string, tf.Tensor>();
-  let loss = 0;
+  const lossParts: tf.Scalar[] = [];
   for (let k = 0; k < accumulate; k++) {
     const { value, grads } = tf.variableGrads(micro(k), list);
-    loss += value.dataSync()[0]! / accumulate;
-    value.dispose();
+    lossParts.push(value);
     for (const [vn, g] of Object.entries(grads)) {
       const n = byVarName.get(vn)!;
       const scaled = accumulate > 1 ? tf.div(g, accumulate) : g;
@@ -248,11 +273,16 @@ function optimizerStep(
       } else sum.set(n, scaled);
     }
   }
+  const stats = tf.tidy(() => tf.stack([tf.div(tf.addN(lossParts), accumulate), gradNormSq(sum)]));
+  tf.dispose(lossParts);
+  const read = await stats.data();
+  stats.dispose();
+  const loss = read[0]!;
   if (!Number.isFinite(loss)) {
     tf.dispose([...sum.values()]);
     return { loss, gradNorm: NaN };
   }
-  const clipped = clipGradNorm(sum, clip);
+  const clipped = clipGradNorm(sum, clip, Math.sqrt(read[1]!));
   sum = clipped.grads;
   if (Number.isFinite(clipped.norm)) opt.apply(sum);
   tf.dispose([...sum.values()]);
@@ -296,6 +326,16 @@ export function scheduledLr(lr: number, step: number, steps: number, schedule: C
   if (schedule !== 'cosine' || steps <= 1) return lr;
   const p = Math.min(1, (step - 1) / (steps - 1));
   return lr * (0.05 + 0.95 * 0.5 * (1 + Math.cos(Math.PI * p)));
+}
+
+/** One turn of the event loop (setImmediate), so SIGTERM/SIGINT handlers run between steps. */
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Read a scalar tensor asynchronously and dispose it. */
+async function readScalar(t: tf.Tensor): Promise<number> {
+  const v = (await t.data())[0]!;
+  t.dispose();
+  return v;
 }
 
 function meanOf(xs: readonly number[]): number {
@@ -346,22 +386,30 @@ function splitSamples(clips: ClipConditions[], holdout: number, valCount: number
 export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
   const onEvent = o.onEvent ?? silent;
   // 1. run folder, resume state
-  const resumeFrom = await checkRunDir(o.out, o.resume);
+  const resumeFrom = await checkRunDir(o, 'ldm', onEvent);
   const saved = resumeFrom ? await loadCheckpoint<RunState>(resumeFrom, { optimizer: true }) : undefined;
   if (saved && saved.state.kind !== 'ldm') throw new DifftalkError('run-exists', `${o.out} holds a '${saved.state.kind}' run, not an LDM run`);
 
   // 2. data + first stage
   const info = await datasetInfo(o.dataset, (saved?.state.options.audioFeature as string | undefined) ?? o.audioFeature);
   const base = resolveConfig(o.preset, { winSize: info.audio.window, featureDim: info.audio.dim });
-  const fs = await loadFirstStage(saved?.state.firstStage?.source ?? o.firstStage, { vq: base.vq, imageSize: base.imageSize });
+  // the first stage: pinned by hash (an autoencoder checkpoint is copied into the run, see first-stage.ts)
+  let fs: FirstStage;
+  let pin: FirstStagePin;
+  if (saved) {
+    if (!saved.state.firstStage) throw new DifftalkError('checkpoint-corrupt', `${saved.dir}/state.json does not name its first stage`);
+    pin = saved.state.firstStage;
+    fs = await loadPinnedFirstStage(o.out, pin, { vq: base.vq, imageSize: base.imageSize });
+  } else {
+    fs = await loadFirstStage(path.resolve(o.firstStage), { vq: base.vq, imageSize: base.imageSize });
+    pin = await pinFirstStage(o.out, fs);
+  }
   const config: DifftalkConfig = saved?.state.config ?? {
     ...base,
     vq: fs.config,
     imageSize: fs.imageSize,
     unet: { ...base.unet, imageSize: fs.imageSize / 2 ** (fs.config.chMult.length - 1) },
   };
-  if (saved && saved.state.firstStage?.id !== fs.id)
-    throw new DifftalkError('first-stage-changed', `the first-stage weights changed since ${resumeFrom} was saved`);
   const clips = await readConditions(info, 'all', onEvent);
   const { train, val } = splitSamples(clips, o.holdoutFraction, o.valSamples, onEvent);
   if (!saved && o.normalizeConditions) config.conditionNorm = conditionStats(train, info.audio);
@@ -383,7 +431,7 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
     options: { ...o, onEvent: undefined, signal: undefined, lr },
     optimizer: { config: opt.config, step: 0 },
     ema: { decay: o.emaDecay, numUpdates: 0 },
-    firstStage: { source: fs.source, id: fs.id },
+    firstStage: pin,
     dataset: path.resolve(o.dataset),
     history: [],
     valHistory: [],
@@ -404,13 +452,19 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
   }
   // Validation/samples use the EMA UNet, as the reference monitors val/loss_simple_ema.
   const emaUnet = Params.view(model.unet.specs, ema.shadow);
+  const pipe = new DiffTalkPipeline(model, emaUnet, fs);
 
   const saveNow = async (): Promise<string> => {
     state.optimizer.step = opt.step;
     state.ema = { decay: o.emaDecay, numUpdates: ema.numUpdates };
-    const tensors = model.toTensors();
-    for (const [n, t] of emaUnet.toTorch(PREFIX.ema)) tensors.set(n, t);
-    const dir = await saveCheckpoint(o.out, state, tensors, opt.state(), { keepLast: o.keepLast });
+    const tensors = new Map([
+      ...(await model.unet.toTorchAsync(PREFIX.unet)),
+      ...(await model.audioNet.toTorchAsync(PREFIX.audio)),
+      ...(await model.audioAtt.toTorchAsync(PREFIX.audioAtt)),
+      ...(await model.ldmNet.toTorchAsync(PREFIX.ldm)),
+      ...(await emaUnet.toTorchAsync(PREFIX.ema)),
+    ]);
+    const dir = await saveCheckpoint(o.out, state, tensors, await opt.state(), { keepLast: o.keepLast });
     await writeCurve(o.out, state);
     onEvent({ type: 'log', level: 'info', message: `checkpoint ${dir}` });
     return dir;
@@ -435,22 +489,22 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
     return loss;
   };
 
-  const validate = (): number => {
+  const validate = async (): Promise<number> => {
     if (!val.length) return NaN;
     let sum = 0;
     for (let i = 0; i < val.length; i += B) {
       const samples = val.slice(i, i + B);
       const rnd = mulberry32(hash(o.seed, 'val', i));
       const ts = samples.map(() => Math.floor(rnd() * T));
-      sum += tf
-        .tidy(() => {
+      sum += await readScalar(
+        tf.tidy(() => {
           const batch = makeLdmBatch(samples, cache, info.audio);
           const noise = tf.randomNormal([samples.length, lh, lw, lc], 0, 1, 'float32', hash(o.seed, 'val-noise', i)) as tf.Tensor4D;
           const zt = scheduler.addNoise(batch.z, noise, ts);
           const eps = model.eps(zt, batch.zMasked, batch.zRef, tf.tensor1d(ts, 'int32'), model.context(batch.audio, batch.landmarks), emaUnet);
           return tf.sum(tf.mean(tf.square(tf.sub(eps, noise)), [1, 2, 3]));
-        })
-        .dataSync()[0]!;
+        }),
+      );
     }
     return sum / val.length;
   };
@@ -467,11 +521,12 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
   });
   onEvent({ type: 'stage-start', stage: 'train', total: o.steps, unit: 'steps' });
   while (state.step < o.steps) {
+    await yieldToEventLoop(); // a step's reads may resolve as microtasks: let signal handlers run
     if (o.signal?.aborted) break;
     const step = state.step + 1;
     const ts0 = performance.now();
     opt.config.lr = scheduledLr(lr, step, o.steps, o.lrSchedule);
-    const { loss, gradNorm } = optimizerStep(vars, opt, o.accumulate, o.gradClip, (k) => microLoss(step, k));
+    const { loss, gradNorm } = await optimizerStep(vars, opt, o.accumulate, o.gradClip, (k) => microLoss(step, k));
     if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) throw diverged(step, Number.isFinite(loss) ? gradNorm : loss, lastCkpt);
     ema.update();
     state.step = step;
@@ -483,16 +538,17 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
     onEvent({ type: 'metric', name: 'train/samples_per_s', value: (B * o.accumulate) / dt, step });
     onEvent({ type: 'progress', stage: 'train', done: step, total: o.steps, detail: `loss ${loss.toFixed(4)}` });
     if (step % o.validateEvery === 0 || step === o.steps) {
-      valLoss = validate();
+      valLoss = await validate();
       if (Number.isFinite(valLoss)) {
         state.valHistory.push({ step, value: valLoss });
         onEvent({ type: 'metric', name: 'val/loss_simple_ema', value: valLoss, step });
       }
     }
-    if (step % o.sampleEvery === 0) await writeLdmSamples(o.out, step, model, emaUnet, scheduler, fs, info, val.length ? val : train, cache, o);
+    if (step % o.sampleEvery === 0 || step === o.steps) await writeLdmSamples(o.out, step, pipe, info, val.length ? val : train, o);
     if (step % o.checkpointEvery === 0 || step === o.steps) lastCkpt = await saveNow();
   }
-  if (state.step > startStep && lastCkpt && !lastCkpt.endsWith(`${String(state.step).padStart(8, '0')}`)) lastCkpt = await saveNow();
+  // stopped early (signal): save the step reached, so --resume continues from it
+  if (state.step > startStep && !lastCkpt?.endsWith(ckptName(state.step))) lastCkpt = await saveNow();
   const seconds = (performance.now() - t0) / 1000;
   onEvent({ type: 'stage-done', stage: 'train', done: state.step, seconds });
   const result = trainResult(o, {
@@ -514,8 +570,18 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
   return result;
 }
 
-/** Conditions of some frames with the test-time masked image (pt 33 rows) and the jaw-polygon latent mask. */
-export async function ldmSampleInputs(samples: readonly SampleRef[], info: DatasetInfo, fs: FirstStage, cache: LatentCache, imageSize: number) {
+/**
+ * Dataset frames as inputs of the inference pipeline: target images, reference images (the clip's ref_frame_index
+ * frame) and, per frame, what `DiffTalkPipeline.prepare` needs (landmarks, test-time mask row, audio context of
+ * `audioFrom(sample)`, by default the frame's own).
+ */
+export async function pipelineInputs(
+  pipe: DiffTalkPipeline,
+  samples: readonly SampleRef[],
+  info: DatasetInfo,
+  audioFrom: (s: SampleRef, i: number) => SampleRef = (s) => s,
+): Promise<{ gt: Float32Array[]; ref: Float32Array[]; cond: Prepared }> {
+  const S = pipe.config.imageSize;
   const wanted = new Map<string, Set<number>>();
   for (const s of samples) {
     const set = wanted.get(s.clip.id) ?? new Set<number>();
@@ -523,62 +589,79 @@ export async function ldmSampleInputs(samples: readonly SampleRef[], info: Datas
     set.add(s.clip.refFrameIndex[s.frame]!);
     wanted.set(s.clip.id, set);
   }
-  const images = await readFrameImages(info, wanted, imageSize);
-  const gt = samples.map((s) => images.get(`${s.clip.id}/${s.frame}`)!);
-  const ref = samples.map((s) => images.get(`${s.clip.id}/${s.clip.refFrameIndex[s.frame]}`)!);
-  const masked = samples.map((s, i) => maskRowsBelow(gt[i]!, imageSize, scaleMaskRow(s.clip.maskRowTest[s.frame]!, info.size, imageSize)));
-  const [lh] = cache.latentShape;
-  const masks = samples.map((s) => latentJawMask(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136), info.size, lh));
-  const n = samples.length;
-  const P = imageSize * imageSize * 3;
-  const stack = (arr: Float32Array[]) => {
-    const out = new Float32Array(n * P);
-    arr.forEach((a, i) => out.set(a, i * P));
-    return tf.tensor4d(out, [n, imageSize, imageSize, 3]);
+  const images = await readFrameImages(info, wanted, S);
+  const image = (id: string, f: number) => {
+    const img = images.get(`${id}/${f}`);
+    if (!img) throw new DifftalkError('dataset-mismatch', `clip '${id}' frame ${f} has conditions but no image row in the shards`);
+    return img;
   };
-  const zMaskedTest = tf.tidy(() => vqEncode(fs.params, fs.config, stack(masked)));
-  const mask = tf.tensor4d(Float32Array.from(masks.flatMap((m) => [...m])), [n, lh, lh, 1]);
-  return { gt, ref, masked, zMaskedTest, mask };
+  const gt = samples.map((s) => image(s.clip.id, s.frame));
+  const ref = samples.map((s) => image(s.clip.id, s.clip.refFrameIndex[s.frame]!));
+  const aw = AUDIO_CONTEXT * info.audio.window * info.audio.dim;
+  const frames: PipelineFrame[] = samples.map((s, i) => {
+    const a = audioFrom(s, i);
+    const audio = new Float32Array(aw);
+    audioContext(a.clip, a.frame, info.audio.window, info.audio.dim, audio, 0);
+    return {
+      image: gt[i]!,
+      landmarks68: s.clip.landmarks68.subarray(s.frame * LM68_VALUES, (s.frame + 1) * LM68_VALUES),
+      maskRow: s.clip.maskRowTest[s.frame]!,
+      audio,
+    };
+  });
+  return { gt, ref, cond: pipe.prepare(frames, info.size) };
 }
 
+/** A labelled sample grid (report.ts sampleGridPng): written to <out>/samples/step-N.png and sent as an image event. */
+async function writeGrid(out: string, step: number, rows: GridRow[], onEvent: OnEvent, title: string): Promise<void> {
+  const file = path.join(out, 'samples', `step-${String(step).padStart(8, '0')}.png`);
+  const png = await sampleGridPng(rows, { title: `${title}, step ${step}` });
+  await writeFileAtomic(file, png);
+  onEvent({ type: 'image', name: 'samples', step, png: new Uint8Array(png), caption: title });
+}
+
+/**
+ * The LDM sample grid, through the inference pipeline with the EMA UNet: one row per frame,
+ * reference | masked input | sample | target | sample with another frame's audio (does the mouth follow the audio?).
+ */
 async function writeLdmSamples(
   out: string,
   step: number,
-  model: DifftalkModel,
-  unet: Params,
-  scheduler: DdimScheduler,
-  fs: FirstStage,
+  pipe: DiffTalkPipeline,
   info: DatasetInfo,
   pool: readonly SampleRef[],
-  cache: LatentCache,
   o: TrainLdmOptions,
 ): Promise<void> {
   const samples = pool.slice(0, Math.min(4, pool.length));
-  const inp = await ldmSampleInputs(samples, info, fs, cache, model.config.imageSize);
-  const batch = makeLdmBatch(samples, cache, info.audio);
-  const z = generate(model, scheduler, {
-    zGt: batch.z,
-    zMasked: inp.zMaskedTest,
-    zRef: batch.zRef,
-    audio: batch.audio,
-    landmarks: batch.landmarks,
-    mask: inp.mask,
-    steps: o.sampleSteps,
-    seed: o.seed,
-    unet,
-  });
-  const img = tf.tidy(() => tf.clipByValue(vqDecode(fs.params, fs.config, z), -1, 1));
-  const S = model.config.imageSize;
-  const data = img.dataSync() as Float32Array;
+  const shift = Math.max(1, Math.floor(pool.length / 2));
+  const other = (_: SampleRef, i: number) => pool[(i + shift) % pool.length]!;
+  const own = await pipelineInputs(pipe, samples, info);
+  const swapped = await pipelineInputs(pipe, samples, info, other);
+  const zRef = pipe.encode(own.ref);
+  const sampleOf = async (cond: Prepared) => {
+    const z = pipe.sample({ ...cond, zRef, steps: o.sampleSteps, seed: o.seed });
+    const img = await pipe.decode(z);
+    z.dispose();
+    return img;
+  };
+  const a = await sampleOf(own.cond);
+  const b = await sampleOf(swapped.cond);
+  tf.dispose(zRef);
+  disposePrepared(own.cond);
+  disposePrepared(swapped.cond);
+  const S = pipe.config.imageSize;
   const P = S * S * 3;
-  await mkdir(path.join(out, 'samples'), { recursive: true });
-  await writeImageGrid(
-    path.join(out, 'samples', `step-${String(step).padStart(8, '0')}.png`),
-    samples.map((_, i) => [inp.gt[i]!, inp.masked[i]!, inp.ref[i]!, data.slice(i * P, (i + 1) * P)]),
-    S,
-  );
-  tf.dispose([z, img, inp.zMaskedTest, inp.mask]);
-  disposeBatch(batch);
+  const rows: GridRow[] = samples.map((s, i) => ({
+    label: `${s.clip.id} frame ${s.frame}\nlast cell: audio of frame ${other(s, i).frame}`,
+    cells: [
+      { title: 'reference', rgb: own.ref[i]!, size: S },
+      { title: 'masked', rgb: own.cond.masked[i]!, size: S },
+      { title: 'sample', rgb: a.slice(i * P, (i + 1) * P), size: S },
+      { title: 'target', rgb: own.gt[i]!, size: S },
+      { title: "another frame's audio", rgb: b.slice(i * P, (i + 1) * P), size: S },
+    ],
+  }));
+  await writeGrid(out, step, rows, o.onEvent ?? silent, 'LDM samples (EMA UNet, DDIM)');
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -603,7 +686,7 @@ export interface TrainAutoencoderOptions extends CommonTrainOptions {
 
 export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<TrainResult> {
   const onEvent = o.onEvent ?? silent;
-  const resumeFrom = await checkRunDir(o.out, o.resume);
+  const resumeFrom = await checkRunDir(o, 'autoencoder', onEvent);
   const saved = resumeFrom ? await loadCheckpoint<RunState>(resumeFrom, { optimizer: true }) : undefined;
   if (saved && saved.state.kind !== 'autoencoder') throw new DifftalkError('run-exists', `${o.out} holds a '${saved.state.kind}' run, not an autoencoder run`);
   const info = await datasetInfo(o.dataset);
@@ -617,6 +700,11 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
     const k = `${f.clipId}/${f.frameIndex}`;
     if (keep.has(k)) images.set(k, f.image);
   }
+  for (const s of [...train, ...val])
+    if (!images.has(`${s.clip.id}/${s.frame}`))
+      throw new DifftalkError('dataset-mismatch', `clip '${s.clip.id}' frame ${s.frame} has conditions but no image row in the shards`, {
+        suggestion: 'dataset.json and the shards disagree; rerun `difftalk prep` into a new folder',
+      });
   const trainRefs = train.slice(0, o.maxFrames ?? Infinity);
   const trainImgs = trainRefs.map((s) => images.get(`${s.clip.id}/${s.frame}`)!);
   const mouthWeight = o.mouthWeight ?? 0;
@@ -660,7 +748,7 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
     const rnd = mulberry32(hash(o.seed, 'codebook'));
     const pick = Array.from({ length: Math.min(trainImgs.length, 16) }, () => trainImgs[Math.floor(rnd() * trainImgs.length)]!);
     const z = tf.tidy(() => vqEncode(params, config.vq, stack(pick)).reshape([-1, config.vq.embedDim]));
-    const zs = z.dataSync() as Float32Array;
+    const zs = (await z.data()) as Float32Array;
     const n = config.vq.nEmbed;
     const d = config.vq.embedDim;
     const cb = new Float32Array(n * d);
@@ -696,18 +784,18 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
   let valLoss: number | undefined;
   const saveNow = async () => {
     state.optimizer.step = opt.step;
-    const dir = await saveCheckpoint(o.out, state, params.toTorch(), opt.state(), { keepLast: o.keepLast });
+    const dir = await saveCheckpoint(o.out, state, await params.toTorchAsync(), await opt.state(), { keepLast: o.keepLast });
     await writeCurve(o.out, state);
     return dir;
   };
-  const validate = () => {
+  const validate = async () => {
     if (!valImgs.length) return NaN;
     let s = 0;
     for (let i = 0; i < valImgs.length; i += B) {
       const chunk = valImgs.slice(i, i + B);
-      s += tf
-        .tidy(() => tf.mean(tf.abs(tf.sub(stack(chunk), vqDecode(params, config.vq, vqEncode(params, config.vq, stack(chunk)))))).mul(chunk.length))
-        .dataSync()[0]!;
+      s += await readScalar(
+        tf.tidy(() => tf.mean(tf.abs(tf.sub(stack(chunk), vqDecode(params, config.vq, vqEncode(params, config.vq, stack(chunk)))))).mul(chunk.length)),
+      );
     }
     return s / valImgs.length;
   };
@@ -719,11 +807,12 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
   });
   onEvent({ type: 'stage-start', stage: 'train-autoencoder', total: o.steps, unit: 'steps' });
   while (state.step < o.steps) {
+    await yieldToEventLoop(); // a step's reads may resolve as microtasks: let signal handlers run
     if (o.signal?.aborted) break;
     const step = state.step + 1;
     const ts0 = performance.now();
     opt.config.lr = scheduledLr(lr, step, o.steps, o.lrSchedule);
-    const { loss, gradNorm } = optimizerStep(params.vars, opt, o.accumulate, o.gradClip, (k) => () => {
+    const { loss, gradNorm } = await optimizerStep(params.vars, opt, o.accumulate, o.gradClip, (k) => () => {
       const p0 = ((step - 1) * o.accumulate + k) * B;
       const idx = Array.from({ length: B }, (_, j) => order.index(p0 + j));
       let weights: tf.Tensor4D | undefined;
@@ -743,27 +832,30 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
     onEvent({ type: 'metric', name: 'train/samples_per_s', value: (B * o.accumulate) / dt, step });
     onEvent({ type: 'progress', stage: 'train-autoencoder', done: step, total: o.steps, detail: `loss ${loss.toFixed(4)}` });
     if (step % o.validateEvery === 0 || step === o.steps) {
-      valLoss = validate();
+      valLoss = await validate();
       if (Number.isFinite(valLoss)) {
         state.valHistory.push({ step, value: valLoss });
         onEvent({ type: 'metric', name: 'val/l1_quantized', value: valLoss, step });
       }
     }
-    if (step % o.sampleEvery === 0 && valImgs.length) {
+    if ((step % o.sampleEvery === 0 || step === o.steps) && valImgs.length) {
       const chunk = valImgs.slice(0, 4);
       const rec = tf.tidy(() => tf.clipByValue(vqDecode(params, config.vq, vqEncode(params, config.vq, stack(chunk))), -1, 1));
-      const d = rec.dataSync() as Float32Array;
+      const d = (await rec.data()) as Float32Array;
       rec.dispose();
-      await mkdir(path.join(o.out, 'samples'), { recursive: true });
-      await writeImageGrid(
-        path.join(o.out, 'samples', `step-${String(step).padStart(8, '0')}.png`),
-        chunk.map((img, i) => [img, d.slice(i * P, (i + 1) * P)]),
-        S,
-      );
+      const rows: GridRow[] = chunk.map((img, i) => ({
+        label: `validation frame ${i}`,
+        cells: [
+          { title: 'target', rgb: img, size: S },
+          { title: 'reconstruction', rgb: d.slice(i * P, (i + 1) * P), size: S },
+        ],
+      }));
+      await writeGrid(o.out, step, rows, onEvent, 'autoencoder reconstructions');
     }
     if (step % o.checkpointEvery === 0 || step === o.steps) lastCkpt = await saveNow();
   }
-  if (state.step > startStep && lastCkpt && !lastCkpt.endsWith(`${String(state.step).padStart(8, '0')}`)) lastCkpt = await saveNow();
+  // stopped early (signal): save the step reached, so --resume continues from it
+  if (state.step > startStep && !lastCkpt?.endsWith(ckptName(state.step))) lastCkpt = await saveNow();
   const seconds = (performance.now() - t0) / 1000;
   onEvent({ type: 'stage-done', stage: 'train-autoencoder', done: state.step, seconds });
   params.dispose();

@@ -58,10 +58,10 @@ export class AdamW {
   }
 
   /** Moments as PyTorch-layout-free float32 tensors (tfjs layout; restored by the same code). */
-  state(): Map<string, TensorData> {
+  async state(): Promise<Map<string, TensorData>> {
     const out = new Map<string, TensorData>();
-    for (const [n, m] of this.m) out.set(`m.${n}`, { dtype: 'float32', shape: [...m.shape], data: m.dataSync() as Float32Array });
-    for (const [n, v] of this.v) out.set(`v.${n}`, { dtype: 'float32', shape: [...v.shape], data: v.dataSync() as Float32Array });
+    for (const [n, m] of this.m) out.set(`m.${n}`, { dtype: 'float32', shape: [...m.shape], data: (await m.data()) as Float32Array });
+    for (const [n, v] of this.v) out.set(`v.${n}`, { dtype: 'float32', shape: [...v.shape], data: (await v.data()) as Float32Array });
     return out;
   }
 
@@ -79,9 +79,13 @@ export class AdamW {
   }
 }
 
-/** Global-norm gradient clipping; returns the clipped gradients and the norm before clipping. */
-export function clipGradNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { grads: Map<string, tf.Tensor>; norm: number } {
-  const norm = Math.sqrt(tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))).dataSync()[0]!);
+/** Squared global norm of the gradients, on the device (read it with `await data()`). */
+export function gradNormSq(grads: ReadonlyMap<string, tf.Tensor>): tf.Scalar {
+  return tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))) as tf.Scalar);
+}
+
+/** Global-norm gradient clipping given the norm before clipping (from `gradNormSq`); returns the clipped gradients. */
+export function clipGradNorm(grads: Map<string, tf.Tensor>, maxNorm: number, norm: number): { grads: Map<string, tf.Tensor>; norm: number } {
   const coef = maxNorm / (norm + 1e-6);
   if (!(coef < 1)) return { grads, norm };
   const out = new Map<string, tf.Tensor>();

@@ -8,17 +8,46 @@
  * The optional deviations (--lr-schedule, --mouth-weight, --normalize-conditions) reach the loops and the saved state; a
  * --resume with another --lr continues from the saved step with a warning; bad numbers fail before any work.
  * Tiny preset, wasm, a handful of steps (about a minute of CPU in all).
+ *
+ * Audit classes (issue 11), each failing on the code before it:
+ * - the LDM run pins its first stage by sha256 and a run-relative copy; a relative --first-stage is resolved (before:
+ *   stored as given), and continuing the autoencoder run (which prunes the pinned checkpoint) keeps the LDM resumable
+ *   (before: 'first-stage-missing');
+ * - --resume with a corrupt, dangling or missing latest.json fails with exit 2 and says how to recover, the checkpoints
+ *   untouched (before: exit 0, a silent restart at step 0 overwriting them); --resume-from <step> continues from an
+ *   intact checkpoint and sweeps temp files of killed runs (before: no such flag; temp files stayed);
+ * - --out into a non-empty folder difftalk did not create: exit 2 without --force (before: written into);
+ * - --first-stage a plain folder, a truncated state.json, a non-finite number in state.json: exit 2 with one clear
+ *   error (before: raw EISDIR / SyntaxError, or accepted);
+ * - SIGTERM mid-training saves the step reached and exits 143; --resume continues from it (before: killed, nothing saved).
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { DEFAULT_PREP_CONFIG, runPrep } from '../../src/prep/pipeline.js';
-import { AOC_CLIP, MODELS, runCli, tmpDir } from '../helpers.js';
+import { AOC_CLIP, MODELS, ROOT, runCli, tmpDir } from '../helpers.js';
+import { sha256File } from '../../src/util/fs.js';
 
 const cli = (args: string[]) => runCli(args);
 
 const readJson = (p: string) => JSON.parse(readFileSync(p, 'utf8'));
+
+/** A small autoencoder run (tiny, batch 2, a checkpoint every step, no validation or samples before the end). */
+const aeArgs = (out: string, steps: number) => {
+  const data = path.join(path.dirname(out), 'ds');
+  return ['train', 'autoencoder', '--data', data, '--out', out, '--preset', 'tiny', '--steps', String(steps), '--batch', '2', '--lr', '2e-3'].concat([
+    '--checkpoint-every',
+    '1',
+    '--validate-every',
+    '1000',
+    '--sample-every',
+    '1000',
+    '--backend',
+    'wasm',
+  ]);
+};
 
 describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
   let work: string;
@@ -105,7 +134,7 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
       '--data',
       dataset,
       '--first-stage',
-      ae,
+      path.relative(ROOT, ae), // relative to the CLI's cwd: stored resolved
       '--out',
       out,
       '--preset',
@@ -143,6 +172,10 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
     assert.equal(state.step, 4);
     assert.equal(state.config.preset, 'tiny');
     assert.equal(state.firstStage.source, path.join(ae, 'ckpt-00000002'));
+    // pinned: a copy inside the run (run-relative path) with the weights' sha256
+    assert.equal(state.firstStage.path, 'first-stage');
+    assert.equal(state.firstStage.id, await sha256File(path.join(ae, 'ckpt-00000002', 'model.safetensors')));
+    assert.equal(await sha256File(path.join(out, 'first-stage', 'model.safetensors')), state.firstStage.id);
     const norm = state.config.conditionNorm;
     assert.equal(norm.landmarkMean.length, 78); // 39 points × (x, y)
     assert.equal(norm.landmarkStd.length, 78);
@@ -155,6 +188,14 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
     assert.ok(existsSync(path.join(out, 'loss.svg')));
     assert.ok(existsSync(path.join(out, 'samples', 'step-00000004.png')));
     assert.equal(readdirSync(path.join(out, 'latents')).length, 1); // one cache key folder
+  });
+
+  test('continuing the autoencoder run prunes the checkpoint the LDM run pinned; the LDM run keeps its copy', async () => {
+    const r = await cli([...aeArgs(ae, 5), '--resume', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).startStep, 2);
+    assert.ok(!existsSync(path.join(ae, 'ckpt-00000002')), 'keep-last 3 pruned the pinned checkpoint of the autoencoder run');
+    assert.ok(existsSync(path.join(work, 'ldm', 'first-stage', 'model.safetensors')));
   });
 
   test('train ldm --resume with another --lr continues from the saved step and warns about the change', async () => {
@@ -199,6 +240,125 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
       .filter((e) => e.type === 'log' && e.level === 'warn')
       .map((e) => e.message);
     assert.ok(warnings.includes('resuming with lr = 0.0005; the run was started with 0.001'), warnings.join(' | '));
+  });
+
+  test('--resume never starts over: corrupt, dangling or missing latest.json is exit 2; --resume-from continues and sweeps temp files', async () => {
+    const run = path.join(work, 'ae-resume');
+    const r0 = await cli([...aeArgs(run, 2), '--json']);
+    assert.equal(r0.code, 0, r0.stderr);
+    const stateBytes = readFileSync(path.join(run, 'ckpt-00000002', 'state.json'));
+    const cases: [string, () => void, string][] = [
+      ['corrupt', () => writeFileSync(path.join(run, 'latest.json'), '{"checkpoint": "ckpt-000'), 'checkpoint-corrupt'],
+      ['dangling', () => writeFileSync(path.join(run, 'latest.json'), '{"checkpoint": "ckpt-00000009", "step": 9}'), 'checkpoint-missing'],
+      ['traversal', () => writeFileSync(path.join(run, 'latest.json'), '{"checkpoint": "../ae", "step": 2}'), 'checkpoint-corrupt'],
+      ['missing', () => rmSync(path.join(run, 'latest.json')), 'checkpoint-missing'],
+    ];
+    for (const [what, breakIt, code] of cases) {
+      breakIt();
+      const r = await cli([...aeArgs(run, 3), '--resume', '--json']);
+      assert.equal(r.code, 2, `${what}: ${r.stderr}`);
+      const { error } = JSON.parse(r.stdout);
+      assert.equal(error.code, code, what);
+      assert.match(error.suggestions[0], /--resume-from|ckpt-00000002/, what);
+      assert.ok(readFileSync(path.join(run, 'ckpt-00000002', 'state.json')).equals(stateBytes), `${what}: the checkpoint was touched`);
+      assert.ok(existsSync(path.join(run, 'ckpt-00000001', 'model.safetensors')), what);
+    }
+    // temp files a killed run left: a half-written checkpoint folder and an atomic-write temp file
+    mkdirSync(path.join(run, '.ckpt-00000003.tmp-99999'));
+    writeFileSync(path.join(run, '.ckpt-00000003.tmp-99999', 'model.safetensors'), 'half');
+    writeFileSync(path.join(run, '.latest.json.99999.abcd1234.tmp'), '{');
+    const r = await cli([...aeArgs(run, 3), '--resume', '--resume-from', '2', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = JSON.parse(r.stdout);
+    assert.equal(res.startStep, 2);
+    assert.equal(res.step, 3);
+    assert.deepEqual(readJson(path.join(run, 'latest.json')), { checkpoint: 'ckpt-00000003', step: 3 });
+    assert.deepEqual(
+      readdirSync(run).filter((n) => n.startsWith('.')),
+      [],
+      'temp files of the killed run were swept',
+    );
+  });
+
+  test('--out into a non-empty folder difftalk did not create is refused without --force', async () => {
+    const mine = path.join(work, 'my-folder');
+    mkdirSync(mine);
+    writeFileSync(path.join(mine, 'notes.txt'), 'mine');
+    const r = await cli([...aeArgs(mine, 1), '--json']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(JSON.parse(r.stdout).error.code, 'out-not-empty');
+    assert.deepEqual(readdirSync(mine), ['notes.txt']);
+    const f = await cli([...aeArgs(mine, 1), '--force', '--json']);
+    assert.equal(f.code, 0, f.stderr);
+    assert.equal(readFileSync(path.join(mine, 'notes.txt'), 'utf8'), 'mine');
+    // a folder difftalk made (marked) is not "someone else's": a second fresh run there is refused as a run, not as foreign
+    const again = await cli([...aeArgs(mine, 1), '--json']);
+    assert.equal(JSON.parse(again.stdout).error.code, 'run-exists');
+  });
+
+  test('a malformed --first-stage (plain folder, truncated or non-finite state.json) is one clear error, exit 2', async () => {
+    const plain = path.join(work, 'plain');
+    mkdirSync(plain);
+    writeFileSync(path.join(plain, 'weights.bin'), 'x');
+    const trunc = path.join(work, 'fs-trunc');
+    cpSync(path.join(ae, 'ckpt-00000005'), trunc, { recursive: true });
+    const full = readFileSync(path.join(trunc, 'state.json'), 'utf8');
+    writeFileSync(path.join(trunc, 'state.json'), full.slice(0, Math.floor(full.length / 2)));
+    const inf = path.join(work, 'fs-inf');
+    cpSync(path.join(ae, 'ckpt-00000005'), inf, { recursive: true });
+    writeFileSync(path.join(inf, 'state.json'), full.replace('"step": 5', '"step": 1e999'));
+    for (const [fs, code] of [
+      [plain, 'first-stage-not-checkpoint'],
+      [trunc, 'checkpoint-corrupt'],
+      [inf, 'checkpoint-corrupt'],
+    ] as const) {
+      const r = await cli([
+        'train',
+        'ldm',
+        '--data',
+        dataset,
+        '--first-stage',
+        fs,
+        '--out',
+        path.join(work, `ldm-${path.basename(fs)}`),
+        '--preset',
+        'tiny',
+        '--backend',
+        'wasm',
+        '--json',
+      ]);
+      assert.equal(r.code, 2, `${fs}: ${r.stderr}`);
+      assert.equal(JSON.parse(r.stdout).error.code, code, fs);
+    }
+  });
+
+  test('SIGTERM mid-training saves the step reached and exits 143; --resume continues from it', async () => {
+    const run = path.join(work, 'ae-sigterm');
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'run.js'), ...aeArgs(run, 1000), '--checkpoint-every', '1000', '--json'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let lastStep = 0;
+    let buf = '';
+    child.stderr.on('data', (c) => {
+      buf += c;
+      const lines = buf.split('\n');
+      buf = lines.pop()!;
+      for (const l of lines) {
+        const e = JSON.parse(l);
+        if (e.type === 'progress' && e.stage === 'train-autoencoder') {
+          lastStep = e.done;
+          if (lastStep === 2) child.kill('SIGTERM');
+        }
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    assert.equal(code, 143);
+    const saved = readJson(path.join(run, 'latest.json')).step;
+    assert.ok(saved >= 2 && saved === lastStep, `saved ${saved}, last step ${lastStep}`);
+    const r = await cli([...aeArgs(run, saved + 1), '--resume', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).startStep, saved);
   });
 
   test('bad numbers in flags fail with one clear error before any work', async () => {

@@ -5,13 +5,22 @@
  * Asserts: the LDM loss falls clearly (mean of the last 5 steps < 0.6 × mean of the first 5; measured 0.92 → 0.41),
  * checkpoints round-trip, and a run SIGKILLed mid-training resumes from its saved step and ends bit-identical to an
  * uninterrupted run (same seed ⇒ same batches, timesteps and noise).
+ * Audit classes (issue 11): no tensor leaks per step (tf.memory().numTensors is the same after every step, for both
+ * trainers — a leak of one tensor per step fails it); a crafted shard whose clip_id is `../../../../escaped` writes
+ * nothing outside the run folder (before: the latent cache was named `<cache>/<key>/<clip_id>.f32`, so training wrote
+ * `escaped.f32` two folders above the run and exited 0).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { cp, readdir, readFile } from 'node:fs/promises';
+import { makeData, RecordBatch, Struct, Table, tableFromIPC, tableToIPC, Utf8, vectorFromArray, type Data } from 'apache-arrow';
 import path from 'node:path';
 import { AOC_CLIP, MODELS, ROOT, tmpDir } from '../helpers.js';
-import { initBackend } from '../../src/util/tf.js';
+import { initBackend, tf } from '../../src/util/tf.js';
+import { writeFileAtomic, writeJsonAtomic } from '../../src/util/fs.js';
+import { DifftalkError } from '../../src/util/errors.js';
+import { datasetInfo, readConditions } from '../../src/train/data.js';
+import type { ProgressEvent } from '../../src/util/events.js';
 import { runProcess } from '../../src/util/exec.js';
 import { exists, readJson } from '../../src/util/fs.js';
 import { DEFAULT_PREP_CONFIG, runPrep } from '../../src/prep/pipeline.js';
@@ -22,6 +31,35 @@ const work = tmpDir('difftalk-train-');
 const dataset = path.join(work, 'ds');
 const ae = path.join(work, 'ae');
 const cacheDir = path.join(work, 'latents');
+
+/** tf.memory().numTensors at each training step's progress event (after the step's update, before validation). */
+function tensorCounter(stage: string): { counts: number[]; onEvent: (e: ProgressEvent) => void } {
+  const counts: number[] = [];
+  return { counts, onEvent: (e: ProgressEvent) => void (e.type === 'progress' && e.stage === stage && counts.push(tf.memory().numTensors)) };
+}
+
+/** Every file under `dir` (recursive), absolute paths. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await filesUnder(p)));
+    else out.push(p);
+  }
+  return out;
+}
+
+/** Rewrite an Arrow shard with every row's clip_id replaced (same schema and metadata, same batches). */
+async function rewriteClipId(file: string, clipId: string): Promise<void> {
+  const t = tableFromIPC(await readFile(file));
+  const batches = t.batches.map((b) => {
+    const children = t.schema.fields.map((f) =>
+      f.name === 'clip_id' ? (vectorFromArray(Array(b.numRows).fill(clipId), new Utf8()).data[0] as Data) : b.getChild(f.name)!.data[0]!,
+    );
+    return new RecordBatch(t.schema, makeData({ type: new Struct(t.schema.fields), length: b.numRows, nullCount: 0, children }));
+  });
+  await writeFileAtomic(file, tableToIPC(new Table(t.schema, batches), 'file'));
+}
 
 const ldmOptions = (out: string, over: Partial<TrainLdmOptions> = {}): TrainLdmOptions => ({
   ...DEFAULT_LDM,
@@ -48,7 +86,9 @@ test('prep a real clip, train the tiny autoencoder', { timeout: 600_000 }, async
     { out: dataset, concurrency: 1, retries: 0, retryFailed: false, preview: false },
   );
   assert.equal(prep.frames, 200);
+  const counter = tensorCounter('train-autoencoder');
   const r = await trainAutoencoder({
+    onEvent: counter.onEvent,
     ...DEFAULT_TRAIN,
     dataset,
     out: ae,
@@ -66,11 +106,40 @@ test('prep a real clip, train the tiny autoencoder', { timeout: 600_000 }, async
   assert.equal(r.step, 3);
   assert.ok(Number.isFinite(r.valLoss!));
   assert.ok(await exists(path.join(ae, 'samples', 'step-00000003.png')));
+  assert.equal(counter.counts.length, 3);
+  assert.deepEqual(counter.counts, Array(3).fill(counter.counts[0]), `tensors after each step: ${counter.counts.join(', ')} (a leak per step)`);
+});
+
+test('a crafted shard with clip_id ../../../../escaped writes nothing outside the run folder', { timeout: 600_000 }, async () => {
+  const root = path.join(work, 'evil');
+  const evilDs = path.join(root, 'ds');
+  const out = path.join(root, 'runs', 'ldm');
+  const evil = '../../../../escaped';
+  await cp(dataset, evilDs, { recursive: true });
+  const manifestFile = path.join(evilDs, 'dataset.json');
+  const manifest = await readJson<{ clips: { id: string; shards: string[] }[] }>(manifestFile);
+  for (const c of manifest.clips) {
+    for (const sh of c.shards) await rewriteClipId(path.join(evilDs, sh), evil);
+    c.id = evil;
+  }
+  await writeJsonAtomic(manifestFile, manifest);
+  const before = new Set(await filesUnder(root));
+  // the crafted shards are read as such (the test would be vacuous if they were unreadable)
+  const clips = await readConditions(await datasetInfo(evilDs), 'all').catch((e: unknown) => e);
+  if (!(clips instanceof DifftalkError)) assert.deepEqual(clips instanceof Array && clips.map((c) => c.id), [evil]);
+  const r = await trainLdm({ ...ldmOptions(out, { steps: 1, sampleEvery: 100, validateEvery: 100 }), dataset: evilDs, cacheDir: undefined }).catch(
+    (e: unknown) => e,
+  );
+  assert.ok(!(r instanceof Error) || r instanceof DifftalkError, `raw error: ${String(r)}`);
+  const written = (await filesUnder(root)).filter((f) => !before.has(f));
+  const outside = written.filter((f) => !f.startsWith(out + path.sep));
+  assert.deepEqual(outside, [], 'files written outside the run folder');
 });
 
 test('LDM loss falls clearly; checkpoint, loss curve and sample grid are written', { timeout: 600_000 }, async () => {
   const out = path.join(work, 'ldm-a');
-  const r = await trainLdm(ldmOptions(out));
+  const counter = tensorCounter('train');
+  const r = await trainLdm({ ...ldmOptions(out), onEvent: counter.onEvent });
   console.log(
     `ldm: ${r.msPerStep.toFixed(0)} ms/step (batch 8, 8×8 latents, wasm, incl. checkpoints), ${r.samplesPerSecond.toFixed(1)} samples/s, loss ${r.firstLoss.toFixed(3)} → ${r.lastLoss.toFixed(3)}, val ${r.valLoss?.toFixed(3)}`,
   );
@@ -87,6 +156,8 @@ test('LDM loss falls clearly; checkpoint, loss curve and sample grid are written
   assert.ok(await exists(path.join(out, 'loss.svg')));
   assert.ok(await exists(path.join(out, 'samples', 'step-00000020.png')));
   await assert.rejects(trainLdm(ldmOptions(out)), /already holds a training run/);
+  assert.equal(counter.counts.length, 20);
+  assert.deepEqual(counter.counts, Array(20).fill(counter.counts[0]), `tensors after each step: ${counter.counts.join(', ')} (a leak per step)`);
 });
 
 test('a SIGKILLed run resumes from its saved step and ends identical to the uninterrupted run', { timeout: 600_000 }, async () => {

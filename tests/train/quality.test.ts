@@ -16,7 +16,8 @@
  *   landmarks ≈ 117 ± a few px) the condition encoders' outputs hardly varied across frames (std over frames 3e-4 for
  *   audio), training shrank the context, and samples with another frame's conditions were identical to 0.01 dB.
  *
- * Evaluation per held-out frame, as DiffTalk infers (scripts/inference.py): `generate()` with the jaw-polygon latent
+ * Evaluation per held-out frame through the inference pipeline render uses (DiffTalkPipeline.fromCheckpoint: EMA UNet, pinned
+ * first stage; pipelineInputs → prepare, sample, decode), as DiffTalk infers (scripts/inference.py): the jaw-polygon latent
  * mask (ground-truth latent kept outside it), the test-masked target (rows ≥ mask_row_test set to −1), the reference
  * frame of the dataset's ref_frame_index, the frame's audio and landmarks; decode with the first stage. PSNR (data
  * range 2 on [-1, 1] images, i.e. the usual 8-bit PSNR) against the ground-truth frame at the model's size, on the
@@ -71,18 +72,11 @@ import path from 'node:path';
 import { AOC_CLIP, MODELS, tmpDir } from '../helpers.js';
 import { initBackend, tf } from '../../src/util/tf.js';
 import { DEFAULT_PREP_CONFIG, runPrep } from '../../src/prep/pipeline.js';
-import { DEFAULT_LDM, DEFAULT_TRAIN, ldmSampleInputs, trainAutoencoder, trainLdm } from '../../src/train/loop.js';
-import { loadCheckpoint } from '../../src/models/checkpoint.js';
+import { DEFAULT_LDM, DEFAULT_TRAIN, pipelineInputs, trainAutoencoder, trainLdm } from '../../src/train/loop.js';
 import { latentJawMask } from '../../src/models/conditions.js';
 import { buildLatentCache, datasetInfo, disposeBatch, makeLdmBatch, readConditions, sampleIndex, type SampleRef } from '../../src/train/data.js';
-import { loadFirstStage } from '../../src/models/first-stage.js';
-import { Params } from '../../src/models/blocks.js';
-import { DifftalkModel, PREFIX } from '../../src/models/difftalk.js';
-import { unetParamSpecs } from '../../src/models/unet.js';
 import { vqDecode, vqDecodeUnquantized, vqEncode } from '../../src/models/vq-f4.js';
-import { generate } from '../../src/models/pipeline.js';
-import { PRESETS, type DifftalkConfig } from '../../src/models/presets.js';
-import { DdimScheduler } from '../../src/models/schedulers/ddim.js';
+import { DiffTalkPipeline, disposePrepared } from '../../src/models/pipeline.js';
 
 // DIFFTALK_QUALITY_SEED changes the training seed (used to measure the spread quoted above).
 const SEED = Number(process.env.DIFFTALK_QUALITY_SEED ?? 23);
@@ -211,17 +205,15 @@ test(
       return { clip: s.clip, frame: best.frame };
     };
     const meanOpeningGap = mean(evalSet.map((s) => Math.abs(opening.get(s.frame)! - opening.get(contrast(s).frame)!)));
-    const fs = await loadFirstStage(ae, PRESETS.tiny);
-    const saved = await loadCheckpoint<{ config: DifftalkConfig }>(ldm);
-    const config = saved.state.config;
+    // the inference pipeline render uses: the checkpoint's model, its EMA UNet and its pinned first stage
+    const loaded = await DiffTalkPipeline.fromCheckpoint(ldm);
+    const pipe = loaded.pipeline;
+    assert.ok(loaded.ema, 'the checkpoint has an EMA UNet');
+    const { model, firstStage: fs, scheduler, config } = pipe;
+    const ema = pipe.unet;
     assert.ok(config.conditionNorm, 'the checkpoint carries the condition standardisation');
     const S = config.imageSize;
-    const model = new DifftalkModel(config, 'init');
-    model.load(saved.model, saved.dir);
-    const ema = new Params(unetParamSpecs(config.unet), 'init', 0, { trainable: false });
-    ema.loadTorch(saved.model, { prefix: PREFIX.ema, source: saved.dir });
     const cache = await buildLatentCache(info, clips, fs, S, cacheDir);
-    const scheduler = new DdimScheduler(config.schedule);
     const [lh] = cache.latentShape;
 
     const psnr = {
@@ -238,7 +230,7 @@ test(
     const P = S * S * 3;
     for (let i = 0; i < evalSet.length; i += 8) {
       const samples = evalSet.slice(i, i + 8);
-      const inp = await ldmSampleInputs(samples, info, fs, cache, S);
+      const inp = await pipelineInputs(pipe, samples, info);
       const batch = makeLdmBatch(samples, cache, info.audio);
       const wrong = makeLdmBatch(samples.map(mismatched), cache, info.audio);
       const opposite = makeLdmBatch(samples.map(contrast), cache, info.audio);
@@ -247,20 +239,19 @@ test(
         samples.forEach((_, j) => out.push(cropPsnr(img.subarray(j * P, (j + 1) * P), inp.gt[j]!, S, boxes[j]!)));
       // (a) and (e): one entry per frame and noise seed, frame-major
       const perSeed = { sample: [] as number[][], wrong: [] as number[][], contrast: [] as number[][] };
-      const generated = tf.sub(1, inp.mask); // 1 on the jaw-polygon cells that are sampled
+      const generated = tf.sub(1, inp.cond.mask); // 1 on the jaw-polygon cells that are sampled
       for (let k = 0; k < NOISE_SEEDS; k++) {
         /** Sample with these conditions; score the decoded mouth into `scores` (and, if given, the unquantised decode). */
-        const sampleWith = (audio: tf.Tensor4D, landmarks: tf.Tensor3D, latentErr: number[], scores: number[], unquantisedScores?: number[]): void => {
-          const z = generate(model, scheduler, {
+        const sampleWith = async (audio: tf.Tensor4D, landmarks: tf.Tensor3D, latentErr: number[], scores: number[], unquantisedScores?: number[]) => {
+          const z = pipe.sample({
             zGt: batch.z,
-            zMasked: inp.zMaskedTest,
+            zMasked: inp.cond.zMasked,
             zRef: batch.zRef,
             audio,
             landmarks,
-            mask: inp.mask,
+            mask: inp.cond.mask,
             steps: SAMPLE_STEPS,
             seed: 7 + i + 1000 * k,
-            unet: ema,
           });
           // (f) the sampled latent's MSE to the target's latent on the generated cells (before the quantised decode)
           latentErr.push(
@@ -268,15 +259,15 @@ test(
               .tidy(() => tf.div(tf.sum(tf.mul(tf.square(tf.sub(z, batch.z)), generated), [1, 2, 3]), tf.mul(tf.sum(generated, [1, 2, 3]), 3)))
               .dataSync() as Float32Array),
           );
-          score(tf.tidy(() => tf.clipByValue(vqDecode(fs.params, fs.config, z), -1, 1)).dataSync() as Float32Array, scores);
+          score(await pipe.decode(z), scores);
           // diagnostic: the same latent decoded without the codebook snap (not what render writes)
           if (unquantisedScores)
             score(tf.tidy(() => tf.clipByValue(vqDecodeUnquantized(fs.params, fs.config, z), -1, 1)).dataSync() as Float32Array, unquantisedScores);
           z.dispose();
         };
-        sampleWith(batch.audio, batch.landmarks, latent.sample, (perSeed.sample[k] = []), psnr.sampleUnq);
-        sampleWith(wrong.audio, wrong.landmarks, latent.wrong, (perSeed.wrong[k] = []));
-        sampleWith(opposite.audio, opposite.landmarks, latent.contrast, (perSeed.contrast[k] = []), psnr.contrastUnq);
+        await sampleWith(batch.audio, batch.landmarks, latent.sample, (perSeed.sample[k] = []), psnr.sampleUnq);
+        await sampleWith(wrong.audio, wrong.landmarks, latent.wrong, (perSeed.wrong[k] = []));
+        await sampleWith(opposite.audio, opposite.landmarks, latent.contrast, (perSeed.contrast[k] = []), psnr.contrastUnq);
       }
       generated.dispose();
       samples.forEach((_, j) => {
@@ -294,7 +285,7 @@ test(
       score(reconOf(inp.ref), psnr.refRecon);
       // (b) the target with the reference's mouth crop pasted in — inside the box it is the reference frame
       samples.forEach((_, j) => psnr.baseline.push(cropPsnr(inp.ref[j]!, inp.gt[j]!, S, boxes[j]!)));
-      tf.dispose([inp.zMaskedTest, inp.mask]);
+      disposePrepared(inp.cond);
       disposeBatch(batch);
       disposeBatch(wrong);
       disposeBatch(opposite);

@@ -4,6 +4,7 @@ import { commonTrainFlags, commonTrainOptions, nonNegativeNumber } from '../../c
 import { checkPreset, recordedRun } from '../../cli/train-run.js';
 import { DEFAULT_TRAIN, trainAutoencoder, type TrainResult } from '../../train/loop.js';
 import { initBackend, type BackendName } from '../../util/tf.js';
+import { stopSignals } from '../../cli/stop-signals.js';
 
 export default class TrainAutoencoder extends BaseCommand {
   static override summary = "Train the VQ first stage (VQ-f4 architecture at the preset size) on a prepared dataset's frames.";
@@ -16,6 +17,8 @@ export default class TrainAutoencoder extends BaseCommand {
     '<%= config.bin %> train autoencoder --data data/small --out runs/ae --preset tiny --steps 200 --batch 2 --lr 3e-3 --lr-schedule cosine --mouth-weight 4',
   ];
   static override flags = {
+    'resume-from': Flags.string({ summary: 'With --resume: continue from this checkpoint (a ckpt-* folder or a step) instead of latest.json.' }),
+    force: Flags.boolean({ default: false, summary: 'Write into a non-empty --out folder that difftalk did not create.' }),
     ...commonTrainFlags({ ...DEFAULT_TRAIN, preset: 'tiny', steps: 1000, batch: 8, baseLr: 4.5e-6 }),
     'mouth-weight': Flags.string({ default: '0', summary: 'Extra L1 weight inside the jaw polygon (0: plain L1, as VQGAN).' }),
   };
@@ -29,10 +32,26 @@ export default class TrainAutoencoder extends BaseCommand {
     const backend = await initBackend(flags.backend as BackendName, onEvent);
     checkPreset(flags.preset, ['autoencoder'], backend, batch);
     const next = `${this.config.bin} train ldm --data ${flags.data} --first-stage ${flags.out} --out <ldm run> --preset ${flags.preset}`;
+    const stop = stopSignals();
     const { result, summary } = await recordedRun('autoencoder', flags.out, onEvent, next, (ev) =>
-      trainAutoencoder({ ...DEFAULT_TRAIN, ...commonTrainOptions(flags), mouthWeight, onEvent: ev }),
+      trainAutoencoder({
+        ...DEFAULT_TRAIN,
+        ...commonTrainOptions(flags),
+        resumeFrom: flags['resume-from'],
+        force: flags.force,
+        mouthWeight,
+        onEvent: ev,
+        signal: stop.signal,
+      }),
     );
+    stop.dispose();
     for (const l of summary) this.log(l);
+    const code = stop.exitCode();
+    if (code !== undefined) {
+      // stopped by a signal: the checkpoint of the step reached is saved; exit 130/143 with the result (--json)
+      if (!this.jsonEnabled()) this.logToStderr(`stopped by a signal at step ${result.step} (${result.checkpoint}); rerun with --resume to continue`);
+      process.exitCode = code;
+    }
     return { ...result, backend };
   }
 }

@@ -4,6 +4,7 @@ import { commonTrainFlags, commonTrainOptions, nonNegativeNumber, positiveNumber
 import { checkPreset, recordedRun } from '../../cli/train-run.js';
 import { DEFAULT_LDM, trainLdm, type TrainResult } from '../../train/loop.js';
 import { initBackend, type BackendName } from '../../util/tf.js';
+import { stopSignals } from '../../cli/stop-signals.js';
 
 export default class TrainLdm extends BaseCommand {
   static override summary = "Train DiffTalk's conditional latent diffusion model (UNet + audio and landmark encoders) on a prepared dataset.";
@@ -20,6 +21,8 @@ export default class TrainLdm extends BaseCommand {
     '<%= config.bin %> train ldm --data data/small --first-stage runs/ae --out runs/ldm-tiny --preset tiny --steps 500 --batch 16 --lr 1e-3 --normalize-conditions --ema-decay 0.999',
   ];
   static override flags = {
+    'resume-from': Flags.string({ summary: 'With --resume: continue from this checkpoint (a ckpt-* folder or a step) instead of latest.json.' }),
+    force: Flags.boolean({ default: false, summary: 'Write into a non-empty --out folder that difftalk did not create.' }),
     ...commonTrainFlags({ ...DEFAULT_LDM, preset: 'tiny', batch: DEFAULT_LDM.batchSize }),
     'first-stage': Flags.string({ summary: 'Autoencoder run/checkpoint folder, or a VQ checkpoint file (.ckpt/.pt/.safetensors).', required: true }),
     'audio-feature': Flags.string({ summary: 'Audio feature column to condition on (default: the one with window 16).' }),
@@ -49,8 +52,18 @@ export default class TrainLdm extends BaseCommand {
     const backend = await initBackend(flags.backend as BackendName, onEvent);
     checkPreset(flags.preset, ['ldm'], backend, batch);
     const next = `${this.config.bin} render --checkpoint ${flags.out} --video <person.mp4> --audio <speech.wav> -o out.mp4`;
-    const { result, summary } = await recordedRun('conditional LDM', flags.out, onEvent, next, (ev) => trainLdm({ ...options, onEvent: ev }));
+    const stop = stopSignals();
+    const { result, summary } = await recordedRun('conditional LDM', flags.out, onEvent, next, (ev) =>
+      trainLdm({ ...options, resumeFrom: flags['resume-from'], force: flags.force, onEvent: ev, signal: stop.signal }),
+    );
+    stop.dispose();
     for (const l of summary) this.log(l);
+    const code = stop.exitCode();
+    if (code !== undefined) {
+      // stopped by a signal: the checkpoint of the step reached is saved; exit 130/143 with the result (--json)
+      if (!this.jsonEnabled()) this.logToStderr(`stopped by a signal at step ${result.step} (${result.checkpoint}); rerun with --resume to continue`);
+      process.exitCode = code;
+    }
     return { ...result, backend };
   }
 }
