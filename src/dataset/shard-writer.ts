@@ -33,6 +33,7 @@ import type { FaceLandmarks } from '../face/types.js';
 import type { FrameWindows } from '../audio/types.js';
 import type { RgbFrames } from '../media/types.js';
 import type { ReferenceParams } from './reference.js';
+import { LM68_VALUES } from '../face/ibug68.js';
 
 export const SHARD_SCHEMA_VERSION = '1';
 export const LANDMARKS_478 = 478;
@@ -122,13 +123,13 @@ export function shardRelPath(clipId: string, k: number): string {
  */
 export function maskRowsFromLandmarks68(landmarks68: Float32Array, size: number): { train: Int32Array; test: Int32Array } {
   const frames = landmarks68.length / (LANDMARKS_68 * 2);
-  if (!Number.isInteger(frames)) throw new DifftalkError('bad-argument', `landmarks68 length ${landmarks68.length} is not frames × 136`);
+  if (!Number.isInteger(frames)) throw new DifftalkError('bad-argument', `landmarks68 length ${landmarks68.length} is not frames × ${LM68_VALUES}`);
   const row = (y: number): number => (Number.isFinite(y) ? Math.min(size, Math.max(0, Math.floor(y))) : -1);
   const train = new Int32Array(frames);
   const test = new Int32Array(frames);
   for (let f = 0; f < frames; f++) {
-    train[f] = row(landmarks68[f * 136 + 30 * 2 + 1] as number);
-    test[f] = row(landmarks68[f * 136 + 33 * 2 + 1] as number);
+    train[f] = row(landmarks68[f * LM68_VALUES + 30 * 2 + 1] as number);
+    test[f] = row(landmarks68[f * LM68_VALUES + 33 * 2 + 1] as number);
   }
   return { train, test };
 }

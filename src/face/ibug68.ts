@@ -18,6 +18,10 @@
  * The jaw uses the mesh's face-oval ring at (roughly) even spacing; the oval is the visible contour for frontal
  * faces. Mirror pairs of the mesh keep the map left/right symmetric (e.g. 127↔356, 58↔288, 33↔263, 61↔291).
  */
+/** Points of the iBUG-68 layout and floats per face (x, y interleaved). */
+export const IBUG68_POINTS = 68;
+export const LM68_VALUES = IBUG68_POINTS * 2;
+
 export const IBUG68_FROM_MESH: readonly number[] = Object.freeze([
   // jaw 0–16
   127, 234, 93, 58, 172, 136, 150, 176, 152, 400, 379, 365, 397, 288, 323, 454, 356,
@@ -51,7 +55,7 @@ export const IBUG68_REGIONS = {
  * NaN in → NaN out (frames without a face stay NaN).
  */
 export function toIbug68(points: Float32Array): Float32Array {
-  const out = new Float32Array(136);
+  const out = new Float32Array(LM68_VALUES);
   if (points.length < 468 * 3) {
     out.fill(Number.NaN);
     return out;

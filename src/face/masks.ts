@@ -5,6 +5,7 @@
  * - test latent-inpainting mask: the jaw polygon, points 2..14 then 33, filled with 0 in a mask of ones.
  */
 import { DifftalkError } from '../util/errors.js';
+import { LM68_VALUES } from './ibug68.js';
 
 export interface MaskRows {
   /** floor(lm68[30].y): the training mask zeroes rows ≥ this. */
@@ -14,7 +15,7 @@ export interface MaskRows {
 }
 
 function check(lm68: Float32Array): void {
-  if (lm68.length !== 136) throw new DifftalkError('bad-landmarks', `expected 68 (x, y) points (136 floats), got ${lm68.length}`);
+  if (lm68.length !== LM68_VALUES) throw new DifftalkError('bad-landmarks', `expected 68 (x, y) points (${LM68_VALUES} floats), got ${lm68.length}`);
 }
 
 /** Mask rows of one frame; null when the frame has no landmarks (NaN). */

@@ -13,6 +13,7 @@ import { toIbug68 } from '../face/ibug68.js';
 import type { FaceLandmarks, LandmarkEngine } from '../face/types.js';
 import { DifftalkError } from '../util/errors.js';
 import { checkPair, MeanFrameMetric, type RgbFrames, type MetricDirection } from './metric.js';
+import { LM68_VALUES } from '../face/ibug68.js';
 
 export type LmdRegion = 'mouth' | 'all';
 export const LMD_REGIONS: Record<LmdRegion, readonly [number, number]> = { mouth: [48, 68], all: [0, 68] };
@@ -46,19 +47,20 @@ export function lmdFrame(pred68: ArrayLike<number>, gt68: ArrayLike<number>, reg
 
 /** Per-frame LMD of two landmark sequences (frames × 136); NaN where a frame lacks a face. */
 export function lmd(pred68: Float32Array, gt68: Float32Array, region: LmdRegion = 'mouth'): number[] {
-  if (pred68.length !== gt68.length || pred68.length % 136 !== 0) {
-    throw new DifftalkError('frame-mismatch', `LMD: landmark arrays of ${pred68.length} and ${gt68.length} floats (need equal multiples of 136)`);
+  if (pred68.length !== gt68.length || pred68.length % LM68_VALUES !== 0) {
+    throw new DifftalkError('frame-mismatch', `LMD: landmark arrays of ${pred68.length} and ${gt68.length} floats (need equal multiples of ${LM68_VALUES})`);
   }
   const out: number[] = [];
-  for (let i = 0; i < pred68.length / 136; i++) out.push(lmdFrame(pred68.subarray(i * 136, (i + 1) * 136), gt68.subarray(i * 136, (i + 1) * 136), region));
+  for (let i = 0; i < pred68.length / LM68_VALUES; i++)
+    out.push(lmdFrame(pred68.subarray(i * LM68_VALUES, (i + 1) * LM68_VALUES), gt68.subarray(i * LM68_VALUES, (i + 1) * LM68_VALUES), region));
   return out;
 }
 
 /** iBUG-68 points (frames × 136) from engine results; NaN rows for frames without a face. */
 export function ibug68FromResults(results: readonly FaceLandmarks[]): Float32Array {
-  const out = new Float32Array(results.length * 136).fill(Number.NaN);
+  const out = new Float32Array(results.length * LM68_VALUES).fill(Number.NaN);
   results.forEach((r, i) => {
-    if (r.status !== 'no-face' && r.points.length >= 468 * 3) out.set(toIbug68(r.points), i * 136);
+    if (r.status !== 'no-face' && r.points.length >= 468 * 3) out.set(toIbug68(r.points), i * LM68_VALUES);
   });
   return out;
 }

@@ -27,9 +27,10 @@ import type { DifftalkConfig } from './presets.js';
 import { DdimScheduler } from './schedulers/ddim.js';
 import { unetParamSpecs } from './unet.js';
 import { vqDecode, vqEncode } from './vq-f4.js';
+import { LM68_VALUES } from '../face/ibug68.js';
 
 /** iBUG-68 values per frame (68 points × x, y) and the LDM's condition landmarks (39 points × x, y). */
-export const LM68_VALUES = 136;
+export { LM68_VALUES };
 const LM39_VALUES = CONDITION_POINTS.length * 2;
 
 export interface GenerateInput {

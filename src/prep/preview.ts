@@ -10,6 +10,7 @@ import { IBUG68_REGIONS } from '../face/ibug68.js';
 import { jawPolygon, maskRows } from '../face/masks.js';
 import type { FaceLandmarks } from '../face/types.js';
 import type { RgbFrames } from '../media/types.js';
+import { LM68_VALUES } from '../face/ibug68.js';
 
 export interface PreviewLandmarks {
   /** count × 1434 mesh points (x, y, z), pixels of the frames; NaN where no face. */
@@ -66,7 +67,7 @@ function overlay(lm: PreviewLandmarks, f: number, W: number, dx: number, dy: num
         parts.push(`<circle cx="${(dx + x).toFixed(1)}" cy="${(dy + y).toFixed(1)}" r="${(0.6 * r).toFixed(2)}" fill="#ffffff" fill-opacity="0.7"/>`);
     }
   }
-  const pts = lm.lm68.subarray(f * 136, (f + 1) * 136);
+  const pts = lm.lm68.subarray(f * LM68_VALUES, (f + 1) * LM68_VALUES);
   const rows = maskRows(pts);
   if (rows) {
     parts.push(`<line x1="${dx}" x2="${dx + W}" y1="${dy + rows.train + 0.5}" y2="${dy + rows.train + 0.5}" stroke="#ff0000" stroke-width="${r}"/>`);
@@ -96,8 +97,9 @@ function overlay(lm: PreviewLandmarks, f: number, W: number, dx: number, dy: num
 /** Write the contact sheet PNG atomically; returns the (clip) frame indices shown. */
 export async function writePreview(frames: RgbFrames, lm: PreviewLandmarks, file: string, opts: PreviewOptions = {}): Promise<number[]> {
   const { width: W, height: H, count, data } = frames;
-  const clipFrames = opts.frameNumbers ? lm.lm68.length / 136 : count;
-  if (lm.lm68.length !== clipFrames * 136) throw new DifftalkError('bad-landmarks', `preview: lm68 has ${lm.lm68.length} floats for ${clipFrames} frames`);
+  const clipFrames = opts.frameNumbers ? lm.lm68.length / LM68_VALUES : count;
+  if (lm.lm68.length !== clipFrames * LM68_VALUES)
+    throw new DifftalkError('bad-landmarks', `preview: lm68 has ${lm.lm68.length} floats for ${clipFrames} frames`);
   if (lm.mesh && lm.mesh.length !== clipFrames * 1434)
     throw new DifftalkError('bad-landmarks', `preview: mesh has ${lm.mesh.length} floats for ${clipFrames} frames`);
   const numbers = opts.frameNumbers;

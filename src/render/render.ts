@@ -339,7 +339,7 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
           suggestion: 'render needs a video with one clearly visible face in most frames',
         });
       lm68 = lm.value.lm68;
-      faceOk = lm.value.status.map((s, i) => s === 'ok' && maskRows(lm68.subarray(i * 136, (i + 1) * 136)) !== null);
+      faceOk = lm.value.status.map((s, i) => s === 'ok' && maskRows(lm68.subarray(i * LM68_VALUES, (i + 1) * LM68_VALUES)) !== null);
     } finally {
       await engine.close().catch(() => undefined);
     }

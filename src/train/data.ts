@@ -25,6 +25,7 @@ import { CONDITION_POINTS } from '../models/ldm-net.js';
 import type { Params } from '../models/blocks.js';
 import type { ConditionNorm } from '../models/presets.js';
 import { vqEncode, type VqConfig } from '../models/vq-f4.js';
+import { LM68_VALUES } from '../face/ibug68.js';
 
 /** One clip's conditions, in memory (images are decoded on demand). */
 export interface ClipConditions {
@@ -80,7 +81,7 @@ export async function readConditions(info: DatasetInfo, split: 'train' | 'test' 
       frames: n,
       audio: new Float32Array(n * win),
       landmarks: new Float32Array(n * 78),
-      landmarks68: new Float32Array(n * 136),
+      landmarks68: new Float32Array(n * LM68_VALUES),
       maskRowTrain: new Int32Array(n),
       maskRowTest: new Int32Array(n),
       refFrameIndex: new Int32Array(n),
@@ -89,7 +90,7 @@ export async function readConditions(info: DatasetInfo, split: 'train' | 'test' 
     let dropped = 0;
     for (const [fi, r] of c.rows) {
       cc.audio.set(r.a, fi * win);
-      cc.landmarks68.set(r.lm, fi * 136);
+      cc.landmarks68.set(r.lm, fi * LM68_VALUES);
       CONDITION_POINTS.forEach((p, j) => {
         cc.landmarks[fi * 78 + 2 * j] = r.lm[2 * p]! * scale;
         cc.landmarks[fi * 78 + 2 * j + 1] = r.lm[2 * p + 1]! * scale;

@@ -711,8 +711,9 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
   // per-pixel L1 weights (S², 1 + mouthWeight inside the jaw polygon), only when asked for
   const trainWeights = mouthWeight
     ? trainRefs.map((s) =>
-        Float32Array.from(rasterizeMask(jawPolygon(s.clip.landmarks68.subarray(s.frame * 136, (s.frame + 1) * 136)), S, { scale: S / info.size }), (v) =>
-          v ? 1 : 1 + mouthWeight,
+        Float32Array.from(
+          rasterizeMask(jawPolygon(s.clip.landmarks68.subarray(s.frame * LM68_VALUES, (s.frame + 1) * LM68_VALUES)), S, { scale: S / info.size }),
+          (v) => (v ? 1 : 1 + mouthWeight),
         ),
       )
     : undefined;

@@ -5,6 +5,7 @@ import type { FaceLandmarks, LandmarkEngine } from '../types.js';
 import type { RgbFrames } from '../../media/types.js';
 import { toIbug68 } from '../ibug68.js';
 import { DEFAULT_SMOOTHING, jitter, parseSmoothing, smoothSequence, type SmoothingSpec } from './smoothing.js';
+import { LM68_VALUES } from '../ibug68.js';
 
 export const MESH_FLOATS = 478 * 3;
 
@@ -87,8 +88,8 @@ export async function landmarkClip(
     return drop('too-many-bad-frames', message);
   }
   const smoothed = smoothSequence(raw, MESH_FLOATS, good, smoother);
-  const lm68 = new Float32Array(count * 136);
-  for (let i = 0; i < count; i++) lm68.set(toIbug68(smoothed.subarray(i * MESH_FLOATS, (i + 1) * MESH_FLOATS)), i * 136);
+  const lm68 = new Float32Array(count * LM68_VALUES);
+  for (let i = 0; i < count; i++) lm68.set(toIbug68(smoothed.subarray(i * MESH_FLOATS, (i + 1) * MESH_FLOATS)), i * LM68_VALUES);
   return ok({
     raw,
     smoothed,
