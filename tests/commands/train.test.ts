@@ -336,11 +336,12 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
     const run = path.join(work, 'ae-sigterm');
     // no scheduled checkpoint before step 1000: the one found afterwards is the signal's
     const args = aeArgs(run, 1000).map((v, i, all) => (all[i - 1] === '--checkpoint-every' ? '1000' : v));
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'run.js'), ...args, '--json'], {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'run.js'), ...args, '--log-every', '1', '--json'], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let lastStep = 0;
+    let killed = false;
     let buf = '';
     child.stderr.on('data', (c) => {
       buf += c;
@@ -350,7 +351,7 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
         const e = JSON.parse(l);
         if (e.type === 'progress' && e.stage === 'train-autoencoder') {
           lastStep = e.done;
-          if (lastStep === 2) child.kill('SIGTERM');
+          if (lastStep >= 2 && !killed) killed = child.kill('SIGTERM');
         }
       }
     });
