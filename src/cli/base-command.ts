@@ -22,6 +22,12 @@ export abstract class BaseCommand extends Command {
     return this.renderer.onEvent;
   }
 
+  /** Human-readable lines: stdout normally; stderr under --json, so stdout stays one JSON document. */
+  public override log(message = '', ...args: unknown[]): void {
+    if (this.jsonEnabled()) this.logToStderr(message, ...args);
+    else super.log(message, ...args);
+  }
+
   protected override async finally(err: Error | undefined): Promise<unknown> {
     this.renderer?.stop();
     return super.finally(err);

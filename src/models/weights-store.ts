@@ -190,8 +190,8 @@ export interface FetchResult {
 
 /**
  * Download the sources of `kind` from their official URLs (or `mirror`/<fileName>, for air-gapped mirrors and
- * tests), verify each against its pinned hash, then import (convert + cache) them. Resumable: a rerun continues an
- * interrupted download. Offline, the error names the URL and the manual `difftalk weights import` command.
+ * tests; `DIFFTALK_WEIGHTS_MIRROR` sets it for every fetch), verify each against its pinned hash, then import
+ * (convert + cache) them. Resumable: a rerun continues an interrupted download. Offline, the error names the URL and the manual `difftalk weights import` command.
  */
 export async function fetchWeights(kind: string, options: { cacheDir?: string; onEvent?: OnEvent; mirror?: string } = {}): Promise<FetchResult> {
   const spec = getWeightKind(kind);
@@ -206,8 +206,9 @@ export async function fetchWeights(kind: string, options: { cacheDir?: string; o
   }
   const dir = path.join(weightsDir(options.cacheDir), 'downloads', kind);
   const downloads: FetchResult['downloads'] = [];
+  const mirror = options.mirror ?? process.env.DIFFTALK_WEIGHTS_MIRROR;
   for (const s of spec.sources) {
-    const url = options.mirror ? `${options.mirror.replace(/\/$/, '')}/${s.fileName}` : s.download!.url;
+    const url = mirror ? `${mirror.replace(/\/$/, '')}/${s.fileName}` : s.download!.url;
     onEvent({ type: 'log', level: 'info', message: `downloading ${s.fileName} for ${kind} from ${url} into ${dir}` });
     const r = await downloadFile(url, path.join(dir, s.fileName), {
       maxBytes: s.download!.maxBytes,

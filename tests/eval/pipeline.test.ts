@@ -110,11 +110,22 @@ describe('difftalk eval pipeline (AOC clip vs a JPEG-like recompressed copy)', (
   it('gives clear errors: missing file, missing weights, FID', async () => {
     await assert.rejects(runEval({ pred: path.join(dir, 'nope.mp4'), gt: AOC_CLIP, out: path.join(dir, 'fresh') }), /--pred .*nope\.mp4 does not exist/);
     const empty = tmpDir('difftalk-weights-');
-    await assert.rejects(
-      runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'fresh'), metrics: ['lpips'], weightsCacheDir: empty }),
-      (e: Error & { code?: string }) =>
-        e.code === 'weights-missing' && /difftalk weights import --kind lpips-alex/.test(e.message + String((e as { suggestion?: string }).suggestion)),
-    );
+    // LPIPS weights are fetched on first use; a mirror on a closed local port makes the download fail the same way
+    // with or without internet: the error names the URL and the manual import command.
+    const mirror = process.env.DIFFTALK_WEIGHTS_MIRROR;
+    process.env.DIFFTALK_WEIGHTS_MIRROR = 'http://127.0.0.1:9';
+    try {
+      await assert.rejects(
+        runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'fresh'), metrics: ['lpips'], weightsCacheDir: empty }),
+        (e: Error & { code?: string }) =>
+          e.code === 'download-failed' &&
+          /127\.0\.0\.1:9\/alexnet-owt-7be5be79\.pth/.test(e.message) &&
+          /difftalk weights import --kind lpips-alex/.test(String((e as { suggestion?: string }).suggestion)),
+      );
+    } finally {
+      if (mirror === undefined) delete process.env.DIFFTALK_WEIGHTS_MIRROR;
+      else process.env.DIFFTALK_WEIGHTS_MIRROR = mirror;
+    }
     await assert.rejects(
       runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'fresh'), metrics: ['lse'], weightsCacheDir: empty }),
       (e: Error & { code?: string }) => e.code === 'weights-missing',
