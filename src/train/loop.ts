@@ -534,6 +534,7 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
     losses.push(loss);
     const dt = (performance.now() - ts0) / 1000;
     onEvent({ type: 'metric', name: 'train/loss', value: loss, step });
+    onEvent({ type: 'metric', name: 'train/lr', value: opt.config.lr, step });
     onEvent({ type: 'metric', name: 'train/grad_norm', value: gradNorm, step });
     onEvent({ type: 'metric', name: 'train/samples_per_s', value: (B * o.accumulate) / dt, step });
     onEvent({ type: 'progress', stage: 'train', done: step, total: o.steps, detail: `loss ${loss.toFixed(4)}` });
@@ -830,6 +831,8 @@ export async function trainAutoencoder(o: TrainAutoencoderOptions): Promise<Trai
     losses.push(loss);
     const dt = (performance.now() - ts0) / 1000;
     onEvent({ type: 'metric', name: 'train/loss', value: loss, step });
+    onEvent({ type: 'metric', name: 'train/lr', value: opt.config.lr, step });
+    onEvent({ type: 'metric', name: 'train/grad_norm', value: gradNorm, step });
     onEvent({ type: 'metric', name: 'train/samples_per_s', value: (B * o.accumulate) / dt, step });
     onEvent({ type: 'progress', stage: 'train-autoencoder', done: step, total: o.steps, detail: `loss ${loss.toFixed(4)}` });
     if (step % o.validateEvery === 0 || step === o.steps) {
