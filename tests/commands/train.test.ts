@@ -19,7 +19,7 @@
  * - --out into a non-empty folder difftalk did not create: exit 2 without --force (before: written into);
  * - --first-stage a plain folder, a truncated state.json, a non-finite number in state.json: exit 2 with one clear
  *   error (before: raw EISDIR / SyntaxError, or accepted);
- * - SIGTERM mid-training saves the step reached and exits 143; --resume continues from it (before: killed, nothing saved).
+ * - SIGTERM or SIGINT mid-training saves the step reached and exits 143 or 130; --resume continues from it (before: killed, nothing saved).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -332,37 +332,42 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
     }
   });
 
-  test('SIGTERM mid-training saves the step reached and exits 143; --resume continues from it', async () => {
-    const run = path.join(work, 'ae-sigterm');
-    // no scheduled checkpoint before step 1000: the one found afterwards is the signal's
-    const args = aeArgs(run, 1000).map((v, i, all) => (all[i - 1] === '--checkpoint-every' ? '1000' : v));
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'run.js'), ...args, '--log-every', '1', '--json'], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let lastStep = 0;
-    let killed = false;
-    let buf = '';
-    child.stderr.on('data', (c) => {
-      buf += c;
-      const lines = buf.split('\n');
-      buf = lines.pop()!;
-      for (const l of lines) {
-        const e = JSON.parse(l);
-        if (e.type === 'progress' && e.stage === 'train-autoencoder') {
-          lastStep = e.done;
-          if (lastStep >= 2 && !killed) killed = child.kill('SIGTERM');
+  for (const [signal, exitCode] of [
+    ['SIGTERM', 143],
+    ['SIGINT', 130],
+  ] as const) {
+    test(`${signal} mid-training saves the step reached and exits ${exitCode}; --resume continues from it`, async () => {
+      const run = path.join(work, `ae-${signal.toLowerCase()}`);
+      // no scheduled checkpoint before step 1000: the one found afterwards is the signal's
+      const args = aeArgs(run, 1000).map((v, i, all) => (all[i - 1] === '--checkpoint-every' ? '1000' : v));
+      const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'run.js'), ...args, '--log-every', '1', '--json'], {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let lastStep = 0;
+      let killed = false;
+      let buf = '';
+      child.stderr.on('data', (c) => {
+        buf += c;
+        const lines = buf.split('\n');
+        buf = lines.pop()!;
+        for (const l of lines) {
+          const e = JSON.parse(l);
+          if (e.type === 'progress' && e.stage === 'train-autoencoder') {
+            lastStep = e.done;
+            if (lastStep >= 2 && !killed) killed = child.kill(signal);
+          }
         }
-      }
+      });
+      const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+      assert.equal(code, exitCode);
+      const saved = readJson(path.join(run, 'latest.json')).step;
+      assert.ok(saved >= 2 && saved === lastStep, `saved ${saved}, last step ${lastStep}`);
+      const r = await cli([...aeArgs(run, saved + 1), '--resume', '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(JSON.parse(r.stdout).startStep, saved);
     });
-    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
-    assert.equal(code, 143);
-    const saved = readJson(path.join(run, 'latest.json')).step;
-    assert.ok(saved >= 2 && saved === lastStep, `saved ${saved}, last step ${lastStep}`);
-    const r = await cli([...aeArgs(run, saved + 1), '--resume', '--json']);
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(JSON.parse(r.stdout).startStep, saved);
-  });
+  }
 
   test('bad numbers in flags fail with one clear error before any work', async () => {
     const r = await cli(['train', 'autoencoder', '--data', dataset, '--out', path.join(work, 'ae-bad'), '--mouth-weight', '-1', '--json']);
