@@ -126,7 +126,9 @@ export function jsonLinesRenderer(stream: NodeJS.WritableStream = process.stderr
       }
       if (e.type === 'progress' && trainStages.has(e.stage) && !keepStep(e.done, e.total ?? trainStages.get(e.stage))) return;
       if (e.type === 'metric' && trainStages.size && e.step !== undefined && !isVal(e.name) && !keepStep(e.step, lastTotal)) return;
-      stream.write(`${JSON.stringify({ ...e, t: Date.now() })}\n`);
+      // an image event carries its PNG's size, not its bytes (the PNG is in the run folder and the TensorBoard file)
+      const line = e.type === 'image' ? { type: e.type, name: e.name, step: e.step, caption: e.caption, pngBytes: e.png.length } : e;
+      stream.write(`${JSON.stringify({ ...line, t: Date.now() })}\n`);
     },
     stop: () => {},
   };

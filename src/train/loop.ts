@@ -38,7 +38,7 @@ import { Params, stopGradient } from '../models/blocks.js';
 import { mulberry32 } from '../util/random.js';
 import { DifftalkModel, PREFIX } from '../models/difftalk.js';
 import { vqDecode, vqDecodeUnquantized, vqEncode, vqParamSpecs } from '../models/vq-f4.js';
-import { AdamW, clipGradNorm, Ema, gradNormSq, TORCH_ADAMW, type AdamWConfig } from './optim.js';
+import { AdamW, clipGradNorm, Ema, gradNormSq, sumTensors, TORCH_ADAMW, type AdamWConfig } from './optim.js';
 import { DiffTalkPipeline, disposePrepared, LM68_VALUES, type PipelineFrame, type Prepared } from '../models/pipeline.js';
 import { resolveConfig, type DifftalkConfig, type PresetName } from '../models/presets.js';
 import { lossCurveSvg, sampleGridPng, type CurvePoint, type GridRow } from './report.js';
@@ -273,7 +273,7 @@ async function optimizerStep(
       } else sum.set(n, scaled);
     }
   }
-  const stats = tf.tidy(() => tf.stack([tf.div(tf.addN(lossParts), accumulate), gradNormSq(sum)]));
+  const stats = tf.tidy(() => tf.stack([tf.div(sumTensors(lossParts), accumulate), gradNormSq(sum)]));
   tf.dispose(lossParts);
   const read = await stats.data();
   stats.dispose();

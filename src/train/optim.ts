@@ -6,6 +6,7 @@
  *   which is what PyTorch Lightning's gradient_clip_val does;
  * - Ema as LDM's LitEma (decay 0.9999, warm-up decay = min(decay, (1 + n)/(10 + n))).
  */
+import { DifftalkError } from '../util/errors.js';
 import { tf } from '../util/tf.js';
 import type { TensorData } from '../weights/torch.js';
 
@@ -79,9 +80,30 @@ export class AdamW {
   }
 }
 
+/**
+ * Sum of many same-shape tensors in groups of at most {@link ADDN_GROUP}: WebGPU limits the storage buffers one shader
+ * may bind (16 per stage on lavapipe), and tfjs-webgpu's AddN binds one per input, so a 154-input addN fails there.
+ */
+export const ADDN_GROUP = 8;
+export function sumTensors<T extends tf.Tensor>(ts: readonly T[]): T {
+  if (!ts.length) throw new DifftalkError('internal', 'sumTensors of nothing');
+  return tf.tidy(() => {
+    let level: tf.Tensor[] = [...ts];
+    while (level.length > 1) {
+      const next: tf.Tensor[] = [];
+      for (let i = 0; i < level.length; i += ADDN_GROUP) {
+        const group = level.slice(i, i + ADDN_GROUP);
+        next.push(group.length === 1 ? group[0]! : tf.addN(group));
+      }
+      level = next;
+    }
+    return level[0]! as T;
+  });
+}
+
 /** Squared global norm of the gradients, on the device (read it with `await data()`). */
 export function gradNormSq(grads: ReadonlyMap<string, tf.Tensor>): tf.Scalar {
-  return tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))) as tf.Scalar);
+  return tf.tidy(() => sumTensors([...grads.values()].map((g) => tf.sum(tf.square(g)) as tf.Scalar)));
 }
 
 /** Global-norm gradient clipping given the norm before clipping (from `gradNormSq`); returns the clipped gradients. */

@@ -129,6 +129,11 @@ async function tryWebgpu(allowSoftware = true): Promise<Attempt> {
   const adapterLimits = adapter.limits as unknown as Record<string, number>;
   for (const k of WANTED_LIMITS) if (typeof adapterLimits[k] === 'number') requiredLimits[k] = adapterLimits[k];
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+  // A GPU validation or out-of-memory error means wrong results from then on: report it on stderr (never on stdout,
+  // which carries --json results) with what failed.
+  device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
+    process.stderr.write(`webgpu error: ${ev.error.message}\n`);
+  };
   // tfjs-backend-webgpu checks `navigator.gpu` in its constructor; Node 20 has no navigator nor window.
   const g = globalThis as unknown as { navigator?: { gpu?: GPU }; window?: unknown };
   if (!g.navigator) Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });

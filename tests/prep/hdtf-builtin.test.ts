@@ -11,7 +11,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { runProcess } from '../../src/util/exec.js';
 import { BUILTIN_HDTF_MANIFEST, parseHdtfAnnotations } from '../../src/prep/annotations.js';
-import { HDTF, ROOT, runCli, tmpDir } from '../helpers.js';
+import { HDTF, MODELS, ROOT, runCli, tmpDir } from '../helpers.js';
 
 const HDTF_ROWS = 436;
 
@@ -54,7 +54,8 @@ describe('built-in HDTF manifest', () => {
     // yt-dlp honours the proxy variables: a closed local port makes every download fail without the network.
     for (const v of ['http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY']) process.env[v] = 'http://127.0.0.1:9';
     const out = path.join(tmpDir(), 'hdtf');
-    const run = await runCli(['prep', '--hdtf', '--limit', '1', '--retries', '0', '--out', out]);
+    // the offline face model: prep checks the face model before any clip, and must get as far as the download here
+    const run = await runCli(['prep', '--hdtf', '--limit', '1', '--retries', '0', '--out', out, '--face-model', path.join(MODELS, 'fm478md.task')]);
     assert.match(run.stderr, new RegExp(`annotations: ${HDTF_ROWS} clip rows`));
     assert.match(run.stderr, /dropped RD_Radio1_000 \(download-failed\): \[youtube\]/);
     assert.doesNotMatch(run.stderr + run.stdout, /\n\s+at .+:\d+:\d+/, 'no stack trace');
