@@ -16,6 +16,7 @@ import { exists, readJson, sha256, writeJsonAtomic } from '../util/fs.js';
 import { VERSION } from '../util/version.js';
 import { parseHdtfAnnotations, type HdtfSubset, type HdtfSummary } from './annotations.js';
 import { createAudioFeature, parseAudioFeatureSpec } from '../audio/index.js';
+import '../models/deepspeech.js'; // registers the 'deepspeech' audio feature (DeepSpeech 0.1.0 on tfjs)
 import type { AudioFeatureRequest } from './audio-stage.js';
 import { removePreparedClip } from '../media/clip.js';
 import { buildDatasetManifest, writeDatasetManifest, type DatasetClip, type DatasetManifest } from '../dataset/manifest.js';
