@@ -108,7 +108,8 @@ export interface DeepSpeechWindows {
  */
 export function deepspeechWindows(logits: Float32Array, steps: number, rows: number): DeepSpeechWindows {
   const K = DEEPSPEECH_CLASSES;
-  if (steps < 1 || logits.length !== steps * K) throw new DifftalkError('bad-audio-params', `deepspeech: ${logits.length} logit values for ${steps} steps of ${K}`);
+  if (steps < 1 || logits.length !== steps * K)
+    throw new DifftalkError('bad-audio-params', `deepspeech: ${logits.length} logit values for ${steps} steps of ${K}`);
   const pad = DEEPSPEECH_WINDOW_ROWS / 2;
   const windows = Math.ceil(rows / DEEPSPEECH_WINDOW_STRIDE);
   const W = DEEPSPEECH_WINDOW_ROWS;

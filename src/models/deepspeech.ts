@@ -123,7 +123,8 @@ export function deepspeechSizes(w: DeepSpeechWeights, source: string): DeepSpeec
   expect('b5', [hidden5]);
   expect('h6', [hidden5, classes]);
   expect('b6', [classes]);
-  if (input !== DEEPSPEECH_INPUT_DIM) throw badWeights(source, `the network takes ${input} inputs; DeepSpeech 0.1.0 takes ${DEEPSPEECH_INPUT_DIM} (26 MFCC × 19 frames)`);
+  if (input !== DEEPSPEECH_INPUT_DIM)
+    throw badWeights(source, `the network takes ${input} inputs; DeepSpeech 0.1.0 takes ${DEEPSPEECH_INPUT_DIM} (26 MFCC × 19 frames)`);
   if (classes !== DEEPSPEECH_CLASSES) throw badWeights(source, `the network has ${classes} output classes; DeepSpeech 0.1.0 has ${DEEPSPEECH_CLASSES}`);
   return sizes;
 }
@@ -226,7 +227,8 @@ export class DeepSpeechNet {
   /** Logits [steps × classes] of a network input [steps × input] (deepspeechInput's). */
   async logits(input: Float32Array, steps: number): Promise<Float32Array> {
     const { input: D } = this.sizes;
-    if (steps < 1 || input.length !== steps * D) throw new DifftalkError('bad-audio-params', `deepspeech: ${input.length} input values for ${steps} steps of ${D}`);
+    if (steps < 1 || input.length !== steps * D)
+      throw new DifftalkError('bad-audio-params', `deepspeech: ${input.length} input values for ${steps} steps of ${D}`);
     const x = tf.tensor2d(input, [steps, D]);
     const l3 = tf.tidy(() => this.dense(this.dense(this.dense(x, '1', true), '2', true), '3', true));
     x.dispose();

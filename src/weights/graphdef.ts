@@ -325,6 +325,7 @@ export async function readGraphDef(file: string): Promise<GraphDef> {
   } catch {
     throw new DifftalkError('not-found', `${file}: no such file`);
   }
-  if (size > GRAPHDEF_MAX_BYTES) throw new DifftalkError('bad-graphdef', `${file} is ${size} bytes, more than the ${GRAPHDEF_MAX_BYTES} a frozen graph may have`);
+  if (size > GRAPHDEF_MAX_BYTES)
+    throw new DifftalkError('bad-graphdef', `${file} is ${size} bytes, more than the ${GRAPHDEF_MAX_BYTES} a frozen graph may have`);
   return parseGraphDef(new Uint8Array(await readFile(file)), file);
 }

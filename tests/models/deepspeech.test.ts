@@ -1,0 +1,276 @@
+/**
+ * DeepSpeech 0.1.0 features the AD-NeRF way, against tests/reference/deepspeech_reference.py: a GraphDef of the real
+ * structure and names (small hidden sizes, deterministic weights) written by google.protobuf, and AD-NeRF's pipeline
+ * (python_speech_features MFCC re-derived in NumPy, input vector, the BiRNN in float64, np.interp, the window loop) on
+ * the real jfk.wav. Plus the GraphDef reader on hostile files. The real 0.1.0 graph is not here (no network): what
+ * that leaves unchecked is listed in docs/data-format.md.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { before, describe, test } from 'node:test';
+import { runProcess } from '../../src/util/exec.js';
+import { DifftalkError } from '../../src/util/errors.js';
+import { tf } from '../../src/util/tf.js';
+import { parseGraphDef, readGraphDef } from '../../src/weights/graphdef.js';
+import { readWav } from '../../src/audio/wav.js';
+import { frameWindows } from '../../src/audio/windows.js';
+import { deepspeechInput, deepspeechRowCount, deepspeechWindows, roundHalfEven } from '../../src/audio/deepspeech.js';
+import { createDeepSpeechFeature, DeepSpeechNet, loadDeepSpeechWeights } from '../../src/models/deepspeech.js';
+import { importWeights } from '../../src/models/weights-store.js';
+import { MEDIA, ROOT, tmpDir } from '../helpers.js';
+import { writeZip } from '../weights/zip-writer.js';
+
+const PY = '/usr/bin/python3';
+const REF = path.join(ROOT, 'tests', 'reference', 'deepspeech_reference.py');
+const JFK = path.join(MEDIA, 'jfk.wav');
+
+interface Meta {
+  samples: number;
+  steps: number;
+  rows: number;
+  windows: number;
+  round_rows: Record<string, number>;
+}
+
+const f32 = (file: string): Float32Array => {
+  const b = readFileSync(file);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+};
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length, 'same length');
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+const maxAbs = (a: ArrayLike<number>): number => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
+  return m;
+};
+
+/** Build a small GraphDef with the reference script and run AD-NeRF's pipeline on jfk.wav (shared by the prep test). */
+export async function deepspeechFixture(dir: string): Promise<{ graph: string; out: string; meta: Meta }> {
+  const graph = path.join(dir, 'small_deepspeech.pb');
+  const out = path.join(dir, 'ref');
+  await runProcess(PY, [REF, 'graph', graph]);
+  await runProcess(PY, [REF, 'run', graph, JFK, out]);
+  return { graph, out, meta: JSON.parse(readFileSync(path.join(out, 'meta.json'), 'utf8')) as Meta };
+}
+
+describe('deepspeech features vs the NumPy reference (AD-NeRF rules, DeepSpeech 0.1.0 structure)', () => {
+  let fx: Awaited<ReturnType<typeof deepspeechFixture>>;
+  let dir: string;
+  before(async () => {
+    await tf.setBackend('cpu');
+    dir = tmpDir('difftalk-ds-');
+    fx = await deepspeechFixture(dir);
+  });
+
+  test('the GraphDef reader sees every node, op, input and Const tensor (content, float_val list, broadcast float_val, int_val)', async () => {
+    const g = await readGraphDef(fx.graph);
+    assert.equal(g.byName.get('input_node')?.op, 'Placeholder');
+    assert.equal(g.byName.get('input_node')?.dtype, 1);
+    assert.equal(g.byName.get('input_lengths')?.dtype, 3);
+    assert.deepEqual(g.byName.get('MatMul')?.inputs, ['Reshape', 'h1/read']);
+    assert.equal(g.byName.get('logits')?.op, 'Reshape');
+    const h1 = g.byName.get('h1')!.tensor!;
+    assert.deepEqual(h1.shape, [494, 12]);
+    assert.equal(h1.data!.length, 494 * 12);
+    const b2 = g.byName.get('b2')!.tensor!;
+    assert.deepEqual([...b2.data!], new Array(10).fill(0.25), 'one float_val broadcast over the shape');
+    assert.equal(g.byName.get('b6')!.tensor!.data!.length, 29);
+    const shp = g.byName.get('Reshape/shape')!.tensor!;
+    assert.equal(shp.dtype, 'int32');
+    assert.deepEqual([...shp.data!], [-1, 1, 29]);
+    assert.deepEqual(g.byName.get('bidirectional_rnn/bw/basic_lstm_cell/kernel')!.tensor!.shape, [14, 24]);
+  });
+
+  test('input vector of jfk.wav = AD-NeRF conv_audio_to_deepspeech_input_vector (tolerance 2e-5 absolute on the normalised float32 values)', async () => {
+    const wav = await readWav(JFK);
+    const x = deepspeechInput(wav.samples, wav.sampleRate);
+    assert.equal(x.steps, fx.meta.steps);
+    assert.equal(x.steps, 550, '176000 samples → 1099 MFCC frames → 550 kept rows');
+    const ref = f32(path.join(fx.out, 'input.f32'));
+    const err = maxAbsDiff(x.data, ref);
+    assert.ok(err < 2e-5, `max |ts − numpy| = ${err}`);
+    // the first row is 9 context rows of zeros and 10 MFCC rows: its first values are the normalised zero (−mean/std)
+    assert.ok(Math.abs(x.data[0]! - -x.mean / x.std) < 1e-6);
+  });
+
+  test('logits of the TensorFlow.js BiRNN = the float64 NumPy BiRNN on the same input (tolerance 1e-4 × max |logit|)', async () => {
+    const w = await loadDeepSpeechWeights(fx.graph);
+    const net = new DeepSpeechNet(w, fx.graph);
+    assert.deepEqual(net.sizes, { input: 494, hidden1: 12, hidden2: 10, hidden3: 8, cell: 6, hidden5: 7, classes: 29 });
+    const input = f32(path.join(fx.out, 'input.f32'));
+    const logits = await net.logits(input, fx.meta.steps);
+    net.dispose();
+    const ref = f32(path.join(fx.out, 'logits.f32'));
+    const scale = maxAbs(ref);
+    const err = maxAbsDiff(logits, ref);
+    assert.ok(scale > 1, `logits are not trivially small (max ${scale})`);
+    assert.ok(err <= 1e-4 * scale, `max |ts − numpy| = ${err} (max |logit| ${scale})`);
+  });
+
+  test('windows: 8 zero rows each side, 16 rows every 2 → one 16×29 window per 25 fps frame, exactly as the AD-NeRF loop', () => {
+    const ref = f32(path.join(fx.out, 'logits.f32'));
+    const win = deepspeechWindows(ref, fx.meta.steps, fx.meta.rows);
+    assert.equal(win.windows, fx.meta.windows);
+    assert.equal(win.windows, 275, '11 s at 25 fps');
+    assert.equal(maxAbsDiff(win.data, f32(path.join(fx.out, 'windows.f32'))), 0);
+    // window 0 = 8 zero rows then logit rows 0..7
+    assert.equal(maxAbs(win.data.subarray(0, 8 * 29)), 0);
+    assert.deepEqual([...win.data.subarray(8 * 29, 9 * 29)], [...ref.subarray(0, 29)]);
+  });
+
+  test("row count = Python's round(duration · 50) (halves to even), and np.interp repeats the last logit row past the end", () => {
+    for (const [n, want] of Object.entries(fx.meta.round_rows)) assert.equal(deepspeechRowCount(Number(n), 16000), want, `${n} samples`);
+    assert.equal(roundHalfEven(2.5), 2);
+    assert.equal(roundHalfEven(3.5), 4);
+    const logits = Float32Array.from({ length: 3 * 29 }, (_, i) => i);
+    const win = deepspeechWindows(logits, 3, 5); // 5 rows from 3 logit rows: rows 3, 4 = row 2
+    assert.equal(win.windows, 3);
+    const w1 = win.data.subarray(16 * 29, 2 * 16 * 29); // window 1 = rows −6 … 9
+    assert.deepEqual([...w1.subarray(6 * 29, 7 * 29)], [...logits.subarray(0, 29)]);
+    assert.deepEqual([...w1.subarray(9 * 29, 10 * 29)], [...logits.subarray(2 * 29, 3 * 29)]);
+    assert.deepEqual([...w1.subarray(10 * 29, 11 * 29)], [...logits.subarray(2 * 29, 3 * 29)]);
+    assert.equal(maxAbs(w1.subarray(11 * 29)), 0);
+  });
+
+  test('the deepspeech extractor end to end on jfk.wav = the reference windows (1e-4 × max), and DiffTalk frames i−4…i+3 zero-padded', async () => {
+    const wav = await readWav(JFK);
+    const ex = await createDeepSpeechFeature({ model: fx.graph });
+    assert.equal(ex.name, 'deepspeech');
+    const seq = await ex.extract(wav.samples, wav.sampleRate);
+    assert.equal(seq.frames, 275);
+    assert.equal(seq.dim, 464);
+    assert.equal(seq.rate, 25);
+    const ref = f32(path.join(fx.out, 'windows.f32'));
+    const err = maxAbsDiff(seq.data, ref);
+    assert.ok(err <= 1e-4 * maxAbs(ref), `max |ts − numpy| = ${err}`);
+
+    const frames = 275;
+    const fw = frameWindows(seq, frames, 25, 8);
+    assert.equal(fw.data.length, frames * 8 * 464);
+    // independent stacking: frame i, slot s ← window i − 4 + s, zero outside 0 … 274
+    for (const i of [0, 1, 3, 4, 100, 271, 272, 274]) {
+      for (let s = 0; s < 8; s++) {
+        const w = i - 4 + s;
+        const got = fw.data.subarray((i * 8 + s) * 464, (i * 8 + s + 1) * 464);
+        if (w < 0 || w >= frames) assert.equal(maxAbs(got), 0, `frame ${i} slot ${s} is zero padding`);
+        else assert.deepEqual([...got], [...seq.data.subarray(w * 464, (w + 1) * 464)], `frame ${i} slot ${s} = window ${w}`);
+      }
+    }
+    await assert.rejects(async () => frameWindows(seq, frames, 30, 8), /25 fps/);
+  });
+
+  test('the .pb.zip AD-NeRF downloads and the weights-cache import give the same network', async () => {
+    const zip = path.join(dir, 'deepspeech-0_1_0-b90017e8.pb.zip');
+    writeFileSync(zip, writeZip([{ name: 'output_graph.pb', data: readFileSync(fx.graph) }], { deflate: true }));
+    const a = await loadDeepSpeechWeights(fx.graph);
+    const b = await loadDeepSpeechWeights(zip);
+    const cache = path.join(dir, 'cache');
+    const imported = await importWeights('deepspeech', { model: zip }, { cacheDir: cache });
+    const c = await loadDeepSpeechWeights(imported.path);
+    for (const k of a.keys()) {
+      assert.deepEqual([...b.get(k)!.data], [...a.get(k)!.data], k);
+      assert.deepEqual([...c.get(k)!.data], [...a.get(k)!.data], k);
+    }
+  });
+
+  test('a graph without the DeepSpeech 0.1.0 names or with other sizes is refused by name', async () => {
+    const g = parseGraphDef(readFileSync(fx.graph), 'g');
+    g.nodes = g.nodes.filter((n) => n.name !== 'bidirectional_rnn/fw/basic_lstm_cell/kernel');
+    const { deepspeechWeightsFromGraph } = await import('../../src/models/deepspeech.js');
+    assert.throws(
+      () => deepspeechWeightsFromGraph(g, 'g'),
+      (e: unknown) => e instanceof DifftalkError && e.code === 'bad-weights' && /fw\/basic_lstm_cell\/kernel/.test(e.message),
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// hostile GraphDefs, encoded by hand
+
+const varint = (n: number): number[] => {
+  const out: number[] = [];
+  let v = n;
+  while (v >= 128) {
+    out.push((v % 128) | 128);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+  return out;
+};
+const field = (num: number, wire: number, payload: number[]): number[] =>
+  wire === 2 ? [...varint(num * 8 + 2), ...varint(payload.length), ...payload] : [...varint(num * 8 + wire), ...payload];
+const str = (s: string): number[] => [...Buffer.from(s)];
+const shape = (dims: number[]): number[] => dims.flatMap((d) => field(2, 2, field(1, 0, varint(d))));
+function constNode(name: string, tensor: number[]): number[] {
+  const attr = field(5, 2, [...field(1, 2, str('value')), ...field(2, 2, field(8, 2, tensor))]);
+  return field(1, 2, [...field(1, 2, str(name)), ...field(2, 2, str('Const')), ...attr]);
+}
+const floatTensor = (dims: number[], content: number[]): number[] => [...field(1, 0, varint(1)), ...field(2, 2, shape(dims)), ...field(4, 2, content)];
+
+function rejects(bytes: number[], pattern: RegExp, what: string): void {
+  assert.throws(
+    () => parseGraphDef(Uint8Array.from(bytes), 'hostile.pb'),
+    (e: unknown) => e instanceof DifftalkError && e.code === 'bad-graphdef' && pattern.test(e.message),
+    what,
+  );
+}
+
+describe('GraphDef reader on hostile input: one bad-graphdef error, no huge allocation', () => {
+  const good = constNode('w', floatTensor([2], [0, 0, 128, 63, 0, 0, 0, 64]));
+
+  test('a well-formed tiny graph parses', () => {
+    const g = parseGraphDef(Uint8Array.from(good));
+    assert.deepEqual([...g.byName.get('w')!.tensor!.data!], [1, 2]);
+  });
+
+  test('every truncation of a valid graph is refused (or parses as a shorter valid prefix of whole nodes)', () => {
+    const two = [...good, ...constNode('v', floatTensor([1], [0, 0, 64, 64]))];
+    for (let cut = 1; cut < two.length; cut++) {
+      if (cut === good.length) continue; // exactly the first node: a valid graph
+      rejects(two.slice(0, cut), /./, `cut at ${cut}`);
+    }
+  });
+
+  test('declared lengths and sizes beyond the file', () => {
+    rejects([...varint(10), ...varint(2 ** 40)], /declares \d+ bytes but only/, 'node length 2^40');
+    rejects(constNode('big', floatTensor([1_000_000_000, 1_000_000_000], [0, 0, 0, 0])), /more elements than the file has bytes/, 'shape 1e18');
+    rejects(
+      constNode('big', [...field(1, 0, varint(1)), ...field(2, 2, shape([100_000])), ...field(5, 5, [0, 0, 128, 63])]),
+      /more elements than the file has bytes/,
+      'broadcast bomb',
+    );
+    // many broadcast tensors, each within the file size, together far beyond it
+    const many: number[] = [];
+    for (let i = 0; i < 200; i++) many.push(...constNode(`n${i}`, [...field(1, 0, varint(1)), ...field(2, 2, shape([5000])), ...field(5, 5, [0, 0, 128, 63])]));
+    rejects(many, /past one element per byte/, 'many broadcast tensors');
+    rejects(constNode('short', floatTensor([4], [0, 0, 128, 63])), /tensor_content has 4 bytes, shape \[4\] of float32 needs 16/, 'content too short');
+    rejects(
+      constNode('neg', [...field(1, 0, varint(1)), ...field(2, 2, field(2, 2, field(1, 0, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])))]),
+      /negative dimension/,
+      'dim −1',
+    );
+    rejects(
+      [...varint(10), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+      /varint longer than 10 bytes|larger than 2\^53/,
+      'overlong varint',
+    );
+    rejects([...varint(1 * 8 + 3)], /wire type 3/, 'group wire type');
+    rejects([], /no nodes/, 'empty file');
+    rejects(constNode('w', []).concat(constNode('w', [])), /two nodes are named 'w'/, 'duplicate names');
+    rejects([...field(1, 2, field(2, 2, str('Const')))], /has no name/, 'nameless node');
+  });
+
+  test('a file that is not a graph at all (a WAV) is one clear error', async () => {
+    await assert.rejects(
+      readGraphDef(JFK),
+      (e: unknown) => e instanceof DifftalkError && e.code === 'bad-graphdef' && /not a valid TensorFlow GraphDef/.test(e.message),
+    );
+    await assert.rejects(loadDeepSpeechWeights(path.join(MEDIA, 'nope.pb')), (e: unknown) => e instanceof DifftalkError && e.code === 'not-found');
+  });
+});
