@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
-import { runProcess } from '../../src/util/exec.js';
 import { DifftalkError } from '../../src/util/errors.js';
 import { tf } from '../../src/util/tf.js';
 import { parseGraphDef, readGraphDef } from '../../src/weights/graphdef.js';
@@ -18,25 +17,13 @@ import { frameWindows } from '../../src/audio/windows.js';
 import { deepspeechInput, deepspeechRowCount, deepspeechWindows, roundHalfEven } from '../../src/audio/deepspeech.js';
 import { createDeepSpeechFeature, DeepSpeechNet, loadDeepSpeechWeights } from '../../src/models/deepspeech.js';
 import { importWeights } from '../../src/models/weights-store.js';
-import { MEDIA, ROOT, tmpDir } from '../helpers.js';
+import { MEDIA, tmpDir } from '../helpers.js';
+import { deepspeechFixture, readF32 } from './deepspeech-fixture.js';
 import { writeZip } from '../weights/zip-writer.js';
 
-const PY = '/usr/bin/python3';
-const REF = path.join(ROOT, 'tests', 'reference', 'deepspeech_reference.py');
 const JFK = path.join(MEDIA, 'jfk.wav');
 
-interface Meta {
-  samples: number;
-  steps: number;
-  rows: number;
-  windows: number;
-  round_rows: Record<string, number>;
-}
-
-const f32 = (file: string): Float32Array => {
-  const b = readFileSync(file);
-  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-};
+const f32 = readF32;
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length, 'same length');
@@ -49,15 +36,6 @@ const maxAbs = (a: ArrayLike<number>): number => {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
   return m;
 };
-
-/** Build a small GraphDef with the reference script and run AD-NeRF's pipeline on jfk.wav (shared by the prep test). */
-export async function deepspeechFixture(dir: string): Promise<{ graph: string; out: string; meta: Meta }> {
-  const graph = path.join(dir, 'small_deepspeech.pb');
-  const out = path.join(dir, 'ref');
-  await runProcess(PY, [REF, 'graph', graph]);
-  await runProcess(PY, [REF, 'run', graph, JFK, out]);
-  return { graph, out, meta: JSON.parse(readFileSync(path.join(out, 'meta.json'), 'utf8')) as Meta };
-}
 
 describe('deepspeech features vs the NumPy reference (AD-NeRF rules, DeepSpeech 0.1.0 structure)', () => {
   let fx: Awaited<ReturnType<typeof deepspeechFixture>>;
