@@ -16,7 +16,7 @@
  */
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { tf } from '../util/tf.js';
+import { backendInfo, initBackend, tf } from '../util/tf.js';
 import { DifftalkError } from '../util/errors.js';
 import { sha256File } from '../util/fs.js';
 import { parseGraphDef, readGraphDef, type GraphDef } from '../weights/graphdef.js';
@@ -183,45 +183,94 @@ export class DeepSpeechNet {
     return clip ? tf.minimum(tf.relu(y), DEEPSPEECH_RELU_CLIP) : y;
   }
 
-  /** One direction of the BiLSTM over l3 [T, H3] → [T, C] (time order of the input). */
-  private lstm(l3: tf.Tensor2D, dir: 'fw' | 'bw'): tf.Tensor2D {
-    const { hidden3, cell } = this.sizes;
+  /**
+   * One direction of the BiLSTM over l3 [T, H3] → [T, C] (time order of the input). The input part x_t·Wx + bias of
+   * every step is one batched matMul on the backend; the recurrence h_{t−1}·Wh is a float64-accumulated loop over the
+   * row-major Wh here (a [1 × C]·[C × 4C] product per step is far faster in a plain loop than as a tfjs kernel call).
+   */
+  private async lstm(l3: tf.Tensor2D, dir: 'fw' | 'bw'): Promise<Float32Array> {
+    const { hidden3, cell: C } = this.sizes;
     const T = l3.shape[0];
-    const kernel = this.get(`lstm_${dir}_kernel`) as tf.Tensor2D;
-    const [wx, wh] = tf.split(kernel, [hidden3, cell], 0) as [tf.Tensor2D, tf.Tensor2D];
-    const xin = dir === 'bw' ? tf.reverse(l3, 0) : l3;
-    const xw = tf.add(tf.matMul(xin, wx), this.get(`lstm_${dir}_bias`)) as tf.Tensor2D; // [T, 4C]
-    let h = tf.zeros([1, cell]) as tf.Tensor2D;
-    let c = tf.zeros([1, cell]) as tf.Tensor2D;
-    const outs: tf.Tensor2D[] = [];
-    for (let t = 0; t < T; t++) {
-      const [nh, nc] = tf.tidy(() => {
-        const g = tf.add(tf.slice(xw, [t, 0], [1, 4 * cell]), tf.matMul(h, wh));
-        const [i, j, f, o] = tf.split(g, 4, 1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-        const c2 = tf.add(tf.mul(c, tf.sigmoid(tf.add(f, DEEPSPEECH_FORGET_BIAS))), tf.mul(tf.sigmoid(i), tf.tanh(j))) as tf.Tensor2D;
-        const h2 = tf.mul(tf.tanh(c2), tf.sigmoid(o)) as tf.Tensor2D;
-        return [h2, c2];
-      });
-      if (t > 0) c.dispose();
-      else {
-        h.dispose();
-        c.dispose();
+    const xw = tf.tidy(() => {
+      const kernel = this.get(`lstm_${dir}_kernel`) as tf.Tensor2D;
+      const wx = tf.slice(kernel, [0, 0], [hidden3, 4 * C]);
+      return tf.add(tf.matMul(l3, wx), this.get(`lstm_${dir}_bias`)) as tf.Tensor2D;
+    });
+    if (tf.getBackend() !== 'cpu') return this.lstmOnBackend(xw, dir);
+    const gx = (await xw.data()) as Float32Array; // [T, 4C]
+    xw.dispose();
+    const wh = this.recurrent(dir); // [C, 4C]
+    const out = new Float32Array(T * C);
+    const h = new Float64Array(C);
+    const c = new Float64Array(C);
+    const g = new Float64Array(4 * C);
+    const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
+    for (let s = 0; s < T; s++) {
+      const t = dir === 'fw' ? s : T - 1 - s;
+      for (let n = 0; n < 4 * C; n++) g[n] = gx[t * 4 * C + n]!;
+      for (let k = 0; k < C; k++) {
+        const hk = h[k]!;
+        if (hk === 0) continue;
+        const row = k * 4 * C;
+        for (let n = 0; n < 4 * C; n++) g[n] = g[n]! + hk * wh[row + n]!;
       }
-      h = nh;
-      c = nc;
-      outs.push(h);
+      for (let n = 0; n < C; n++) {
+        // TensorFlow BasicLSTMCell: i, j, f, o = split(gates, 4)
+        const i = g[n]!;
+        const j = g[C + n]!;
+        const f = g[2 * C + n]!;
+        const o = g[3 * C + n]!;
+        c[n] = c[n]! * sigmoid(f + DEEPSPEECH_FORGET_BIAS) + sigmoid(i) * Math.tanh(j);
+        h[n] = Math.tanh(c[n]!) * sigmoid(o);
+        out[t * C + n] = h[n]!;
+      }
+    }
+    return out;
+  }
+
+  /** The same recurrence as tfjs ops on the active backend (wasm, webgpu, tensorflow: faster than the loop there). */
+  private async lstmOnBackend(xw: tf.Tensor2D, dir: 'fw' | 'bw'): Promise<Float32Array> {
+    const { hidden3, cell: C } = this.sizes;
+    const T = xw.shape[0];
+    const wh = tf.slice(this.get(`lstm_${dir}_kernel`), [hidden3, 0], [C, 4 * C]) as tf.Tensor2D;
+    let h = tf.zeros([1, C]) as tf.Tensor2D;
+    let c = tf.zeros([1, C]) as tf.Tensor2D;
+    const outs: tf.Tensor2D[] = new Array<tf.Tensor2D>(T);
+    for (let s = 0; s < T; s++) {
+      const t = dir === 'fw' ? s : T - 1 - s;
+      const prevH = h;
+      const prevC = c;
+      [h, c] = tf.tidy(() => {
+        const g = tf.add(tf.slice(xw, [t, 0], [1, 4 * C]), tf.matMul(prevH, wh));
+        const [i, j, f, o] = tf.split(g, 4, 1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+        const c2 = tf.add(tf.mul(prevC, tf.sigmoid(tf.add(f, DEEPSPEECH_FORGET_BIAS))), tf.mul(tf.sigmoid(i), tf.tanh(j))) as tf.Tensor2D;
+        return [tf.mul(tf.tanh(c2), tf.sigmoid(o)) as tf.Tensor2D, c2];
+      });
+      prevC.dispose();
+      if (s === 0) prevH.dispose(); // the zero state; later h's are kept as outputs
+      outs[t] = h;
     }
     c.dispose();
-    const stacked = tf.concat(outs, 0) as tf.Tensor2D;
-    for (const o of outs) o.dispose();
-    xw.dispose();
-    wx.dispose();
     wh.dispose();
-    if (xin !== l3) xin.dispose();
-    if (dir === 'fw') return stacked;
-    const back = tf.reverse(stacked, 0) as tf.Tensor2D;
+    xw.dispose();
+    const stacked = tf.concat(outs, 0);
+    for (const o of outs) o.dispose();
+    const data = (await stacked.data()) as Float32Array;
     stacked.dispose();
-    return back;
+    return data;
+  }
+
+  private readonly whCache = new Map<string, Float32Array>();
+
+  /** The recurrent rows of the LSTM kernel (rows H3 … H3+C−1), as a row-major Float32Array. */
+  private recurrent(dir: 'fw' | 'bw'): Float32Array {
+    let wh = this.whCache.get(dir);
+    if (!wh) {
+      const { hidden3, cell: C } = this.sizes;
+      wh = (this.get(`lstm_${dir}_kernel`).dataSync() as Float32Array).slice(hidden3 * 4 * C, (hidden3 + C) * 4 * C);
+      this.whCache.set(dir, wh);
+    }
+    return wh;
   }
 
   /** Logits [steps × classes] of a network input [steps × input] (deepspeechInput's). */
@@ -232,8 +281,9 @@ export class DeepSpeechNet {
     const x = tf.tensor2d(input, [steps, D]);
     const l3 = tf.tidy(() => this.dense(this.dense(this.dense(x, '1', true), '2', true), '3', true));
     x.dispose();
-    const fw = this.lstm(l3, 'fw');
-    const bw = this.lstm(l3, 'bw');
+    const { cell: C } = this.sizes;
+    const fw = tf.tensor2d(await this.lstm(l3, 'fw'), [steps, C]);
+    const bw = tf.tensor2d(await this.lstm(l3, 'bw'), [steps, C]);
     l3.dispose();
     const out = tf.tidy(() => this.dense(this.dense(tf.concat([fw, bw], 1) as tf.Tensor2D, '5', true), '6', false));
     fw.dispose();
@@ -246,6 +296,7 @@ export class DeepSpeechNet {
   dispose(): void {
     for (const t of this.w.values()) t.dispose();
     this.w.clear();
+    this.whCache.clear();
   }
 }
 
@@ -264,6 +315,9 @@ export async function deepspeechFeatures(net: DeepSpeechNet, samples: Float32Arr
 }
 
 const MODEL_FROM_CACHE = 'weights-cache';
+
+/** Whether initBackend chose the active backend (else it is tfjs's default). */
+const backendChosen = (): boolean => backendInfo() !== undefined;
 
 /**
  * The `deepspeech` audio feature: params `model` (output_graph.pb, the .pb.zip, or absent = the weights cache's
@@ -285,6 +339,15 @@ export async function createDeepSpeechFeature(params: AudioFeatureParams = {}): 
     throw new DifftalkError('audio-feature-mismatch', `deepspeech: ${file} has sha256 ${hash}…, the dataset was made with ${opts.weights}…`, {
       suggestion: 'give model= the file the dataset was prepared with',
     });
+  }
+  // tfjs's default Node backend is the plain-JS 'cpu' one (≈ 27× slower matMul than wasm here): when nobody chose a
+  // backend, run on wasm, as the tfjs landmark engine does; a chosen backend (render --backend, tests) is kept.
+  if (tf.getBackend() === 'cpu' && !backendChosen()) {
+    try {
+      await initBackend('wasm');
+    } catch {
+      // stays on cpu: slower, same results
+    }
   }
   const net = new DeepSpeechNet(weights, file);
   return {

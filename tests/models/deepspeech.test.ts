@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { DifftalkError } from '../../src/util/errors.js';
-import { tf } from '../../src/util/tf.js';
+import { initBackend, tf } from '../../src/util/tf.js';
 import { parseGraphDef, readGraphDef } from '../../src/weights/graphdef.js';
 import { readWav } from '../../src/audio/wav.js';
 import { frameWindows } from '../../src/audio/windows.js';
@@ -77,18 +77,23 @@ describe('deepspeech features vs the NumPy reference (AD-NeRF rules, DeepSpeech 
     assert.ok(Math.abs(x.data[0]! - -x.mean / x.std) < 1e-6);
   });
 
-  test('logits of the TensorFlow.js BiRNN = the float64 NumPy BiRNN on the same input (tolerance 1e-4 × max |logit|)', async () => {
+  test('logits of the TensorFlow.js BiRNN = the float64 NumPy BiRNN on the same input, on cpu (plain-loop recurrence) and wasm (tfjs ops) (tolerance 1e-4 × max |logit|)', async () => {
     const w = await loadDeepSpeechWeights(fx.graph);
-    const net = new DeepSpeechNet(w, fx.graph);
-    assert.deepEqual(net.sizes, { input: 494, hidden1: 12, hidden2: 10, hidden3: 8, cell: 6, hidden5: 7, classes: 29 });
     const input = f32(path.join(fx.out, 'input.f32'));
-    const logits = await net.logits(input, fx.meta.steps);
-    net.dispose();
     const ref = f32(path.join(fx.out, 'logits.f32'));
     const scale = maxAbs(ref);
-    const err = maxAbsDiff(logits, ref);
     assert.ok(scale > 1, `logits are not trivially small (max ${scale})`);
-    assert.ok(err <= 1e-4 * scale, `max |ts − numpy| = ${err} (max |logit| ${scale})`);
+    for (const backend of ['cpu', 'wasm'] as const) {
+      if (backend === 'wasm') await initBackend('wasm');
+      else await tf.setBackend('cpu');
+      const net = new DeepSpeechNet(w, fx.graph);
+      assert.deepEqual(net.sizes, { input: 494, hidden1: 12, hidden2: 10, hidden3: 8, cell: 6, hidden5: 7, classes: 29 });
+      const logits = await net.logits(input, fx.meta.steps);
+      net.dispose();
+      const err = maxAbsDiff(logits, ref);
+      assert.ok(err <= 1e-4 * scale, `${backend}: max |ts − numpy| = ${err} (max |logit| ${scale})`);
+    }
+    await tf.setBackend('cpu');
   });
 
   test('windows: 8 zero rows each side, 16 rows every 2 → one 16×29 window per 25 fps frame, exactly as the AD-NeRF loop', () => {
