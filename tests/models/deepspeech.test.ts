@@ -6,7 +6,9 @@
  * that leaves unchecked is listed in docs/data-format.md.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { DifftalkError } from '../../src/util/errors.js';
@@ -16,7 +18,7 @@ import { readWav } from '../../src/audio/wav.js';
 import { frameWindows } from '../../src/audio/windows.js';
 import { deepspeechInput, deepspeechRowCount, deepspeechWindows, roundHalfEven } from '../../src/audio/deepspeech.js';
 import { createDeepSpeechFeature, DeepSpeechNet, loadDeepSpeechWeights } from '../../src/models/deepspeech.js';
-import { importWeights } from '../../src/models/weights-store.js';
+import { fetchWeights } from '../../src/models/weights-store.js';
 import { MEDIA, tmpDir } from '../helpers.js';
 import { deepspeechFixture, readF32 } from './deepspeech-fixture.js';
 import { writeZip } from '../weights/zip-writer.js';
@@ -148,17 +150,35 @@ describe('deepspeech features vs the NumPy reference (AD-NeRF rules, DeepSpeech 
     await assert.rejects(async () => frameWindows(seq, frames, 30, 8), /25 fps/);
   });
 
-  test('the .pb.zip AD-NeRF downloads and the weights-cache import give the same network', async () => {
-    const zip = path.join(dir, 'deepspeech-0_1_0-b90017e8.pb.zip');
-    writeFileSync(zip, writeZip([{ name: 'output_graph.pb', data: readFileSync(fx.graph) }], { deflate: true }));
-    const a = await loadDeepSpeechWeights(fx.graph);
-    const b = await loadDeepSpeechWeights(zip);
-    const cache = path.join(dir, 'cache');
-    const imported = await importWeights('deepspeech', { model: zip }, { cacheDir: cache });
-    const c = await loadDeepSpeechWeights(imported.path);
-    for (const k of a.keys()) {
-      assert.deepEqual([...b.get(k)!.data], [...a.get(k)!.data], k);
-      assert.deepEqual([...c.get(k)!.data], [...a.get(k)!.data], k);
+  test('`weights fetch deepspeech` (the .pb.zip from a local mirror) → weights cache → the `deepspeech` feature without model= gives the same windows', async () => {
+    const zipName = 'deepspeech-0_1_0-b90017e8.pb.zip';
+    const zip = writeZip([{ name: 'output_graph.pb', data: readFileSync(fx.graph) }], { deflate: true });
+    const server = http.createServer((req, res) => {
+      if (req.url !== `/${zipName}`) return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-length': zip.length }).end(zip);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const root = path.join(dir, 'cache-root');
+    const saved = process.env.DIFFTALK_CACHE;
+    try {
+      const mirror = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const r = await fetchWeights('deepspeech', { mirror, cacheDir: path.join(root, 'weights') });
+      assert.equal(r.downloads[0]!.url, `${mirror}/${zipName}`);
+      assert.match(r.label, /^unverified file [0-9a-f]{12}$/, 'no published hash: labelled unverified');
+      const a = await loadDeepSpeechWeights(fx.graph);
+      const c = await loadDeepSpeechWeights(r.imported!.path);
+      for (const k of a.keys()) assert.deepEqual([...c.get(k)!.data], [...a.get(k)!.data], k);
+      process.env.DIFFTALK_CACHE = root;
+      const ex = await createDeepSpeechFeature({});
+      assert.equal(ex.params.model, 'weights-cache');
+      const wav = await readWav(JFK);
+      const seq = await ex.extract(wav.samples, wav.sampleRate);
+      const ref = f32(path.join(fx.out, 'windows.f32'));
+      assert.ok(maxAbsDiff(seq.data, ref) <= 1e-4 * maxAbs(ref));
+    } finally {
+      if (saved === undefined) delete process.env.DIFFTALK_CACHE;
+      else process.env.DIFFTALK_CACHE = saved;
+      server.close();
     }
   });
 
