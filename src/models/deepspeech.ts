@@ -147,7 +147,8 @@ export async function loadDeepSpeechWeights(file: string): Promise<DeepSpeechWei
     });
   }
   if (head.readUInt32LE(0) === 0x04034b50) {
-    const { name, bytes } = await readZipMember(file, /\.pb$/);
+    // the one .pb in the archive (macOS's __MACOSX/._* resource forks are not it)
+    const { name, bytes } = await readZipMember(file, /^(?!__MACOSX\/)(?:.*\/)?[^/.][^/]*\.pb$/);
     return deepspeechWeightsFromGraph(parseGraphDef(bytes, `${file}:${name}`), `${file}:${name}`);
   }
   if (file.endsWith('.safetensors')) {
@@ -171,7 +172,8 @@ export class DeepSpeechNet {
 
   constructor(weights: DeepSpeechWeights, source = 'deepspeech') {
     this.sizes = deepspeechSizes(weights, source);
-    for (const [k, t] of weights) this.w.set(k, tf.tensor(Float32Array.from(t.data as ArrayLike<number>), t.shape, 'float32'));
+    for (const [k, t] of weights)
+      this.w.set(k, tf.tensor(t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number>), t.shape, 'float32'));
   }
 
   private get(k: string): tf.Tensor {

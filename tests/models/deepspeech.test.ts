@@ -152,7 +152,14 @@ describe('deepspeech features vs the NumPy reference (AD-NeRF rules, DeepSpeech 
 
   test('`weights fetch deepspeech` (the .pb.zip from a local mirror) → weights cache → the `deepspeech` feature without model= gives the same windows', async () => {
     const zipName = 'deepspeech-0_1_0-b90017e8.pb.zip';
-    const zip = writeZip([{ name: 'output_graph.pb', data: readFileSync(fx.graph) }], { deflate: true });
+    // with the resource-fork entry a zip made on macOS carries
+    const zip = writeZip(
+      [
+        { name: '__MACOSX/._output_graph.pb', data: Buffer.from('not a graph') },
+        { name: 'output_graph.pb', data: readFileSync(fx.graph) },
+      ],
+      { deflate: true },
+    );
     const server = http.createServer((req, res) => {
       if (req.url !== `/${zipName}`) return void res.writeHead(404).end();
       res.writeHead(200, { 'content-length': zip.length }).end(zip);
