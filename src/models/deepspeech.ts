@@ -148,7 +148,15 @@ export async function loadDeepSpeechWeights(file: string): Promise<DeepSpeechWei
   }
   if (head.readUInt32LE(0) === 0x04034b50) {
     // the one .pb in the archive (macOS's __MACOSX/._* resource forks are not it)
-    const { name, bytes } = await readZipMember(file, /^(?!__MACOSX\/)(?:.*\/)?[^/.][^/]*\.pb$/);
+    let member: { name: string; bytes: Uint8Array };
+    try {
+      member = await readZipMember(file, /^(?!__MACOSX\/)(?:.*\/)?[^/.][^/]*\.pb$/);
+    } catch (e) {
+      // the zip reader's own errors speak of PyTorch checkpoints: say what was expected here
+      if (e instanceof DifftalkError && e.code === 'bad-torch-file') throw badWeights(file, `not a usable .pb.zip (${e.message})`);
+      throw e;
+    }
+    const { name, bytes } = member;
     return deepspeechWeightsFromGraph(parseGraphDef(bytes, `${file}:${name}`), `${file}:${name}`);
   }
   if (file.endsWith('.safetensors')) {

@@ -6,7 +6,7 @@
  * that leaves unchecked is listed in docs/data-format.md.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -282,5 +282,21 @@ describe('GraphDef reader on hostile input: one bad-graphdef error, no huge allo
       (e: unknown) => e instanceof DifftalkError && e.code === 'bad-graphdef' && /not a valid TensorFlow GraphDef/.test(e.message),
     );
     await assert.rejects(loadDeepSpeechWeights(path.join(MEDIA, 'nope.pb')), (e: unknown) => e instanceof DifftalkError && e.code === 'not-found');
+    // a truncated .pb.zip: one bad-weights error saying what was expected
+    const dir = tmpDir('difftalk-ds-zip-');
+    const zip = writeZip([{ name: 'output_graph.pb', data: Buffer.from(constNode('w', floatTensor([1], [0, 0, 128, 63]))) }]);
+    const cut = path.join(dir, 'cut.pb.zip');
+    writeFileSync(cut, zip.subarray(0, zip.length - 30));
+    await assert.rejects(
+      loadDeepSpeechWeights(cut),
+      (e: unknown) => e instanceof DifftalkError && e.code === 'bad-weights' && /not a usable \.pb\.zip/.test(e.message),
+    );
+    // a zip holding a valid graph that is not DeepSpeech
+    const other = path.join(dir, 'other.pb.zip');
+    writeFileSync(other, zip);
+    await assert.rejects(
+      loadDeepSpeechWeights(other),
+      (e: unknown) => e instanceof DifftalkError && e.code === 'bad-weights' && /no Const node named 'h1'/.test(e.message),
+    );
   });
 });
