@@ -299,6 +299,23 @@ describe('difftalk export difftalk', { timeout: 900_000 }, () => {
     for (const [f, v] of before) if (!gone.some((g) => f.endsWith(g)) && f !== 'difftalk-export.json') assert.equal(after.get(f), v, f);
   });
 
+  test('killed with SIGKILL mid-export, the rerun completes it to the same files as an uninterrupted run', async () => {
+    const out = path.join(work, 'killed');
+    const images = path.join(out, 'data/HDTF/images');
+    const killed = await runCli(['export', 'difftalk', '--data', dsA, '--out', out, '--json'], () => existsSync(images) && readdirSync(images).length >= 100);
+    assert.equal(killed.signal, 'SIGKILL');
+    assert.equal(JSON.parse(readFileSync(path.join(out, 'difftalk-export.json'), 'utf8')).complete, false, 'the marker says incomplete');
+    const r = await runCli(['export', 'difftalk', '--data', dsA, '--out', out, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = JSON.parse(r.stdout);
+    assert.ok(res.files.kept >= 100 && res.files.written > 0, JSON.stringify(res.files));
+    assert.equal(res.files.kept + res.files.written, 1347);
+    const a = snapshot(outA);
+    const b = snapshot(out);
+    assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort(), 'the same files (no temp file left)');
+    for (const f of a.keys()) assert.ok(readFileSync(path.join(out, f)).equals(readFileSync(path.join(outA, f))), f);
+  });
+
   test('another dataset into the export folder is refused (exit 2) without --force', async () => {
     const r = await runCli(['export', 'difftalk', '--data', dsB, '--out', outA, '--json']);
     assert.equal(r.code, 2, r.stderr);
