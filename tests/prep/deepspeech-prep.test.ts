@@ -3,14 +3,15 @@
  * FixedSizeList<Float32>[3712] = (8, 16, 29) per video frame (DiffTalk's windows i−4 … i+3), zero-padded at the clip
  * ends, with the values of AD-NeRF's pipeline (tests/reference/deepspeech_reference.py, NumPy) on the clip's audio.
  * The network is the small DeepSpeech-0.1.0-structured graph the reference script writes (the real one needs the
- * internet).
+ * internet). Then `export difftalk` of that dataset: numpy loads each audio_smooth .npy as float32 (8, 16, 29) = the row.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { tableFromIPC } from 'apache-arrow';
-import { runTool } from '../../src/util/exec.js';
+import { runProcess, runTool } from '../../src/util/exec.js';
+import { exportDifftalk } from '../../src/export/difftalk.js';
 import { DEFAULT_PREP_CONFIG, runPrep } from '../../src/prep/pipeline.js';
 import { AOC_CLIP, MODELS, tmpDir } from '../helpers.js';
 import { deepspeechFixture, deepspeechReference, readF32 } from '../models/deepspeech-fixture.js';
@@ -29,11 +30,15 @@ describe('prep with the deepspeech audio feature on the real clip', () => {
   let fieldType = '';
   let ref: Float32Array;
   let refWindows = 0;
+  let dataset = '';
+  let work = '';
 
   before(async () => {
     const dir = tmpDir('difftalk-ds-prep-');
     const fx = await deepspeechFixture(dir);
     const out = path.join(dir, 'data');
+    dataset = out;
+    work = dir;
     await runPrep(
       { kind: 'input', paths: [AOC_CLIP] },
       { ...DEFAULT_PREP_CONFIG, faceModel: FACE_MODEL, audioFeatures: [`deepspeech:model=${fx.graph}`] },
@@ -90,5 +95,24 @@ describe('prep with the deepspeech audio feature on the real clip', () => {
     // inside each window: window 0 starts with 8 zero logit rows (AD-NeRF's padding), seen in frame 4 slot 0
     assert.ok(rows[4]!.subarray(0, 8 * 29).every((v) => v === 0));
     assert.ok(rows[4]!.subarray(8 * 29, DIM).some((v) => v !== 0));
+  });
+
+  test('export difftalk writes each row as audio_smooth/<vid>_<frame>.npy that numpy loads as float32 (8, 16, 29), equal to the column', async () => {
+    const exp = path.join(work, 'export');
+    const r = await exportDifftalk({ dataset, out: exp });
+    assert.equal(r.videos.length, 1);
+    const vid = r.videos[0]!.vid;
+    const frames = [1, 2, 5, 100, 200]; // 1-based, as the loader names them
+    const files = frames.map((f) => path.join(exp, 'data', 'HDTF', 'audio_smooth', `${vid}_${f}.npy`));
+    const py =
+      'import json,sys\nimport numpy as np\nout=[]\nfor f in sys.argv[1:]:\n    a=np.load(f)\n    out.append([list(a.shape),str(a.dtype),a.ravel().astype(float).tolist()])\nprint(json.dumps(out))';
+    const { stdout } = await runProcess('/usr/bin/python3', ['-c', py, ...files]);
+    const loaded = JSON.parse(stdout.toString('utf8')) as [number[], string, number[]][];
+    frames.forEach((f, n) => {
+      const [shape, dtype, values] = loaded[n]!;
+      assert.deepEqual(shape, [8, 16, 29]);
+      assert.equal(dtype, 'float32');
+      assert.deepEqual(values, [...rows[f - 1]!], `frame ${f} = column row ${f - 1}`);
+    });
   });
 });
