@@ -148,6 +148,13 @@ describe('deepspeech features vs the NumPy reference (AD-NeRF rules, DeepSpeech 
       }
     }
     await assert.rejects(async () => frameWindows(seq, frames, 30, 8), /25 fps/);
+    // a dataset's recorded params re-create the same extractor (render does this); another file is refused
+    const again = await createDeepSpeechFeature({ ...ex.params });
+    assert.deepEqual(again.params, ex.params);
+    await assert.rejects(
+      createDeepSpeechFeature({ ...ex.params, weights: '0123456789abcdef' }),
+      (e: unknown) => e instanceof DifftalkError && e.code === 'audio-feature-mismatch',
+    );
   });
 
   test('`weights fetch deepspeech` (the .pb.zip from a local mirror) → weights cache → the `deepspeech` feature without model= gives the same windows', async () => {
