@@ -63,12 +63,27 @@ def _linear(cin, cout, bias=True):
     return nn.Linear(cin, cout, bias=bias, device=_DEVICE['d'])
 
 
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm computed in float32 whatever the autocast dtype (CUDA autocast's policy for group_norm; torch 1.13's
+    CPU autocast would otherwise mix a bf16 input with fp32 weights and fail)."""
+
+    def forward(self, x):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps)
+
+
+class LayerNorm32(nn.LayerNorm):
+    def forward(self, x):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps)
+
+
 def _gn(ch, eps):
-    return nn.GroupNorm(32, ch, eps=eps, device=_DEVICE['d'])
+    return GroupNorm32(32, ch, eps=eps, device=_DEVICE['d'])
 
 
 def _ln(ch):
-    return nn.LayerNorm(ch, eps=1e-5, device=_DEVICE['d'])
+    return LayerNorm32(ch, eps=1e-5, device=_DEVICE['d'])
 
 
 class Slot(nn.Module):
