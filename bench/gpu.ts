@@ -82,6 +82,8 @@ export function gpuBenchSpec(size: GpuBenchSize, opts: { unet?: boolean; eval?: 
 export interface Timing {
   ms: number;
   iters: number;
+  /** Set instead of a time when the item failed (then ms is NaN). */
+  error?: string;
 }
 
 /** One bench item on tfjs: `make` builds its inputs (kept), `run` returns the output tensors (disposed each run). */
@@ -282,10 +284,23 @@ export async function benchWebgpu(s: GpuBenchSpec, log: (line: string) => void =
     if (s.unet) groups.push(() => unetItems(s.unet!, keep, cleanup));
     if (s.eval) groups.push(() => evalItems(s.eval!, keep, cleanup));
     for (const make of groups) {
-      for (const item of make()) {
-        const t = await time(item, item.budget ?? s.budget_s, s.max_iters);
-        results[item.name] = item.frames ? { ...t, fps: (item.frames * 1000) / t.ms } : t;
-        log(`webgpu ${item.name}: ${t.ms.toFixed(2)} ms (${t.iters} runs)`);
+      let items: Item[];
+      try {
+        items = make();
+      } catch (e) {
+        log(`webgpu: could not build a group of items: ${(e as Error).message}`);
+        continue;
+      }
+      for (const item of items) {
+        try {
+          const t = await time(item, item.budget ?? s.budget_s, s.max_iters);
+          results[item.name] = item.frames ? { ...t, fps: (item.frames * 1000) / t.ms } : t;
+          log(`webgpu ${item.name}: ${t.ms.toFixed(2)} ms (${t.iters} runs)`);
+        } catch (e) {
+          // one item failing (a buffer over the adapter's binding limit, out of memory) leaves the others' numbers
+          results[item.name] = { ms: NaN, iters: 0, error: (e as Error).message.split('\n')[0]!.slice(0, 300) };
+          log(`webgpu ${item.name}: error ${results[item.name]!.error}`);
+        }
       }
       while (cleanup.length) cleanup.pop()!();
       tf.dispose(keep.splice(0));
@@ -298,8 +313,9 @@ export async function benchWebgpu(s: GpuBenchSpec, log: (line: string) => void =
   return { adapter: a ? [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' ') : undefined, features: info?.features, kernels, results };
 }
 
-const fmt = (ms: number | undefined) => (ms === undefined ? '—' : ms < 10 ? ms.toFixed(3) : ms.toFixed(1));
-const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? '—' : `${(a / b).toFixed(a / b < 10 ? 2 : 0)}×`);
+const fmt = (ms: number | null | undefined) => (ms === undefined ? '—' : ms === null || Number.isNaN(ms) ? 'error' : ms < 10 ? ms.toFixed(3) : ms.toFixed(1));
+const ratio = (a: number | null | undefined, b: number | null | undefined) =>
+  a == null || b == null || Number.isNaN(a) || Number.isNaN(b) ? '—' : `${(a / b).toFixed(a / b < 10 ? 2 : 0)}×`;
 
 /** The result as markdown: one row per item, tfjs ms, PyTorch ms per mode, and tfjs / PyTorch per mode. */
 export function renderGpuBench(r: GpuBenchResult): string {
@@ -308,7 +324,10 @@ export function renderGpuBench(r: GpuBenchResult): string {
   const names = new Set([...Object.keys(r.webgpu.results), ...modes.flatMap((m) => Object.keys(r.torch!.results[m]!))]);
   const rows = [...names].map((n) => {
     const w = r.webgpu.results[n];
-    const t = modes.map((m) => r.torch!.results[m]![n]?.ms);
+    const t = modes.map((m) => {
+      const x = r.torch!.results[m]![n];
+      return x && (x.error ? NaN : x.ms);
+    });
     return [n, fmt(w?.ms), ...t.map(fmt), ...t.map((tm) => ratio(w?.ms, tm)), w?.fps ? w.fps.toFixed(1) : ''];
   });
   const md = (rs: string[][]) => rs.map((x) => `| ${x.join(' | ')} |`).join('\n');

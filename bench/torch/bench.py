@@ -105,7 +105,11 @@ def op_items(s, dev):
 def unet_items(s, dev, mode):
     u = s['unet']
     cfg = twin.unet_config(**u['config'])
-    net = twin.UNet(cfg).to(dev)
+    twin.build_on(dev)  # initialised where it runs: the paper UNet's 530 M parameters take seconds on a CPU
+    try:
+        net = twin.UNet(cfg)
+    finally:
+        twin.build_on(None)
     hw = cfg['imageSize']
     ctx_dim = cfg['contextDim']
     bt, bf = u['train_batch'], u['fwd_batch']
