@@ -52,7 +52,7 @@ export function gpuBenchSpec(size: GpuBenchSize, opts: { unet?: boolean; eval?: 
   const s: GpuBenchSpec = full
     ? {
         size,
-        budget_s: 1.5,
+        budget_s: 1,
         max_iters: 50,
         modes: MODES,
         conv: { batch: 16, channels: 128, size: 64 },

@@ -31,11 +31,14 @@ async function probe(): Promise<void> {
       out[label] = { error: 'no adapter' };
       continue;
     }
-    const info = (adapter as unknown as { info?: Record<string, unknown> }).info ?? {};
+    // GPUAdapterInfo's fields are getters on its prototype: read them by name
+    const raw = (adapter as unknown as { info?: Record<string, unknown> }).info ?? {};
+    const keys = ['vendor', 'architecture', 'device', 'description', 'subgroupMinSize', 'subgroupMaxSize', 'isFallbackAdapter', 'subgroupMatrixConfigs'];
+    const info = Object.fromEntries(keys.filter((k) => raw[k] !== undefined).map((k) => [k, raw[k]]));
     const limits = adapter.limits as unknown as Record<string, number>;
     out[label] = {
       flags,
-      info: Object.fromEntries(Object.entries(info).filter(([, v]) => typeof v !== 'function')),
+      info: JSON.parse(JSON.stringify(info)) as unknown,
       features: [...adapter.features].map(String).sort(),
       limits: Object.fromEntries(
         ['maxBufferSize', 'maxStorageBufferBindingSize', 'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup'].map((k) => [k, limits[k]]),

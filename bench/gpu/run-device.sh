@@ -7,7 +7,7 @@
 # Here first: bench/gpu/pack.sh (fills .device/). On the GPU machine, from the project root (the `run` tool):
 #   command: bash bench/gpu/run-device.sh      carry: [".device"]      timeout_s: 420
 # Dry run on this machine (lavapipe + torch CPU; no unpack): DEVICE_DRY=1 BENCH_GPU_SIZE=tiny bash bench/gpu/run-device.sh
-# Stage limits (s): KERNEL_TESTS_S (90), BENCH_S (200); the stock-kernel run only starts before TOTAL_S − 60 (TOTAL_S 330).
+# Stage limits (s): KERNEL_TESTS_S (90), BENCH_S (210); the stock-kernel run only starts before TOTAL_S − 60 (TOTAL_S 330).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$PWD/device-out}
@@ -41,7 +41,7 @@ log "PyTorch twin vs fixtures (CPU)"
 timeout 60 "$BENCH_PYTHON" bench/torch/check.py .device/shared/data/fixtures >"$OUT/twin-check.json" 2>"$OUT/twin-check.err" || log "twin check failed (see twin-check.err)"
 
 log "bench: PyTorch fp32/TF32/bf16, then tfjs-webgpu with difftalk's kernels"
-timeout "${BENCH_S:-200}" node .device/device.mjs bench custom >"$OUT/bench-custom.txt" 2>&1 || log "bench custom: failed or timed out (partial: bench-custom.log)"
+timeout "${BENCH_S:-210}" node .device/device.mjs bench custom >"$OUT/bench-custom.txt" 2>&1 || log "bench custom: failed or timed out (partial: bench-custom.log)"
 
 left=$((TOTAL_S - (SECONDS - start)))
 if [ "$left" -gt 60 ]; then

@@ -188,13 +188,19 @@ def main():
                     fn()
             r[name] = timeit(run, dev, budget, max_iters)
         if s.get('unet'):
-            items, net = unet_items(s, dev, mode)
-            for name, fn in items.items():
-                r[name] = timeit(fn, dev, s['unet'].get('budget_s', budget), max_iters)
-            del net, items
+            try:
+                items, net = unet_items(s, dev, mode)
+                for name, fn in items.items():
+                    r[name] = timeit(fn, dev, s['unet'].get('budget_s', budget), max_iters)
+                del net, items
+            except (RuntimeError, ImportError) as e:
+                r['unet_train'] = {'error': str(e).split('\n')[0][:300]}
         if s.get('eval'):
-            for name, fn in eval_items(s, dev, mode).items():
-                r[name] = timeit(fn, dev, budget, max_iters)
+            try:
+                for name, fn in eval_items(s, dev, mode).items():
+                    r[name] = timeit(fn, dev, budget, max_iters)
+            except (RuntimeError, ImportError, TypeError) as e:  # torchvision missing or too old
+                r['lpips_alex'] = {'error': str(e).split('\n')[0][:300]}
         if dev.type == 'cuda':
             torch.cuda.empty_cache()
     set_mode('fp32')
