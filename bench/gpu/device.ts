@@ -77,14 +77,12 @@ function summary(): string {
   if (p) {
     const probeJson = JSON.parse(p) as Record<string, { info?: Record<string, unknown>; features?: string[]; error?: string }>;
     for (const [k, v] of Object.entries(probeJson)) {
-      parts.push(
-        `- adapter (${k}): ${
-          v.error ??
-          `${Object.values(v.info ?? {})
-            .filter((x) => typeof x === 'string' && x)
-            .join(' / ')}; features: ${(v.features ?? []).join(', ')}`
-        }`,
-      );
+      const m = v.info?.subgroupMatrixConfigs;
+      const mx = Array.isArray(m) && m.length ? `; subgroup-matrix configs: ${JSON.stringify(m)}` : '';
+      const name = Object.values(v.info ?? {})
+        .filter((x) => typeof x === 'string' && x)
+        .join(' / ');
+      parts.push(`- adapter (${k}): ${v.error ?? `${name}; features: ${(v.features ?? []).join(', ')}${mx}`}`);
     }
   } else parts.push('- probe: not run');
   const twin = read('twin-check.json');
