@@ -5,7 +5,8 @@ Usage: python3 bench/torch/bench.py SPEC.json   (SPEC written by bench/gpu.ts: s
 Output: {"torch": ver, "device": name, "results": {mode: {item: {"ms": per-iteration ms, "iters": n}}}}
 Items: conv_fwd, conv_dgrad, conv_wgrad, gn_silu, attention (q·kᵀ, softmax, ·v as the project computes it),
 attention_sdpa (F.scaled_dot_product_attention where torch has it), matmul, unet_train (UNet twin, MSE, backward,
-AdamW step), unet_fwd (no grad), lpips_alex (torchvision AlexNet features + LPIPS 1×1 heads), fid_inception
+AdamW step), unet_fwd (no grad), lpips_alex (torchvision AlexNet features + LPIPS 1×1 heads), syncnet (the video
+branch of SyncNet v2, layer for layer as src/models/syncnet.ts), fid_inception
 (torchvision Inception-v3 to pool3; the FID network has the same layers and FLOPs).
 Timing: CUDA-synchronised wall time; a warm-up run, a sizing run (the result when it fills the budget alone), then
 as many runs as fit the budget, at most max_iters. An item that fails (out of memory, an op torch lacks) gives
@@ -161,6 +162,23 @@ def eval_items(s, dev, mode):
             return total
 
     items['lpips_alex'] = lpips
+    # SyncNet v2's video branch as src/models/syncnet.ts lays it out (the 5-frame Conv3d as a 15-channel Conv2d: same
+    # FLOPs; every later layer has temporal size 1), eval-mode BatchNorm.
+    from torch import nn
+
+    def cbr(cin, cout, k, s=1, p=0):
+        return [nn.Conv2d(cin, cout, k, s, p), nn.BatchNorm2d(cout), nn.ReLU()]
+
+    sync = nn.Sequential(*cbr(15, 96, 7, 2), nn.MaxPool2d(3, 2), *cbr(96, 256, 5, 2, 1), nn.MaxPool2d(3, 2, 1), *cbr(256, 256, 3, 1, 1),
+                         *cbr(256, 256, 3, 1, 1), *cbr(256, 256, 3, 1, 1), nn.MaxPool2d(3, 2), *cbr(256, 512, 6), nn.Flatten(),
+                         nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 1024)).to(dev).eval()
+    xs = randn(e['syncnet_batch'], 15, 224, 224, dev=dev)
+
+    def syncnet():
+        with torch.no_grad(), autocast(mode, dev):
+            return sync(xs)
+
+    items['syncnet'] = syncnet
     inc = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).to(dev).eval()
     inc.fc = torch.nn.Identity()
     xi = randn(e['fid_batch'], 3, 299, 299, dev=dev)
