@@ -17,6 +17,8 @@ TOTAL_S=${TOTAL_S:-330}
 log() { echo "[$((SECONDS - start)) s] $*" | tee -a "$OUT/log.txt"; }
 
 if [ -z "${DEVICE_DRY:-}" ]; then
+  # a dry run's link to this checkout's dawn.node must not shadow the one unpacked here
+  [ -L .device/node_modules/webgpu/dist ] && rm .device/node_modules/webgpu/dist
   # node, the Vulkan loader and dawn.node (../shared/device/unpack.sh, copied into .device by pack.sh)
   source .device/unpack.sh >"$OUT/unpack.txt" 2>&1 || { log "unpack failed"; cat "$OUT/unpack.txt"; }
   nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
@@ -24,7 +26,10 @@ if [ -z "${DEVICE_DRY:-}" ]; then
 else
   export BENCH_PYTHON=${BENCH_PYTHON:-/usr/bin/python3}
   # dry run: the bundles find webgpu's dawn.node in node_modules instead of unpacking .device/dawn.node.xz
-  [ -e .device/node_modules/webgpu/dist ] || ln -s "$PWD/node_modules/webgpu/dist" .device/node_modules/webgpu/dist
+  if [ ! -e .device/node_modules/webgpu/dist ]; then
+    ln -s "$PWD/node_modules/webgpu/dist" .device/node_modules/webgpu/dist
+    trap 'rm -f .device/node_modules/webgpu/dist' EXIT
+  fi
 fi
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
 export DIFFTALK_SHARED=$PWD/.device/shared BENCH_TORCH_DIR=$PWD/bench/torch DEVICE_OUT=$OUT
