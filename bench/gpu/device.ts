@@ -6,7 +6,7 @@
  * - `bench LABEL`: the GPU bench (bench/gpu.ts) at BENCH_GPU_SIZE (default full) → bench-LABEL.json / .md, one line
  *   per item in bench-LABEL.log as it goes (partial numbers survive a timeout). BENCH_TORCH_FROM=file reuses the
  *   PyTorch numbers of an earlier run (e.g. the stock-kernel run reuses those of the custom-kernel run);
- *   BENCH_PYTHON names the interpreter with torch;
+ *   BENCH_PYTHON names the interpreter with torch; BENCH_GPU_EVAL=0 leaves out the eval networks;
  * - `summary`: summary.md from whatever the steps left (probe, twin check, kernel tests' TAP, benches).
  */
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
@@ -51,6 +51,7 @@ async function probe(): Promise<void> {
 
 async function bench(label: string): Promise<void> {
   const size = (process.env.BENCH_GPU_SIZE ?? 'full') as GpuBenchSize;
+  const withEval = process.env.BENCH_GPU_EVAL !== '0';
   const logFile = path.join(OUT, `bench-${label}.log`);
   const log = (l: string) => {
     say(l);
@@ -59,10 +60,10 @@ async function bench(label: string): Promise<void> {
   let r: GpuBenchResult;
   if (process.env.BENCH_TORCH_FROM && existsSync(process.env.BENCH_TORCH_FROM)) {
     const prev = JSON.parse(readFileSync(process.env.BENCH_TORCH_FROM, 'utf8')) as GpuBenchResult;
-    const spec = gpuBenchSpec(size);
+    const spec = gpuBenchSpec(size, { eval: withEval });
     r = { spec, webgpu: await benchWebgpu(spec, log), torch: prev.torch as TorchResults, torchError: prev.torchError };
   } else {
-    r = await benchGpu({ size, python: process.env.BENCH_PYTHON, log });
+    r = await benchGpu({ size, eval: withEval, python: process.env.BENCH_PYTHON, log });
   }
   await writeFile(path.join(OUT, `bench-${label}.json`), JSON.stringify(r, null, 2));
   const md = renderGpuBench(r);
