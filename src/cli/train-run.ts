@@ -5,7 +5,7 @@
 import os from 'node:os';
 import { checkPresetFits, type PresetFit, type PresetName, type StepBackend } from '../models/presets.js';
 import { tensorBoardSink } from '../train/tensorboard.js';
-import type { TrainResult } from '../train/loop.js';
+import type { TrainResult } from '../train/core.js';
 import type { OnEvent } from '../util/events.js';
 import { bestValidation, statsTap, summaryLines } from './progress.js';
 

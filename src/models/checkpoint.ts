@@ -113,7 +113,7 @@ export async function saveCheckpoint<S extends { step: number }>(
   state: S,
   model: Map<string, TensorData>,
   optimizer: Map<string, TensorData> | undefined,
-  opts: { keepLast?: number; keep?: ReadonlySet<string> } = {},
+  opts: { keepLast?: number; keep?: ReadonlySet<string>; metadata?: Record<string, string> } = {},
 ): Promise<string> {
   const name = ckptName(state.step);
   const dir = path.join(runDir, name);
@@ -121,7 +121,7 @@ export async function saveCheckpoint<S extends { step: number }>(
   const old = path.join(runDir, `.${name}.old-${process.pid}`);
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
-  await writeSafetensors(path.join(tmp, 'model.safetensors'), model, { format: 'pt' });
+  await writeSafetensors(path.join(tmp, 'model.safetensors'), model, { ...opts.metadata, format: 'pt' });
   if (optimizer) await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), optimizer);
   await writeJsonAtomic(path.join(tmp, 'state.json'), state);
   // a folder of the same step (a re-save) is moved aside, not deleted, until the new one is in place

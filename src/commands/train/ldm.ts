@@ -2,7 +2,8 @@ import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { commonTrainFlags, commonTrainOptions, nonNegativeNumber, positiveNumber } from '../../cli/flags.js';
 import { checkPreset, recordedRun } from '../../cli/train-run.js';
-import { DEFAULT_LDM, trainLdm, type TrainResult } from '../../train/loop.js';
+import { DEFAULT_LDM, trainLdm } from '../../train/ldm.js';
+import type { TrainResult } from '../../train/core.js';
 import { initBackend, type BackendName } from '../../util/tf.js';
 import { stopSignals } from '../../cli/stop-signals.js';
 
