@@ -22,17 +22,17 @@ export function checkPreset(preset: PresetName, stages: readonly ('autoencoder' 
 }
 
 /** Run one trainer with TensorBoard files in `out` and return its result with the summary lines. */
-export async function recordedRun(
+export async function recordedRun<R extends TrainResult>(
   title: string,
   out: string,
   onEvent: OnEvent,
   next: string | undefined,
-  run: (onEvent: OnEvent) => Promise<TrainResult>,
-): Promise<{ result: TrainResult; summary: string[]; tensorboard?: string; seconds: number }> {
+  run: (onEvent: OnEvent) => Promise<R>,
+): Promise<{ result: R; summary: string[]; tensorboard?: string; seconds: number }> {
   const tap = statsTap(onEvent);
   const tb = tensorBoardSink(out, tap.onEvent);
   const t0 = performance.now();
-  let result: TrainResult;
+  let result: R;
   try {
     result = await run(tb.onEvent);
   } finally {
