@@ -8,6 +8,7 @@ import { tensorBoardSink } from '../train/tensorboard.js';
 import type { TrainResult } from '../train/core.js';
 import type { OnEvent } from '../util/events.js';
 import { bestValidation, statsTap, summaryLines } from './progress.js';
+import { stopSignals } from './stop-signals.js';
 
 const STEP_BACKENDS: readonly string[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
 
@@ -53,4 +54,40 @@ export async function recordedRun<R extends TrainResult>(
   const file = tb.file();
   if (file) summary.push(`  tensorboard --logdir ${out}`);
   return { result, summary, tensorboard: file, seconds };
+}
+
+/** The parts of a command that `stoppableRun` prints through. */
+interface CommandOutput {
+  log(message?: string): void;
+  logToStderr(message?: string): void;
+  jsonEnabled(): boolean;
+}
+
+/**
+ * A trainer command's run: `recordedRun` under the stop signals (SIGTERM/SIGINT end the current step, the trainer saves
+ * the step reached and returns), the summary printed; after a signal the exit code is 143/130 with the result (--json).
+ */
+export async function stoppableRun<R extends TrainResult>(
+  cmd: CommandOutput,
+  title: string,
+  out: string,
+  onEvent: OnEvent,
+  next: string | undefined,
+  run: (onEvent: OnEvent, signal: AbortSignal) => Promise<R>,
+): Promise<R> {
+  const stop = stopSignals();
+  let recorded: Awaited<ReturnType<typeof recordedRun<R>>>;
+  try {
+    recorded = await recordedRun(title, out, onEvent, next, (ev) => run(ev, stop.signal));
+  } finally {
+    stop.dispose();
+  }
+  const { result, summary } = recorded;
+  for (const l of summary) cmd.log(l);
+  const code = stop.exitCode();
+  if (code !== undefined) {
+    if (!cmd.jsonEnabled()) cmd.logToStderr(`stopped by a signal at step ${result.step} (${result.checkpoint}); rerun with --resume to continue`);
+    process.exitCode = code;
+  }
+  return result;
 }

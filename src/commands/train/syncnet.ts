@@ -5,8 +5,7 @@ import { createLandmarkEngine } from '../../face/landmarks/index.js';
 import { syncClipFromVideo, syncClipsFromDataset, trainSyncNet, type SyncClip, type SyncTrainResult } from '../../train/syncnet.js';
 import { DifftalkError } from '../../util/errors.js';
 import { initBackend, type BackendName } from '../../util/tf.js';
-import { recordedRun } from '../../cli/train-run.js';
-import { stopSignals } from '../../cli/stop-signals.js';
+import { stoppableRun } from '../../cli/train-run.js';
 
 export default class TrainSyncnet extends BaseCommand {
   static override summary = 'Train a SyncNet-style lip-sync expert (SyncNet v2 architecture, contrastive loss) for LSE scoring.';
@@ -67,8 +66,7 @@ export default class TrainSyncnet extends BaseCommand {
       }
       dataSource = `videos ${flags.video!.join(', ')} (SyncNet crop rule from tfjs landmarks)`;
     }
-    const stop = stopSignals();
-    const { result, summary } = await recordedRun('SyncNet expert', flags.out, onEvent, undefined, (ev) =>
+    const result = await stoppableRun(this, 'SyncNet expert', flags.out, onEvent, undefined, (ev, signal) =>
       trainSyncNet({
         out: flags.out,
         clips,
@@ -86,20 +84,12 @@ export default class TrainSyncnet extends BaseCommand {
         resumeFrom: flags['resume-from'],
         force: flags.force,
         onEvent: ev,
-        signal: stop.signal,
+        signal,
       }),
     );
-    stop.dispose();
-    for (const l of summary) this.log(l);
     this.log(
       `trained to step ${result.steps} on ${backend}; checkpoint ${result.checkpoint} (model sha256 ${result.sha256}) — trained by difftalk, width ${result.config.width}`,
     );
-    const code = stop.exitCode();
-    if (code !== undefined) {
-      // stopped by a signal: the checkpoint of the step reached is saved; exit 130/143 with the result (--json)
-      if (!this.jsonEnabled()) this.logToStderr(`stopped by a signal at step ${result.step} (${result.checkpoint}); rerun with --resume to continue`);
-      process.exitCode = code;
-    }
     return result;
   }
 }
