@@ -138,7 +138,7 @@ export interface TrainableModel<C = unknown> {
   readonly valSamples: number;
   /**
    * A fresh run only, before the first step (not on resume): data-dependent initialisation (the autoencoder's
-   * codebook) or weights loaded from elsewhere.
+   * codebook) or weights loaded from elsewhere. The loop then restarts the EMA from the initialised weights.
    */
   init?(): Promise<void>;
   /** Loss of micro-batch `micro` of optimizer step `step` (1-based); runs inside tf.variableGrads, pure of (seed, step, micro). */
@@ -362,7 +362,10 @@ export async function runTraining<C>(
       if (model.ema) model.ema.numUpdates = saved.state.ema?.numUpdates ?? 0;
       opt.load(saved.optimizer!, saved.state.optimizer.step);
       onEvent({ type: 'log', level: 'info', message: `resuming ${o.out} from step ${state.step}` });
-    } else await model.init?.();
+    } else if (model.init) {
+      await model.init();
+      model.ema?.reset(); // the EMA starts from the initialised weights
+    }
 
     const saveNow = async (): Promise<string> => {
       state.optimizer.step = opt.step;
