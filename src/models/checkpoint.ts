@@ -1,6 +1,7 @@
 /**
- * Checkpoints, one format for every trainer: `<run>/ckpt-<step:08d>/` with `model.safetensors` (weights in PyTorch
- * layout and names, EMA included), `optimizer.safetensors` (AdamW moments) and `state.json` (run config, step, seed,
+ * Checkpoints, one format for every trainer (LDM, autoencoder, SyncNet): `<run>/ckpt-<step:08d>/` with
+ * `model.safetensors` (weights in PyTorch layout and names, EMA included; a trainer may add metadata, e.g. SyncNet's
+ * config), `optimizer.safetensors` (AdamW moments) and `state.json` (run config, step, seed,
  * optimizer hyper-parameters and step, EMA counter, training options, first-stage pin, loss history).
  *
  * Write order (a run killed at any moment leaves the previous checkpoint usable, never a half-written one):
