@@ -89,6 +89,12 @@ describe('SyncNet expert training', () => {
     const s = await clipSyncScores(net, clip);
     assert.equal(s.mdist.length, 31);
     net.dispose();
+    // the run folder names the same weights (latest.json → ckpt-00000002/model.safetensors); a plain folder is one clear error
+    const viaRun = await loadSyncNet(path.dirname(a.checkpoint));
+    assert.equal(viaRun.identity.sha256, identity.sha256);
+    assert.equal(viaRun.identity.sha256, a.sha256);
+    viaRun.net.dispose();
+    await assert.rejects(loadSyncNet(tmpDir('difftalk-sync-plain-')), (e: Error & { code?: string }) => e.code === 'file-missing');
   });
 
   it('resumes exactly: same losses and weights as an uninterrupted run (the one checkpoint format and resume policy)', async () => {
