@@ -1,10 +1,10 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { commonTrainFlags, commonTrainOptions, nonNegativeNumber, positiveNumber } from '../../cli/flags.js';
-import { checkPreset, recordedRun } from '../../cli/train-run.js';
-import { DEFAULT_LDM, trainLdm, type TrainResult } from '../../train/loop.js';
+import { checkPreset, stoppableRun } from '../../cli/train-run.js';
+import { DEFAULT_LDM, trainLdm } from '../../train/ldm.js';
+import type { TrainResult } from '../../train/core.js';
 import { initBackend, type BackendName } from '../../util/tf.js';
-import { stopSignals } from '../../cli/stop-signals.js';
 
 export default class TrainLdm extends BaseCommand {
   static override summary = "Train DiffTalk's conditional latent diffusion model (UNet + audio and landmark encoders) on a prepared dataset.";
@@ -52,18 +52,9 @@ export default class TrainLdm extends BaseCommand {
     const backend = await initBackend(flags.backend as BackendName, onEvent);
     checkPreset(flags.preset, ['ldm'], backend, batch);
     const next = `${this.config.bin} render --checkpoint ${flags.out} --video <person.mp4> --audio <speech.wav> -o out.mp4`;
-    const stop = stopSignals();
-    const { result, summary } = await recordedRun('conditional LDM', flags.out, onEvent, next, (ev) =>
-      trainLdm({ ...options, resumeFrom: flags['resume-from'], force: flags.force, onEvent: ev, signal: stop.signal }),
+    const result = await stoppableRun(this, 'conditional LDM', flags.out, onEvent, next, (ev, signal) =>
+      trainLdm({ ...options, resumeFrom: flags['resume-from'], force: flags.force, onEvent: ev, signal }),
     );
-    stop.dispose();
-    for (const l of summary) this.log(l);
-    const code = stop.exitCode();
-    if (code !== undefined) {
-      // stopped by a signal: the checkpoint of the step reached is saved; exit 130/143 with the result (--json)
-      if (!this.jsonEnabled()) this.logToStderr(`stopped by a signal at step ${result.step} (${result.checkpoint}); rerun with --resume to continue`);
-      process.exitCode = code;
-    }
     return { ...result, backend };
   }
 }
