@@ -105,9 +105,15 @@ function checkedModel(model: ReadonlyMap<string, TensorData>, config: DifftalkCo
   const out = new Map<string, TensorData>();
   for (const [name, s] of checkpointSpecs(config)) {
     const t = model.get(name);
-    if (!t) throw new DifftalkError('checkpoint-corrupt', `${dir}/model.safetensors has no ${name}`, { suggestion: 'export a checkpoint of a `difftalk train ldm` run' });
+    if (!t)
+      throw new DifftalkError('checkpoint-corrupt', `${dir}/model.safetensors has no ${name}`, {
+        suggestion: 'export a checkpoint of a `difftalk train ldm` run',
+      });
     if (t.dtype !== 'float32' || t.shape.join() !== s.shape.join())
-      throw new DifftalkError('checkpoint-corrupt', `${dir}/model.safetensors: ${name} is ${t.dtype} [${t.shape}], the run's config makes it float32 [${s.shape}]`);
+      throw new DifftalkError(
+        'checkpoint-corrupt',
+        `${dir}/model.safetensors: ${name} is ${t.dtype} [${t.shape}], the run's config makes it float32 [${s.shape}]`,
+      );
     out.set(name, t);
   }
   return out;
@@ -159,24 +165,27 @@ export async function exportCheckpoint(o: ExportCheckpointOptions): Promise<Expo
   sd.set('model_ema.num_updates', { dtype: 'int32', shape: [], data: Int32Array.of(numUpdates) });
   for (const [name, t] of model) if (name.startsWith(PREFIX.ema)) sd.set(toReferenceName(name), t);
   for (const [name, t] of firstStage) sd.set(name, t);
-  for (const prefix of [PREFIX.audio, PREFIX.audioAtt, PREFIX.ldm]) for (const [name, t] of model) if (name.startsWith(prefix)) sd.set(toReferenceName(name), t);
+  for (const prefix of [PREFIX.audio, PREFIX.audioAtt, PREFIX.ldm])
+    for (const [name, t] of model) if (name.startsWith(prefix)) sd.set(toReferenceName(name), t);
 
   onEvent({ type: 'log', level: 'info', message: `writing ${sd.size} tensors to ${out}` });
   // checked again right before writing: a file that appeared meanwhile is not replaced without --force
   await checkOut(out, Boolean(o.force));
-  const written = await writeTorchFile(out, (tensor) =>
-    new Map<PickleValue, PickleValue>([
-      ['state_dict', stateDictValue(sd, tensor)],
-      ['global_step', step],
-      [
-        'difftalk',
-        new Map<PickleValue, PickleValue>([
-          ['source', dir],
-          ['preset', String(config.preset)],
-          ['model_diffusion_model', useEma ? 'ema' : 'trained'],
-        ]),
-      ],
-    ]),
+  const written = await writeTorchFile(
+    out,
+    (tensor) =>
+      new Map<PickleValue, PickleValue>([
+        ['state_dict', stateDictValue(sd, tensor)],
+        ['global_step', step],
+        [
+          'difftalk',
+          new Map<PickleValue, PickleValue>([
+            ['source', dir],
+            ['preset', String(config.preset)],
+            ['model_diffusion_model', useEma ? 'ema' : 'trained'],
+          ]),
+        ],
+      ]),
   );
   let parameters = 0;
   for (const t of sd.values()) parameters += t.data.length;

@@ -43,7 +43,11 @@ function contiguousStride(shape: readonly number[]): number[] {
  * each becomes its own storage (key '0', '1', … in call order). `archiveName` is the zip's root folder ('archive',
  * as torch ≥ 1.6 names it for files saved under any name).
  */
-export async function writeTorchFile(file: string, build: (tensor: TensorRef) => PickleValue, options: { archiveName?: string } = {}): Promise<TorchWriteResult> {
+export async function writeTorchFile(
+  file: string,
+  build: (tensor: TensorRef) => PickleValue,
+  options: { archiveName?: string } = {},
+): Promise<TorchWriteResult> {
   const root = options.archiveName ?? 'archive';
   if (!/^[A-Za-z0-9_.-]+$/.test(root) || root === '.' || root === '..') throw new DifftalkError('bad-flag', `archive name '${root}' is not a plain name`);
   const storages: TensorData[] = [];

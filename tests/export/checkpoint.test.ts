@@ -76,7 +76,15 @@ const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
 
 async function makeRun(): Promise<{ runDir: string; config: DifftalkConfig; model: DifftalkModel }> {
   const expected = JSON.parse(await readFile(path.join(FIXTURES, 'expected.json'), 'utf8')) as { vq_f4: { config: Record<string, unknown> } };
-  const v = expected.vq_f4.config as { resolution: number; in_channels: number; out_ch: number; ch: number; ch_mult: number[]; num_res_blocks: number; z_channels: number };
+  const v = expected.vq_f4.config as {
+    resolution: number;
+    in_channels: number;
+    out_ch: number;
+    ch: number;
+    ch_mult: number[];
+    num_res_blocks: number;
+    z_channels: number;
+  };
   const vq: VqConfig = {
     resolution: v.resolution,
     inChannels: v.in_channels,
@@ -99,8 +107,7 @@ async function makeRun(): Promise<{ runDir: string; config: DifftalkConfig; mode
   fs.params.dispose();
   const model = new DifftalkModel(config, 'det');
   const tensors = model.toTensors();
-  for (const [n, t] of model.unet.toTorch())
-    tensors.set(PREFIX.ema + n, { ...t, data: (t.data as Float32Array).map((x) => x * 0.5) } satisfies TensorData);
+  for (const [n, t] of model.unet.toTorch()) tensors.set(PREFIX.ema + n, { ...t, data: (t.data as Float32Array).map((x) => x * 0.5) } satisfies TensorData);
   await saveCheckpoint(runDir, { kind: 'ldm', version: 1, step: 7, config, ema: { decay: 0.999, numUpdates: 7 }, firstStage: pin }, tensors, undefined);
   return { runDir, config, model };
 }
@@ -150,7 +157,9 @@ test('export checkpoint: PyTorch loads it with the reference names, values and d
   const dUnet = maxAbs(epsNchw, py.unet_out);
   const dAudio = maxAbs((await aud.data()) as Float32Array, py.audio_out);
   const dLdm = maxAbs((await lm.data()) as Float32Array, py.ldm_out);
-  console.log(`difftalk vs PyTorch on the exported weights: denoiser max |Δ| ${dUnet.toExponential(2)}, audio ${dAudio.toExponential(2)}, landmarks ${dLdm.toExponential(2)}`);
+  console.log(
+    `difftalk vs PyTorch on the exported weights: denoiser max |Δ| ${dUnet.toExponential(2)}, audio ${dAudio.toExponential(2)}, landmarks ${dLdm.toExponential(2)}`,
+  );
   assert.ok(dUnet < 1e-4, `denoiser differs by ${dUnet}`);
   assert.ok(dAudio < 1e-5 && dLdm < 1e-5, `encoders differ by ${dAudio} / ${dLdm}`);
   model.dispose();
