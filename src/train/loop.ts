@@ -43,6 +43,7 @@ import { DiffTalkPipeline, disposePrepared, LM68_VALUES, type PipelineFrame, typ
 import { resolveConfig, type DifftalkConfig, type PresetName } from '../models/presets.js';
 import { lossCurveSvg, sampleGridPng, type CurvePoint, type GridRow } from './report.js';
 import { DdimScheduler } from '../models/schedulers/ddim.js';
+import { initFromTorch } from './init.js';
 
 export interface CommonTrainOptions {
   dataset: string;
@@ -92,6 +93,8 @@ export interface TrainLdmOptions extends CommonTrainOptions {
    * (saved in the config; see ConditionNorm). Default false: raw conditions, as the reference.
    */
   normalizeConditions?: boolean;
+  /** A new run starts from this PyTorch DiffTalk checkpoint (reference state_dict names; see init.ts). */
+  init?: string;
 }
 
 export const DEFAULT_TRAIN: Omit<CommonTrainOptions, 'dataset' | 'out'> = {
@@ -386,6 +389,11 @@ function splitSamples(clips: ClipConditions[], holdout: number, valCount: number
 export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
   const onEvent = o.onEvent ?? silent;
   // 1. run folder, resume state
+  if (o.init !== undefined && o.resume) throw new DifftalkError('bad-flag', '--init starts a new run; a resumed run continues from its own checkpoint');
+  if (o.init !== undefined && o.normalizeConditions)
+    throw new DifftalkError('bad-flag', '--init with --normalize-conditions: the PyTorch weights were trained on raw conditions', {
+      suggestion: 'drop --normalize-conditions',
+    });
   const resumeFrom = await checkRunDir(o, 'ldm', onEvent);
   const saved = resumeFrom ? await loadCheckpoint<RunState>(resumeFrom, { optimizer: true }) : undefined;
   if (saved && saved.state.kind !== 'ldm') throw new DifftalkError('run-exists', `${o.out} holds a '${saved.state.kind}' run, not an LDM run`);
@@ -449,6 +457,15 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
     ema.numUpdates = state.ema!.numUpdates;
     opt.load(saved.optimizer!, state.optimizer.step);
     onEvent({ type: 'log', level: 'info', message: `resuming ${o.out} from step ${state.step}` });
+  } else if (o.init !== undefined) {
+    const init = await initFromTorch(o.init, model, Params.view(model.unet.specs, ema.shadow));
+    ema.numUpdates = init.emaNumUpdates;
+    state.ema = { decay: o.emaDecay, numUpdates: ema.numUpdates };
+    onEvent({
+      type: 'log',
+      level: 'info',
+      message: `initialised from ${o.init}: ${init.tensors} tensors${init.ema ? `, EMA after ${init.emaNumUpdates} updates` : ', EMA = weights'}`,
+    });
   }
   // Validation/samples use the EMA UNet, as the reference monitors val/loss_simple_ema.
   const emaUnet = Params.view(model.unet.specs, ema.shadow);
