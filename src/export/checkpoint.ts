@@ -169,6 +169,10 @@ export async function exportCheckpoint(o: ExportCheckpointOptions): Promise<Expo
     for (const [name, t] of model) if (name.startsWith(prefix)) sd.set(toReferenceName(name), t);
 
   onEvent({ type: 'log', level: 'info', message: `writing ${sd.size} tensors to ${out}` });
+  const started = Date.now();
+  let total = 0;
+  for (const t of sd.values()) total += t.data.byteLength;
+  onEvent({ type: 'stage-start', stage: 'export-checkpoint', total, unit: 'bytes' });
   // checked again right before writing: a file that appeared meanwhile is not replaced without --force
   await checkOut(out, Boolean(o.force));
   const written = await writeTorchFile(
@@ -186,7 +190,9 @@ export async function exportCheckpoint(o: ExportCheckpointOptions): Promise<Expo
           ]),
         ],
       ]),
+    { onProgress: (done, all) => onEvent({ type: 'progress', stage: 'export-checkpoint', done, total: all }) },
   );
+  onEvent({ type: 'stage-done', stage: 'export-checkpoint', done: total, seconds: (Date.now() - started) / 1000 });
   let parameters = 0;
   for (const t of sd.values()) parameters += t.data.length;
   return { out, checkpoint: dir, step, tensors: sd.size, parameters, bytes: written.bytes, ema: useEma, firstStage: fs.source };

@@ -43,11 +43,16 @@ function contiguousStride(shape: readonly number[]): number[] {
  * each becomes its own storage (key '0', '1', … in call order). `archiveName` is the zip's root folder ('archive',
  * as torch ≥ 1.6 names it for files saved under any name).
  */
-export async function writeTorchFile(
-  file: string,
-  build: (tensor: TensorRef) => PickleValue,
-  options: { archiveName?: string } = {},
-): Promise<TorchWriteResult> {
+export interface TorchWriteOptions {
+  /** The zip's root folder (default 'archive'). */
+  archiveName?: string;
+  /** Called after each storage with the bytes written so far and the total (pickle + storages). */
+  onProgress?: (done: number, total: number) => void;
+  /** zip64 records even for a small file (tests). */
+  forceZip64?: boolean;
+}
+
+export async function writeTorchFile(file: string, build: (tensor: TensorRef) => PickleValue, options: TorchWriteOptions = {}): Promise<TorchWriteResult> {
   const root = options.archiveName ?? 'archive';
   if (!/^[A-Za-z0-9_.-]+$/.test(root) || root === '.' || root === '..') throw new DifftalkError('bad-flag', `archive name '${root}' is not a plain name`);
   const storages: TensorData[] = [];
@@ -72,10 +77,16 @@ export async function writeTorchFile(
   const bytes = await produceAtomic(file, async (tmp) => {
     const fh = await open(tmp, 'wx');
     try {
-      const zip = new ZipWriter(fh);
+      const zip = new ZipWriter(fh, { forceZip64: options.forceZip64 });
+      const total = pkl.length + storages.reduce((a, t) => a + t.data.byteLength, 0);
+      let done = pkl.length;
       await zip.add(`${root}/data.pkl`, pkl);
       await zip.add(`${root}/byteorder`, Buffer.from('little', 'ascii'));
-      for (let i = 0; i < storages.length; i++) await zip.add(`${root}/data/${i}`, tensorBytes(storages[i]!));
+      for (let i = 0; i < storages.length; i++) {
+        await zip.add(`${root}/data/${i}`, tensorBytes(storages[i]!));
+        done += storages[i]!.data.byteLength;
+        options.onProgress?.(done, total);
+      }
       await zip.add(`${root}/version`, Buffer.from('3\n', 'ascii'));
       const size = await zip.finish();
       await fh.sync();

@@ -48,7 +48,16 @@ export class ZipWriter {
   private readonly entries: Written[] = [];
   private readonly names = new Set<string>();
 
-  constructor(private readonly fh: FileHandle) {}
+  /** `forceZip64` writes zip64 records for every entry and the directory (tests the >4 GiB layout on small files). */
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly options: { forceZip64?: boolean } = {},
+  ) {}
+
+  /** Bytes written so far (the next entry's offset). */
+  get size(): number {
+    return this.offset;
+  }
 
   private async write(b: Uint8Array): Promise<void> {
     let done = 0;
@@ -71,7 +80,7 @@ export class ZipWriter {
       crc = crc32(c, crc);
     }
     const nameBuf = Buffer.from(name, 'utf8');
-    const big = size >= FF32;
+    const big = size >= FF32 || Boolean(this.options.forceZip64);
     const zip64Local = big ? 20 : 0;
     const before = this.offset + 30 + nameBuf.length + zip64Local + 4;
     const pad = (ZIP_ALIGNMENT - (before % ZIP_ALIGNMENT)) % ZIP_ALIGNMENT;
@@ -107,7 +116,7 @@ export class ZipWriter {
     const cdStart = this.offset;
     const parts: Buffer[] = [];
     for (const e of this.entries) {
-      const z64 = e.size >= FF32 || e.offset >= FF32;
+      const z64 = e.size >= FF32 || e.offset >= FF32 || Boolean(this.options.forceZip64);
       const extra = Buffer.alloc(z64 ? 28 : 0);
       if (z64) {
         extra.writeUInt16LE(0x0001, 0);
@@ -132,7 +141,7 @@ export class ZipWriter {
     const cd = Buffer.concat(parts);
     await this.write(cd);
     const n = this.entries.length;
-    const z64 = n >= 0xffff || cd.length >= FF32 || cdStart >= FF32;
+    const z64 = n >= 0xffff || cd.length >= FF32 || cdStart >= FF32 || Boolean(this.options.forceZip64);
     if (z64) {
       const recStart = this.offset;
       const z = Buffer.alloc(56);

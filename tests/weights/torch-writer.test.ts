@@ -5,7 +5,7 @@
  * non-ASCII, bytes, list, tuple, dict, OrderedDict, None, bools, 1000+ items to cross the batch size), the CRC of
  * every entry (zipfile.testzip), 64-byte alignment of every entry's data, and the fixture checkpoint's tensors
  * (float32 incl. a transposed view and a slice made contiguous, float16, bfloat16, int64, a scalar) read back by
- * torch.load with the same dtype, shape and values.
+ * torch.load with the same dtype, shape and values; the same with zip64 records forced on (the >4 GiB layout).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -103,5 +103,31 @@ test('pickle and torch writers read back by CPython pickle, zipfile and torch.lo
     assert.equal(got.dtype, torchDtype[t.dtype], k);
     assert.deepEqual(got.shape, t.shape, k);
     assert.deepEqual(got.values, Array.from(t.data as ArrayLike<number | bigint>, Number), k);
+  }
+});
+
+test('zip64 records (forced on a small file) read by zipfile, torch.load(weights_only=True) and difftalk', { timeout: 120_000 }, async () => {
+  const fixture = await readTorchFile(path.join(FIXTURES, 'torch_zip.pt'));
+  const sd = new Map([...fixture.tensors].map(([k, t]) => [k.replace(/^state_dict\./, ''), t]));
+  const ckpt = path.join(work, 'zip64.ckpt');
+  const progress: number[] = [];
+  await writeTorchFile(ckpt, (tensor) => new Map<PickleValue, PickleValue>([['state_dict', stateDictValue(sd, tensor)]]), {
+    forceZip64: true,
+    onProgress: (done) => progress.push(done),
+  });
+  assert.equal(progress.length, sd.size);
+  const pklFile = path.join(work, 'empty.pkl');
+  await writeFile(pklFile, pickle(null));
+  const r = await runProcess('/usr/bin/python3', [path.join(ROOT, 'tests/reference/torch_writer_reference.py'), pklFile, ckpt]);
+  const py = JSON.parse(r.stdout.toString()) as { testzip: string | null; align: Record<string, number>; tensors: Record<string, { values: number[] }> };
+  assert.equal(py.testzip, null);
+  assert.deepEqual(Object.values(py.align), Array(Object.keys(py.align).length).fill(0));
+  const back = await readTorchFile(ckpt);
+  for (const [k, t] of sd) {
+    assert.deepEqual(py.tensors[k]!.values, Array.from(t.data as ArrayLike<number | bigint>, Number), k);
+    assert.deepEqual(
+      Array.from(back.tensors.get(`state_dict.${k}`)!.data as ArrayLike<number | bigint>, Number),
+      Array.from(t.data as ArrayLike<number | bigint>, Number),
+    );
   }
 });
