@@ -7,7 +7,7 @@
  * the run's first stage is `--first-stage` (which accepts the same file).
  */
 import { DifftalkError } from '../util/errors.js';
-import { fromReferenceStateDict, PREFIX, type DifftalkModel } from '../models/difftalk.js';
+import { fromReferenceStateDict, PREFIX, toReferenceName, type DifftalkModel } from '../models/difftalk.js';
 import type { Params } from '../models/blocks.js';
 import { readTorchFile, stateDict, type TensorData } from '../weights/torch.js';
 
@@ -34,6 +34,11 @@ export async function initFromTorch(file: string, model: DifftalkModel, ema: Par
       suggestion: 'pass a checkpoint of the reference DiffTalk code (Lightning .ckpt) or of `difftalk export checkpoint`',
     });
   const mapped = fromReferenceStateDict(sd, model.config);
+  for (const [name, t] of [...mapped.model, ...(mapped.ema ?? [])])
+    if (!(t.data instanceof Float32Array) && !(t.data instanceof Float64Array))
+      throw new DifftalkError('bad-weights', `${file}: ${toReferenceName(name)} is ${t.dtype}, not a floating-point tensor`, {
+        suggestion: 'the file is not a DiffTalk checkpoint (weights are float32, float16 or bfloat16)',
+      });
   try {
     model.load(mapped.model, file);
     if (mapped.ema) ema.loadTorch(mapped.ema, { prefix: PREFIX.ema, source: file });

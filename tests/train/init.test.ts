@@ -8,6 +8,8 @@
  * --init` (CLI, tiny preset, wasm) trains 1 step from it: the step-1 weights are within one AdamW step of the file's
  * (|Δ| ≤ 1.05·lr + lr·wd·|w|) and not equal to them, and the EMA is the file's EMA advanced once from num_updates 42
  * (d = min(decay, 44/53), max error 1e-6); --init with --resume is refused (exit 2).
+ * Hostile/wrong files (crafted with difftalk's torch writer): no UNet, a missing encoder, a wrong shape, an int64 weight
+ * → one DifftalkError each naming the tensor; a file without model_ema.* starts the EMA from the weights.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,6 +26,10 @@ import { DifftalkModel, PREFIX, toReferenceName } from '../../src/models/difftal
 import { Params } from '../../src/models/blocks.js';
 import { resolveConfig } from '../../src/models/presets.js';
 import { loadCheckpoint } from '../../src/models/checkpoint.js';
+import { DifftalkError } from '../../src/util/errors.js';
+import { stateDictValue, writeTorchFile } from '../../src/weights/torch-writer.js';
+import type { PickleValue } from '../../src/weights/pickle-writer.js';
+import type { TensorData } from '../../src/weights/torch.js';
 
 const work = tmpDir('difftalk-init-');
 const dataset = path.join(work, 'ds');
@@ -138,4 +144,48 @@ test('train ldm --init: loads a PyTorch-saved DiffTalk checkpoint exactly and tr
   const both = await runCli([...base, '--init', ckpt, '--steps', '2', '--resume']);
   assert.equal(both.code, 2);
   assert.match(both.stderr, /--init starts a new run/);
+});
+
+test('--init refuses files that are not a DiffTalk checkpoint of this config, with one clear error each', { timeout: 120_000 }, async () => {
+  await initBackend('cpu');
+  const config = resolveConfig('tiny', { winSize: 16, featureDim: 29 });
+  const model = new DifftalkModel(config, 'det');
+  const ema = new Params([...model.unet.specs.values()], 'init', 2);
+  const good = new Map([...model.toTensors()].map(([n, t]) => [toReferenceName(n), t]));
+  const write = async (name: string, sd: Map<string, TensorData>) => {
+    const file = path.join(work, name);
+    await writeTorchFile(file, (tensor) => new Map<PickleValue, PickleValue>([['state_dict', stateDictValue(sd, tensor)]]));
+    return file;
+  };
+  const cases: [string, Map<string, TensorData>, RegExp][] = [
+    ['no-unet.ckpt', new Map([...good].filter(([k]) => !k.startsWith('model.diffusion_model.'))), /no model\.diffusion_model\.\* tensors/],
+    ['missing.ckpt', new Map([...good].filter(([k]) => !k.startsWith('cond_stage_model_for_ldm.'))), /--init .*parameters missing/],
+    [
+      'shape.ckpt',
+      new Map([...good].map(([k, t]) => [k, k === 'model.diffusion_model.out.2.bias' ? { dtype: 'float32', shape: [4], data: new Float32Array(4) } : t])),
+      /out\.2\.bias has shape \[4\]/,
+    ],
+    [
+      'int.ckpt',
+      new Map([...good].map(([k, t]) => [k, k === 'model.diffusion_model.out.2.bias' ? { dtype: 'int64', shape: [3], data: new BigInt64Array(3) } : t])),
+      /out\.2\.bias is int64/,
+    ],
+  ];
+  for (const [name, sd, message] of cases) {
+    const err = await initFromTorch(await write(name, sd), model, ema).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof DifftalkError, `${name}: ${String(err)}`);
+    assert.match(err.message, message, name);
+  }
+  // the good one loads, without model_ema.*: the EMA starts as the weights
+  const r = await initFromTorch(await write('good.ckpt', good), model, ema);
+  assert.deepEqual([r.ema, r.emaNumUpdates], [false, 0]);
+  assert.deepEqual(
+    ema.toTorch(PREFIX.unet).get('model.diffusion_model.out.2.bias')!.data,
+    model.unet.toTorch(PREFIX.unet).get('model.diffusion_model.out.2.bias')!.data,
+  );
+  model.dispose();
+  ema.dispose();
 });
