@@ -14,6 +14,8 @@
  * - reference UNet / AudioNet+AudioAttNet / LdmNet modules load their parts with load_state_dict(strict=True); their
  *   outputs match the fixtures' PyTorch outputs (max |Δ| < 1e-4, which validates the modules) and difftalk's own
  *   outputs on the same inputs: denoiser max |Δ| < 1e-4 (the fixture README's UNet tolerance), encoders < 1e-5;
+ * - for the paper preset (no weights allocated): the UNet, LitEma and encoder names and shapes equal the fixtures'
+ *   paper_config_params and encoder list;
  * - the CLI refuses to replace an existing --out without --force (exit 2, file unchanged), replaces it with --force,
  *   and writes nothing but --out in its folder.
  */
@@ -28,7 +30,7 @@ import { saveCheckpoint } from '../../src/models/checkpoint.js';
 import { Params } from '../../src/models/blocks.js';
 import { vqParamSpecs, type VqConfig } from '../../src/models/vq-f4.js';
 import { loadFirstStage, pinFirstStage } from '../../src/models/first-stage.js';
-import { DifftalkModel, PREFIX } from '../../src/models/difftalk.js';
+import { checkpointSpecs, DifftalkModel, PREFIX, toReferenceName } from '../../src/models/difftalk.js';
 import { PRESETS, type DifftalkConfig } from '../../src/models/presets.js';
 import { unetForward } from '../../src/models/unet.js';
 import { encodeAudio } from '../../src/models/audio-net.js';
@@ -193,4 +195,24 @@ test('export checkpoint CLI: --ema, no overwrite without --force, nothing writte
   const onDir = await runCli(['export', 'checkpoint', '--run', runDir, '--out', dir, '--force']);
   assert.equal(onDir.code, 2);
   assert.match(onDir.stderr, /not a file/);
+});
+
+test('paper preset: the exported names and shapes are the reference paper config (fixtures: paper_config_params, encoders)', async () => {
+  const exp = JSON.parse(await readFile(path.join(FIXTURES, 'expected.json'), 'utf8')) as {
+    unet: { paper_config_params: [string, number[]][] };
+    difftalk_encoders: { params: [string, number[]][] };
+  };
+  const ref = { 'audio.': 'cond_stage_model_for_audio.', 'audio_att.': 'cond_stage_model_for_audio_smooth.', 'ldm.': 'cond_stage_model_for_ldm.' };
+  const want = new Map<string, string>();
+  for (const [n, s] of exp.unet.paper_config_params) {
+    want.set(`model.diffusion_model.${n}`, s.join());
+    want.set(`model_ema.diffusion_model${n.replaceAll('.', '')}`, s.join());
+  }
+  for (const [n, s] of exp.difftalk_encoders.params) {
+    const p = (Object.keys(ref) as (keyof typeof ref)[]).find((k) => n.startsWith(k))!;
+    want.set(ref[p] + n.slice(p.length), s.join());
+  }
+  const got = new Map([...checkpointSpecs(PRESETS.paper)].map(([n, s]) => [toReferenceName(n), s.shape.join()]));
+  assert.equal(got.size, want.size);
+  assert.deepEqual([...got].sort(), [...want].sort());
 });
