@@ -1,6 +1,6 @@
 /**
  * `difftalk export checkpoint`: a difftalk LDM run (or one of its checkpoints) → a PyTorch Lightning-style checkpoint
- * `{'state_dict': OrderedDict, 'global_step': int, 'difftalk': {...}}` in torch.save's zip format, with the state_dict
+ * `{'state_dict': OrderedDict, 'global_step': int, 'difftalk': {source: '<run>/<ckpt>', preset, model_diffusion_model}}` in torch.save's zip format, with the state_dict
  * of the reference DiffTalk LatentDiffusion (`ddpm_talking.py`, configs/latent-diffusion/talking.yaml), so its
  * `load_state_dict(strict=True)` accepts it:
  *
@@ -16,7 +16,7 @@
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { DifftalkError } from '../util/errors.js';
+import { DifftalkError, errorMessage } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { loadCheckpoint } from '../models/checkpoint.js';
 import { checkpointSpecs, PREFIX, REFERENCE_FIRST_STAGE, toReferenceName } from '../models/difftalk.js';
@@ -184,14 +184,19 @@ export async function exportCheckpoint(o: ExportCheckpointOptions): Promise<Expo
         [
           'difftalk',
           new Map<PickleValue, PickleValue>([
-            ['source', dir],
+            ['source', path.join(path.basename(path.dirname(dir)), path.basename(dir))],
             ['preset', String(config.preset)],
             ['model_diffusion_model', useEma ? 'ema' : 'trained'],
           ]),
         ],
       ]),
     { onProgress: (done, all) => onEvent({ type: 'progress', stage: 'export-checkpoint', done, total: all }) },
-  );
+  ).catch((e: unknown) => {
+    if (e instanceof DifftalkError) throw e;
+    throw new DifftalkError('write-failed', `cannot write ${out}: ${errorMessage(e)}`, {
+      suggestion: 'check that the folder of --out is writable and has space',
+    });
+  });
   onEvent({ type: 'stage-done', stage: 'export-checkpoint', done: total, seconds: (Date.now() - started) / 1000 });
   let parameters = 0;
   for (const t of sd.values()) parameters += t.data.length;
