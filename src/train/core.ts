@@ -138,9 +138,10 @@ export interface TrainableModel<C = unknown> {
   readonly valSamples: number;
   /**
    * A fresh run only, before the first step (not on resume): data-dependent initialisation (the autoencoder's
-   * codebook) or weights loaded from elsewhere. The loop then restarts the EMA from the initialised weights.
+   * codebook) or weights loaded from elsewhere. The loop then restarts the EMA from the initialised weights, unless
+   * init returns `keep-ema` (it set the EMA itself, from a checkpoint that carries one).
    */
-  init?(): Promise<void>;
+  init?(): Promise<void | 'keep-ema'>;
   /** Loss of micro-batch `micro` of optimizer step `step` (1-based); runs inside tf.variableGrads, pure of (seed, step, micro). */
   loss(step: number, micro: number): tf.Scalar;
   /** Validation loss (NaN: no validation set) and the metric name it is reported under. */
@@ -363,8 +364,8 @@ export async function runTraining<C>(
       opt.load(saved.optimizer!, saved.state.optimizer.step);
       onEvent({ type: 'log', level: 'info', message: `resuming ${o.out} from step ${state.step}` });
     } else if (model.init) {
-      await model.init();
-      model.ema?.reset(); // the EMA starts from the initialised weights
+      // the EMA starts from the initialised weights, unless init set it too (a checkpoint that carries one)
+      if ((await model.init()) !== 'keep-ema') model.ema?.reset();
     }
 
     const saveNow = async (): Promise<string> => {

@@ -29,6 +29,7 @@ import { Ema } from './optim.js';
 import { DiffTalkPipeline, disposePrepared, LM68_VALUES, type PipelineFrame, type Prepared } from '../models/pipeline.js';
 import { resolveConfig, type DifftalkConfig } from '../models/presets.js';
 import type { GridRow } from './report.js';
+import { initFromTorch } from './init.js';
 import { DdimScheduler } from '../models/schedulers/ddim.js';
 import {
   BatchOrder,
@@ -57,6 +58,8 @@ export interface TrainLdmOptions extends CommonTrainOptions {
    * (saved in the config; see ConditionNorm). Default false: raw conditions, as the reference.
    */
   normalizeConditions?: boolean;
+  /** A new run starts from this PyTorch DiffTalk checkpoint (reference state_dict names; see init.ts). */
+  init?: string;
 }
 
 export const DEFAULT_LDM = { ...DEFAULT_TRAIN, emaDecay: 0.9999, sampleSteps: 50 };
@@ -66,6 +69,11 @@ type LdmState = RunState<DifftalkConfig> & { firstStage?: FirstStagePin; dataset
 
 export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
   const onEvent = o.onEvent ?? silent;
+  if (o.init !== undefined && o.resume) throw new DifftalkError('bad-flag', '--init starts a new run; a resumed run continues from its own checkpoint');
+  if (o.init !== undefined && o.normalizeConditions)
+    throw new DifftalkError('bad-flag', '--init with --normalize-conditions: the PyTorch weights were trained on raw conditions', {
+      suggestion: 'drop --normalize-conditions',
+    });
   const saved = await openRun<LdmState>(o, 'ldm');
 
   // data + first stage
@@ -109,6 +117,17 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
     emaUnet.loadTorch(saved.model, { prefix: PREFIX.ema, source: saved.dir });
   }
   const pipe = new DiffTalkPipeline(model, emaUnet, fs);
+  /** `--init`: weights (and the EMA, when the file has one) from a PyTorch DiffTalk checkpoint. */
+  const initLdm = async (file: string): Promise<'keep-ema' | undefined> => {
+    const r = await initFromTorch(file, model, emaUnet);
+    ema.numUpdates = r.emaNumUpdates;
+    onEvent({
+      type: 'log',
+      level: 'info',
+      message: `initialised from ${file}: ${r.tensors} tensors${r.ema ? `, EMA after ${r.emaNumUpdates} updates` : ', EMA = weights'}`,
+    });
+    return r.ema ? 'keep-ema' : undefined;
+  };
 
   const T = scheduler.numTrainTimesteps;
   const [lh, lw, lc] = cache.latentShape;
@@ -161,6 +180,7 @@ export async function trainLdm(o: TrainLdmOptions): Promise<TrainResult> {
         return sum / val.length;
       },
     },
+    ...(o.init !== undefined ? { init: () => initLdm(o.init!) } : {}),
     sampleGrid: async () => ({
       rows: await ldmSampleRows(pipe, info, val.length ? val : train, o),
       title: 'LDM samples (EMA UNet, DDIM)',

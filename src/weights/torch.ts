@@ -35,7 +35,7 @@ export interface TorchFile {
   tensors: Map<string, TensorData>;
 }
 
-const STORAGE_DTYPES: Record<string, TorchDtype> = {
+export const STORAGE_DTYPES: Record<string, TorchDtype> = {
   FloatStorage: 'float32',
   DoubleStorage: 'float64',
   HalfStorage: 'float16',

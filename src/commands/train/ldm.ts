@@ -18,6 +18,7 @@ export default class TrainLdm extends BaseCommand {
   static override examples = [
     '<%= config.bin %> train ldm --data data/hdtf --first-stage models/vq-f4/model.ckpt --out runs/ldm --preset paper --batch 8 --backend webgpu',
     '<%= config.bin %> train ldm --data data/small --first-stage runs/ae --out runs/ldm-tiny --preset tiny --steps 200 --lr 1e-3 --backend wasm',
+    '<%= config.bin %> train ldm --data data/hdtf --first-stage model.ckpt --init model.ckpt --out runs/ldm-continued --preset paper',
     '<%= config.bin %> train ldm --data data/small --first-stage runs/ae --out runs/ldm-tiny --preset tiny --steps 500 --batch 16 --lr 1e-3 --normalize-conditions --ema-decay 0.999',
   ];
   static override flags = {
@@ -30,6 +31,9 @@ export default class TrainLdm extends BaseCommand {
     'grad-clip': Flags.string({ default: String(DEFAULT_LDM.gradClip) }),
     'ema-decay': Flags.string({ default: String(DEFAULT_LDM.emaDecay) }),
     'sample-steps': Flags.integer({ min: 1, default: DEFAULT_LDM.sampleSteps }),
+    init: Flags.string({
+      summary: "Start from a PyTorch DiffTalk checkpoint (the reference code's .ckpt or `export checkpoint`'s): UNet, EMA and encoders.",
+    }),
     'normalize-conditions': Flags.boolean({ default: false, summary: 'Standardise audio features and landmarks before their encoders.' }),
   };
 
@@ -46,6 +50,7 @@ export default class TrainLdm extends BaseCommand {
       emaDecay: positiveNumber('ema-decay', flags['ema-decay']),
       sampleSteps: flags['sample-steps'],
       normalizeConditions: flags['normalize-conditions'],
+      init: flags.init,
     };
     const batch = flags.batch * flags.accumulate;
     if (flags.backend !== 'auto') checkPreset(flags.preset, ['ldm'], flags.backend, batch);
