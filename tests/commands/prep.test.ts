@@ -144,6 +144,22 @@ describe('difftalk prep (CLI)', () => {
     assert.ok((after.manifest as { config: { landmarkerResolved?: unknown } }).config.landmarkerResolved, 'landmark model recorded');
   });
 
+  // The landmark model and the set of inputs are part of the folder's configuration: another one is refused before any
+  // work (exit 2, naming what differs), never mixed into the same shards.
+  test('another landmark model or another set of inputs in the same folder is refused before any work', async () => {
+    const out = path.join(work, 'full');
+    const before = snapshot(out);
+    const model = await cli(['prep', '--input', inputs, '--out', out, '--face-model', path.join(MODELS, 'fm468md.task'), '--json']);
+    assert.equal(model.code, 2, model.stderr);
+    assert.equal(JSON.parse(model.stdout).error.code, 'config-mismatch');
+    assert.match(JSON.parse(model.stdout).error.message, /landmarkerResolved/);
+    const fewer = await cli(prepArgs(path.join(inputs, 'a.mp4'), out));
+    assert.equal(fewer.code, 2, fewer.stderr);
+    assert.equal(JSON.parse(fewer.stdout).error.code, 'config-mismatch');
+    assert.match(JSON.parse(fewer.stdout).error.message, /\binputs\b/);
+    assert.deepEqual(snapshot(out), before, 'nothing was written');
+  });
+
   // Before: a bad --smoothing was recorded as a drop on every clip (exit 0), and a bad face model likewise.
   test('configuration errors fail with exit 2 before the first clip', async () => {
     const bad = await cli(prepArgs(inputs, path.join(work, 'bad-smoothing'), ['--smoothing', 'wobble:3']));
