@@ -132,7 +132,7 @@ async function resolveAudioFeature(
   let extractor: AudioFeatureExtractor;
   let size: 256 | 512 = prepSize ?? 256;
   if (datasetDir && (await exists(datasetDir)) && !spec) {
-    const info = await datasetInfo(datasetDir, m.state.options.audioFeature as string | undefined);
+    const info = await datasetInfo(datasetDir, m.state.options.audioFeature as string | undefined, { crossCheck: false });
     if (info.size === 256 || info.size === 512) size = prepSize ?? info.size;
     if (info.audio.window !== want.winSize) {
       throw new DifftalkError(

@@ -11,18 +11,15 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { Message, Schema, Table, Utf8, tableFromIPC, tableToIPC, vectorFromArray, RecordBatch, makeData, Struct, type Data } from 'apache-arrow';
 import { openDataset } from '../../src/dataset/dataset.js';
-import { buildDatasetManifest, writeDatasetManifest } from '../../src/dataset/manifest.js';
-import { difftalkReferenceSampler } from '../../src/dataset/reference.js';
 import { openShard } from '../../src/dataset/shard-reader.js';
-import { encodeFrames, maskRowsFromLandmarks68, writeClipShards, type ShardMetadata } from '../../src/dataset/shard-writer.js';
 import { DifftalkError } from '../../src/util/errors.js';
 import { tmpDir } from '../helpers.js';
-import { aocFrames, testShardMetadata } from './fixture.js';
+import { batchMessage, patchBatch, writeTestDataset } from './fixture.js';
 
 const N = 6;
 const SIZE = 64;
-const MFCC = { window: 4, dim: 13 };
-const META: ShardMetadata = testShardMetadata(SIZE, [{ name: 'mfcc', column: 'audio_mfcc', window: MFCC.window, dim: MFCC.dim, rate: 100, params: {} }]);
+/** writeTestDataset's metadata: one audio column of 4 × 13 values. */
+const MFCC = { name: 'mfcc', column: 'audio_mfcc', window: 4, dim: 13, rate: 100, params: {} };
 
 let good: Buffer;
 let dir: string;
@@ -53,39 +50,6 @@ async function refused(name: string, bytes: Uint8Array, code: string, text: RegE
   });
 }
 
-/** The (only) record batch message of a shard: where its flatbuffer lies. */
-function batchMessage(bytes: Buffer): { start: number; length: number } {
-  const footerLength = bytes.readInt32LE(bytes.length - 10);
-  // The first record batch follows the schema message: find the continuation markers after the 8-byte head.
-  let at = 8;
-  for (;;) {
-    assert.equal(bytes.readInt32LE(at), -1, 'continuation marker');
-    const length = bytes.readInt32LE(at + 4);
-    const m = Message.decode(bytes.subarray(at + 8, at + 8 + length));
-    if (m.isRecordBatch()) return { start: at + 8, length };
-    at += 8 + length + m.bodyLength;
-    assert.ok(at < bytes.length - 10 - footerLength, 'a record batch message');
-  }
-}
-
-/**
- * A copy of `bytes` whose record batch flatbuffer has the int64 `from` replaced by `to` at the one place where the
- * decoded message changes as `changed` says (found by trying each occurrence and decoding it back).
- */
-function patchBatch(bytes: Buffer, from: number, to: number, changed: (m: Message) => boolean): Buffer {
-  const { start, length } = batchMessage(bytes);
-  const needle = Buffer.alloc(8);
-  needle.writeBigInt64LE(BigInt(from));
-  for (let k = start; k + 8 <= start + length; k++) {
-    if (!bytes.subarray(k, k + 8).equals(needle)) continue;
-    const copy = Buffer.from(bytes);
-    copy.writeBigInt64LE(BigInt(to), k);
-    const m = Message.decode(copy.subarray(start, start + length));
-    if (changed(m)) return copy;
-  }
-  throw new Error(`no int64 ${from} to patch`);
-}
-
 /** The shard's table rewritten with `fields` changed (metadata kept), or its metadata changed. */
 function rewrite(edit: { metadata?: (m: Map<string, string>) => void; columns?: (cols: Map<string, Data>) => void }): Uint8Array {
   const t = tableFromIPC(good);
@@ -104,36 +68,9 @@ function rewrite(edit: { metadata?: (m: Map<string, string>) => void; columns?: 
 
 before(async () => {
   dir = tmpDir();
-  const images = await encodeFrames(await aocFrames(N, SIZE), { format: 'jpeg', quality: 95 });
-  const refs = difftalkReferenceSampler({ seed: 23, policy: 'farthest' }).sample('clipA', N);
-  assert.ok(refs.ok);
-  const lm68 = new Float32Array(N * 136).fill(SIZE / 2);
-  const masks = maskRowsFromLandmarks68(lm68, SIZE);
-  const res = await writeClipShards(
-    dir,
-    {
-      clipId: 'clipA',
-      split: 'train',
-      fps: 25,
-      images,
-      faceStatus: Array.from({ length: N }, () => 'ok'),
-      faceScore: new Float32Array(N).fill(1),
-      landmarks478: new Float32Array(N * 1434).fill(1),
-      landmarks478Raw: new Float32Array(N * 1434).fill(1),
-      landmarks68: lm68,
-      maskRowTrain: masks.train,
-      maskRowTest: masks.test,
-      audio: [{ name: 'mfcc', windows: { data: new Float32Array(N * MFCC.window * MFCC.dim).fill(0.5), frames: N, ...MFCC } }],
-      refFrameIndex: refs.value,
-    },
-    { maxRows: 100, metadata: META },
-  );
-  await writeDatasetManifest(
-    dir,
-    buildDatasetManifest({ config: {}, clips: [{ id: 'clipA', identity: 'clipA', split: 'train', status: 'done', frames: N, shards: res.files, notes: [] }] }),
-  );
-  good = readFileSync(path.join(dir, res.files[0]!));
-  assert.equal(await readAll(path.join(dir, res.files[0]!)), N, 'the untouched shard reads');
+  const { shard } = await writeTestDataset(dir, 'clipA', N, SIZE);
+  good = readFileSync(shard);
+  assert.equal(await readAll(shard), N, 'the untouched shard reads');
 });
 
 describe('hostile shards: one clear error each', () => {
@@ -173,7 +110,7 @@ describe('hostile shards: one clear error each', () => {
     // The metadata says 5 feature frames per window; the column holds 4 × 13.
     await refused(
       'window.arrow',
-      rewrite({ metadata: (m) => m.set('difftalk.audio_features', JSON.stringify([{ ...META.audioFeatures[0]!, window: 5 }])) }),
+      rewrite({ metadata: (m) => m.set('difftalk.audio_features', JSON.stringify([{ ...MFCC, window: 5 }])) }),
       'shard-schema-mismatch',
       /audio_mfcc: FixedSizeList\[52\]<Float32>.*audio_mfcc: FixedSizeList\[65\]<Float32>/,
     );
