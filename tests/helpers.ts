@@ -30,9 +30,10 @@ export interface CliRun {
 
 /**
  * Run the built CLI (bin/run.js over dist/) as a user would. `killWhen` is polled every 50 ms; when it returns true
- * the whole process group (the CLI and what it started: ffmpeg, Chromium) gets SIGKILL.
+ * the whole process group (the CLI and what it started: ffmpeg, Chromium) gets `signal` (default SIGKILL; SIGTERM as a
+ * terminal's Ctrl-C or a job scheduler's stop reaches them all).
  */
-export function runCli(args: string[], killWhen?: () => boolean): Promise<CliRun> {
+export function runCli(args: string[], killWhen?: () => boolean, signal: NodeJS.Signals = 'SIGKILL'): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'run.js'), ...args], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -44,7 +45,7 @@ export function runCli(args: string[], killWhen?: () => boolean): Promise<CliRun
       timer = setInterval(() => {
         if (killWhen()) {
           clearInterval(timer);
-          process.kill(-child.pid!, 'SIGKILL');
+          process.kill(-child.pid!, signal);
         }
       }, 50);
     }
