@@ -3,7 +3,7 @@
  * of ../shared/data/fixtures (expected.json parts difftalk_encoders, unet, vq_f4; README there for the formula).
  * Tolerances per the fixture README: encoders 1e-5 relative, UNet / VQ 1e-4 relative (max |Δ| / max |ref|).
  */
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -39,8 +39,10 @@ function sameSpecs(ours: ParamSpec[], ref: [string, number[]][], ignore: string[
 const nchwToNhwc = (d: Float32Array, [n, c, h, w]: number[]) => tf.tensor4d(permute(d, [n!, c!, h!, w!], [0, 2, 3, 1]), [n!, h!, w!, c!]);
 const nhwcToNchw = (t: tf.Tensor4D) => permute(t.dataSync() as Float32Array, t.shape, [0, 3, 1, 2]);
 
-test('backend', async () => {
+// Set-up, not a test: every reference below is computed on tfjs's plain-JavaScript cpu backend.
+before(async () => {
   await initBackend('cpu');
+  assert.equal(tf.getBackend(), 'cpu');
 });
 
 test('AudioNet + AudioAttNet + LdmNet match the reference (det weights, 1e-5 rel)', () => {
