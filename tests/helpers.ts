@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runTool } from '../src/util/exec.js';
 
 /** Repository root (tests run from TypeScript sources through tsx). */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -55,4 +56,16 @@ export function runCli(args: string[], killWhen?: () => boolean, signal: NodeJS.
       resolve({ code, signal, stdout, stderr });
     });
   });
+}
+
+/**
+ * Frames of a video or image decoded by ffmpeg itself (rgb24 over a pipe), optionally through a filter graph: the
+ * tests' independent decode, apart from src/media/frames.ts.
+ */
+export async function ffmpegRgb(file: string, opts: { frames?: number; vf?: string } = {}): Promise<Uint8Array> {
+  const args = ['-v', 'error', '-nostdin', '-i', file];
+  if (opts.vf) args.push('-vf', opts.vf);
+  if (opts.frames !== undefined) args.push('-frames:v', String(opts.frames));
+  const { stdout } = await runTool('ffmpeg', [...args, '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1']);
+  return new Uint8Array(stdout);
 }

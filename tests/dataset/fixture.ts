@@ -19,29 +19,13 @@ import {
 import { LM68_VALUES } from '../../src/face/ibug68.js';
 import { MESH_FLOATS } from '../../src/face/landmarks/clip.js';
 import type { RgbFrames } from '../../src/media/types.js';
-import { runTool } from '../../src/util/exec.js';
-import { AOC_CLIP } from '../helpers.js';
+import { AOC_CLIP, ffmpegRgb } from '../helpers.js';
 
 /** The first `count` frames of the AOC clip at size² (ffmpeg area scaling). */
 export async function aocFrames(count: number, size: number): Promise<RgbFrames> {
-  const { stdout } = await runTool('ffmpeg', [
-    '-v',
-    'error',
-    '-nostdin',
-    '-i',
-    AOC_CLIP,
-    '-frames:v',
-    String(count),
-    '-vf',
-    `scale=${size}:${size}:flags=area`,
-    '-f',
-    'rawvideo',
-    '-pix_fmt',
-    'rgb24',
-    'pipe:1',
-  ]);
-  assert.equal(stdout.length, count * size * size * 3);
-  return { width: size, height: size, count, data: new Uint8Array(stdout) };
+  const data = await ffmpegRgb(AOC_CLIP, { frames: count, vf: `scale=${size}:${size}:flags=area` });
+  assert.equal(data.length, count * size * size * 3);
+  return { width: size, height: size, count, data };
 }
 
 /** Shard metadata for test shards of `size`² JPEG q95 frames with the given audio feature columns. */

@@ -9,9 +9,8 @@ import { writePreview } from '../../src/prep/preview.js';
 import type { FaceLandmarks } from '../../src/face/types.js';
 import type { RgbFrames } from '../../src/media/types.js';
 import { DifftalkError } from '../../src/util/errors.js';
-import { runTool } from '../../src/util/exec.js';
 import { clearToolCache } from '../../src/util/tools.js';
-import { AOC_CLIP, MEDIA, MODELS, tmpDir } from '../helpers.js';
+import { AOC_CLIP, ffmpegRgb, MEDIA, MODELS, tmpDir } from '../helpers.js';
 import { centre, referenceFaces } from './reference-faces.js';
 
 const FM478 = path.join(MODELS, 'fm478md.task');
@@ -19,10 +18,10 @@ const LATENTSYNC = path.join(MEDIA, 'latentsync_demo1_video.mp4');
 
 /** Decode an image (or video frames) with an ffmpeg filter to rgb24. */
 async function decodeImage(file: string, width: number, height: number, vf: string, frames = 1): Promise<RgbFrames> {
-  const { stdout } = await runTool('ffmpeg', ['-v', 'error', '-i', file, '-vf', vf, '-frames:v', String(frames), '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-']);
-  const count = stdout.length / (width * height * 3);
+  const data = await ffmpegRgb(file, { vf, frames });
+  const count = data.length / (width * height * 3);
   assert.equal(count, Math.floor(count));
-  return { width, height, count, data: new Uint8Array(stdout.buffer, stdout.byteOffset, stdout.length) };
+  return { width, height, count, data };
 }
 
 function concatFrames(a: RgbFrames, b: RgbFrames): RgbFrames {

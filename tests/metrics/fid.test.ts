@@ -47,7 +47,7 @@ import { importWeights } from '../../src/models/weights-store.js';
 import { runEval } from '../../src/eval/pipeline.js';
 import { runProcess, runTool } from '../../src/util/exec.js';
 import { encodeNpyFloat32 } from '../../src/weights/npy.js';
-import { AOC_CLIP, FIXTURES, MEDIA, ROOT, tmpDir } from '../helpers.js';
+import { AOC_CLIP, ffmpegRgb, FIXTURES, MEDIA, ROOT, tmpDir } from '../helpers.js';
 import { writeLegacyTorch } from '../weights/legacy-writer.js';
 
 /** x[i][j] = sin(0.37·(7i + j²) + seed) + 0.3·cos(1.7·i·j + seed), cast to float32 (full-rank covariance). */
@@ -423,8 +423,8 @@ describe('difftalk eval --metrics fid (runEval wiring; deterministic He weights 
     // exact nuclear norm of the 6 × 6 cross matrix; scipy's sqrtm route, 6e-6 off here, is printed beside it). Tolerance
     // 1e-9 relative (measured: equal to 1e-15; float64 both sides from the same float32 features).
     const npy = async (video: string, name: string): Promise<string> => {
-      const { stdout } = await runTool('ffmpeg', ['-v', 'error', '-nostdin', '-i', video, '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1']);
-      const frames: RgbFrames = { width: 512, height: 512, count: stdout.length / (512 * 512 * 3), data: new Uint8Array(stdout) };
+      const data = await ffmpegRgb(video);
+      const frames: RgbFrames = { width: 512, height: 512, count: data.length / (512 * 512 * 3), data };
       assert.equal(frames.count, 6);
       const f = await inceptionFeatures(frames, { cacheDir: cache });
       const file = path.join(dir, `${name}.npy`);

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
-import { AOC_CLIP, MEDIA, MODELS, runCli, tmpDir } from '../helpers.js';
+import { AOC_CLIP, ffmpegRgb, MEDIA, MODELS, runCli, tmpDir } from '../helpers.js';
 import { extractorFromMetadata, renderVideo, DEFAULT_RENDER, type RenderedFace, type RenderResult } from '../../src/render/render.js';
 import { createAudioFeature, parseAudioFeatureSpec } from '../../src/audio/registry.js';
 import { jawAlpha, sourceFrameIndex } from '../../src/render/paste.js';
@@ -243,23 +243,7 @@ describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 
     // Frame 0 is sampled with the first frame of the person video. Reference: ffmpeg's own crop (the reported crop
     // box) and bicubic scale of the source's first frame; tolerance 4 grey levels mean |Δ| (the render path goes
     // through the lossless prepared clip and another resize kernel).
-    const { stdout } = await runTool('ffmpeg', [
-      '-v',
-      'error',
-      '-nostdin',
-      '-i',
-      AOC_CLIP,
-      '-frames:v',
-      '1',
-      '-vf',
-      `crop=${r.crop.w}:${r.crop.h}:${r.crop.x}:${r.crop.y},scale=${S}:${S}:flags=bicubic`,
-      '-f',
-      'rawvideo',
-      '-pix_fmt',
-      'rgb24',
-      'pipe:1',
-    ]);
-    const first = new Uint8Array(stdout);
+    const first = await ffmpegRgb(AOC_CLIP, { frames: 1, vf: `crop=${r.crop.w}:${r.crop.h}:${r.crop.x}:${r.crop.y},scale=${S}:${S}:flags=bicubic` });
     const ref0 = faces[0]!.reference;
     let d0 = 0;
     for (let i = 0; i < first.length; i++) d0 += Math.abs((ref0[i]! + 1) * 127.5 - first[i]!);
