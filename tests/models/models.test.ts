@@ -135,12 +135,10 @@ test('VQ-f4 encoder/decoder (tiny fixture config) match LDM with det weights (1e
   p.dispose();
 });
 
-test('VQ weights round-trip through a safetensors checkpoint with LDM names (first_stage_model.* prefix)', async () => {
-  const { writeSafetensors } = await import('../../src/weights/safetensors.js');
-  const { loadVqWeights } = await import('../../src/models/vq-f4.js');
-  const { tmpDir } = await import('../helpers.js');
+/** The VQ-f4 config of the reference fixture (expected.json: vq_f4.config) with a 16-entry codebook. */
+function fixtureVqConfig(): VqConfig {
   const c = expected.vq_f4.config;
-  const cfg: VqConfig = {
+  return {
     resolution: c.resolution,
     inChannels: 3,
     outCh: 3,
@@ -151,6 +149,13 @@ test('VQ weights round-trip through a safetensors checkpoint with LDM names (fir
     embedDim: 3,
     nEmbed: 16,
   };
+}
+
+test('VQ weights round-trip through a safetensors checkpoint with LDM names (first_stage_model.* prefix)', async () => {
+  const { writeSafetensors } = await import('../../src/weights/safetensors.js');
+  const { loadVqWeights } = await import('../../src/models/vq-f4.js');
+  const { tmpDir } = await import('../helpers.js');
+  const cfg = fixtureVqConfig();
   const p = new Params(vqParamSpecs(cfg), 'det');
   const file = path.join(tmpDir(), 'vq.safetensors');
   await writeSafetensors(file, p.toTorch('first_stage_model.'));
@@ -167,18 +172,7 @@ test('vq-f4 converter: an LDM-layout legacy torch checkpoint → checked tensors
   const { writeSafetensors } = await import('../../src/weights/safetensors.js');
   const { writeLegacyTorch } = await import('../weights/legacy-writer.js');
   const { tmpDir } = await import('../helpers.js');
-  const c = expected.vq_f4.config;
-  const cfg: VqConfig = {
-    resolution: c.resolution,
-    inChannels: 3,
-    outCh: 3,
-    ch: c.ch,
-    chMult: c.ch_mult,
-    numResBlocks: c.num_res_blocks,
-    zChannels: 3,
-    embedDim: 3,
-    nEmbed: 16,
-  };
+  const cfg = fixtureVqConfig();
   const p = new Params(vqParamSpecs(cfg), 'det');
   const dir = tmpDir();
   const ckpt = path.join(dir, 'model.ckpt');
