@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runTool } from '../src/util/exec.js';
 
 /** Repository root (tests run from TypeScript sources through tsx). */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -30,9 +31,10 @@ export interface CliRun {
 
 /**
  * Run the built CLI (bin/run.js over dist/) as a user would. `killWhen` is polled every 50 ms; when it returns true
- * the whole process group (the CLI and what it started: ffmpeg, Chromium) gets SIGKILL.
+ * the whole process group (the CLI and what it started: ffmpeg, Chromium) gets `signal` (default SIGKILL; SIGTERM as a
+ * terminal's Ctrl-C or a job scheduler's stop reaches them all).
  */
-export function runCli(args: string[], killWhen?: () => boolean): Promise<CliRun> {
+export function runCli(args: string[], killWhen?: () => boolean, signal: NodeJS.Signals = 'SIGKILL'): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'run.js'), ...args], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -44,7 +46,7 @@ export function runCli(args: string[], killWhen?: () => boolean): Promise<CliRun
       timer = setInterval(() => {
         if (killWhen()) {
           clearInterval(timer);
-          process.kill(-child.pid!, 'SIGKILL');
+          process.kill(-child.pid!, signal);
         }
       }, 50);
     }
@@ -54,4 +56,16 @@ export function runCli(args: string[], killWhen?: () => boolean): Promise<CliRun
       resolve({ code, signal, stdout, stderr });
     });
   });
+}
+
+/**
+ * Frames of a video or image decoded by ffmpeg itself (rgb24 over a pipe), optionally through a filter graph: the
+ * tests' independent decode, apart from src/media/frames.ts.
+ */
+export async function ffmpegRgb(file: string, opts: { frames?: number; vf?: string } = {}): Promise<Uint8Array> {
+  const args = ['-v', 'error', '-nostdin', '-i', file];
+  if (opts.vf) args.push('-vf', opts.vf);
+  if (opts.frames !== undefined) args.push('-frames:v', String(opts.frames));
+  const { stdout } = await runTool('ffmpeg', [...args, '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1']);
+  return new Uint8Array(stdout);
 }

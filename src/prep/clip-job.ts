@@ -4,7 +4,8 @@
  * the only shared things it is handed are the landmark engine pool and the run's stage timings (sums).
  *   probe → crop box (HDTF box | face tracking) → cut/crop/normalise (media/clip.ts) → references → one frame pass
  *   (decode, landmarks, encoded images, preview frames) → audio features → Arrow shards (+ preview)
- * Nothing here prints; progress goes through onEvent. The caller records the result (status.json, the resume mark).
+ * Nothing here prints; progress goes through onEvent. `clipStatus` turns the result into the clip's record, which the
+ * caller writes last (status.json, the resume mark).
  */
 import path from 'node:path';
 import { DifftalkError } from '../util/errors.js';
@@ -23,7 +24,8 @@ import type { ClipStats } from '../dataset/manifest.js';
 import { computeAudioFeatures, type AudioFeatureRequest } from './audio-stage.js';
 import { runFramePass } from './frame-pass.js';
 import { PREVIEW_CELLS, writePreview } from './preview.js';
-import type { PrepConfig } from './pipeline.js';
+import type { PrepConfig } from './config.js';
+import type { ClipStatus } from './folder.js';
 
 /** Busy seconds and frames per stage, summed over the clips of a run (clips overlap). */
 export class StageTimings {
@@ -201,5 +203,21 @@ export async function runClipJob(job: ClipJob): Promise<StageResult<ClipJobOutpu
         source_height: p.sourceHeight,
       },
     },
+  };
+}
+
+/** The clip's record (status.json, and its row of dataset.json) from its job's result: finished, or dropped with the reason. */
+export function clipStatus(clip: ClipSpec, split: Split, result: StageResult<ClipJobOutput>): ClipStatus {
+  const outcome: Omit<ClipStatus, 'id' | 'identity' | 'split'> = result.ok
+    ? { status: 'done', ...result.value }
+    : { status: 'dropped', frames: 0, shards: [], drop_reason: result.reason, drop_message: result.message, notes: [] };
+  return {
+    id: clip.id,
+    identity: clip.identity,
+    ...(clip.subset ? { subset: clip.subset } : {}),
+    source: clip.file ? path.basename(clip.file) : clip.video,
+    split,
+    ...outcome,
+    notes: [...(clip.notes ?? []), ...outcome.notes],
   };
 }

@@ -1,60 +1,40 @@
 /**
- * pipeline: `difftalk prep` end to end. Wires the stage modules of src/prep (over the media, face, audio and dataset layers) in order, per clip:
- *   source (download | local file) → crop box (HDTF box | face tracking) → cut/crop/normalise (clip.ts)
- *   → decode frames → landmarks → audio features → reference frames → encode images → Arrow shards (+ preview)
- * The clip is the unit of work and of resume: `<out>/work/<clip>/status.json` is written last, after the clip's shards
- * were renamed into place, so a rerun (also after SIGKILL) skips finished or dropped clips and redoes the rest.
- * dataset.json is rebuilt from all status files at the end. Nothing here prints; progress goes through onEvent.
+ * pipeline: `difftalk prep` end to end, in stages:
+ *   1. check before any work: the output folder (ownership, temp files), the flags, the clip plan (plan.ts), the
+ *      audio features, the landmark engine (a face model that cannot be loaded fails here) and the settings, landmark
+ *      model and inputs against the run that started the folder (folder.ts, prep-config.json);
+ *   2. resume state: clips with a status file are finished (or dropped) and skipped;
+ *   3. sources: unusable annotation rows are recorded as dropped, HDTF videos downloaded (download.ts);
+ *   4. clip jobs (clip-job.ts), `clipWorkers` at a time, each from explicit inputs to its status record;
+ *   5. dataset.json from every status file of this worker's clips and the stored configuration.
+ * The clip is the unit of work and of resume: its status.json is written last, after its shards were renamed into
+ * place, so a rerun (also after SIGKILL) skips finished or dropped clips and redoes the rest. A signal (run.signal)
+ * stops the run between or inside clips without recording the clips in progress, and runPrep throws 'interrupted'.
+ * Nothing here prints; progress goes through onEvent.
  */
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import PQueue from 'p-queue';
 import { DifftalkError, errorMessage, isFatal } from '../util/errors.js';
-import { parseSmoothing } from '../face/landmarks/smoothing.js';
 import { silent, type OnEvent } from '../util/events.js';
-import { checkOutputFolder, exists, readJson, sha256, sweepTempFiles, writeJsonAtomic } from '../util/fs.js';
+import { sha256 } from '../util/fs.js';
+import type { StageResult, DropReason } from '../util/result.js';
 import { VERSION } from '../util/version.js';
-import { parseHdtfAnnotations, type HdtfSubset, type HdtfSummary } from './annotations.js';
 import { createAudioFeature, parseAudioFeatureSpec } from '../audio/index.js';
 import '../models/deepspeech.js'; // registers the 'deepspeech' audio feature (DeepSpeech 0.1.0 on tfjs)
-import type { AudioFeatureRequest } from './audio-stage.js';
 import { removePreparedClip } from '../media/clip.js';
-import { buildDatasetManifest, writeDatasetManifest, type DatasetClip, type DatasetManifest } from '../dataset/manifest.js';
-import { downloadVideos, videoKey, type DownloadResult } from './download.js';
-import { clipsFromInputs, partitionClips } from './inputs.js';
-import { createLandmarkEngine, EnginePool, parallelEngines, type LandmarkEngineName, type LandmarkerInfo } from '../face/landmarks/index.js';
-import { runClipJob, StageTimings, type ClipJobOutput } from './clip-job.js';
-import { difftalkReferenceSampler, type NoCandidatePolicy } from '../dataset/reference.js';
-import type { ImageFormat } from '../dataset/shard-writer.js';
-import { readSplitFile, resolveSplits, type Split } from '../dataset/split.js';
 import type { ClipSpec } from '../media/types.js';
-import type { DropReason, StageResult } from '../util/result.js';
-import type { LandmarkEngine } from '../face/types.js';
+import { createLandmarkEngine, EnginePool, parallelEngines, parseSmoothing } from '../face/landmarks/index.js';
+import { buildDatasetManifest, writeDatasetManifest, type DatasetClip, type DatasetManifest } from '../dataset/manifest.js';
+import { difftalkReferenceSampler, type ReferenceSampler } from '../dataset/reference.js';
+import type { HdtfSummary } from './annotations.js';
+import type { AudioFeatureRequest } from './audio-stage.js';
+import { clipStatus, runClipJob, StageTimings, type ClipJob, type ClipJobOutput } from './clip-job.js';
+import { storedConfig, type PrepConfig, type PrepSource } from './config.js';
+import { downloadVideos, videoKey, type DownloadResult } from './download.js';
+import { checkPrepFolder, checkStoredConfig, clipWorkDir, readClipStatus, writeClipStatus, type ClipStatus } from './folder.js';
+import { planClips, type ClipPlan } from './plan.js';
 
-/** Where the clips come from. */
-export type PrepSource =
-  { kind: 'hdtf'; dir: string; subsets?: HdtfSubset[]; limit?: number } | { kind: 'input'; paths: string[]; cropRatio?: number; limit?: number };
-
-/** Everything that determines the data (recorded in prep-config.json and dataset.json). */
-export interface PrepConfig {
-  size: 256 | 512;
-  imageFormat: ImageFormat;
-  jpegQuality: number;
-  shardRows: number;
-  landmarker: LandmarkEngineName;
-  faceModel?: string;
-  smoothing: string;
-  maxBadFrameFraction: number;
-  /** Audio feature specs as given on the command line (`mfcc`, `mel:nMels=64`, `onnx:model=enc.onnx`). */
-  audioFeatures: string[];
-  /** Window (feature frames per video frame) per feature name; default per feature (audio/windows.ts). */
-  audioWindows: Record<string, number>;
-  seed: number;
-  referencePolicy: NoCandidatePolicy;
-  testFraction: number;
-  splitFile?: string;
-  allowIdentityLeak: boolean;
-}
+export { DEFAULT_PREP_CONFIG, type PrepConfig, type PrepSource } from './config.js';
 
 export interface PrepRunOptions {
   out: string;
@@ -80,22 +60,6 @@ export interface PrepRunOptions {
   onEvent?: OnEvent;
 }
 
-export const DEFAULT_PREP_CONFIG: PrepConfig = {
-  size: 256,
-  imageFormat: 'jpeg',
-  jpegQuality: 95,
-  shardRows: 1000,
-  landmarker: 'mediapipe',
-  smoothing: 'savgol:5',
-  maxBadFrameFraction: 0.2,
-  audioFeatures: ['mfcc', 'mel'],
-  audioWindows: {},
-  seed: 23,
-  referencePolicy: 'drop-clip',
-  testFraction: 0.2,
-  allowIdentityLeak: false,
-};
-
 export interface StageTiming {
   stage: string;
   /** Busy seconds of the stage summed over clips (clips overlap, so stages can add up to more than the wall time). */
@@ -117,92 +81,294 @@ export interface PrepResult {
   hdtf?: HdtfSummary;
 }
 
-/** Per-clip record, written last: the clip's resume marker. */
-interface ClipStatus extends DatasetClip {
-  seconds?: Record<string, number>;
-}
-
-const STATUS_FILE = 'status.json';
-const CONFIG_FILE = 'prep-config.json';
-
-const workDirOf = (out: string, id: string) => path.join(out, 'work', id);
-
-async function loadClips(source: PrepSource, onEvent: OnEvent): Promise<{ clips: ClipSpec[]; hdtf?: HdtfSummary }> {
-  if (source.kind === 'hdtf') {
-    const manifest = await parseHdtfAnnotations(source.dir, { subsets: source.subsets });
-    for (const issue of manifest.issues) onEvent({ type: 'log', level: 'debug', message: `annotations: ${JSON.stringify(issue)}` });
-    const s = manifest.summary;
-    onEvent({
-      type: 'log',
-      level: 'info',
-      message: `annotations: ${s.rows} clip rows, ${s.usable} usable, ${s.unusable} unusable (${
-        Object.entries(s.byReason)
-          .map(([k, v]) => `${k} ${v}`)
-          .join(', ') || 'none'
-      }); ${manifest.issues.length} quirks/issues recorded`,
-    });
-    let clips = manifest.clips;
-    if (source.limit !== undefined) clips = takeUsable(clips, source.limit);
-    return { clips, hdtf: s };
+/** Prepare a dataset. Resumable; see the module comment. */
+export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepRunOptions): Promise<PrepResult> {
+  const t0 = performance.now();
+  const ctx = await checkBeforeWork(source, config, run);
+  const engines = landmarkEngines(config, run);
+  let stored: Record<string, unknown>;
+  let skipped: number;
+  try {
+    stored = await checkConfiguration(ctx, source, engines);
+    const resume = await resumeState(ctx);
+    skipped = resume.skipped;
+    const todo = await recordUnusable(ctx, resume.pending);
+    const downloads = await fetchSources(ctx, todo);
+    await runClipJobs(ctx, todo, downloads, engines);
+  } finally {
+    await engines.close();
   }
-  let clips = await clipsFromInputs(source.paths, { cropRatio: source.cropRatio });
-  if (source.limit !== undefined) clips = clips.slice(0, source.limit);
-  return { clips };
+  const manifest = await finalizeDataset(ctx, stored);
+  return summarize(ctx, manifest, skipped, (performance.now() - t0) / 1000);
 }
 
-/** The first `limit` usable clips (file order); unusable rows before them are kept so their drop reasons are recorded. */
-function takeUsable(clips: ClipSpec[], limit: number): ClipSpec[] {
-  const out: ClipSpec[] = [];
-  let usable = 0;
-  for (const c of clips) {
-    if (!c.unusable) {
-      if (usable >= limit) break;
-      usable++;
-    }
-    out.push(c);
+/** What every stage of one run reads (set before any work, never changed after). */
+interface RunContext {
+  out: string;
+  config: PrepConfig;
+  run: PrepRunOptions;
+  plan: ClipPlan;
+  requests: AudioFeatureRequest[];
+  sampler: ReferenceSampler;
+  timings: StageTimings;
+  signal?: AbortSignal;
+  onEvent: OnEvent;
+}
+
+type Engines = Pick<EnginePool, 'use' | 'close'>;
+
+/** Stage 1a: checks that start nothing heavy: the folder, --smoothing, the clip plan, the audio features. */
+async function checkBeforeWork(source: PrepSource, config: PrepConfig, run: PrepRunOptions): Promise<RunContext> {
+  const onEvent = run.onEvent ?? silent;
+  const out = path.resolve(run.out);
+  await checkPrepFolder(out, run.force ?? false);
+  parseSmoothing(config.smoothing); // a bad --smoothing fails here, not on every clip
+  const plan = await planClips(source, config, run.shard, onEvent);
+  const requests: AudioFeatureRequest[] = [];
+  for (const spec of config.audioFeatures) {
+    const extractor = await createAudioFeature(parseAudioFeatureSpec(spec));
+    requests.push({ extractor, window: config.audioWindows[extractor.name] });
   }
-  return out;
-}
-
-/** The data-determining config as stored: the prep config plus what the engines resolved. */
-function storedConfig(config: PrepConfig, extra: Record<string, unknown>): Record<string, unknown> {
-  const { faceModel: _faceModel, splitFile: _splitFile, ...rest } = config;
-  return { ...rest, fps: 25, audioSampleRate: 16000, ...extra };
-}
-
-/** What prep writes that depends on the settings: removed by a --force restart (downloads/ is kept: it does not). */
-const OWN_ENTRIES = [CONFIG_FILE, 'dataset.json', 'shards', 'work', 'previews'];
-
-/**
- * Before any work: the output folder is empty, or was created by prep (prep-config.json); `force` allows anything else.
- * Temp files of earlier killed runs (`.<name>.<pid>.<hex>.tmp`, util/fs.ts) are swept.
- */
-async function checkPrepFolder(out: string, force: boolean): Promise<void> {
-  await checkOutputFolder(out, { marker: CONFIG_FILE, creator: 'difftalk prep', force, forceNote: 'files named like prep outputs are replaced' });
-  await mkdir(out, { recursive: true });
-  await sweepTempFiles(out, 3);
+  const sampler = difftalkReferenceSampler({ seed: config.seed, policy: config.referencePolicy });
+  return { out, config, run, plan, requests, sampler, timings: new StageTimings(), signal: run.signal, onEvent };
 }
 
 /**
- * Refuse to mix two configurations (settings, landmark model, set of inputs) in one output folder, before any work.
- * With `force` the earlier run's outputs are removed and the run starts over. Writes prep-config.json.
+ * Landmark engines, started on first use: one per clip worker (each MediaPipe engine is its own Chromium), so the
+ * landmark passes of different clips run at the same time; one for tfjs (see parallelEngines). An engine is stateful
+ * (VIDEO-mode tracking): one user at a time, and every user resets it. A signal closes them at once, so the clip jobs
+ * in progress fail fast (and are not recorded).
  */
-async function checkConfig(out: string, stored: Record<string, unknown>, force: boolean): Promise<void> {
-  const file = path.join(out, CONFIG_FILE);
-  if (await exists(file)) {
-    const prev = await readJson<Record<string, unknown>>(file);
-    const differing = Object.keys({ ...prev, ...stored }).filter((k) => JSON.stringify(prev[k]) !== JSON.stringify(stored[k]));
-    if (differing.length === 0) return;
-    if (!force) {
-      throw new DifftalkError(
-        'config-mismatch',
-        `${out} was prepared with different settings (${differing.join(', ')}); its shards would mix two configurations. Nothing was written`,
-        { suggestion: 'use another --out folder, rerun with the settings recorded in prep-config.json, or --force to start this folder over' },
+function landmarkEngines(config: PrepConfig, run: PrepRunOptions): Engines {
+  const pool = new EnginePool(
+    () => createLandmarkEngine({ engine: config.landmarker, faceModel: config.faceModel }),
+    parallelEngines(config.landmarker, run.clipWorkers ?? 2),
+  );
+  const closeOnStop = () => void pool.close();
+  run.signal?.addEventListener('abort', closeOnStop, { once: true });
+  return {
+    use: (fn) => pool.use(fn),
+    close: async () => {
+      run.signal?.removeEventListener('abort', closeOnStop);
+      await pool.close();
+    },
+  };
+}
+
+/**
+ * Stage 1b: the landmark engine starts (a model that cannot be loaded fails here), and the settings, the landmark
+ * model and the set of inputs are checked against the run that started this folder (prep-config.json).
+ */
+async function checkConfiguration(ctx: RunContext, source: PrepSource, engines: Engines): Promise<Record<string, unknown>> {
+  const { config, plan } = ctx;
+  const landmarker = await engines.use(async (_e, info) => info);
+  const stored = storedConfig(config, {
+    landmarkerResolved: { ...landmarker, model: path.basename(landmarker.model) },
+    audioFeaturesResolved: ctx.requests.map((r) => ({ name: r.extractor.name, params: r.extractor.params })),
+    reference: ctx.sampler.params,
+    split: {
+      method: plan.splitMethod,
+      testFraction: config.testFraction,
+      seed: config.seed,
+      splitFileSha256: config.splitFile ? sha256(await readFile(config.splitFile)) : undefined,
+    },
+    source: source.kind === 'hdtf' ? { kind: 'hdtf', subsets: source.subsets ?? ['RD', 'WDA', 'WRA'] } : { kind: 'input' },
+    inputs: { clips: plan.all.length, sha256: sha256(Buffer.from(plan.all.map((c) => c.id).join('\n'))) },
+  });
+  await checkStoredConfig(ctx.out, stored, ctx.run.force ?? false);
+  throwIfStopped(ctx.signal);
+  return stored;
+}
+
+/** Stage 2: clips without a status file are pending (and dropped ones, with retryFailed). */
+async function resumeState(ctx: RunContext): Promise<{ pending: ClipSpec[]; skipped: number }> {
+  const pending: ClipSpec[] = [];
+  for (const clip of ctx.plan.mine) {
+    const st = await readClipStatus(ctx.out, clip.id);
+    if (st === undefined || (st.status === 'dropped' && ctx.run.retryFailed)) pending.push(clip);
+  }
+  const skipped = ctx.plan.mine.length - pending.length;
+  if (skipped > 0) ctx.onEvent({ type: 'log', level: 'info', message: `resuming: ${skipped} clips already finished or dropped, ${pending.length} to do` });
+  return { pending, skipped };
+}
+
+/** Write a clip's record (its resume mark); then its work media are not needed any more. */
+async function recordClip(ctx: RunContext, status: ClipStatus): Promise<void> {
+  await writeClipStatus(ctx.out, status);
+  if (!ctx.run.keepWork) await removePreparedClip(clipWorkDir(ctx.out, status.id), status.id);
+  if (status.status === 'dropped') {
+    ctx.onEvent({ type: 'dropped', stage: 'prep', id: status.id, reason: status.drop_reason ?? 'clip-failed', message: status.drop_message ?? '' });
+  }
+}
+
+/** Stage 3a: unusable annotation rows are recorded as dropped right away; the rest is returned. */
+async function recordUnusable(ctx: RunContext, pending: ClipSpec[]): Promise<ClipSpec[]> {
+  for (const clip of pending) {
+    if (clip.unusable) await recordClip(ctx, clipStatus(clip, ctx.plan.splitOf(clip.id), { ok: false, ...clip.unusable }));
+  }
+  return pending.filter((c) => !c.unusable);
+}
+
+/** Stage 3b: each clip's source file: a local input, or its download (HDTF: one per video, in parallel, resumable). */
+async function fetchSources(ctx: RunContext, clips: ClipSpec[]): Promise<Map<string, StageResult<string>>> {
+  const needDownload = clips.filter((c) => !c.file && c.url);
+  let downloads = new Map<string, DownloadResult>();
+  if (needDownload.length > 0) {
+    downloads = await ctx.timings.timed('download', 0, () =>
+      downloadVideos(needDownload, {
+        dir: path.join(ctx.out, 'downloads'),
+        concurrency: ctx.run.concurrency,
+        retries: ctx.run.retries,
+        retryFailed: ctx.run.retryFailed,
+        maxBytes: ctx.run.maxDownloadBytes,
+        signal: ctx.signal,
+        onEvent: ctx.onEvent,
+      }),
+    );
+  }
+  const sources = new Map<string, StageResult<string>>();
+  for (const clip of clips) {
+    if (clip.file) sources.set(clip.id, { ok: true, value: clip.file });
+    else {
+      const d = downloads.get(videoKey(clip));
+      sources.set(
+        clip.id,
+        !d ? { ok: false, reason: 'download-failed', message: `no download for ${videoKey(clip)}` } : d.ok ? { ok: true, value: d.value.file } : d,
       );
     }
-    for (const e of OWN_ENTRIES) await rm(path.join(out, e), { recursive: true, force: true });
   }
-  await writeJsonAtomic(file, stored);
+  return sources;
+}
+
+/** How one clip job ended for the run. */
+type ClipOutcome = { kind: 'recorded'; status: ClipStatus } | { kind: 'stopped' } | { kind: 'fatal'; error: unknown };
+
+/**
+ * One clip: its job (clip-job.ts) from explicit inputs, then its record. A clip whose job failed because the run was
+ * stopped is not recorded (no status file: the rerun redoes it); a fatal error (environment, configuration) stops the
+ * run; any other error drops the clip.
+ */
+async function prepareClip(ctx: RunContext, clip: ClipSpec, source: StageResult<string>, engines: Engines): Promise<ClipOutcome> {
+  const job = (sourceFile: string): ClipJob => ({
+    clip,
+    sourceFile,
+    out: ctx.out,
+    work: clipWorkDir(ctx.out, clip.id),
+    split: ctx.plan.splitOf(clip.id),
+    config: ctx.config,
+    chunkFrames: ctx.run.chunkFrames,
+    preview: ctx.run.preview,
+    sampler: ctx.sampler,
+    requests: ctx.requests,
+    withEngine: (fn) => engines.use(fn),
+    timings: ctx.timings,
+    signal: ctx.signal,
+    onEvent: ctx.onEvent,
+  });
+  let result: StageResult<ClipJobOutput>;
+  try {
+    result = source.ok ? await runClipJob(job(source.value)) : source;
+  } catch (e) {
+    if (ctx.signal?.aborted) return { kind: 'stopped' };
+    if (isFatal(e)) return { kind: 'fatal', error: e };
+    result = { ok: false, reason: 'clip-failed', message: errorMessage(e) };
+  }
+  if (ctx.signal?.aborted) return { kind: 'stopped' };
+  const status = clipStatus(clip, ctx.plan.splitOf(clip.id), result);
+  try {
+    await recordClip(ctx, status);
+  } catch (e) {
+    return { kind: 'fatal', error: e }; // e.g. the disk is full: writing the status file failed
+  }
+  return { kind: 'recorded', status };
+}
+
+/** Stage 4: the clip jobs, `clipWorkers` at a time; no new clip starts after a fatal error or a signal. */
+async function runClipJobs(ctx: RunContext, clips: ClipSpec[], sources: Map<string, StageResult<string>>, engines: Engines): Promise<void> {
+  ctx.onEvent({ type: 'stage-start', stage: 'clips', total: clips.length, unit: 'clips' });
+  const t = performance.now();
+  const outcomes = await runWorkers(clips, ctx.run.clipWorkers ?? 2, {
+    job: (clip) => prepareClip(ctx, clip, sources.get(clip.id)!, engines),
+    halt: (o) => o.kind !== 'recorded',
+    signal: ctx.signal,
+    onDone: (o, done) => {
+      if (o.kind === 'recorded') ctx.onEvent({ type: 'progress', stage: 'clips', done, total: clips.length, detail: o.status.id });
+    },
+  });
+  const fatal = outcomes.find((o) => o.kind === 'fatal');
+  if (fatal) throw fatal.error;
+  throwIfStopped(ctx.signal);
+  ctx.onEvent({ type: 'stage-done', stage: 'clips', done: outcomes.length, seconds: (performance.now() - t) / 1000 });
+}
+
+/**
+ * Run `job` over `items`, `workers` at a time, in order. Once `halt` holds for an outcome, or the signal fired, no
+ * further item starts (those running finish). Returns the outcomes of the items that ran, in the order they finished.
+ */
+async function runWorkers<T, R>(
+  items: readonly T[],
+  workers: number,
+  opts: { job: (item: T) => Promise<R>; halt: (outcome: R) => boolean; signal?: AbortSignal; onDone?: (outcome: R, done: number) => void },
+): Promise<R[]> {
+  const outcomes: R[] = [];
+  let next = 0;
+  let halted = false;
+  const worker = async (): Promise<void> => {
+    while (!halted && !opts.signal?.aborted && next < items.length) {
+      const outcome = await opts.job(items[next++]!);
+      outcomes.push(outcome);
+      opts.onDone?.(outcome, outcomes.length);
+      if (opts.halt(outcome)) halted = true;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(workers, items.length)) }, worker));
+  return outcomes;
+}
+
+/**
+ * Stage 5: dataset.json from the status file of every clip of this worker (finished in this run or an earlier one)
+ * and the stored configuration (which a finished rerun has checked equal, so every record of the earlier dataset.json
+ * — the landmark model included — is kept).
+ */
+async function finalizeDataset(ctx: RunContext, stored: Record<string, unknown>): Promise<{ file: string; manifest: DatasetManifest }> {
+  const records: DatasetClip[] = [];
+  for (const clip of ctx.plan.mine) {
+    const st = await readClipStatus(ctx.out, clip.id);
+    if (st) {
+      const { seconds: _s, ...rec } = st;
+      records.push(rec);
+    }
+  }
+  throwIfStopped(ctx.signal);
+  const manifest = buildDatasetManifest({
+    config: stored,
+    clips: records,
+    toolVersion: VERSION,
+    job: { shard: ctx.run.shard ?? null, concurrency: ctx.run.concurrency },
+  });
+  return { file: await writeDatasetManifest(ctx.out, manifest), manifest };
+}
+
+function summarize(ctx: RunContext, written: { file: string; manifest: DatasetManifest }, skipped: number, wallSeconds: number): PrepResult {
+  const { manifest } = written;
+  const stages: StageTiming[] = ctx.timings.entries().map(([stage, t]) => ({
+    stage,
+    seconds: t.seconds,
+    frames: t.frames,
+    framesPerSecond: t.seconds > 0 ? t.frames / t.seconds : 0,
+  }));
+  return {
+    out: ctx.out,
+    manifest: written.file,
+    clips: { total: ctx.plan.mine.length, done: manifest.totals.done, dropped: manifest.totals.dropped, skippedAsFinished: skipped },
+    frames: manifest.totals.frames,
+    dropReasons: manifest.drop_reasons,
+    splits: manifest.splits,
+    stages,
+    wallSeconds,
+    framesPerSecond: wallSeconds > 0 ? ctx.timings.frames('shards') / wallSeconds : 0,
+    ...(ctx.plan.hdtf ? { hdtf: ctx.plan.hdtf } : {}),
+  };
 }
 
 /** Throw 'interrupted' once the run's signal fired. */
@@ -210,233 +376,4 @@ function throwIfStopped(signal: AbortSignal | undefined): void {
   if (signal?.aborted) {
     throw new DifftalkError('interrupted', `prep stopped by ${String(signal.reason ?? 'a signal')}; rerun the same command to resume`);
   }
-}
-
-/** The clip's source file: a local input, or its finished download. */
-function sourceOf(clip: ClipSpec, downloads: Map<string, DownloadResult>): StageResult<string> {
-  if (clip.file) return { ok: true, value: clip.file };
-  const d = downloads.get(videoKey(clip));
-  if (!d) return { ok: false, reason: 'download-failed', message: `no download for ${videoKey(clip)}` };
-  return d.ok ? { ok: true, value: d.value.file } : d;
-}
-
-/** Prepare a dataset. Resumable; see the module comment. */
-export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepRunOptions): Promise<PrepResult> {
-  const onEvent = run.onEvent ?? silent;
-  const t0 = performance.now();
-  const out = path.resolve(run.out);
-  const stop = run.signal;
-  await checkPrepFolder(out, run.force ?? false);
-  parseSmoothing(config.smoothing); // a bad --smoothing fails here, not on every clip
-
-  // 1. Clip list, splits (on the full list, so array workers agree), partition.
-  const { clips: allClips, hdtf } = await loadClips(source, onEvent);
-  if (allClips.length === 0) throw new DifftalkError('no-clips', 'no clips to prepare');
-  const splitFile = config.splitFile ? await readSplitFile(config.splitFile) : undefined;
-  const { splits, method: splitMethod } = resolveSplits(allClips, {
-    testFraction: config.testFraction,
-    seed: config.seed,
-    splitFile,
-    allowIdentityLeak: config.allowIdentityLeak,
-  });
-  const clips = run.shard ? partitionClips(allClips, run.shard.index, run.shard.count) : allClips;
-
-  // 2. Engines and data-determining config (checked against an earlier run in the same folder).
-  const requests: AudioFeatureRequest[] = [];
-  for (const spec of config.audioFeatures) {
-    const extractor = await createAudioFeature(parseAudioFeatureSpec(spec));
-    requests.push({ extractor, window: config.audioWindows[extractor.name] });
-  }
-  const sampler = difftalkReferenceSampler({ seed: config.seed, policy: config.referencePolicy });
-  const splitFileHash = config.splitFile ? sha256(await readFile(config.splitFile)) : undefined;
-  // Landmark engines, started on first use: one per clip worker (each MediaPipe engine is its own Chromium), so the
-  // landmark passes of different clips run at the same time; one for tfjs (see parallelEngines). An engine is
-  // stateful (VIDEO-mode tracking): one user at a time, and every user resets it.
-  const clipWorkers = run.clipWorkers ?? 2;
-  const engines = new EnginePool(
-    () => createLandmarkEngine({ engine: config.landmarker, faceModel: config.faceModel }),
-    parallelEngines(config.landmarker, clipWorkers),
-  );
-  const withEngine = <T>(fn: (engine: LandmarkEngine, info: LandmarkerInfo) => Promise<T>): Promise<T> => engines.use(fn);
-  const closeEngines = () => void engines.close();
-  stop?.addEventListener('abort', closeEngines, { once: true });
-
-  const timings = new StageTimings();
-
-  let skipped = 0;
-  let stored: Record<string, unknown>;
-  try {
-    // Configuration, before any clip: the landmark engine starts (a model that cannot be loaded fails here), and
-    // the settings, the landmark model and the set of inputs are checked against an earlier run in this folder.
-    const landmarkerInfo = await withEngine(async (_e, info) => info);
-    stored = storedConfig(config, {
-      landmarkerResolved: { ...landmarkerInfo, model: path.basename(landmarkerInfo.model) },
-      audioFeaturesResolved: requests.map((r) => ({ name: r.extractor.name, params: r.extractor.params })),
-      reference: sampler.params,
-      split: { method: splitMethod, testFraction: config.testFraction, seed: config.seed, splitFileSha256: splitFileHash },
-      source: source.kind === 'hdtf' ? { kind: 'hdtf', subsets: source.subsets ?? ['RD', 'WDA', 'WRA'] } : { kind: 'input' },
-      inputs: { clips: allClips.length, sha256: sha256(Buffer.from(allClips.map((c) => c.id).join('\n'))) },
-    });
-    await checkConfig(out, stored, run.force ?? false);
-    throwIfStopped(stop);
-    // 3. What is left to do (resume): clips without a status file (or dropped ones, with retryFailed).
-    const pending: ClipSpec[] = [];
-    for (const clip of clips) {
-      const statusFile = path.join(workDirOf(out, clip.id), STATUS_FILE);
-      if (await exists(statusFile)) {
-        const st = await readJson<ClipStatus>(statusFile);
-        if (st.status === 'done' || !run.retryFailed) {
-          skipped++;
-          continue;
-        }
-      }
-      pending.push(clip);
-    }
-    if (skipped > 0) onEvent({ type: 'log', level: 'info', message: `resuming: ${skipped} clips already finished or dropped, ${pending.length} to do` });
-
-    const finish = async (clip: ClipSpec, status: Omit<ClipStatus, 'id' | 'identity' | 'subset' | 'split' | 'source'>) => {
-      const record: ClipStatus = {
-        id: clip.id,
-        identity: clip.identity,
-        ...(clip.subset ? { subset: clip.subset } : {}),
-        source: clip.file ? path.basename(clip.file) : clip.video,
-        split: splits.get(clip.id) as Split,
-        ...status,
-        notes: [...(clip.notes ?? []), ...status.notes],
-      };
-      await writeJsonAtomic(path.join(workDirOf(out, clip.id), STATUS_FILE), record);
-      // The status file is the clip's completion mark: from here on its work media are not needed to resume.
-      if (!run.keepWork) await removePreparedClip(workDirOf(out, clip.id), clip.id);
-      if (record.status === 'dropped') {
-        onEvent({ type: 'dropped', stage: 'prep', id: clip.id, reason: record.drop_reason ?? 'clip-failed', message: record.drop_message ?? '' });
-      }
-    };
-    const dropClip = (clip: ClipSpec, reason: DropReason, message: string, frames = 0) =>
-      finish(clip, { status: 'dropped', frames, shards: [], drop_reason: reason, drop_message: message, notes: [] });
-
-    // 4. Unusable annotation rows are recorded as dropped right away.
-    const todo: ClipSpec[] = [];
-    for (const clip of pending) {
-      if (clip.unusable) await dropClip(clip, clip.unusable.reason, clip.unusable.message);
-      else todo.push(clip);
-    }
-
-    // 5. Downloads (HDTF): one per video, in parallel, resumable (download.ts keeps a ledger).
-    let downloads = new Map<string, DownloadResult>();
-    const needDownload = todo.filter((c) => !c.file && c.url);
-    if (needDownload.length > 0) {
-      downloads = await timings.timed('download', 0, () =>
-        downloadVideos(needDownload, {
-          dir: path.join(out, 'downloads'),
-          concurrency: run.concurrency,
-          retries: run.retries,
-          retryFailed: run.retryFailed,
-          maxBytes: run.maxDownloadBytes,
-          signal: stop,
-          onEvent,
-        }),
-      );
-    }
-
-    // 6. Per clip: crop → clip → frames → landmarks → audio → references → images → shards.
-    onEvent({ type: 'stage-start', stage: 'clips', total: todo.length, unit: 'clips' });
-    const tClips = performance.now();
-    let n = 0;
-    const queue = new PQueue({ concurrency: clipWorkers });
-    let fatal: unknown;
-    for (const clip of todo) {
-      void queue
-        .add(async () => {
-          if (fatal || stop?.aborted) return;
-          try {
-            const source = sourceOf(clip, downloads);
-            const result: StageResult<ClipJobOutput> = !source.ok
-              ? source
-              : await runClipJob({
-                  clip,
-                  sourceFile: source.value,
-                  out,
-                  work: workDirOf(out, clip.id),
-                  split: splits.get(clip.id) as Split,
-                  config,
-                  chunkFrames: run.chunkFrames,
-                  preview: run.preview,
-                  sampler,
-                  requests,
-                  withEngine,
-                  timings,
-                  signal: stop,
-                  onEvent,
-                });
-            // A clip that failed because the run was stopped is not dropped: no status file, the rerun redoes it.
-            if (stop?.aborted) return;
-            if (result.ok) await finish(clip, { status: 'done', ...result.value });
-            else await dropClip(clip, result.reason, result.message);
-          } catch (e) {
-            if (stop?.aborted) return;
-            // Configuration and environment errors (missing tools, bad flags) stop the run; everything else drops the clip.
-            if (isFatal(e)) {
-              fatal ??= e;
-              queue.clear();
-              return;
-            }
-            await dropClip(clip, 'clip-failed', errorMessage(e));
-          }
-          onEvent({ type: 'progress', stage: 'clips', done: ++n, total: todo.length, detail: clip.id });
-        })
-        .catch((e: unknown) => {
-          fatal ??= e; // e.g. the disk is full: writing a status file failed
-          queue.clear();
-        });
-    }
-    const clearOnStop = () => queue.clear();
-    stop?.addEventListener('abort', clearOnStop, { once: true });
-    await queue.onIdle();
-    stop?.removeEventListener('abort', clearOnStop);
-    if (fatal) throw fatal;
-    throwIfStopped(stop);
-    onEvent({ type: 'stage-done', stage: 'clips', done: n, seconds: (performance.now() - tClips) / 1000 });
-  } finally {
-    stop?.removeEventListener('abort', closeEngines);
-    await engines.close();
-  }
-
-  // 7. dataset.json from every status file of this worker's clips.
-  const records: DatasetClip[] = [];
-  for (const clip of clips) {
-    const f = path.join(workDirOf(out, clip.id), STATUS_FILE);
-    if (await exists(f)) {
-      const { seconds: _s, ...rec } = await readJson<ClipStatus>(f);
-      records.push(rec);
-    }
-  }
-  throwIfStopped(stop);
-  const manifest = buildDatasetManifest({
-    config: stored,
-    clips: records,
-    toolVersion: VERSION,
-    job: { shard: run.shard ?? null, concurrency: run.concurrency },
-  });
-  const manifestFile = await writeDatasetManifest(out, manifest);
-
-  const wallSeconds = (performance.now() - t0) / 1000;
-  const stages: StageTiming[] = timings.entries().map(([stage, t]) => ({
-    stage,
-    seconds: t.seconds,
-    frames: t.frames,
-    framesPerSecond: t.seconds > 0 ? t.frames / t.seconds : 0,
-  }));
-  const framesThisRun = timings.frames('shards');
-  return {
-    out,
-    manifest: manifestFile,
-    clips: { total: clips.length, done: manifest.totals.done, dropped: manifest.totals.dropped, skippedAsFinished: skipped },
-    frames: manifest.totals.frames,
-    dropReasons: manifest.drop_reasons,
-    splits: manifest.splits,
-    stages,
-    wallSeconds,
-    framesPerSecond: wallSeconds > 0 ? framesThisRun / wallSeconds : 0,
-    ...(hdtf ? { hdtf } : {}),
-  };
 }

@@ -75,6 +75,20 @@ export interface RenderOptions {
   /** Keep the work folder (prepared clip) next to the output. */
   keepWork?: boolean;
   onEvent?: OnEvent;
+  /**
+   * Called for each generated output frame with the model-size face it produced (RGB bytes, size² × 3) and the
+   * reference image it was sampled with (HWC, [-1, 1]) — for inspection tools and tests (--progressive chains them).
+   */
+  onFrame?: (frame: RenderedFace) => void;
+}
+
+/** One generated face of the render loop (see RenderOptions.onFrame). */
+export interface RenderedFace {
+  /** Output frame index. */
+  index: number;
+  size: number;
+  face: Uint8Array;
+  reference: Float32Array;
 }
 
 export const DEFAULT_RENDER = {
@@ -133,7 +147,7 @@ async function resolveAudioFeature(
   let extractor: AudioFeatureExtractor;
   let size: 256 | 512 = prepSize ?? 256;
   if (datasetDir && (await exists(datasetDir)) && !spec) {
-    const info = await datasetInfo(datasetDir, m.state.options.audioFeature as string | undefined);
+    const info = await datasetInfo(datasetDir, m.state.options.audioFeature as string | undefined, { crossCheck: false });
     if (info.size === 256 || info.size === 512) size = prepSize ?? info.size;
     if (info.audio.window !== want.winSize) {
       throw new DifftalkError(
@@ -441,6 +455,7 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
           });
         }
         const cond = pipe.prepare(frames, size);
+        const refUsed = ref;
         const zRef = zRefFixed ? tf.tidy(() => tf.tile(zRefFixed!, [n, 1, 1, 1]) as tf.Tensor4D) : pipe.encode([ref]);
         const z = pipe.sample({ ...cond, zRef, steps: o.steps, seed: o.seed + ks[js[0]!]! });
         const gen = await pipe.decode(z);
@@ -451,6 +466,7 @@ export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
           const s = srcIdx[j]!;
           const g = gen.subarray(i * P, (i + 1) * P);
           const u8 = Uint8Array.from(g, (v) => Math.round((v + 1) * 127.5));
+          o.onFrame?.({ index: ks[j]!, size: S, face: u8, reference: refUsed });
           if (o.progressive) ref = toUnit(u8);
           const face = await resizeRgb(u8, S, S, crop.w);
           pasteFace(outFrames[j]!, W, H, face, crop, jawAlpha(lm68.subarray(s * LM68_VALUES, (s + 1) * LM68_VALUES), size, crop.w, feather));

@@ -7,12 +7,11 @@
  *   deletes the part and is 'checksum-mismatch'; only a verified (or knowingly unverifiable) file is renamed into place.
  * Network failures are one DifftalkError('download-failed') naming the URL; the caller adds how to proceed offline.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DifftalkError, errorMessage } from '../util/errors.js';
 import type { OnEvent } from '../util/events.js';
+import { sha256File } from '../util/fs.js';
 
 export interface DownloadOptions {
   /** Largest file accepted, in bytes. */
@@ -41,16 +40,6 @@ const HTTP_OK = 200;
 const HTTP_PARTIAL = 206;
 const HTTP_RANGE_NOT_SATISFIABLE = 416;
 
-function hashFile(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(file)
-      .on('data', (c) => h.update(c))
-      .on('error', reject)
-      .on('end', () => resolve(h.digest('hex')));
-  });
-}
-
 async function sizeOf(file: string): Promise<number> {
   try {
     return (await stat(file)).size;
@@ -65,7 +54,7 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
   const failed = (why: string, cause?: unknown): DifftalkError =>
     new DifftalkError('download-failed', `cannot download ${url}: ${why}`, { suggestion: opts.offlineHint, cause });
   const verify = async (file: string, resumedFrom: number): Promise<DownloadResult> => {
-    const sha256 = await hashFile(file);
+    const sha256 = await sha256File(file);
     const bytes = await sizeOf(file);
     const want = opts.sha256 ?? (opts.sha256Prefix ? `${opts.sha256Prefix}…` : undefined);
     const ok = opts.sha256 ? sha256 === opts.sha256 : opts.sha256Prefix ? sha256.startsWith(opts.sha256Prefix) : true;

@@ -3,13 +3,12 @@
  * SIGKILL mid-run then resume == an uninterrupted run, and array-job shards merged == one run.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { runTool } from '../../src/util/exec.js';
-import { AOC_CLIP, MODELS, ROOT, runCli, tmpDir, type CliRun } from '../helpers.js';
+import { AOC_CLIP, MODELS, runCli, tmpDir } from '../helpers.js';
 
 const FACE_MODEL = path.join(MODELS, 'fm478md.task');
 
@@ -24,31 +23,6 @@ function snapshot(dir: string): { shards: Record<string, string>; manifest: Reco
   for (const f of readdirSync(shardDir).sort()) shards[f] = readFileSync(path.join(shardDir, f)).toString('base64');
   const { created: _c, merged_from: _m, job: _j, ...manifest } = JSON.parse(readFileSync(path.join(dir, 'dataset.json'), 'utf8'));
   return { shards, manifest };
-}
-
-/**
- * runCli, but the CLI's process group (the CLI, its ffmpeg and Chromium children) gets SIGTERM once `when` returns
- * true, as a terminal's Ctrl-C or a job scheduler's stop reaches them all.
- */
-function runCliTerm(args: string[], when: () => boolean): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'run.js'), ...args], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    const timer = setInterval(() => {
-      if (when()) {
-        clearInterval(timer);
-        process.kill(-child.pid!, 'SIGTERM');
-      }
-    }, 50);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearInterval(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
 }
 
 describe('difftalk prep (CLI)', () => {
@@ -113,7 +87,7 @@ describe('difftalk prep (CLI)', () => {
     const out = path.join(work, 'termed');
     // While the first clip is being prepared (its work folder exists, no clip is finished yet).
     const w = path.join(out, 'work');
-    const termed = await runCliTerm(prepArgs(inputs, out, ['--workers', '1']), () => existsSync(w) && readdirSync(w).length > 0);
+    const termed = await cli(prepArgs(inputs, out, ['--workers', '1']), () => existsSync(w) && readdirSync(w).length > 0, 'SIGTERM');
     assert.equal(termed.code, 143, termed.stderr);
     assert.equal(JSON.parse(termed.stdout).error.code, 'interrupted');
     assert.match(JSON.parse(termed.stdout).error.message, /SIGTERM/);
@@ -142,6 +116,22 @@ describe('difftalk prep (CLI)', () => {
     const after = snapshot(out);
     assert.deepEqual(after, before);
     assert.ok((after.manifest as { config: { landmarkerResolved?: unknown } }).config.landmarkerResolved, 'landmark model recorded');
+  });
+
+  // The landmark model and the set of inputs are part of the folder's configuration: another one is refused before any
+  // work (exit 2, naming what differs), never mixed into the same shards.
+  test('another landmark model or another set of inputs in the same folder is refused before any work', async () => {
+    const out = path.join(work, 'full');
+    const before = snapshot(out);
+    const model = await cli(['prep', '--input', inputs, '--out', out, '--face-model', path.join(MODELS, 'fm468md.task'), '--json']);
+    assert.equal(model.code, 2, model.stderr);
+    assert.equal(JSON.parse(model.stdout).error.code, 'config-mismatch');
+    assert.match(JSON.parse(model.stdout).error.message, /landmarkerResolved/);
+    const fewer = await cli(prepArgs(path.join(inputs, 'a.mp4'), out));
+    assert.equal(fewer.code, 2, fewer.stderr);
+    assert.equal(JSON.parse(fewer.stdout).error.code, 'config-mismatch');
+    assert.match(JSON.parse(fewer.stdout).error.message, /\binputs\b/);
+    assert.deepEqual(snapshot(out), before, 'nothing was written');
   });
 
   // Before: a bad --smoothing was recorded as a drop on every clip (exit 0), and a bad face model likewise.

@@ -4,51 +4,19 @@ import path from 'node:path';
 import { before, test } from 'node:test';
 import { openDataset, readClipFrames } from '../../src/dataset/dataset.js';
 import { buildDatasetManifest, writeDatasetManifest, type DatasetClip } from '../../src/dataset/manifest.js';
-import { difftalkReferenceSampler } from '../../src/dataset/reference.js';
-import { encodeFrames, maskRowsFromLandmarks68, writeClipShards, type ClipShardInput, type ShardMetadata } from '../../src/dataset/shard-writer.js';
+import { encodeFrames, writeClipShards, type ClipShardInput, type ShardMetadata } from '../../src/dataset/shard-writer.js';
 import { DifftalkError } from '../../src/util/errors.js';
-import { runProcess, runTool } from '../../src/util/exec.js';
-import { AOC_CLIP, ROOT, tmpDir } from '../helpers.js';
+import { runProcess } from '../../src/util/exec.js';
+import { ROOT, tmpDir } from '../helpers.js';
+import { aocFrames, testClipInput, testShardMetadata } from './fixture.js';
 
 const SIZE = 128;
 const N = 6;
-const LM478 = 478 * 3;
-const LM68 = 68 * 2;
 const MFCC = { window: 16, dim: 13 };
-const META: ShardMetadata = {
-  fps: 25,
-  size: SIZE,
-  imageFormat: 'jpeg',
-  jpegQuality: 95,
-  landmarker: { engine: 'test-formula', model: 'none', sha256: '0'.repeat(64), smoothing: { kind: 'none' } },
-  audioFeatures: [{ name: 'mfcc', column: 'audio_mfcc', window: MFCC.window, dim: MFCC.dim, rate: 100, params: {} }],
-  reference: difftalkReferenceSampler({ seed: 23, policy: 'farthest' }).params,
-  toolVersion: '0.0.0-test',
-};
-const fill = (len: number, v: number): Float32Array => new Float32Array(len).fill(v);
+const META: ShardMetadata = testShardMetadata(SIZE, [{ name: 'mfcc', column: 'audio_mfcc', window: MFCC.window, dim: MFCC.dim, rate: 100, params: {} }]);
 let images: Uint8Array[];
 
-function clipInput(clipId: string, imgs: Uint8Array[]): ClipShardInput {
-  const refs = difftalkReferenceSampler({ seed: 23, policy: 'farthest' }).sample(clipId, N);
-  assert.ok(refs.ok);
-  const lm68 = fill(N * LM68, SIZE / 2);
-  const masks = maskRowsFromLandmarks68(lm68, SIZE);
-  return {
-    clipId,
-    split: 'train',
-    fps: 25,
-    images: imgs,
-    faceStatus: Array.from({ length: N }, () => 'ok'),
-    faceScore: fill(N, 1),
-    landmarks478: fill(N * LM478, 1),
-    landmarks478Raw: fill(N * LM478, 1),
-    landmarks68: lm68,
-    maskRowTrain: masks.train,
-    maskRowTest: masks.test,
-    audio: [{ name: 'mfcc', windows: { data: fill(N * MFCC.window * MFCC.dim, 0.5), frames: N, window: MFCC.window, dim: MFCC.dim } }],
-    refFrameIndex: refs.value,
-  };
-}
+const clipInput = (clipId: string, imgs: Uint8Array[]): ClipShardInput => testClipInput(clipId, imgs, SIZE, { name: 'mfcc', ...MFCC });
 
 async function makeDataset(
   opts: { clips?: [string, Uint8Array[]][]; frames?: (id: string) => number; shards?: (id: string, files: string[]) => string[] } = {},
@@ -80,23 +48,7 @@ async function rejects(p: Promise<unknown>, code: string, text: RegExp): Promise
 
 before(async () => {
   // Real frames: the first N frames of the HDTF sample clip at 128² (ffmpeg area scaling), stored as JPEG q95.
-  const { stdout } = await runTool('ffmpeg', [
-    '-v',
-    'error',
-    '-nostdin',
-    '-i',
-    AOC_CLIP,
-    '-frames:v',
-    String(N),
-    '-vf',
-    `scale=${SIZE}:${SIZE}:flags=area`,
-    '-f',
-    'rawvideo',
-    '-pix_fmt',
-    'rgb24',
-    'pipe:1',
-  ]);
-  images = await encodeFrames({ width: SIZE, height: SIZE, count: N, data: new Uint8Array(stdout) }, { format: 'jpeg', quality: 95 });
+  images = await encodeFrames(await aocFrames(N, SIZE), { format: 'jpeg', quality: 95 });
 });
 
 test('openDataset: frames() at the stored size equal PIL decoding (±1) and at another size PIL bicubic (mean |Δ| < 0.5, measured 0.22)', async () => {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { before, test } from 'node:test';
 import sharp from 'sharp';
 import { Schema, Table, tableFromIPC, tableToIPC } from 'apache-arrow';
-import { runProcess, runTool } from '../../src/util/exec.js';
+import { runProcess } from '../../src/util/exec.js';
 import { sha256 } from '../../src/util/fs.js';
 import { DifftalkError } from '../../src/util/errors.js';
 import { difftalkReferenceSampler } from '../../src/dataset/reference.js';
@@ -18,26 +18,18 @@ import {
 } from '../../src/dataset/shard-writer.js';
 import { iterateRows, openShard } from '../../src/dataset/shard-reader.js';
 import type { RgbFrames } from '../../src/media/types.js';
-import { AOC_CLIP, ROOT, tmpDir } from '../helpers.js';
+import { ROOT, tmpDir } from '../helpers.js';
+import { aocFrames, testShardMetadata } from './fixture.js';
 
 const SIZE = 256;
 const N = 10;
 let frames: RgbFrames;
 let clip: ClipShardInput;
 
-const META: ShardMetadata = {
-  fps: 25,
-  size: SIZE,
-  imageFormat: 'jpeg',
-  jpegQuality: 95,
-  landmarker: { engine: 'test-formula', model: 'none', sha256: '0'.repeat(64), smoothing: { kind: 'none' } },
-  audioFeatures: [
-    { name: 'mfcc', column: 'audio_mfcc', window: 16, dim: 13, rate: 100, params: { numcep: 13, winlen: 0.025 } },
-    { name: 'mel', column: 'audio_mel', window: 8, dim: 80, rate: 100, params: { nMels: 80 } },
-  ],
-  reference: difftalkReferenceSampler({ seed: 23, policy: 'farthest' }).params,
-  toolVersion: '0.0.0-test',
-};
+const META: ShardMetadata = testShardMetadata(SIZE, [
+  { name: 'mfcc', column: 'audio_mfcc', window: 16, dim: 13, rate: 100, params: { numcep: 13, winlen: 0.025 } },
+  { name: 'mel', column: 'audio_mel', window: 8, dim: 80, rate: 100, params: { nMels: 80 } },
+]);
 
 /** Deterministic stand-in values (the writer stores numbers verbatim, so any values test the layout). */
 function formula(len: number, seed: number, scale: number): Float32Array {
@@ -46,24 +38,7 @@ function formula(len: number, seed: number, scale: number): Float32Array {
 
 before(async () => {
   // Real frames: the first 10 frames of the HDTF sample clip, 512² → 256² (ffmpeg area scaling), rgb24.
-  const { stdout } = await runTool('ffmpeg', [
-    '-v',
-    'error',
-    '-nostdin',
-    '-i',
-    AOC_CLIP,
-    '-frames:v',
-    String(N),
-    '-vf',
-    `scale=${SIZE}:${SIZE}:flags=area`,
-    '-f',
-    'rawvideo',
-    '-pix_fmt',
-    'rgb24',
-    'pipe:1',
-  ]);
-  assert.equal(stdout.length, N * SIZE * SIZE * 3);
-  frames = { width: SIZE, height: SIZE, count: N, data: new Uint8Array(stdout) };
+  frames = await aocFrames(N, SIZE);
   const images = await encodeFrames(frames, { format: 'jpeg', quality: 95 });
   const lm478 = formula(N * 1434, 1, SIZE);
   const lm478raw = formula(N * 1434, 2, SIZE);

@@ -9,19 +9,19 @@ import { writePreview } from '../../src/prep/preview.js';
 import type { FaceLandmarks } from '../../src/face/types.js';
 import type { RgbFrames } from '../../src/media/types.js';
 import { DifftalkError } from '../../src/util/errors.js';
-import { runTool } from '../../src/util/exec.js';
 import { clearToolCache } from '../../src/util/tools.js';
-import { AOC_CLIP, MEDIA, MODELS, tmpDir } from '../helpers.js';
+import { AOC_CLIP, ffmpegRgb, MEDIA, MODELS, tmpDir } from '../helpers.js';
+import { centre, referenceFaces } from './reference-faces.js';
 
 const FM478 = path.join(MODELS, 'fm478md.task');
 const LATENTSYNC = path.join(MEDIA, 'latentsync_demo1_video.mp4');
 
 /** Decode an image (or video frames) with an ffmpeg filter to rgb24. */
 async function decodeImage(file: string, width: number, height: number, vf: string, frames = 1): Promise<RgbFrames> {
-  const { stdout } = await runTool('ffmpeg', ['-v', 'error', '-i', file, '-vf', vf, '-frames:v', String(frames), '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-']);
-  const count = stdout.length / (width * height * 3);
+  const data = await ffmpegRgb(file, { vf, frames });
+  const count = data.length / (width * height * 3);
   assert.equal(count, Math.floor(count));
-  return { width, height, count, data: new Uint8Array(stdout.buffer, stdout.byteOffset, stdout.length) };
+  return { width, height, count, data };
 }
 
 function concatFrames(a: RgbFrames, b: RgbFrames): RgbFrames {
@@ -211,8 +211,15 @@ describe('landmark engines on real media', () => {
     const [b] = await tfe.detect(img);
     assertAnatomy(a!, 'mediapipe obama');
     assertAnatomy(b!, 'tfjs obama');
-    // reference: the nose tip lies in the upper-middle of the portrait (checked by eye on the preview: x ≈ 498, y ≈ 281)
+    // Reference: scikit-image's LBP face cascade (tests/face/reference-faces.ts): the nose tip lies in the middle
+    // third of the detected face box, horizontally and vertically. Regression: x ≈ 498, y ≈ 281 measured, ±25 px.
     const nose = { x: a!.points[3]!, y: a!.points[4]! };
+    const [face] = await referenceFaces(path.join(MEDIA, 'obama.jpg'), [0]);
+    assert.ok(face, 'the reference detector finds the face');
+    assert.ok(
+      Math.abs(nose.x - centre(face).x) < face.w / 6 && Math.abs(nose.y - centre(face).y) < face.h / 6,
+      `nose ${JSON.stringify(nose)} vs face ${JSON.stringify(face)}`,
+    );
     assert.ok(Math.abs(nose.x - 498) < 25 && Math.abs(nose.y - 281) < 25, JSON.stringify(nose));
     assert.ok(medianDistance([a!], [b!]) < 6, 'engines agree within 6 px at 910 px wide');
   });
@@ -231,12 +238,30 @@ describe('landmark engines on real media', () => {
       res.forEach((r, f) => {
         assert.equal(r.status, 'ok', `${name} frame ${f}`);
         const box = meshBox(r.points);
-        // reference: the face sits around x 230–370, y 290–450 in these frames (checked by eye); it is < 1/4 of the width
+        // Reference: the LBP cascade's face box (below, frame 0); regression: x 230–370, y 290–450 measured; < 1/4 of the width
         assert.ok(box.x0 > 200 && box.x1 < 400 && box.y0 > 260 && box.y1 < 480, `${name} frame ${f} box ${JSON.stringify(box)}`);
         assert.ok(box.x1 - box.x0 < 540 / 4, `${name} frame ${f}: small face`);
       });
     }
     assert.ok(medianDistance(a, b) < 4, `engines agree within 4 px: ${medianDistance(a, b)}`);
+    // Reference: scikit-image's LBP face cascade on the first frame (at 1080×1920, scaled to 540×960 here): its face
+    // box lies inside both engines' mesh boxes grown by 10 % of their side, and its centre within 0.2 × side of theirs.
+    const [face] = await referenceFaces(LATENTSYNC, [0]);
+    assert.ok(face, 'the reference detector finds the face');
+    const f = { x: face.x / 2, y: face.y / 2, w: face.w / 2, h: face.h / 2 };
+    for (const [name, r] of [
+      ['mediapipe', a[0]!],
+      ['tfjs', b[0]!],
+    ] as const) {
+      const box = meshBox(r.points);
+      const side = box.x1 - box.x0;
+      const m = 0.1 * side;
+      assert.ok(f.x >= box.x0 - m && f.y >= box.y0 - m && f.x + f.w <= box.x1 + m && f.y + f.h <= box.y1 + m, `${name}: ${JSON.stringify({ f, box })}`);
+      assert.ok(
+        Math.hypot(centre(f).x - (box.x0 + box.x1) / 2, centre(f).y - (box.y0 + box.y1) / 2) < 0.2 * side,
+        `${name}: centres ${JSON.stringify({ f, box })}`,
+      );
+    }
   });
 
   test('tiny face (≈100 px in a 1080×1920 frame): missed on the whole frame, found by the tile search', async () => {

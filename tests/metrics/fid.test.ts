@@ -16,10 +16,13 @@
  * - BatchNorm folding against the unfolded conv → BN(eps 0.001) → ReLU;
  * - end to end on real face crops with deterministic full-rank weights: finite 2048-d features, FID(X, X) ≈ 0, FID
  *   grows with JPEG degradation; weights-missing error; import of a pytorch-fid-layout .pth (fabricated with the test
- *   torch writer) through the fid-inception converter, then loading from the cache and from the .pth.
+ *   torch writer) through the fid-inception converter, then loading from the cache and from the .pth;
+ * - runEval's FID of a recompressed video against pytorch-fid's formula in numpy (tests/reference/fid_from_features.py)
+ *   on the pool3 features of the same frames decoded by ffmpeg: the eval wiring (frame pairing, feature collection,
+ *   the metric's update/compute) has to give that value, not merely a positive one.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -42,8 +45,9 @@ import { initBackend, tf } from '../../src/util/tf.js';
 import { det, detInput } from '../../src/weights/det.js';
 import { importWeights } from '../../src/models/weights-store.js';
 import { runEval } from '../../src/eval/pipeline.js';
-import { runTool } from '../../src/util/exec.js';
-import { AOC_CLIP, FIXTURES, MEDIA, ROOT, tmpDir } from '../helpers.js';
+import { runProcess, runTool } from '../../src/util/exec.js';
+import { encodeNpyFloat32 } from '../../src/weights/npy.js';
+import { AOC_CLIP, ffmpegRgb, FIXTURES, MEDIA, ROOT, tmpDir } from '../helpers.js';
 import { writeLegacyTorch } from '../weights/legacy-writer.js';
 
 /** x[i][j] = sin(0.37·(7i + j²) + seed) + 0.3·cos(1.7·i·j + seed), cast to float32 (full-rank covariance). */
@@ -392,7 +396,7 @@ describe('FID end to end (deterministic weights; parity with pytorch-fid UNVERIF
 });
 
 describe('difftalk eval --metrics fid (runEval wiring; deterministic He weights imported like a user file)', () => {
-  it('FID of a JPEG-degraded copy > FID of GT vs GT (= 0) on the same face crops as the frame metrics', async () => {
+  it("FID of a recompressed copy equals pytorch-fid's formula (numpy/scipy) on the same frames' pool3 features; GT vs GT = 0", async () => {
     const dir = tmpDir();
     const pth = path.join(dir, 'pt_inception-2015-12-05-6726825d.pth');
     const sd = new Map<string, { shape: readonly number[]; data: Float32Array }>(heWeights());
@@ -407,12 +411,36 @@ describe('difftalk eval --metrics fid (runEval wiring; deterministic He weights 
     await mkdir(path.dirname(pred), { recursive: true });
     await runTool('ffmpeg', ['-v', 'error', '-i', AOC_CLIP, '-frames:v', '6', '-c:v', 'libx264', '-qp', '0', '-an', gt]);
     await runTool('ffmpeg', ['-v', 'error', '-i', gt, '-c:v', 'mpeg4', '-q:v', '31', pred]);
-    const r = await runEval({ pred, gt, out: path.join(dir, 'report'), metrics: ['psnr', 'fid'], baseline: true, weightsCacheDir: cache });
+    // Full frames (crop 'none'), so the reference below sees exactly the frames runEval measures.
+    const r = await runEval({ pred, gt, out: path.join(dir, 'report'), metrics: ['psnr', 'fid'], crop: 'none', baseline: true, weightsCacheDir: cache });
     const fid = (sys: string) => r.summary[sys]!.find((m) => m.name.startsWith('fid('))!;
     assert.equal(fid('pred').averagedOver, 'dataset');
     assert.equal(fid('pred').count, 6);
     assert.match(fid('pred').name, /^fid\(pytorch-fid-inception-pool3:[0-9a-f]{12}\)$/); // labelled with the weights' sha256
     assert.ok(Math.abs(fid('gt').value) < 1e-9, `FID(GT, GT) = ${fid('gt').value}`);
-    assert.ok(fid('pred').value > 1e-6, `FID(degraded, GT) = ${fid('pred').value}`);
+    // Reference: the frames decoded by ffmpeg (rgb24), pool3 features of the same network, and the Fréchet distance
+    // computed by tests/reference/fid_from_features.py (pytorch-fid's formula in numpy, float64, with tr(covmean) as the
+    // exact nuclear norm of the 6 × 6 cross matrix; scipy's sqrtm route, 6e-6 off here, is printed beside it). Tolerance
+    // 1e-9 relative (measured: equal to 1e-15; float64 both sides from the same float32 features).
+    const npy = async (video: string, name: string): Promise<string> => {
+      const data = await ffmpegRgb(video);
+      const frames: RgbFrames = { width: 512, height: 512, count: data.length / (512 * 512 * 3), data };
+      assert.equal(frames.count, 6);
+      const f = await inceptionFeatures(frames, { cacheDir: cache });
+      const file = path.join(dir, `${name}.npy`);
+      writeFileSync(file, encodeNpyFloat32([frames.count, 2048], f));
+      return file;
+    };
+    const { stdout } = await runProcess('/usr/bin/python3', [
+      path.join(ROOT, 'tests/reference/fid_from_features.py'),
+      await npy(pred, 'pred'),
+      await npy(gt, 'gt'),
+    ]);
+    const ref = JSON.parse(stdout.toString()) as { fid: number; fid_sqrtm: number };
+    const want = ref.fid;
+    const got = fid('pred').value;
+    console.log(`# FID(recompressed, GT): runEval ${got}, numpy ${want}, scipy sqrtm ${ref.fid_sqrtm}`);
+    assert.ok(want > 1e-3, `reference FID ${want}: the recompressed copy is measurably different`);
+    assert.ok(Math.abs(got - want) <= 1e-9 * want, `runEval FID ${got} vs numpy/scipy ${want}`);
   });
 });

@@ -3,7 +3,7 @@
  * of ../shared/data/fixtures (expected.json parts difftalk_encoders, unet, vq_f4; README there for the formula).
  * Tolerances per the fixture README: encoders 1e-5 relative, UNet / VQ 1e-4 relative (max |Δ| / max |ref|).
  */
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -39,8 +39,10 @@ function sameSpecs(ours: ParamSpec[], ref: [string, number[]][], ignore: string[
 const nchwToNhwc = (d: Float32Array, [n, c, h, w]: number[]) => tf.tensor4d(permute(d, [n!, c!, h!, w!], [0, 2, 3, 1]), [n!, h!, w!, c!]);
 const nhwcToNchw = (t: tf.Tensor4D) => permute(t.dataSync() as Float32Array, t.shape, [0, 3, 1, 2]);
 
-test('backend', async () => {
+// Set-up, not a test: every reference below is computed on tfjs's plain-JavaScript cpu backend.
+before(async () => {
   await initBackend('cpu');
+  assert.equal(tf.getBackend(), 'cpu');
 });
 
 test('AudioNet + AudioAttNet + LdmNet match the reference (det weights, 1e-5 rel)', () => {
@@ -133,12 +135,10 @@ test('VQ-f4 encoder/decoder (tiny fixture config) match LDM with det weights (1e
   p.dispose();
 });
 
-test('VQ weights round-trip through a safetensors checkpoint with LDM names (first_stage_model.* prefix)', async () => {
-  const { writeSafetensors } = await import('../../src/weights/safetensors.js');
-  const { loadVqWeights } = await import('../../src/models/vq-f4.js');
-  const { tmpDir } = await import('../helpers.js');
+/** The VQ-f4 config of the reference fixture (expected.json: vq_f4.config) with a 16-entry codebook. */
+function fixtureVqConfig(): VqConfig {
   const c = expected.vq_f4.config;
-  const cfg: VqConfig = {
+  return {
     resolution: c.resolution,
     inChannels: 3,
     outCh: 3,
@@ -149,6 +149,13 @@ test('VQ weights round-trip through a safetensors checkpoint with LDM names (fir
     embedDim: 3,
     nEmbed: 16,
   };
+}
+
+test('VQ weights round-trip through a safetensors checkpoint with LDM names (first_stage_model.* prefix)', async () => {
+  const { writeSafetensors } = await import('../../src/weights/safetensors.js');
+  const { loadVqWeights } = await import('../../src/models/vq-f4.js');
+  const { tmpDir } = await import('../helpers.js');
+  const cfg = fixtureVqConfig();
   const p = new Params(vqParamSpecs(cfg), 'det');
   const file = path.join(tmpDir(), 'vq.safetensors');
   await writeSafetensors(file, p.toTorch('first_stage_model.'));
@@ -165,18 +172,7 @@ test('vq-f4 converter: an LDM-layout legacy torch checkpoint → checked tensors
   const { writeSafetensors } = await import('../../src/weights/safetensors.js');
   const { writeLegacyTorch } = await import('../weights/legacy-writer.js');
   const { tmpDir } = await import('../helpers.js');
-  const c = expected.vq_f4.config;
-  const cfg: VqConfig = {
-    resolution: c.resolution,
-    inChannels: 3,
-    outCh: 3,
-    ch: c.ch,
-    chMult: c.ch_mult,
-    numResBlocks: c.num_res_blocks,
-    zChannels: 3,
-    embedDim: 3,
-    nEmbed: 16,
-  };
+  const cfg = fixtureVqConfig();
   const p = new Params(vqParamSpecs(cfg), 'det');
   const dir = tmpDir();
   const ckpt = path.join(dir, 'model.ckpt');

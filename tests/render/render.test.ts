@@ -11,8 +11,8 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
-import { AOC_CLIP, MEDIA, MODELS, runCli, tmpDir } from '../helpers.js';
-import { extractorFromMetadata, renderVideo, DEFAULT_RENDER, type RenderResult } from '../../src/render/render.js';
+import { AOC_CLIP, ffmpegRgb, MEDIA, MODELS, runCli, tmpDir } from '../helpers.js';
+import { extractorFromMetadata, renderVideo, DEFAULT_RENDER, type RenderedFace, type RenderResult } from '../../src/render/render.js';
 import { createAudioFeature, parseAudioFeatureSpec } from '../../src/audio/registry.js';
 import { jawAlpha, sourceFrameIndex } from '../../src/render/paste.js';
 import { saveCheckpoint } from '../../src/models/checkpoint.js';
@@ -219,11 +219,49 @@ describe('difftalk render (tiny random checkpoint, --steps 2)', { timeout: 15 * 
     const short = path.join(dir, 'short.wav');
     await runTool('ffmpeg', ['-v', 'error', '-i', JFK, '-t', '0.4', short]);
     const o3 = path.join(dir, 'short.mp4');
-    const r = await renderVideo({ ...base, checkpoint: ckpt, video: AOC_CLIP, audio: short, out: o3, progressive: true, loop: 'wrap' });
+    const faces: RenderedFace[] = [];
+    const r = await renderVideo({
+      ...base,
+      checkpoint: ckpt,
+      video: AOC_CLIP,
+      audio: short,
+      out: o3,
+      progressive: true,
+      loop: 'wrap',
+      onFrame: (f) => faces.push(f),
+    });
     assert.equal(r.frames, 10);
     const p = await ffprobe(o3);
     assert.equal(Number(p.streams.find((s) => s.codec_type === 'video')!.nb_frames), 10);
     assert.ok(Math.abs(Number(p.format.duration) - 0.4) < 0.05, `duration ${p.format.duration}`);
+    // One generated face per output frame, in order.
+    assert.deepEqual(
+      faces.map((f) => f.index),
+      [...Array(10).keys()],
+    );
+    const S = faces[0]!.size;
+    // Frame 0 is sampled with the first frame of the person video. Reference: ffmpeg's own crop (the reported crop
+    // box) and bicubic scale of the source's first frame; tolerance 4 grey levels mean |Δ| (the render path goes
+    // through the lossless prepared clip and another resize kernel).
+    const first = await ffmpegRgb(AOC_CLIP, { frames: 1, vf: `crop=${r.crop.w}:${r.crop.h}:${r.crop.x}:${r.crop.y},scale=${S}:${S}:flags=bicubic` });
+    const ref0 = faces[0]!.reference;
+    let d0 = 0;
+    for (let i = 0; i < first.length; i++) d0 += Math.abs((ref0[i]! + 1) * 127.5 - first[i]!);
+    d0 /= first.length;
+    assert.ok(d0 < 4, `frame 0's reference vs the source's first frame: mean |Δ| ${d0}`);
+    // Every later frame is sampled with exactly the face generated for the frame before it (x/127.5 − 1 of its bytes),
+    // which is not the first frame (the untrained model's faces differ from the source).
+    for (let k = 1; k < 10; k++) {
+      const prev = faces[k - 1]!.face;
+      const ref = faces[k]!.reference;
+      assert.equal(ref.length, prev.length);
+      let same = true;
+      for (let i = 0; i < ref.length && same; i++) same = ref[i] === Math.fround(prev[i]! / 127.5 - 1);
+      assert.ok(same, `frame ${k}'s reference is frame ${k - 1}'s output`);
+      let dFirst = 0;
+      for (let i = 0; i < ref.length; i++) dFirst += Math.abs(ref[i]! - ref0[i]!);
+      assert.ok(dFirst / ref.length > 1e-3, `frame ${k}'s reference differs from the first frame`);
+    }
   });
 
   it('asks for --audio-feature when the training dataset is gone', async () => {

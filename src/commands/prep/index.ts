@@ -2,14 +2,11 @@ import os from 'node:os';
 import { Args, Errors, Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { numberFlag } from '../../cli/flags.js';
+import { stopSignals } from '../../cli/stop-signals.js';
 import { renderPrepSummary } from '../../cli/summary.js';
 import { DEFAULT_PREP_CONFIG, runPrep, type PrepConfig, type PrepResult, type PrepSource } from '../../prep/pipeline.js';
 import { BUILTIN_HDTF_MANIFEST } from '../../prep/annotations.js';
 import { DifftalkError } from '../../util/errors.js';
-
-/** Exit statuses of a run stopped by a signal (128 + the signal number, as a shell reports them). */
-const EXIT_SIGINT = 130;
-const EXIT_SIGTERM = 143;
 
 export default class Prep extends BaseCommand {
   static override summary = 'Build a talking-head dataset: HDTF annotations or videos → Arrow shards + dataset.json.';
@@ -139,11 +136,8 @@ export default class Prep extends BaseCommand {
       allowIdentityLeak: flags['allow-identity-leak'],
     };
     // SIGTERM/SIGINT stop the run cleanly: the clips in progress are left to be redone, exit 143/130.
-    const stop = new AbortController();
-    const onSignal = (sig: NodeJS.Signals) => stop.abort(sig);
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
     const maxDownloadMiB = num('max-download', flags['max-download'], 1, 1024 ** 2);
+    const stop = stopSignals();
     let result: PrepResult;
     try {
       result = await runPrep(source, config, {
@@ -161,15 +155,14 @@ export default class Prep extends BaseCommand {
         onEvent: this.events(flags['log-level']),
       });
     } catch (e) {
-      if (e instanceof DifftalkError && e.code === 'interrupted') {
+      const exit = stop.exitCode();
+      if (exit !== undefined && e instanceof DifftalkError && e.code === 'interrupted') {
         // oclif's --json path reads `exitCode`, the plain path `oclif.exit`: set both (as BaseCommand does for exit 2).
-        const exit = stop.signal.reason === 'SIGINT' ? EXIT_SIGINT : EXIT_SIGTERM;
         throw Object.assign(new Errors.CLIError(e.message, { exit, code: e.code, suggestions: e.suggestion ? [e.suggestion] : undefined }), { exitCode: exit });
       }
       throw e;
     } finally {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
+      stop.dispose();
     }
     if (!this.jsonEnabled()) this.log(renderPrepSummary(result));
     return result;
