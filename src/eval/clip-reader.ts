@@ -120,7 +120,7 @@ export async function* pairedChunks(
   const p = pred.reader.frames({ skip: pred.skip, count: n, chunk, fps: pred.fps })[Symbol.asyncIterator]();
   const g = gt.reader.frames({ skip: gt.skip, count: n, chunk, size })[Symbol.asyncIterator]();
   try {
-    for (let start = 0; start < n; ) {
+    for (let start = 0; start < n;) {
       const [a, b] = await Promise.all([p.next(), g.next()]);
       if (a.done || b.done || a.value.count !== b.value.count) {
         throw new DifftalkError('frame-mismatch', `prediction and GT streams diverged at frame ${start} (one ended or chunk sizes differ)`);

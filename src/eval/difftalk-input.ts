@@ -91,7 +91,10 @@ async function readMapping(file: string): Promise<Map<number, string>> {
   for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
     const [vid, id] = typeof v === 'number' ? [v, k] : /^\d+$/.test(k) && typeof v === 'string' ? [Number(k), v] : [NaN, ''];
     if (!Number.isInteger(vid) || vid < 1 || !id) {
-      throw new DifftalkError('bad-input', `mapping ${file}: entry ${JSON.stringify(k)} → ${JSON.stringify(v)} is neither "<clip id>": <vid> nor "<vid>": "<clip id>"`);
+      throw new DifftalkError(
+        'bad-input',
+        `mapping ${file}: entry ${JSON.stringify(k)} → ${JSON.stringify(v)} is neither "<clip id>": <vid> nor "<vid>": "<clip id>"`,
+      );
     }
     if (out.has(vid)) throw new DifftalkError('bad-input', `mapping ${file} names video ${vid} twice`);
     out.set(vid, id);

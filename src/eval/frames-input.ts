@@ -105,7 +105,8 @@ export async function patternFrameFiles(p: string): Promise<string[]> {
     if (pat.width && s.length > pat.width && s.startsWith('0')) continue;
     byNum.set(Number(s), n);
   }
-  if (byNum.size === 0) throw new DifftalkError('no-frames', `no file matches ${p}`, { suggestion: 'check the folder and the %d width (e.g. %05d for 00001.png)' });
+  if (byNum.size === 0)
+    throw new DifftalkError('no-frames', `no file matches ${p}`, { suggestion: 'check the folder and the %d width (e.g. %05d for 00001.png)' });
   const start = [0, 1, 2, 3, 4].find((k) => byNum.has(k));
   if (start === undefined) {
     throw new DifftalkError('no-frames', `${p}: the first frame number is ${Math.min(...byNum.keys())}; ffmpeg starts at 0…4`, {

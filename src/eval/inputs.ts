@@ -56,12 +56,22 @@ export async function listSources(p: string, role: 'pred' | 'gt', opts: InputOpt
     return (await difftalkOutputClips(p, dt)).map((c) => ({ kind: 'frames', id: c.id, file: p, frames: c.frames, firstFrame: c.firstFrame }));
   }
   if (dt && role === 'gt' && (await exists(path.join(p, 'images')))) {
-    return (await difftalkImageClips(p, dt)).map((c) => ({ kind: 'frames', id: c.id, file: path.join(p, 'images'), frames: c.frames, firstFrame: c.firstFrame }));
+    return (await difftalkImageClips(p, dt)).map((c) => ({
+      kind: 'frames',
+      id: c.id,
+      file: path.join(p, 'images'),
+      frames: c.frames,
+      firstFrame: c.firstFrame,
+    }));
   }
   if (!dt && role === 'pred' && (await isDifftalkOutput(p))) {
-    throw new DifftalkError('difftalk-list-missing', `--pred ${p} is a DiffTalk inference folder ({batch:04d}_{j:04d}.jpg): its frames belong to the clips of a test list`, {
-      suggestion: 'pass --difftalk-list data_test.txt (the list the inference read), and --difftalk-map mapping.json to name the clips',
-    });
+    throw new DifftalkError(
+      'difftalk-list-missing',
+      `--pred ${p} is a DiffTalk inference folder ({batch:04d}_{j:04d}.jpg): its frames belong to the clips of a test list`,
+      {
+        suggestion: 'pass --difftalk-list data_test.txt (the list the inference read), and --difftalk-map mapping.json to name the clips',
+      },
+    );
   }
   if (role === 'gt' && ((await exists(path.join(p, 'dataset.json'))) || (await exists(path.join(p, 'shards'))))) {
     const entries = await listShards(p);

@@ -208,7 +208,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const ssimVariant = opts.ssimVariant ?? 'gaussian';
   const align = parseAlign(opts.align ?? 'first');
   const maxLengthDiff = opts.maxLengthDiff ?? DEFAULT_MAX_LENGTH_DIFF;
-  if (!Number.isInteger(maxLengthDiff) || maxLengthDiff < 0) throw new DifftalkError('bad-option', `--max-length-diff must be a whole number ≥ 0, got ${maxLengthDiff}`);
+  if (!Number.isInteger(maxLengthDiff) || maxLengthDiff < 0)
+    throw new DifftalkError('bad-option', `--max-length-diff must be a whole number ≥ 0, got ${maxLengthDiff}`);
   const deviations: string[] = [];
 
   // Fail early on a used --out, missing weights or inputs, before decoding anything.
@@ -378,14 +379,18 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
             suggestion: 'pass --audio <wav> (the audio the prediction was driven by), or a GT video with its audio',
           });
         }
-        if (!predHasAudio) notes.push(extraAudio ? `prediction has no audio track: LSE uses --audio ${opts.audio}` : 'prediction has no audio track: LSE uses the GT audio');
+        if (!predHasAudio)
+          notes.push(extraAudio ? `prediction has no audio track: LSE uses --audio ${opts.audio}` : 'prediction has no audio track: LSE uses the GT audio');
         predSync = new SyncStream(sync.net, predAudio);
         if (opts.baseline) {
           if (!gtAudio) notes.push('GT has no audio (or is a prepared dataset): no LSE baselines');
           else {
             gtSync = new SyncStream(sync.net, gtAudio);
             // Shift: video frame i meets the audio of frame i + shift (the first shift·640 samples are dropped).
-            shiftedSync = new SyncStream(sync.net, { samples: gtAudio.samples.subarray(Math.min(gtAudio.samples.length, shift * 640)), sampleRate: gtAudio.sampleRate });
+            shiftedSync = new SyncStream(sync.net, {
+              samples: gtAudio.samples.subarray(Math.min(gtAudio.samples.length, shift * 640)),
+              sampleRate: gtAudio.sampleRate,
+            });
           }
         }
       }
@@ -400,7 +405,13 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         const sub = (t: CropTrack): CropTrack => ({ rects: t.rects.slice(c.start, c.start + c.pred.count), interpolated: [] });
         const evalP = faceCrops ? cropsToFrames(applyCropTrack(c.pred, sub(gtTrack!), cropSize), cropSize) : c.pred;
         const evalG = faceCrops ? cropsToFrames(applyCropTrack(c.gt, sub(gtTrack!), cropSize), cropSize) : c.gt;
-        const feed = async (ms: readonly MeanFrameMetric[], a: RgbFrames, b: RgbFrames, lm68: Float32Array | undefined, vals: Array<Record<string, number>>) => {
+        const feed = async (
+          ms: readonly MeanFrameMetric[],
+          a: RgbFrames,
+          b: RgbFrames,
+          lm68: Float32Array | undefined,
+          vals: Array<Record<string, number>>,
+        ) => {
           for (const m of ms) {
             if (m instanceof LmdMetric) {
               const r = (x: Float32Array) => x.subarray(c.start * LM68_VALUES, (c.start + c.pred.count) * LM68_VALUES);
@@ -411,7 +422,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         };
         await feed(predMetrics, evalP, evalG, p68, frameVals);
         if (opts.baseline) await feed(gtMetrics, evalG, evalG, g68, gtGtVals);
-        if (fidNet && fid) fid.update(await inceptionFeatures(evalP, { net: fidNet.net, onEvent }), await inceptionFeatures(evalG, { net: fidNet.net, onEvent }));
+        if (fidNet && fid)
+          fid.update(await inceptionFeatures(evalP, { net: fidNet.net, onEvent }), await inceptionFeatures(evalG, { net: fidNet.net, onEvent }));
         if (predSync) {
           const ts = performance.now();
           await predSync.push(applyCropTrack(c.pred, sub(predTrack!), SYNCNET_SIZE));
@@ -564,7 +576,9 @@ export function parseAlign(s: string): { method: 'first' | 'offset' | 'auto'; of
   if (s === 'first' || s === 'auto') return { method: s, offset: 0 };
   const m = /^offset:(-?\d+)$/.exec(s);
   if (m) return { method: 'offset', offset: Number(m[1]) };
-  throw new DifftalkError('bad-option', `--align ${s} is not first, offset:N or auto`, { suggestion: 'e.g. --align offset:3 (prediction frame 0 is GT frame 3)' });
+  throw new DifftalkError('bad-option', `--align ${s} is not first, offset:N or auto`, {
+    suggestion: 'e.g. --align offset:3 (prediction frame 0 is GT frame 3)',
+  });
 }
 
 async function detectAll(engine: LandmarkEngine, chunks: AsyncIterable<RgbFrames>): Promise<FaceLandmarks[]> {
@@ -591,9 +605,13 @@ async function autoOffset(
   const gFrom = Math.max(0, pStart + o.base - R);
   const gTo = Math.min(o.gtCount, pStart + m + o.base + R);
   if (m < 4 || gTo - gFrom < m) {
-    throw new DifftalkError('too-short', `${o.id}: --align auto needs ${pStart + 4} prediction frames and GT frames around them (prediction ${o.predCount}, GT ${o.gtCount})`, {
-      suggestion: 'pass --align offset:N with the known offset',
-    });
+    throw new DifftalkError(
+      'too-short',
+      `${o.id}: --align auto needs ${pStart + 4} prediction frames and GT frames around them (prediction ${o.predCount}, GT ${o.gtCount})`,
+      {
+        suggestion: 'pass --align offset:N with the known offset',
+      },
+    );
   }
   const small = { width: AUTO_ALIGN_SIDE, height: Math.max(1, Math.round((AUTO_ALIGN_SIDE * o.size.height) / o.size.width)) };
   const chunk = chunkFrames(o.size.width, o.size.height);
