@@ -29,8 +29,8 @@ import type { RgbFrames } from '../media/types.js';
 import { FidMetric, inceptionFeatures } from '../metrics/fid.js';
 import { ibug68FromResults, LmdMetric } from '../metrics/lmd.js';
 import { loadLpips, LpipsMetric, type Lpips, type LpipsNet } from '../metrics/lpips.js';
-import { LseMetric, SyncStream, type SyncScores } from '../metrics/lse.js';
-import { frameAt, MeanFrameMetric, worseFirst, type MetricDirection } from '../metrics/metric.js';
+import { LseMetric, SAMPLES_PER_VIDEO_FRAME, SyncStream, type SyncScores } from '../metrics/lse.js';
+import { frameAt, type MeanFrameMetric, worseFirst, type MetricDirection } from '../metrics/metric.js';
 import { PsnrMetric } from '../metrics/psnr.js';
 import { SsimMetric, type SsimVariant } from '../metrics/ssim.js';
 import { loadFidInception, type FidInception } from '../models/inception.js';
@@ -373,7 +373,12 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       if (sync) {
         if (Math.abs(pr.fps - 25) > 1e-3) notes.push(`SyncNet assumes 25 fps; this clip is ${pr.fps} fps`);
         if (pair.gt.kind === 'video' && (await probeMedia(pair.gt.file)).hasAudio) gtAudio = await loadAudio16k(pair.gt.file);
-        const predAudio = predHasAudio ? await loadAudio16k(pair.pred.file) : (extraAudio ?? gtAudio);
+        // Audio from the first compared frame: the prediction's own (or --audio, which drives it) skips what the prediction
+        // skips; the GT's skips what the GT skips (SAMPLES_PER_VIDEO_FRAME samples per 25 fps frame).
+        const from = (a: AudioData | undefined, frames: number): AudioData | undefined =>
+          a && frames > 0 ? { ...a, samples: a.samples.subarray(Math.min(a.samples.length, frames * SAMPLES_PER_VIDEO_FRAME)) } : a;
+        gtAudio = from(gtAudio, gtSkip);
+        const predAudio = predHasAudio ? from(await loadAudio16k(pair.pred.file), predSkip) : extraAudio ? from(extraAudio, predSkip) : gtAudio;
         if (!predAudio) {
           throw new DifftalkError('no-audio', `${pair.id}: the prediction has no audio track and the GT gives none; LSE needs the driving audio`, {
             suggestion: 'pass --audio <wav> (the audio the prediction was driven by), or a GT video with its audio',
