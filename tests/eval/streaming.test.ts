@@ -5,7 +5,8 @@
  * - runEval in chunks of 7 frames gives the same per-frame values, clip scores, summary and worst frames as one chunk
  *   (exact equality: every metric's update() sees the same frames, LSE windows are batched the same way);
  * - memory is bounded: a 2000² prediction of 60 frames against the 200-frame GT decoded at 2000² (before: the whole GT,
- *   2.4 GB, and the whole prediction, 0.7 GB, in memory) runs in a child process whose peak RSS is measured; bound 1.2 GB.
+ *   2.4 GB, and the whole prediction, 0.7 GB, in memory: 5.7 GB peak RSS measured on main a367ff9; 0.56 GB streamed, same
+ *   PSNR 37.5506 dB) runs in a child process whose peak RSS is measured; bound 1.2 GB.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -119,7 +120,7 @@ describe('bounded memory on a 2000² prediction (child process, peak RSS)', () =
     await runTool('ffmpeg', ['-v', 'error', '-i', AOC_CLIP, '-frames:v', '60', '-vf', 'scale=2000:2000', '-c:v', 'mpeg4', '-q:v', '10', '-an', pred]);
   });
 
-  it('PSNR over 60 frames at 2000² stays under 1.2 GB peak RSS (whole-clip decoding needed > 3 GB)', async () => {
+  it('PSNR over 60 frames at 2000² stays under 1.2 GB peak RSS (whole-clip decoding: 5.7 GB)', async (t) => {
     const script = [
       `import { runEval } from ${JSON.stringify(path.join(ROOT, 'src/eval/pipeline.ts'))};`,
       `const r = await runEval({ pred: ${JSON.stringify(pred)}, gt: ${JSON.stringify(AOC_CLIP)}, out: ${JSON.stringify(path.join(dir, 'out'))},`,
@@ -131,6 +132,7 @@ describe('bounded memory on a 2000² prediction (child process, peak RSS)', () =
     assert.deepEqual(m.chunk, [5]);
     assert.equal(m.frames, 60);
     assert.ok(m.psnr > 20 && m.psnr < 60, `psnr ${m.psnr}`);
+    t.diagnostic(`peak RSS ${(m.rss / 1024 ** 2).toFixed(0)} MiB, PSNR ${m.psnr}`);
     assert.ok(m.rss < 1.2 * 1024 ** 3, `peak RSS ${(m.rss / 1024 ** 2).toFixed(0)} MiB`);
   });
 });
