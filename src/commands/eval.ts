@@ -65,7 +65,7 @@ export default class Eval extends BaseCommand {
       exists: true,
     }),
     'difftalk-map': Flags.file({
-      summary: 'JSON naming the DiffTalk numeric ids ({"<clip id>": <vid>}); default: clips are named by the numeric id.',
+      summary: 'Names of the DiffTalk numeric ids: the clip_ids.csv of `difftalk export difftalk` or JSON {"<clip id>": <vid>}; default: the numeric id.',
       exists: true,
     }),
     force: Flags.boolean({ summary: 'Write the report into a non-empty --out folder (its report files are replaced).', default: false }),

@@ -5,8 +5,8 @@
  * off) in DataLoader batches of 20 and writes line k as `{k div 20:04d}_{k mod 20:04d}.jpg` into one flat folder. So the
  * list the output was made from is what maps each file back to its clip and frame. `data.txt` is read by the reference
  * loader only to draw training-style reference frames (inference always uses `<vid>_1.jpg`), so it is not needed here.
- * Clip ids: the numeric `vid`, or the name a mapping file gives it (JSON object, either `{"<clip id>": <vid>}` as
- * `difftalk export` writes it or `{"<vid>": "<clip id>"}`).
+ * Clip ids: the numeric `vid`, or the name a mapping file gives it: the CSV `difftalk export difftalk` writes
+ * (`data/HDTF/clip_ids.csv`, header `vid,clip_id,…`), or a JSON object `{"<clip id>": <vid>}` / `{"<vid>": "<clip id>"}`.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -83,21 +83,39 @@ export async function readDifftalkList(file: string, opts: { mapping?: string; b
 }
 
 async function readMapping(file: string): Promise<Map<number, string>> {
-  const raw = await readJson<unknown>(file);
-  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new DifftalkError('bad-input', `mapping ${file} is not a JSON object`, { suggestion: 'use {"<clip id>": <numeric id>, …}' });
-  }
   const out = new Map<number, string>();
-  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-    const [vid, id] = typeof v === 'number' ? [v, k] : /^\d+$/.test(k) && typeof v === 'string' ? [Number(k), v] : [NaN, ''];
-    if (!Number.isInteger(vid) || vid < 1 || !id) {
-      throw new DifftalkError(
-        'bad-input',
-        `mapping ${file}: entry ${JSON.stringify(k)} → ${JSON.stringify(v)} is neither "<clip id>": <vid> nor "<vid>": "<clip id>"`,
-      );
-    }
+  const put = (vid: number, id: string, where: string) => {
+    if (!Number.isInteger(vid) || vid < 1 || !id) throw new DifftalkError('bad-input', `mapping ${file}: ${where} is not a numeric id and a clip id`);
     if (out.has(vid)) throw new DifftalkError('bad-input', `mapping ${file} names video ${vid} twice`);
     out.set(vid, id);
+  };
+  if (path.extname(file).toLowerCase() === '.csv') {
+    if ((await stat(file)).size > 16 * 1024 * 1024) throw new DifftalkError('bad-input', `mapping ${file} is larger than 16 MiB`);
+    const rows = (await readFile(file, 'utf8')).split(/\r?\n/).filter((l) => l.trim() !== '');
+    const head = (rows[0] ?? '').split(',').map((h) => h.trim());
+    const vi = head.indexOf('vid');
+    const ci = head.indexOf('clip_id');
+    if (vi < 0 || ci < 0) {
+      throw new DifftalkError('bad-input', `mapping ${file} has no vid and clip_id columns (header: ${rows[0]?.slice(0, 80) ?? 'none'})`, {
+        suggestion: 'pass the clip_ids.csv that difftalk export difftalk wrote (data/HDTF/clip_ids.csv)',
+      });
+    }
+    rows.slice(1).forEach((r, k) => {
+      const cells = r.split(',');
+      put(Number(cells[vi]), (cells[ci] ?? '').trim(), `line ${k + 2}`);
+    });
+    return out;
+  }
+  const raw = await readJson<unknown>(file);
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new DifftalkError('bad-input', `mapping ${file} is not a JSON object`, {
+      suggestion: 'use {"<clip id>": <numeric id>, …} or the clip_ids.csv of difftalk export',
+    });
+  }
+  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+    if (typeof v === 'number') put(v, k, `entry ${JSON.stringify(k)}`);
+    else if (/^\d+$/.test(k) && typeof v === 'string') put(Number(k), v, `entry ${JSON.stringify(k)}`);
+    else put(Number.NaN, '', `entry ${JSON.stringify(k)}`);
   }
   return out;
 }

@@ -69,7 +69,7 @@ export async function listSources(p: string, role: 'pred' | 'gt', opts: InputOpt
       'difftalk-list-missing',
       `--pred ${p} is a DiffTalk inference folder ({batch:04d}_{j:04d}.jpg): its frames belong to the clips of a test list`,
       {
-        suggestion: 'pass --difftalk-list data_test.txt (the list the inference read), and --difftalk-map mapping.json to name the clips',
+        suggestion: 'pass --difftalk-list data/data_test.txt (the list the inference read), and --difftalk-map data/HDTF/clip_ids.csv to name the clips',
       },
     );
   }
@@ -132,7 +132,7 @@ export async function pairClips(
         .join(', ')})`,
       {
         suggestion: opts.difftalk
-          ? 'name the GT clips by the DiffTalk ids, or pass --difftalk-map mapping.json (clip id → numeric id) so the ids become clip names'
+          ? 'name the GT clips by the DiffTalk ids, or pass --difftalk-map data/HDTF/clip_ids.csv (written by difftalk export difftalk) so the ids become clip names'
           : 'name each generated video like its ground-truth clip (e.g. WDA_X_000.mp4 ↔ WDA_X_000.mp4 or clip_id)',
       },
     );

@@ -84,7 +84,7 @@ export interface EvalOptions {
   audio?: string;
   /** The DiffTalk test list (data_test.txt) a flat DiffTalk inference folder was made from. */
   difftalkList?: string;
-  /** JSON naming the DiffTalk numeric ids ({"<clip id>": <vid>} or {"<vid>": "<clip id>"}). */
+  /** Names of the DiffTalk numeric ids: `clip_ids.csv` (vid,clip_id,…) or JSON ({"<clip id>": <vid>} or {"<vid>": "<clip id>"}). */
   difftalkMap?: string;
   /** Frames per decoded chunk (per side); default: as many as fit in 64 MiB, at most 64. */
   chunkFrames?: number;

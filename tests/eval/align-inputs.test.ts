@@ -60,6 +60,7 @@ describe('eval inputs: patterns and the official DiffTalk output', () => {
     const gtVideos = path.join(dir, 'gt');
     const list = path.join(dir, 'data_test.txt');
     const mapping = path.join(dir, 'ids.json');
+    const mappingCsv = path.join(dir, 'clip_ids.csv');
     // Two videos: vid 7 = the AOC clip, frames 1..25; vid 9 = the clip mirrored, frames 5..21 (a list may start later).
     const clips = [
       { vid: 7, name: 'WDA_AlexandriaOcasioCortez_000', first: 1, last: 25, vf: 'scale=256:256' },
@@ -104,6 +105,11 @@ describe('eval inputs: patterns and the official DiffTalk output', () => {
         copyFileSync(path.join(root, 'images', `${vid}_${f}.jpg`), path.join(out, difftalkOutputName(k)));
       });
       writeFileSync(mapping, JSON.stringify(Object.fromEntries(clips.map((c) => [c.name, c.vid]))));
+      // The CSV layout difftalk export difftalk writes (data/HDTF/clip_ids.csv).
+      writeFileSync(
+        mappingCsv,
+        ['vid,clip_id,split,frames,listed_frames', ...clips.map((c) => `${c.vid},${c.name},test,200,${c.last - c.first + 1}`)].join('\n') + '\n',
+      );
     });
 
     it('maps flat files to clips and frames through data_test.txt (against the data root: every frame identical)', async () => {
@@ -158,6 +164,18 @@ describe('eval inputs: patterns and the official DiffTalk output', () => {
         align: 'offset:1',
       });
       for (const c of off.clips) assert.ok(c.scores[PSNR]! < r.clips.find((x) => x.clip === c.clip)!.scores[PSNR]! - 3, `${c.clip}: ${c.scores[PSNR]}`);
+      // The export's CSV mapping names the clips the same way.
+      const csv = await runEval({
+        pred: out,
+        gt: gtVideos,
+        difftalkList: list,
+        difftalkMap: mappingCsv,
+        out: path.join(dir, 'd3csv'),
+        metrics: ['psnr'],
+        crop: 'none',
+        maxLengthDiff: 200,
+      });
+      assert.deepEqual(csv.frames, r.frames);
     });
 
     it('without its list, or with another list, is an error with the fix', async () => {
