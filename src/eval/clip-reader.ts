@@ -133,3 +133,42 @@ export async function* pairedChunks(
     await g.return?.(undefined);
   }
 }
+
+/**
+ * The frames of `reader` at `indices` (0-based, increasing) as a clip of its own: a DiffTalk list with gaps (frames the
+ * export left out) against a full GT clip. Reads the covering range in chunks and keeps the listed frames.
+ */
+export function selectFrames(reader: ClipReader, indices: readonly number[]): ClipReader {
+  return {
+    width: reader.width,
+    height: reader.height,
+    fps: reader.fps,
+    count: async () => indices.length,
+    async *frames(o) {
+      const skip = o.skip ?? 0;
+      const want = indices.slice(skip, o.count === undefined ? undefined : skip + o.count);
+      if (want.length === 0) return;
+      const first = want[0]!;
+      const size = o.size ?? { width: reader.width, height: reader.height };
+      const fb = size.width * size.height * 3;
+      let buf = new Uint8Array(o.chunk * fb);
+      let k = 0;
+      let w = 0;
+      let at = first;
+      for await (const c of reader.frames({ skip: first, count: want.at(-1)! - first + 1, chunk: o.chunk, size: o.size })) {
+        for (let i = 0; i < c.count; i++, at++) {
+          if (at !== want[w]) continue;
+          buf.set(c.data.subarray(i * fb, (i + 1) * fb), k++ * fb);
+          w++;
+          if (k === o.chunk) {
+            yield { ...size, count: k, data: buf };
+            buf = new Uint8Array(o.chunk * fb);
+            k = 0;
+          }
+        }
+      }
+      if (w !== want.length) throw new DifftalkError('frames-missing', `the GT clip ends before listed frame ${want[w]! + 1}`);
+      if (k > 0) yield { ...size, count: k, data: buf.subarray(0, k * fb) };
+    },
+  };
+}

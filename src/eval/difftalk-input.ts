@@ -21,7 +21,7 @@ export interface DifftalkClip {
   vid: number;
   /** Clip id used for pairing (mapped name or the vid as text). */
   id: string;
-  /** 1-based frame numbers of this clip in list order (contiguous, checked). */
+  /** 1-based frame numbers of this clip in list order (increasing; frames the export left out, e.g. without a face, are gaps). */
   frames: number[];
   /** Positions in the list (= the inference output's flat index) of those frames. */
   positions: number[];
@@ -70,10 +70,14 @@ export async function readDifftalkList(file: string, opts: { mapping?: string; b
       byVid.set(vid, (c = { vid, id, frames: [], positions: [] }));
     }
     const last = c.frames.at(-1);
-    if (last !== undefined && frame !== last + 1) {
-      throw new DifftalkError('bad-input', `${file} line ${k + 1}: video ${vid} frame ${frame} follows frame ${last}; frames of a clip must be consecutive`, {
-        suggestion: 'evaluate contiguous frame runs (the shipped data_test.txt lists frames 1..N of each video)',
-      });
+    if (last !== undefined && frame <= last) {
+      throw new DifftalkError(
+        'bad-input',
+        `${file} line ${k + 1}: video ${vid} frame ${frame} follows frame ${last}; frames of a clip must be in increasing order`,
+        {
+          suggestion: 'pass the data_test.txt the inference run read (difftalk export lists each clip in frame order)',
+        },
+      );
     }
     c.frames.push(frame);
     c.positions.push(k);
@@ -135,7 +139,7 @@ export async function isDifftalkOutput(dir: string): Promise<boolean> {
 }
 
 /** Each clip's frame files in an inference output folder; the folder must hold exactly the list's frames. */
-export async function difftalkOutputClips(dir: string, list: DifftalkList): Promise<Array<{ id: string; frames: string[]; firstFrame: number }>> {
+export async function difftalkOutputClips(dir: string, list: DifftalkList): Promise<Array<{ id: string; frames: string[]; listed: number[] }>> {
   const have = new Set((await readdir(dir)).filter((n) => /^\d{4,}_\d{4}\.jpg$/.test(n)));
   const want = Array.from({ length: list.lines }, (_, k) => difftalkOutputName(k, list.batch));
   const missing = want.filter((n) => !have.has(n));
@@ -149,17 +153,17 @@ export async function difftalkOutputClips(dir: string, list: DifftalkList): Prom
       suggestion: 'pass the data_test.txt this inference run read (the output holds more frames than the list)',
     });
   }
-  return list.clips.map((c) => ({ id: c.id, frames: c.positions.map((k) => path.join(dir, difftalkOutputName(k, list.batch))), firstFrame: c.frames[0]! }));
+  return list.clips.map((c) => ({ id: c.id, frames: c.positions.map((k) => path.join(dir, difftalkOutputName(k, list.batch))), listed: c.frames }));
 }
 
 /** GT frames from a DiffTalk data root (`images/<vid>_<frame>.jpg`) for the list's frames. */
-export async function difftalkImageClips(root: string, list: DifftalkList): Promise<Array<{ id: string; frames: string[]; firstFrame: number }>> {
+export async function difftalkImageClips(root: string, list: DifftalkList): Promise<Array<{ id: string; frames: string[]; listed: number[] }>> {
   const images = path.join(root, 'images');
   const have = new Set(await readdir(images));
   return list.clips.map((c) => {
     const frames = c.frames.map((f) => `${c.vid}_${f}.jpg`);
     const miss = frames.find((n) => !have.has(n));
     if (miss) throw new DifftalkError('frames-missing', `${images} has no ${miss} (listed in ${list.file})`);
-    return { id: c.id, frames: frames.map((n) => path.join(images, n)), firstFrame: c.frames[0]! };
+    return { id: c.id, frames: frames.map((n) => path.join(images, n)), listed: c.frames };
   });
 }

@@ -15,9 +15,9 @@ import { FRAME_EXT, listFrameFiles, naturalCompare, parsePattern, patternFrameFi
 const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff']);
 const VIDEO_EXT = new Set(['.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg']);
 
-/** 1-based number, in its full clip, of a source's first frame (DiffTalk lists may start later); 1 otherwise. */
+/** DiffTalk sources: the 1-based number, in the full clip, of each frame (lists may start later and have gaps). */
 interface Start {
-  firstFrame?: number;
+  listed?: number[];
 }
 
 export type Source = Start &
@@ -53,7 +53,7 @@ export async function listSources(p: string, role: 'pred' | 'gt', opts: InputOpt
   if (st.isFile()) return [{ kind: 'video', id: path.basename(p).replace(/\.[^.]+$/, ''), file: p }];
   const dt = opts.difftalk;
   if (dt && role === 'pred' && (await isDifftalkOutput(p))) {
-    return (await difftalkOutputClips(p, dt)).map((c) => ({ kind: 'frames', id: c.id, file: p, frames: c.frames, firstFrame: c.firstFrame }));
+    return (await difftalkOutputClips(p, dt)).map((c) => ({ kind: 'frames', id: c.id, file: p, frames: c.frames, listed: c.listed }));
   }
   if (dt && role === 'gt' && (await exists(path.join(p, 'images')))) {
     return (await difftalkImageClips(p, dt)).map((c) => ({
@@ -61,7 +61,7 @@ export async function listSources(p: string, role: 'pred' | 'gt', opts: InputOpt
       id: c.id,
       file: path.join(p, 'images'),
       frames: c.frames,
-      firstFrame: c.firstFrame,
+      listed: c.listed,
     }));
   }
   if (!dt && role === 'pred' && (await isDifftalkOutput(p))) {

@@ -40,7 +40,7 @@ import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { sha256File } from '../util/fs.js';
 import { VERSION } from '../util/version.js';
-import { chunkFrames, openClipReader, pairedChunks, type ClipReader, type Size } from './clip-reader.js';
+import { chunkFrames, openClipReader, pairedChunks, selectFrames, type ClipReader, type Size } from './clip-reader.js';
 import { readDifftalkList } from './difftalk-input.js';
 import { pairClips } from './inputs.js';
 import { checkReportFolder } from './report.js';
@@ -284,7 +284,26 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       if (pair.pred.kind === 'dataset') throw new DifftalkError('internal', 'prediction must be a video or frames');
       const notes: string[] = [];
       const pr = await openClipReader(pair.pred, framesFps);
-      const gr = await openClipReader(pair.gt, framesFps);
+      let gr = await openClipReader(pair.gt, framesFps);
+      // A DiffTalk list with gaps (frames the export left out) against a full GT clip: the GT frames it lists, in order.
+      const listed = pair.pred.listed;
+      const gapped = listed !== undefined && !pair.gt.listed && listed.some((f, i) => i > 0 && f !== listed[i - 1]! + 1);
+      if (gapped) {
+        if (align.method !== 'first') {
+          throw new DifftalkError(
+            'bad-option',
+            `${pair.id}: its DiffTalk list has gaps, so its frames are paired with the listed GT frames; --align ${opts.align} cannot apply`,
+            {
+              suggestion: 'leave --align at first for DiffTalk output (the list gives each frame its GT frame)',
+            },
+          );
+        }
+        gr = selectFrames(
+          gr,
+          listed.map((f) => f - 1),
+        );
+        notes.push(`DiffTalk list: ${listed.length} listed frames of GT frames ${listed[0]}…${listed.at(-1)} (1-based; gaps skipped)`);
+      }
       const predHasAudio = pair.pred.kind === 'video' && (await probeMedia(pair.pred.file)).hasAudio;
       const size = { width: pr.width, height: pr.height };
       if (pair.gt.kind !== 'dataset' && (gr.width !== pr.width || gr.height !== pr.height)) {
@@ -307,7 +326,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       const gtCount = await gr.count();
 
       // Alignment: GT frame = prediction frame + offset.
-      const base = (pair.pred.firstFrame ?? 1) - (pair.gt.firstFrame ?? 1);
+      const base = gapped ? 0 : (pair.pred.listed?.[0] ?? 1) - (pair.gt.listed?.[0] ?? 1);
       let offset = base + (align.method === 'offset' ? align.offset : 0);
       if (align.method === 'auto') {
         offset = await autoOffset(pr, gr, { base, predCount, gtCount, predFps, size, engine: engine!, id: pair.id });
@@ -336,7 +355,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         );
       }
       if (pLen !== gLen) notes.push(`frame counts differ (prediction ${pLen}, GT ${gLen}): first ${n} frames compared`);
-      const alignment: ClipResult['alignment'] = { offset, method: align.method };
+      const alignment: ClipResult['alignment'] = { offset: gapped ? listed[0]! - 1 : offset, method: align.method };
       if (offset !== 0) onEvent({ type: 'log', level: 'info', message: `${pair.id}: prediction frame 0 aligned to GT frame ${offset} (${align.method})` });
       const chunk = opts.chunkFrames ?? chunkFrames(size.width, size.height);
       chunkSizes.push(chunk);

@@ -4,8 +4,8 @@
  * - a synthetic official DiffTalk inference folder (flat `{batch:04d}_{j:04d}.jpg`, batches of 20, written in the order
  *   of its data_test.txt; ../shared/docs/difftalk-reference.md §3) is paired right: against a DiffTalk data root whose
  *   `images/<vid>_<frame>.jpg` are the same bytes, every frame scores the 100 dB PSNR cap (any mispairing would not);
- *   against GT videos named through a mapping, each clip lands on its own video at the list's first frame (PSNR > 30 dB
- *   for JPEG q95, a wrong clip or frame scores < 25 dB);
+ *   against GT videos named through a mapping (JSON, or the clip_ids.csv of difftalk export), each clip lands on its own
+ *   video at its listed frames, gaps included (PSNR > 30 dB for JPEG q≈95; the swapped mapping scores > 5 dB lower);
  * - `--align auto` finds a known offset: the clip with its first 7 frames cut off (lossless) is found at GT frame 7;
  * - each silent case is an error with the fix (length mismatch, DiffTalk folder without its list, a pattern with a gap,
  *   no audio for LSE); `--audio` supplies LSE's audio for a silent prediction.
@@ -61,10 +61,11 @@ describe('eval inputs: patterns and the official DiffTalk output', () => {
     const list = path.join(dir, 'data_test.txt');
     const mapping = path.join(dir, 'ids.json');
     const mappingCsv = path.join(dir, 'clip_ids.csv');
-    // Two videos: vid 7 = the AOC clip, frames 1..25; vid 9 = the clip mirrored, frames 5..21 (a list may start later).
+    // Two videos: vid 7 = the AOC clip, frames 1..25; vid 9 = the clip mirrored, frames 5..21 without 10 and 11 (a list
+    // may start later, and difftalk export leaves out frames without a face).
     const clips = [
-      { vid: 7, name: 'WDA_AlexandriaOcasioCortez_000', first: 1, last: 25, vf: 'scale=256:256' },
-      { vid: 9, name: 'mirrored', first: 5, last: 21, vf: 'hflip,scale=256:256' },
+      { vid: 7, name: 'WDA_AlexandriaOcasioCortez_000', first: 1, last: 25, skip: [] as number[], vf: 'scale=256:256' },
+      { vid: 9, name: 'mirrored', first: 5, last: 21, skip: [10, 11], vf: 'hflip,scale=256:256' },
     ];
     before(async () => {
       mkdirSync(path.join(root, 'images'), { recursive: true });
@@ -91,6 +92,7 @@ describe('eval inputs: patterns and the official DiffTalk output', () => {
           path.join(tmp, '%d.jpg'),
         ]);
         for (let f = c.first; f <= c.last; f++) {
+          if (c.skip.includes(f)) continue;
           copyFileSync(path.join(tmp, `${f}.jpg`), path.join(root, 'images', `${c.vid}_${f}.jpg`));
           lines.push(`${c.vid}_${f}`);
         }
@@ -119,7 +121,7 @@ describe('eval inputs: patterns and the official DiffTalk output', () => {
         r.clips.map((c) => [c.clip, c.frames]),
         [
           ['7', 25],
-          ['9', 17],
+          ['9', 15],
         ],
       );
       assert.ok(r.frames.every((f) => f.values[PSNR] === 100));
@@ -147,23 +149,39 @@ describe('eval inputs: patterns and the official DiffTalk output', () => {
         r.clips.map((c) => [c.clip, c.frames, c.alignment!.offset]),
         [
           ['WDA_AlexandriaOcasioCortez_000', 25, 0],
-          ['mirrored', 17, 4],
+          ['mirrored', 15, 4],
         ],
       );
       for (const c of r.clips) assert.ok(c.scores[PSNR]! > 30, `${c.clip}: ${c.scores[PSNR]}`);
-      // Reference for "paired right": the same frames one frame off (or the other clip) score far lower.
-      const off = await runEval({
+      // Reference for "paired right": the same frames paired with the other clip's video score far lower.
+      const swapped = path.join(dir, 'swapped.json');
+      writeFileSync(swapped, JSON.stringify({ WDA_AlexandriaOcasioCortez_000: 9, mirrored: 7 }));
+      const wrong = await runEval({
         pred: out,
         gt: gtVideos,
         difftalkList: list,
-        difftalkMap: mapping,
+        difftalkMap: swapped,
         out: path.join(dir, 'd3'),
         metrics: ['psnr'],
         crop: 'none',
         maxLengthDiff: 200,
-        align: 'offset:1',
       });
-      for (const c of off.clips) assert.ok(c.scores[PSNR]! < r.clips.find((x) => x.clip === c.clip)!.scores[PSNR]! - 3, `${c.clip}: ${c.scores[PSNR]}`);
+      for (const c of wrong.clips) assert.ok(c.scores[PSNR]! < r.clips.find((x) => x.clip === c.clip)!.scores[PSNR]! - 5, `${c.clip}: ${c.scores[PSNR]}`);
+      // A list with gaps pairs each frame with its listed GT frame: shifting it as well is refused.
+      await assert.rejects(
+        runEval({
+          pred: out,
+          gt: gtVideos,
+          difftalkList: list,
+          difftalkMap: mapping,
+          out: path.join(dir, 'd3b'),
+          metrics: ['psnr'],
+          crop: 'none',
+          maxLengthDiff: 200,
+          align: 'offset:1',
+        }),
+        (e: Err) => e.code === 'bad-option' && /--align at first/.test(String(e.suggestion)),
+      );
       // The export's CSV mapping names the clips the same way.
       const csv = await runEval({
         pred: out,
@@ -189,11 +207,11 @@ describe('eval inputs: patterns and the official DiffTalk output', () => {
         runEval({ pred: out, gt: root, difftalkList: short, out: path.join(dir, 'd5'), metrics: ['psnr'], crop: 'none' }),
         (e: Err) => e.code === 'frames-extra' && /data_test\.txt this inference run read/.test(String(e.suggestion)),
       );
-      const gap = path.join(dir, 'gap.txt');
-      writeFileSync(gap, '7_1\n7_3\n');
+      const order = path.join(dir, 'order.txt');
+      writeFileSync(order, '7_3\n7_1\n');
       await assert.rejects(
-        runEval({ pred: out, gt: root, difftalkList: gap, out: path.join(dir, 'd6'), metrics: ['psnr'], crop: 'none' }),
-        (e: Err) => e.code === 'bad-input' && /consecutive/.test(e.message),
+        runEval({ pred: out, gt: root, difftalkList: order, out: path.join(dir, 'd6'), metrics: ['psnr'], crop: 'none' }),
+        (e: Err) => e.code === 'bad-input' && /increasing order/.test(e.message),
       );
     });
   });
