@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
 import { backendFlag } from '../cli/flags.js';
-import { DEFAULT_EVAL_METRICS, DEFAULT_FRAMES_FPS, EVAL_METRICS, runEval, type EvalMetric } from '../eval/pipeline.js';
+import { DEFAULT_EVAL_METRICS, DEFAULT_FRAMES_FPS, DEFAULT_MAX_LENGTH_DIFF, EVAL_METRICS, runEval, type EvalMetric } from '../eval/pipeline.js';
 import { summaryJson, writeEvalReport } from '../eval/report.js';
 import { DIRECTION_TEXT } from '../metrics/metric.js';
 import { DifftalkError } from '../util/errors.js';
@@ -22,11 +22,13 @@ export default class Eval extends BaseCommand {
 
   static override flags = {
     pred: Flags.string({
-      summary: 'Generated video, a folder of videos, a folder of frames (PNG/JPG/WebP, natural order) or a folder of such folders (one clip each).',
+      summary:
+        'Generated video, a folder of videos, a folder of frames (PNG/JPG/WebP, natural order), a folder of such folders (one clip each), an ffmpeg-style pattern (frames/%05d.png) or a DiffTalk inference folder (with --difftalk-list).',
       required: true,
     }),
     gt: Flags.string({
-      summary: 'Ground-truth video, folder of videos, folder of frames or of frame folders, or a prepared dataset (clip_id = video base name).',
+      summary:
+        'Ground-truth video, folder of videos, folder of frames or of frame folders, a pattern, a prepared dataset (clip_id = video base name), or a DiffTalk data root (images/<vid>_<frame>.jpg, with --difftalk-list).',
       required: true,
     }),
     out: Flags.directory({ summary: 'Output folder for the report files.', required: true }),
@@ -44,6 +46,28 @@ export default class Eval extends BaseCommand {
     'cache-dir': Flags.directory({ summary: 'Weights cache folder.' }),
     fps: Flags.string({ summary: `Frame rate of --pred/--gt given as folders of frames (default ${DEFAULT_FRAMES_FPS}; stated in the report).` }),
     resize: Flags.boolean({ summary: "Resize the GT to the prediction's size when they differ (otherwise an error).", default: false }),
+    align: Flags.string({
+      summary:
+        'How prediction frame 0 meets the GT: first, offset:N (prediction frame 0 = GT frame N) or auto (searched within ±25 frames outside the mouth; reported).',
+      default: 'first',
+    }),
+    'max-length-diff': Flags.integer({
+      min: 0,
+      default: DEFAULT_MAX_LENGTH_DIFF,
+      summary: 'Compared lengths (after --align) may differ by at most this many frames; beyond it is an error.',
+    }),
+    audio: Flags.file({
+      summary: 'Audio (WAV or any media ffmpeg reads) for LSE when the prediction has no audio track (default: the GT audio).',
+      exists: true,
+    }),
+    'difftalk-list': Flags.file({
+      summary: 'The data_test.txt a DiffTalk inference folder was made from: maps its {batch:04d}_{j:04d}.jpg files to clips and frames.',
+      exists: true,
+    }),
+    'difftalk-map': Flags.file({
+      summary: 'Names of the DiffTalk numeric ids: the clip_ids.csv of `difftalk export difftalk` or JSON {"<clip id>": <vid>}; default: the numeric id.',
+      exists: true,
+    }),
     force: Flags.boolean({ summary: 'Write the report into a non-empty --out folder (its report files are replaced).', default: false }),
     backend: backendFlag('wasm'),
   };
@@ -74,6 +98,11 @@ export default class Eval extends BaseCommand {
         weightsCacheDir: flags['cache-dir'],
         force: flags.force,
         resize: flags.resize,
+        align: flags.align,
+        maxLengthDiff: flags['max-length-diff'],
+        audio: flags.audio,
+        difftalkList: flags['difftalk-list'],
+        difftalkMap: flags['difftalk-map'],
         fps: flags.fps === undefined ? undefined : Number(flags.fps),
         commandLine: [this.config.bin, this.id ?? 'eval', ...this.argv],
         onEvent: this.events(flags['log-level']),
@@ -86,6 +115,8 @@ export default class Eval extends BaseCommand {
           `  ${m.name} = ${m.value.toFixed(4)} (${DIRECTION_TEXT[m.direction]}; ${m.averagedOver === 'dataset' ? `one statistic over ${m.count} frames` : `mean over ${m.count} ${m.averagedOver}`})`,
         );
     }
+    for (const c of result.clips)
+      if (c.alignment && c.alignment.method !== 'first') this.log(`${c.clip}: prediction frame 0 = GT frame ${c.alignment.offset} (${c.alignment.method})`);
     this.log(`report: ${result.files.report}`);
     return summaryJson(result);
   }

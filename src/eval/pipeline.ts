@@ -17,34 +17,35 @@
  * 7. FID (pytorch-fid InceptionV3 pool3) between the set of all prediction crops and all GT crops (the frames the frame
  *    metrics see), one value per system for the whole run ('dataset' in the summary); biased by the sample count.
  */
-import { readdir, stat } from 'node:fs/promises';
-import path from 'node:path';
 import sharp from 'sharp';
 import { loadAudio16k, type AudioData } from '../audio/wav.js';
-import { decodeFrames } from '../media/frames.js';
 import { createLandmarkEngine, type LandmarkEngineName } from '../face/landmarks/index.js';
-import { probeMedia, type MediaInfo } from '../media/probe.js';
-import { openDataset, readClipFrames } from '../dataset/dataset.js';
-import { iterateRows, listShards } from '../dataset/shard-reader.js';
+import { LM68_VALUES } from '../face/ibug68.js';
+import { maskRows } from '../face/masks.js';
+import { applyCropTrack, cropsToFrames, meshBox, syncnetCropTrack, type CropTrack } from '../face/sync-crop.js';
 import type { FaceLandmarks, LandmarkEngine } from '../face/types.js';
+import { probeMedia } from '../media/probe.js';
 import type { RgbFrames } from '../media/types.js';
+import { FidMetric, inceptionFeatures } from '../metrics/fid.js';
+import { ibug68FromResults, LmdMetric } from '../metrics/lmd.js';
+import { loadLpips, LpipsMetric, type Lpips, type LpipsNet } from '../metrics/lpips.js';
+import { LseMetric, SAMPLES_PER_VIDEO_FRAME, SyncStream, type SyncScores } from '../metrics/lse.js';
+import { frameAt, type MeanFrameMetric, worseFirst, type MetricDirection } from '../metrics/metric.js';
+import { PsnrMetric } from '../metrics/psnr.js';
+import { SsimMetric, type SsimVariant } from '../metrics/ssim.js';
+import { loadFidInception, type FidInception } from '../models/inception.js';
+import { loadSyncNet, type LoadedSyncNet, type SyncNetIdentity } from '../models/syncnet-weights.js';
+import { SYNCNET_SIZE } from '../models/syncnet.js';
 import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
-import { exists, sha256File } from '../util/fs.js';
+import { sha256File } from '../util/fs.js';
 import { VERSION } from '../util/version.js';
-import { FRAME_EXT, frameSize, listFrameFiles, naturalCompare, readFrames } from './frames-input.js';
+import { chunkFrames, openClipReader, pairedChunks, selectFrames, type ClipReader, type Size } from './clip-reader.js';
+import { readDifftalkList } from './difftalk-input.js';
+import { pairClips } from './inputs.js';
 import { checkReportFolder } from './report.js';
-import { applyCropTrack, cropsToFrames, meshBox, syncnetCropTrack } from '../face/sync-crop.js';
-import { ibug68FromResults, lmd, LmdMetric } from '../metrics/lmd.js';
-import { loadLpips, LpipsMetric, type Lpips, type LpipsNet } from '../metrics/lpips.js';
-import { LseMetric, syncScores, type SyncScores } from '../metrics/lse.js';
-import { FidMetric, inceptionFeatures } from '../metrics/fid.js';
-import { frameAt, worseFirst, type MetricDirection } from '../metrics/metric.js';
-import { PsnrMetric, psnr } from '../metrics/psnr.js';
-import { ssim, SSIM_NAMES, SsimMetric, type SsimVariant } from '../metrics/ssim.js';
-import { loadSyncNet, type LoadedSyncNet, type SyncNetIdentity } from '../models/syncnet-weights.js';
-import { loadFidInception, type FidInception } from '../models/inception.js';
-import { SYNCNET_SIZE } from '../models/syncnet.js';
+
+export { pairClips, type Source } from './inputs.js';
 
 export type EvalMetric = 'psnr' | 'ssim' | 'lpips' | 'lse' | 'lmd' | 'fid';
 export const EVAL_METRICS: readonly EvalMetric[] = ['psnr', 'ssim', 'lpips', 'lse', 'lmd', 'fid'];
@@ -71,6 +72,22 @@ export interface EvalOptions {
   fps?: number;
   /** Resize the GT to the prediction's size when they differ (default: different sizes are an error). */
   resize?: boolean;
+  /**
+   * How prediction frame 0 meets the GT: 'first' (GT frame 0, or the frame a DiffTalk list names), an `offset:N` more
+   * (prediction frame 0 = GT frame N; negative: the prediction starts earlier) or 'auto' (searched within ±25 frames by
+   * matching the prediction to the GT outside the mouth, DiffTalk's test mask). Default 'first'.
+   */
+  align?: string;
+  /** Compared lengths may differ by at most this many frames (default 5); beyond it is an error with the fix. */
+  maxLengthDiff?: number;
+  /** Audio for LSE when the prediction has no audio track (default: the GT's). */
+  audio?: string;
+  /** The DiffTalk test list (data_test.txt) a flat DiffTalk inference folder was made from. */
+  difftalkList?: string;
+  /** Names of the DiffTalk numeric ids: `clip_ids.csv` (vid,clip_id,…) or JSON ({"<clip id>": <vid>} or {"<vid>": "<clip id>"}). */
+  difftalkMap?: string;
+  /** Frames per decoded chunk (per side); default: as many as fit in 64 MiB, at most 64. */
+  chunkFrames?: number;
   /** Write over a non-empty --out folder (checked before any work; default: refuse). */
   force?: boolean;
   /** The command line as typed (recorded in the report). */
@@ -92,6 +109,8 @@ export interface ClipResult {
   scores: Record<string, number>;
   lse?: SyncScores;
   notes: string[];
+  /** GT frame shown by prediction frame 0 after alignment (how it was found: `first`, `offset`, `auto`). */
+  alignment?: { offset: number; method: 'first' | 'offset' | 'auto' };
 }
 
 export interface FrameResult {
@@ -135,6 +154,11 @@ export interface EvalResult {
     landmarkEngine?: { engine: string; model: string; sha256: string };
     syncnet?: SyncNetIdentity;
     baselineShift?: number;
+    /** The alignment asked for and the length tolerance. */
+    align: string;
+    maxLengthDiff: number;
+    /** Frames per decoded chunk per side of each clip (streaming decoding holds at most one chunk of each). */
+    chunkFrames: number[];
     deviations: string[];
   };
   /** Dataset-level scores per system ('pred' first). */
@@ -148,107 +172,12 @@ export interface EvalResult {
 
 /** Frame rate assumed for folders of frames when --fps is not given. */
 export const DEFAULT_FRAMES_FPS = 25;
-const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff']);
-const VIDEO_EXT = new Set(['.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg']);
-const PSNR_NAME = `psnr(${PsnrMetric.variant})`;
-
-type Source =
-  | { kind: 'video'; id: string; file: string }
-  | { kind: 'dataset'; id: string; dir: string }
-  /** A folder of frames (`file` = the folder; `frames` naturally ordered). */
-  | { kind: 'frames'; id: string; file: string; frames: string[] };
-
-async function listSources(p: string, role: 'pred' | 'gt'): Promise<Source[]> {
-  let st;
-  try {
-    st = await stat(p);
-  } catch {
-    throw new DifftalkError('file-missing', `--${role} ${p} does not exist`);
-  }
-  if (st.isFile() && IMAGE_EXT.has(path.extname(p).toLowerCase())) {
-    // A single image is not a video: scoring it as a 1-frame clip against GT frame 0 is a silent misalignment.
-    throw new DifftalkError('single-image', `--${role} ${p} is a single image, not a video or a sequence of frames`, {
-      suggestion: `pass the video, or encode the frames losslessly first (ffmpeg -framerate 25 -i ${path.join(path.dirname(p), '%05d.png')} -c:v libx264rgb -crf 0 clip.mp4)`,
-    });
-  }
-  if (st.isFile()) return [{ kind: 'video', id: path.basename(p).replace(/\.[^.]+$/, ''), file: p }];
-  if (role === 'gt' && ((await exists(path.join(p, 'dataset.json'))) || (await exists(path.join(p, 'shards'))))) {
-    const entries = await listShards(p);
-    const ids = [...new Set(entries.map((e) => e.clipId ?? ''))].filter(Boolean);
-    if (ids.length === 0) {
-      // no manifest: read the clip ids from the shards
-      for await (const rb of iterateRows(p, { columns: ['clip_id'] })) if (!ids.includes(rb.clipId)) ids.push(rb.clipId);
-    }
-    return ids.map((id) => ({ kind: 'dataset', id, dir: p }));
-  }
-  const frameFiles = await listFrameFiles(p);
-  if (frameFiles.length > 0) return [{ kind: 'frames', id: path.basename(path.resolve(p)), file: p, frames: frameFiles }];
-  const names = (await readdir(p)).filter((n) => VIDEO_EXT.has(path.extname(n).toLowerCase())).sort();
-  if (names.length === 0) {
-    // A folder of frame folders: one clip each.
-    const subdirs = (await readdir(p, { withFileTypes: true }))
-      .filter((e) => e.isDirectory())
-      .map((e) => e.name)
-      .sort(naturalCompare);
-    const clips: Source[] = [];
-    for (const d of subdirs) {
-      const files = await listFrameFiles(path.join(p, d));
-      if (files.length > 0) clips.push({ kind: 'frames', id: d, file: path.join(p, d), frames: files });
-    }
-    if (clips.length > 0) return clips;
-    throw new DifftalkError(
-      'no-videos',
-      `--${role} folder ${p} holds no video files (${[...VIDEO_EXT].join(', ')}), no frames (${[...FRAME_EXT].join(', ')}) and no folders of frames`,
-    );
-  }
-  return names.map((n) => ({ kind: 'video', id: n.replace(/\.[^.]+$/, ''), file: path.join(p, n) }));
-}
-
-/** Pair prediction and GT clips by name (a single file on both sides pairs regardless of name). */
-export async function pairClips(
-  pred: string,
-  gt: string,
-): Promise<{ pairs: Array<{ id: string; pred: Source; gt: Source }>; unmatched: { pred: string[]; gt: string[] } }> {
-  const ps = await listSources(pred, 'pred');
-  const gs = await listSources(gt, 'gt');
-  if (ps.length === 1 && gs.length === 1 && gs[0]!.kind !== 'dataset') {
-    return { pairs: [{ id: ps[0]!.id, pred: ps[0]!, gt: gs[0]! }], unmatched: { pred: [], gt: [] } };
-  }
-  const gmap = new Map(gs.map((g) => [g.id, g]));
-  const pairs = ps.flatMap((p) => (gmap.has(p.id) ? [{ id: p.id, pred: p, gt: gmap.get(p.id)! }] : []));
-  const used = new Set(pairs.map((x) => x.id));
-  const unmatched = { pred: ps.filter((p) => !gmap.has(p.id)).map((p) => p.id), gt: gs.filter((g) => !used.has(g.id)).map((g) => g.id) };
-  if (pairs.length === 0) {
-    throw new DifftalkError(
-      'no-pairs',
-      `no prediction matches a ground-truth clip by name (pred: ${ps
-        .map((p) => p.id)
-        .slice(0, 5)
-        .join(', ')}; gt: ${gs
-        .map((g) => g.id)
-        .slice(0, 5)
-        .join(', ')})`,
-      {
-        suggestion: 'name each generated video like its ground-truth clip (e.g. WDA_X_000.mp4 ↔ WDA_X_000.mp4 or clip_id)',
-      },
-    );
-  }
-  return { pairs, unmatched };
-}
-
-async function datasetFrames(dir: string, id: string, width: number, height: number): Promise<{ frames: RgbFrames; fps: number }> {
-  const ds = await openDataset(dir, { clips: [id] });
-  return { frames: await readClipFrames(ds, id, { size: { width, height } }), fps: ds.metadata.fps };
-}
-
-function truncate(f: RgbFrames, n: number): RgbFrames {
-  return n >= f.count ? f : { ...f, count: n, data: f.data.subarray(0, n * f.width * f.height * 3) };
-}
-
-function mean(xs: readonly number[]): number {
-  const v = xs.filter((x) => Number.isFinite(x));
-  return v.length ? v.reduce((a, b) => a + b, 0) / v.length : Number.NaN;
-}
+/** Default for `maxLengthDiff`: 5 frames (0.2 s at 25 fps) of rounding between a prediction and its GT. */
+export const DEFAULT_MAX_LENGTH_DIFF = 5;
+/** Search range of `--align auto` (frames either way) and the frames it compares. */
+export const AUTO_ALIGN_RANGE = 25;
+const AUTO_ALIGN_FRAMES = 16;
+const AUTO_ALIGN_SIDE = 64;
 
 async function sideBySide(a: Uint8Array, b: Uint8Array, w: number, h: number): Promise<Uint8Array> {
   const both = new Uint8Array(w * 2 * h * 3);
@@ -277,27 +206,46 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const cropSize = opts.cropSize ?? SYNCNET_SIZE;
   const shift = opts.baselineShift ?? 10;
   const ssimVariant = opts.ssimVariant ?? 'gaussian';
-  const ssimName = SSIM_NAMES[ssimVariant];
+  const align = parseAlign(opts.align ?? 'first');
+  const maxLengthDiff = opts.maxLengthDiff ?? DEFAULT_MAX_LENGTH_DIFF;
+  if (!Number.isInteger(maxLengthDiff) || maxLengthDiff < 0)
+    throw new DifftalkError('bad-option', `--max-length-diff must be a whole number ≥ 0, got ${maxLengthDiff}`);
   const deviations: string[] = [];
 
   // Fail early on a used --out, missing weights or inputs, before decoding anything.
   await checkReportFolder(opts.out, opts.force);
-  const { pairs, unmatched } = await pairClips(opts.pred, opts.gt);
+  if (opts.difftalkMap && !opts.difftalkList) {
+    throw new DifftalkError('bad-option', '--difftalk-map names the clips of a --difftalk-list', { suggestion: 'pass --difftalk-list data_test.txt too' });
+  }
+  const difftalk = opts.difftalkList ? await readDifftalkList(opts.difftalkList, { mapping: opts.difftalkMap }) : undefined;
+  const { pairs, unmatched } = await pairClips(opts.pred, opts.gt, { difftalk });
+  const extraAudio = opts.audio ? await loadAudio16k(opts.audio) : undefined;
   const weights: EvalResult['protocol']['weights'] = [];
   let sync: LoadedSyncNet | undefined;
   let lpips: Lpips | undefined;
   let fidNet: { net: FidInception; file: string } | undefined;
   let fid: FidMetric | undefined;
-  /** Full metric name → the direction its metric class declares (filled as each metric is named). */
-  const directions: Record<string, MetricDirection> = {};
   let engine: LandmarkEngine | undefined;
   let engineInfo: EvalResult['protocol']['landmarkEngine'];
-  const needLandmarks = crop === 'face' || metrics.includes('lse') || metrics.includes('lmd');
+  const needLandmarks = crop === 'face' || metrics.includes('lse') || metrics.includes('lmd') || align.method === 'auto';
   const clips: ClipResult[] = [];
   const frames: FrameResult[] = [];
   const worst: WorstFrame[] = [];
+  /** The run's metrics per system: each clip's own instances are merged into these (the summary is their compute()). */
+  const runFrameMetrics = new Map<SystemName, Map<string, MeanFrameMetric>>();
+  const runLse = new Map<SystemName, LseMetric>();
+  const mergeInto = (sys: SystemName, ms: readonly MeanFrameMetric[]) => {
+    const into = runFrameMetrics.get(sys) ?? new Map<string, MeanFrameMetric>();
+    runFrameMetrics.set(sys, into);
+    for (const m of ms) {
+      const have = into.get(m.name);
+      if (have) have.merge(m);
+      else into.set(m.name, m);
+    }
+  };
   let lseWindows = 0;
   let lseSeconds = 0;
+  const chunkSizes: number[] = [];
   try {
     if (metrics.includes('lse')) {
       sync = await loadSyncNet(opts.syncnetWeights, { cacheDir: opts.weightsCacheDir });
@@ -319,14 +267,14 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         `face boxes from the ${created.info.engine} landmark engine (mesh bounding box) instead of S3FD; no shot detection or multi-face tracking (one face per clip)`,
       );
     }
-    const lmdName = engineInfo ? `lmd(mouth-48-67,${engineInfo.engine})` : 'lmd';
     const lseLabel = sync ? sync.identity.label : '';
-    directions[PSNR_NAME] = PsnrMetric.direction;
-    directions[ssimName] = SsimMetric.direction;
-    directions[lmdName] = LmdMetric.direction;
-    if (lpips) directions[lpips.name] = LpipsMetric.direction;
-    if (fid) directions[fid.name] = FidMetric.direction;
-    for (const [part, d] of Object.entries(LseMetric.direction)) directions[`${part}(${lseLabel})`] = d;
+    /** This clip's frame metrics, one set per system (fresh instances: update per chunk, compute per clip, then merge). */
+    const makeFrameMetrics = (): MeanFrameMetric[] => [
+      ...(metrics.includes('psnr') ? [new PsnrMetric({ withVariant: true })] : []),
+      ...(metrics.includes('ssim') ? [new SsimMetric(ssimVariant)] : []),
+      ...(lpips ? [new LpipsMetric(lpips)] : []),
+    ];
+    const lmdLabel = engineInfo?.engine ?? '';
 
     // Clip-level bar (rate and ETA come from the renderer); the networks' own stages nest under it.
     const t0 = performance.now();
@@ -335,158 +283,236 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       onEvent({ type: 'progress', stage: 'eval', done: pi, total: pairs.length, detail: pair.id });
       if (pair.pred.kind === 'dataset') throw new DifftalkError('internal', 'prediction must be a video or frames');
       const notes: string[] = [];
-      const pInfo: Pick<MediaInfo, 'width' | 'height' | 'fps' | 'hasAudio'> =
-        pair.pred.kind === 'video' ? await probeMedia(pair.pred.file) : { ...(await frameSize(pair.pred.frames)), fps: framesFps, hasAudio: false };
-      let gtFrames: RgbFrames;
-      let gtFps: number;
-      let gtAudio: AudioData | undefined;
-      if (pair.gt.kind === 'frames') {
-        const gSize = await frameSize(pair.gt.frames);
-        const same = gSize.width === pInfo.width && gSize.height === pInfo.height;
-        if (!same) {
-          sizeMismatch(pair.id, gSize, pInfo, opts.resize);
-          notes.push(`GT is ${gSize.width}×${gSize.height}, prediction ${pInfo.width}×${pInfo.height}: GT resized to the prediction's size`);
+      const pr = await openClipReader(pair.pred, framesFps);
+      let gr = await openClipReader(pair.gt, framesFps);
+      // A DiffTalk list with gaps (frames the export left out) against a full GT clip: the GT frames it lists, in order.
+      const listed = pair.pred.listed;
+      const gapped = listed !== undefined && !pair.gt.listed && listed.some((f, i) => i > 0 && f !== listed[i - 1]! + 1);
+      if (gapped) {
+        if (align.method !== 'first') {
+          throw new DifftalkError(
+            'bad-option',
+            `${pair.id}: its DiffTalk list has gaps, so its frames are paired with the listed GT frames; --align ${opts.align} cannot apply`,
+            {
+              suggestion: 'leave --align at first for DiffTalk output (the list gives each frame its GT frame)',
+            },
+          );
         }
-        gtFrames = await readFrames(pair.gt.frames, same ? undefined : { width: pInfo.width, height: pInfo.height });
-        gtFps = framesFps;
-      } else if (pair.gt.kind === 'video') {
-        const gInfo = await probeMedia(pair.gt.file);
-        gtFps = gInfo.fps;
-        if (gInfo.width !== pInfo.width || gInfo.height !== pInfo.height) {
-          sizeMismatch(pair.id, gInfo, pInfo, opts.resize);
-          notes.push(`GT is ${gInfo.width}×${gInfo.height}, prediction ${pInfo.width}×${pInfo.height}: GT decoded at the prediction's size`);
-        }
-        gtFrames = await decodeFrames(pair.gt.file, { width: pInfo.width, height: pInfo.height });
-        if (gInfo.hasAudio && (metrics.includes('lse') || !pInfo.hasAudio)) gtAudio = await loadAudio16k(pair.gt.file);
-      } else {
-        const d = await datasetFrames(pair.gt.dir, pair.gt.id, pInfo.width, pInfo.height);
-        gtFrames = d.frames;
-        gtFps = d.fps;
+        gr = selectFrames(
+          gr,
+          listed.map((f) => f - 1),
+        );
+        notes.push(`DiffTalk list: ${listed.length} listed frames of GT frames ${listed[0]}…${listed.at(-1)} (1-based; gaps skipped)`);
       }
+      const predHasAudio = pair.pred.kind === 'video' && (await probeMedia(pair.pred.file)).hasAudio;
+      const size = { width: pr.width, height: pr.height };
+      if (pair.gt.kind !== 'dataset' && (gr.width !== pr.width || gr.height !== pr.height)) {
+        sizeMismatch(pair.id, gr, pr, opts.resize);
+        notes.push(
+          `GT is ${gr.width}×${gr.height}, prediction ${pr.width}×${pr.height}: ${pair.gt.kind === 'video' ? "GT decoded at the prediction's size" : "GT resized to the prediction's size"}`,
+        );
+      }
+      const gtFps = gr.fps;
       // Different frame rates: the prediction is resampled to the GT's rate (by timestamp) and the note says so.
-      const resample = Math.abs(gtFps - pInfo.fps) > 1e-3;
-      if (resample) notes.push(`prediction is ${pInfo.fps} fps, GT ${gtFps} fps: prediction resampled to ${gtFps} fps`);
+      const resample = Math.abs(gtFps - pr.fps) > 1e-3;
+      if (resample) notes.push(`prediction is ${pr.fps} fps, GT ${gtFps} fps: prediction resampled to ${gtFps} fps`);
       if (resample && pair.pred.kind === 'frames') {
-        throw new DifftalkError('fps-mismatch', `${pair.id}: prediction frames are taken at ${pInfo.fps} fps (--fps), the GT is ${gtFps} fps`, {
+        throw new DifftalkError('fps-mismatch', `${pair.id}: prediction frames are taken at ${pr.fps} fps (--fps), the GT is ${gtFps} fps`, {
           suggestion: `pass --fps ${gtFps} if the frames were made at the GT's rate, or resample them first`,
         });
       }
-      let predFrames = pair.pred.kind === 'frames' ? await readFrames(pair.pred.frames) : await decodeFrames(pair.pred.file, resample ? { fps: gtFps } : {});
-      const n = Math.min(predFrames.count, gtFrames.count);
-      if (predFrames.count !== gtFrames.count)
-        notes.push(`frame counts differ (prediction ${predFrames.count}, GT ${gtFrames.count}): first ${n} frames compared`);
-      if (n === 0) throw new DifftalkError('too-short', `${pair.id}: no frames to compare`);
-      predFrames = truncate(predFrames, n);
-      gtFrames = truncate(gtFrames, n);
+      const predFps = resample ? gtFps : undefined;
+      const predCount = await pr.count(predFps);
+      const gtCount = await gr.count();
 
+      // Alignment: GT frame = prediction frame + offset.
+      const base = gapped ? 0 : (pair.pred.listed?.[0] ?? 1) - (pair.gt.listed?.[0] ?? 1);
+      let offset = base + (align.method === 'offset' ? align.offset : 0);
+      if (align.method === 'auto') {
+        offset = await autoOffset(pr, gr, { base, predCount, gtCount, predFps, size, engine: engine!, id: pair.id });
+        notes.push(`--align auto: prediction frame 0 is GT frame ${offset}`);
+      }
+      const predSkip = Math.max(0, -offset);
+      const gtSkip = Math.max(0, offset);
+      const pLen = Math.max(0, predCount - predSkip);
+      const gLen = Math.max(0, gtCount - gtSkip);
+      const n = Math.min(pLen, gLen);
+      if (n === 0) {
+        throw new DifftalkError('too-short', `${pair.id}: no frames to compare (prediction ${predCount}, GT ${gtCount}, offset ${offset})`, {
+          suggestion: 'check --align (the offset points past the end of a clip) and that both inputs hold frames',
+        });
+      }
+      if (Math.abs(pLen - gLen) > maxLengthDiff) {
+        throw new DifftalkError(
+          'length-mismatch',
+          `${pair.id}: prediction has ${pLen} frames and GT ${gLen}${offset ? ` (from GT frame ${offset})` : ''}: they differ by ${Math.abs(pLen - gLen)} > --max-length-diff ${maxLengthDiff}`,
+          {
+            suggestion:
+              pLen < gLen
+                ? `if the prediction covers only the start of the GT, pass --max-length-diff ${Math.abs(pLen - gLen)} (the first ${n} frames are compared); if it starts later, pass --align offset:N or --align auto`
+                : `the prediction is longer than its GT: check the pairing (--difftalk-list for DiffTalk output) or --align, or pass --max-length-diff ${Math.abs(pLen - gLen)} to compare the first ${n} frames`,
+          },
+        );
+      }
+      if (pLen !== gLen) notes.push(`frame counts differ (prediction ${pLen}, GT ${gLen}): first ${n} frames compared`);
+      const alignment: ClipResult['alignment'] = { offset: gapped ? listed[0]! - 1 : offset, method: align.method };
+      if (offset !== 0) onEvent({ type: 'log', level: 'info', message: `${pair.id}: prediction frame 0 aligned to GT frame ${offset} (${align.method})` });
+      const chunk = opts.chunkFrames ?? chunkFrames(size.width, size.height);
+      chunkSizes.push(chunk);
+      const stream = () => pairedChunks({ reader: pr, skip: predSkip, fps: predFps }, { reader: gr, skip: gtSkip }, n, size, chunk);
+
+      // Pass 1: landmarks of both (one side at a time: the engine tracks one clip), chunk by chunk.
       let predLms: FaceLandmarks[] | undefined;
       let gtLms: FaceLandmarks[] | undefined;
       if (engine) {
-        await engine.reset();
-        gtLms = await engine.detect(gtFrames);
-        await engine.reset();
-        predLms = await engine.detect(predFrames);
+        gtLms = await detectAll(engine, gr.frames({ skip: gtSkip, count: n, chunk, size }));
+        predLms = await detectAll(engine, pr.frames({ skip: predSkip, count: n, chunk, fps: predFps }));
       }
       const noFace = (l: FaceLandmarks[]) => l.filter((x) => x.status === 'no-face').length;
       if (gtLms && noFace(gtLms)) notes.push(`no face in ${noFace(gtLms)} GT frame(s): boxes interpolated`);
       if (predLms && noFace(predLms)) notes.push(`no face in ${noFace(predLms)} prediction frame(s): boxes interpolated`);
 
-      // Frame metrics
-      const frameVals: Array<Record<string, number>> = Array.from({ length: n }, () => ({}));
-      const gtGtVals: Array<Record<string, number>> = Array.from({ length: n }, () => ({}));
-      let evalPred = predFrames;
-      let evalGt = gtFrames;
-      if (crop === 'face' && (metrics.includes('psnr') || metrics.includes('ssim') || metrics.includes('lpips') || fidNet)) {
-        const track = syncnetCropTrack(gtLms!.map(meshBox), `${pair.id} (GT)`);
-        evalPred = cropsToFrames(applyCropTrack(predFrames, track, cropSize), cropSize);
-        evalGt = cropsToFrames(applyCropTrack(gtFrames, track, cropSize), cropSize);
-      }
-      const frameMetric = (name: string, pv: number[], gv: number[] | undefined) => {
-        pv.forEach((v, i) => (frameVals[i]![name] = v));
-        gv?.forEach((v, i) => (gtGtVals[i]![name] = v));
-      };
-      if (metrics.includes('psnr')) frameMetric(PSNR_NAME, psnr(evalPred, evalGt), opts.baseline ? psnr(evalGt, evalGt) : undefined);
-      if (metrics.includes('ssim')) frameMetric(ssimName, ssim(evalPred, evalGt, ssimVariant), opts.baseline ? ssim(evalGt, evalGt, ssimVariant) : undefined);
-      if (lpips) {
-        frameMetric(lpips.name, (await lpips.distances(evalPred, evalGt)).total, opts.baseline ? (await lpips.distances(evalGt, evalGt)).total : undefined);
-      }
-      if (fidNet && fid)
-        fid.update(await inceptionFeatures(evalPred, { net: fidNet.net, onEvent }), await inceptionFeatures(evalGt, { net: fidNet.net, onEvent }));
-      if (metrics.includes('lmd')) {
-        const p68 = ibug68FromResults(predLms!);
-        const g68 = ibug68FromResults(gtLms!);
-        frameMetric(lmdName, lmd(p68, g68), opts.baseline ? lmd(g68, g68) : undefined);
-      }
+      const faceCrops = crop === 'face' && (metrics.includes('psnr') || metrics.includes('ssim') || metrics.includes('lpips') || fidNet !== undefined);
+      const gtTrack = gtLms && (faceCrops || (sync && opts.baseline)) ? syncnetCropTrack(gtLms.map(meshBox), `${pair.id} (GT)`) : undefined;
+      const predTrack = sync ? syncnetCropTrack(predLms!.map(meshBox), `${pair.id} (prediction)`) : undefined;
+      const p68 = metrics.includes('lmd') ? ibug68FromResults(predLms!) : undefined;
+      const g68 = metrics.includes('lmd') ? ibug68FromResults(gtLms!) : undefined;
 
-      // LSE
-      let lsePred: SyncScores | undefined;
-      const lseRows: ClipResult[] = [];
+      // This clip's metric instances.
+      const predMetrics = makeFrameMetrics();
+      const gtMetrics = opts.baseline ? makeFrameMetrics() : [];
+      if (p68) {
+        predMetrics.push(new LmdMetric(engine!, lmdLabel));
+        if (opts.baseline) gtMetrics.push(new LmdMetric(engine!, lmdLabel));
+      }
+      let predSync: SyncStream | undefined;
+      let gtSync: SyncStream | undefined;
+      let shiftedSync: SyncStream | undefined;
+      let gtAudio: AudioData | undefined;
       if (sync) {
-        if (Math.abs(pInfo.fps - 25) > 1e-3) notes.push(`SyncNet assumes 25 fps; this clip is ${pInfo.fps} fps`);
-        const predAudio = pInfo.hasAudio ? await loadAudio16k(pair.pred.file) : gtAudio;
-        if (!predAudio) throw new DifftalkError('no-audio', `${pair.id}: neither the prediction nor the GT has an audio track; LSE needs the driving audio`);
-        if (!pInfo.hasAudio) notes.push('prediction has no audio track: LSE uses the GT audio');
-        const crops = applyCropTrack(predFrames, syncnetCropTrack(predLms!.map(meshBox), `${pair.id} (prediction)`), SYNCNET_SIZE);
-        const t0 = performance.now();
-        lsePred = await syncScores(
-          sync.net,
-          { frames: crops, samples: predAudio.samples, sampleRate: predAudio.sampleRate },
-          { onEvent, stage: `lse ${pair.id}` },
-        );
-        lseSeconds += (performance.now() - t0) / 1000;
-        lseWindows += lsePred.windows;
+        if (Math.abs(pr.fps - 25) > 1e-3) notes.push(`SyncNet assumes 25 fps; this clip is ${pr.fps} fps`);
+        if (pair.gt.kind === 'video' && (await probeMedia(pair.gt.file)).hasAudio) gtAudio = await loadAudio16k(pair.gt.file);
+        // Audio from the first compared frame: the prediction's own (or --audio, which drives it) skips what the prediction
+        // skips; the GT's skips what the GT skips (SAMPLES_PER_VIDEO_FRAME samples per 25 fps frame).
+        const from = (a: AudioData | undefined, frames: number): AudioData | undefined =>
+          a && frames > 0 ? { ...a, samples: a.samples.subarray(Math.min(a.samples.length, frames * SAMPLES_PER_VIDEO_FRAME)) } : a;
+        gtAudio = from(gtAudio, gtSkip);
+        const predAudio = predHasAudio ? from(await loadAudio16k(pair.pred.file), predSkip) : extraAudio ? from(extraAudio, predSkip) : gtAudio;
+        if (!predAudio) {
+          throw new DifftalkError('no-audio', `${pair.id}: the prediction has no audio track and the GT gives none; LSE needs the driving audio`, {
+            suggestion: 'pass --audio <wav> (the audio the prediction was driven by), or a GT video with its audio',
+          });
+        }
+        if (!predHasAudio)
+          notes.push(extraAudio ? `prediction has no audio track: LSE uses --audio ${opts.audio}` : 'prediction has no audio track: LSE uses the GT audio');
+        predSync = new SyncStream(sync.net, predAudio);
         if (opts.baseline) {
           if (!gtAudio) notes.push('GT has no audio (or is a prepared dataset): no LSE baselines');
           else {
-            const gCrops = applyCropTrack(gtFrames, syncnetCropTrack(gtLms!.map(meshBox), `${pair.id} (GT)`), SYNCNET_SIZE);
-            const g = await syncScores(
-              sync.net,
-              { frames: gCrops, samples: gtAudio.samples, sampleRate: gtAudio.sampleRate },
-              { onEvent, stage: `lse ${pair.id} gt` },
-            );
+            gtSync = new SyncStream(sync.net, gtAudio);
             // Shift: video frame i meets the audio of frame i + shift (the first shift·640 samples are dropped).
-            const shifted = gtAudio.samples.subarray(Math.min(gtAudio.samples.length, shift * 640));
-            const s = await syncScores(
-              sync.net,
-              { frames: gCrops, samples: shifted, sampleRate: gtAudio.sampleRate },
-              { onEvent, stage: `lse ${pair.id} shifted` },
-            );
-            lseRows.push({
-              clip: pair.id,
-              system: 'gt',
-              pred: pair.gt.kind === 'video' ? pair.gt.file : '',
-              gt: '',
-              frames: n,
-              scores: lseScores(g, lseLabel),
-              lse: g,
-              notes: [],
-            });
-            lseRows.push({
-              clip: pair.id,
-              system: `gt-shifted-audio(${shift >= 0 ? '+' : ''}${shift})`,
-              pred: '',
-              gt: '',
-              frames: n,
-              scores: lseScores(s, lseLabel),
-              lse: s,
-              notes: [`GT video with its audio advanced by ${shift} frames`],
+            shiftedSync = new SyncStream(sync.net, {
+              samples: gtAudio.samples.subarray(Math.min(gtAudio.samples.length, shift * 640)),
+              sampleRate: gtAudio.sampleRate,
             });
           }
         }
       }
 
+      // Pass 2: prediction and GT in lockstep, chunk by chunk, through every metric's update().
+      const frameVals: Array<Record<string, number>> = Array.from({ length: n }, () => ({}));
+      const gtGtVals: Array<Record<string, number>> = Array.from({ length: n }, () => ({}));
+      const keyMetric = predMetrics[0];
+      const worstK = opts.worstFrames ?? 4;
+      let candidates: Array<{ i: number; v: number; p: Uint8Array; g: Uint8Array; w: number; h: number }> = [];
+      for await (const c of stream()) {
+        const sub = (t: CropTrack): CropTrack => ({ rects: t.rects.slice(c.start, c.start + c.pred.count), interpolated: [] });
+        const evalP = faceCrops ? cropsToFrames(applyCropTrack(c.pred, sub(gtTrack!), cropSize), cropSize) : c.pred;
+        const evalG = faceCrops ? cropsToFrames(applyCropTrack(c.gt, sub(gtTrack!), cropSize), cropSize) : c.gt;
+        const feed = async (
+          ms: readonly MeanFrameMetric[],
+          a: RgbFrames,
+          b: RgbFrames,
+          lm68: Float32Array | undefined,
+          vals: Array<Record<string, number>>,
+        ) => {
+          for (const m of ms) {
+            if (m instanceof LmdMetric) {
+              const r = (x: Float32Array) => x.subarray(c.start * LM68_VALUES, (c.start + c.pred.count) * LM68_VALUES);
+              m.updateLandmarks(r(lm68!), r(g68!));
+            } else await m.update(a, b);
+            m.takeFrames().forEach((v, k) => (vals[c.start + k]![m.name] = v));
+          }
+        };
+        await feed(predMetrics, evalP, evalG, p68, frameVals);
+        if (opts.baseline) await feed(gtMetrics, evalG, evalG, g68, gtGtVals);
+        if (fidNet && fid)
+          fid.update(await inceptionFeatures(evalP, { net: fidNet.net, onEvent }), await inceptionFeatures(evalG, { net: fidNet.net, onEvent }));
+        if (predSync) {
+          const ts = performance.now();
+          await predSync.push(applyCropTrack(c.pred, sub(predTrack!), SYNCNET_SIZE));
+          if (gtSync && shiftedSync) {
+            const gCrops = applyCropTrack(c.gt, sub(gtTrack!), SYNCNET_SIZE);
+            await gtSync.push(gCrops);
+            await shiftedSync.push(gCrops);
+          }
+          lseSeconds += (performance.now() - ts) / 1000;
+        }
+        // Worst frames by the first frame metric, in the direction that metric declares: keep only the current worst k.
+        if (keyMetric && worstK > 0) {
+          const cmp = worseFirst(keyMetric.direction);
+          for (let k = 0; k < c.pred.count; k++) {
+            const v = frameVals[c.start + k]![keyMetric.name]!;
+            if (!Number.isFinite(v)) continue;
+            if (candidates.length >= worstK && cmp(v, candidates.at(-1)!.v) >= 0) continue;
+            candidates.push({ i: c.start + k, v, p: frameAt(evalP, k).slice(), g: frameAt(evalG, k).slice(), w: evalP.width, h: evalP.height });
+            candidates = candidates.sort((x, y) => cmp(x.v, y.v) || x.i - y.i).slice(0, worstK);
+          }
+        }
+      }
+
+      // LSE of the clip (per video), through LseMetric
+      let lsePred: SyncScores | undefined;
+      const lseRows: ClipResult[] = [];
       const gtPath = pair.gt.kind === 'dataset' ? `${pair.gt.dir}#${pair.gt.id}` : pair.gt.file;
-      const names = Object.keys(frameVals[0] ?? {});
+      const lseOf = (sys: SystemName) => runLse.get(sys) ?? runLse.set(sys, new LseMetric()).get(sys)!;
+      if (predSync) {
+        const ts = performance.now();
+        lsePred = await predSync.finish();
+        lseOf('pred').update(pair.id, lsePred);
+        lseWindows += lsePred.windows;
+        if (gtSync && shiftedSync) {
+          const g = await gtSync.finish();
+          const s = await shiftedSync.finish();
+          const shiftedName: SystemName = `gt-shifted-audio(${shift >= 0 ? '+' : ''}${shift})`;
+          lseOf('gt').update(pair.id, g);
+          lseOf(shiftedName).update(pair.id, s);
+          lseRows.push({ clip: pair.id, system: 'gt', pred: gtPath, gt: gtPath, frames: n, scores: lseScores(g, lseLabel), lse: g, notes: [] });
+          lseRows.push({
+            clip: pair.id,
+            system: shiftedName,
+            pred: gtPath,
+            gt: gtPath,
+            frames: n,
+            scores: lseScores(s, lseLabel),
+            lse: s,
+            notes: [`GT video with its audio advanced by ${shift} frames`],
+          });
+        }
+        lseSeconds += (performance.now() - ts) / 1000;
+      }
+
       const clipScores: Record<string, number> = {};
-      for (const k of names) clipScores[k] = mean(frameVals.map((v) => v[k]!));
+      for (const m of predMetrics) clipScores[m.name] = m.compute().value;
       if (lsePred) Object.assign(clipScores, lseScores(lsePred, lseLabel));
-      clips.push({ clip: pair.id, system: 'pred', pred: pair.pred.file, gt: gtPath, frames: n, scores: clipScores, lse: lsePred, notes });
+      clips.push({ clip: pair.id, system: 'pred', pred: pair.pred.file, gt: gtPath, frames: n, scores: clipScores, lse: lsePred, notes, alignment });
       // Notes change a number (frame counts, faces, resampling): the console shows them too, not only clips.csv.
       for (const note of notes) onEvent({ type: 'log', level: 'warn', message: `${pair.id}: ${note}` });
       frameVals.forEach((values, frame) => frames.push({ clip: pair.id, system: 'pred', frame, values }));
+      mergeInto('pred', predMetrics);
       if (opts.baseline) {
         const gScores: Record<string, number> = {};
-        for (const k of names) gScores[k] = mean(gtGtVals.map((v) => v[k]!));
+        for (const m of gtMetrics) gScores[m.name] = m.compute().value;
         const gtRow = lseRows.find((r) => r.system === 'gt');
         clips.push({
           clip: pair.id,
@@ -499,27 +525,11 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
           notes: ['GT vs GT'],
         });
         gtGtVals.forEach((values, frame) => frames.push({ clip: pair.id, system: 'gt', frame, values }));
-        clips.push(...lseRows.filter((r) => r.system !== 'gt').map((r) => ({ ...r, pred: gtPath, gt: gtPath })));
+        mergeInto('gt', gtMetrics);
+        clips.push(...lseRows.filter((r) => r.system !== 'gt'));
       }
-
-      // Worst frames by the first frame metric (PSNR if present), in the direction that metric declares
-      const key = names[0];
-      if (key) {
-        const cmp = worseFirst(directionOf(directions, key));
-        const order = frameVals
-          .map((v, i) => ({ i, v: v[key]! }))
-          .filter((x) => Number.isFinite(x.v))
-          .sort((a, b) => cmp(a.v, b.v))
-          .slice(0, opts.worstFrames ?? 4);
-        for (const o of order) {
-          worst.push({
-            clip: pair.id,
-            frame: o.i,
-            metric: key,
-            value: o.v,
-            jpeg: await sideBySide(frameAt(evalPred, o.i), frameAt(evalGt, o.i), evalPred.width, evalPred.height),
-          });
-        }
+      for (const o of candidates) {
+        worst.push({ clip: pair.id, frame: o.i, metric: keyMetric!.name, value: o.v, jpeg: await sideBySide(o.p, o.g, o.w, o.h) });
       }
     }
     onEvent({ type: 'progress', stage: 'eval', done: pairs.length, total: pairs.length });
@@ -531,7 +541,25 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     await engine?.close().catch(() => undefined);
   }
 
-  const summary = summarize(clips, frames, directions);
+  // The summary is each run-level metric's compute(), its direction the metric's own.
+  const summary: Record<string, MetricSummary[]> = {};
+  const systems = [...new Set(clips.map((c) => c.system))];
+  for (const sys of systems) {
+    const rows: MetricSummary[] = [];
+    for (const m of runFrameMetrics.get(sys)?.values() ?? []) {
+      const r = m.compute();
+      rows.push({ name: r.name, value: r.value, direction: r.direction, averagedOver: 'frames', count: r.frames });
+    }
+    const l = runLse.get(sys);
+    if (l && l.videos.length) {
+      const r = l.compute();
+      const label = sync!.identity.label;
+      rows.push({ name: `lse-d(${label})`, value: r.lseD, direction: LseMetric.direction['lse-d'], averagedOver: 'videos', count: r.videos });
+      rows.push({ name: `lse-c(${label})`, value: r.lseC, direction: LseMetric.direction['lse-c'], averagedOver: 'videos', count: r.videos });
+      rows.push({ name: `av-offset(${label})`, value: r.offset, direction: LseMetric.direction['av-offset'], averagedOver: 'videos', count: r.videos });
+    }
+    summary[sys] = rows;
+  }
   if (fid) {
     const r = fid.compute();
     summary.pred = [...(summary.pred ?? []), { name: r.name, value: r.value, direction: r.direction, averagedOver: 'dataset', count: r.frames }];
@@ -553,6 +581,9 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       landmarkEngine: engineInfo,
       syncnet: sync?.identity,
       baselineShift: opts.baseline ? shift : undefined,
+      align: opts.align ?? 'first',
+      maxLengthDiff,
+      chunkFrames: chunkSizes,
       deviations,
     },
     summary,
@@ -562,6 +593,88 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     frames,
     worst,
   };
+}
+
+/** `first`, `offset:N` (N an integer, may be negative) or `auto`. */
+export function parseAlign(s: string): { method: 'first' | 'offset' | 'auto'; offset: number } {
+  if (s === 'first' || s === 'auto') return { method: s, offset: 0 };
+  const m = /^offset:(-?\d+)$/.exec(s);
+  if (m) return { method: 'offset', offset: Number(m[1]) };
+  throw new DifftalkError('bad-option', `--align ${s} is not first, offset:N or auto`, {
+    suggestion: 'e.g. --align offset:3 (prediction frame 0 is GT frame 3)',
+  });
+}
+
+async function detectAll(engine: LandmarkEngine, chunks: AsyncIterable<RgbFrames>): Promise<FaceLandmarks[]> {
+  await engine.reset();
+  const out: FaceLandmarks[] = [];
+  for await (const c of chunks) out.push(...(await engine.detect(c)));
+  return out;
+}
+
+/**
+ * `--align auto`: the offset d (GT frame = prediction frame + d) within base ± AUTO_ALIGN_RANGE whose GT frames best
+ * match 16 prediction frames above the mouth: rows above the subnasale (iBUG 33, the top of DiffTalk's test mask,
+ * face/masks.ts maskRows) of the GT frame, compared at 64 px wide (mean squared difference). Ties go to the offset
+ * nearest the base.
+ */
+async function autoOffset(
+  pr: ClipReader,
+  gr: ClipReader,
+  o: { base: number; predCount: number; gtCount: number; predFps?: number; size: Size; engine: LandmarkEngine; id: string },
+): Promise<number> {
+  const R = AUTO_ALIGN_RANGE;
+  const pStart = Math.max(0, R - o.base);
+  const m = Math.min(AUTO_ALIGN_FRAMES, o.predCount - pStart);
+  const gFrom = Math.max(0, pStart + o.base - R);
+  const gTo = Math.min(o.gtCount, pStart + m + o.base + R);
+  if (m < 4 || gTo - gFrom < m) {
+    throw new DifftalkError(
+      'too-short',
+      `${o.id}: --align auto needs ${pStart + 4} prediction frames and GT frames around them (prediction ${o.predCount}, GT ${o.gtCount})`,
+      {
+        suggestion: 'pass --align offset:N with the known offset',
+      },
+    );
+  }
+  const small = { width: AUTO_ALIGN_SIDE, height: Math.max(1, Math.round((AUTO_ALIGN_SIDE * o.size.height) / o.size.width)) };
+  const chunk = chunkFrames(o.size.width, o.size.height);
+  // Mask rows of the GT frames, from their landmarks at the prediction's size.
+  const lms = await detectAll(o.engine, gr.frames({ skip: gFrom, count: gTo - gFrom, chunk, size: o.size }));
+  const rows = lms.map((l) => {
+    const r = l.status === 'no-face' ? null : maskRows(ibug68FromResults([l]));
+    return Math.max(1, Math.min(small.height, Math.floor(((r ? r.test : o.size.height / 2) * small.height) / o.size.height)));
+  });
+  const collect = async (it: AsyncIterable<RgbFrames>) => {
+    const parts: Uint8Array[] = [];
+    for await (const c of it) parts.push(c.data.slice());
+    return Buffer.concat(parts);
+  };
+  const g = await collect(gr.frames({ skip: gFrom, count: gTo - gFrom, chunk: 64, size: small }));
+  const p = await collect(pr.frames({ skip: pStart, count: m, chunk: 64, size: small, fps: o.predFps }));
+  const fb = small.width * small.height * 3;
+  let best = { d: o.base, err: Infinity };
+  for (let d = o.base - R; d <= o.base + R; d++) {
+    let se = 0;
+    let cnt = 0;
+    for (let i = 0; i < m; i++) {
+      const gi = pStart + i + d - gFrom;
+      if (gi < 0 || gi >= gTo - gFrom) {
+        se = Infinity;
+        break;
+      }
+      const lim = rows[gi]! * small.width * 3;
+      for (let k = 0; k < lim; k++) {
+        const x = p[i * fb + k]! - g[gi * fb + k]!;
+        se += x * x;
+      }
+      cnt += lim;
+    }
+    const err = cnt ? se / cnt : Infinity;
+    if (err < best.err || (err === best.err && Math.abs(d - o.base) < Math.abs(best.d - o.base))) best = { d, err };
+  }
+  if (!Number.isFinite(best.err)) throw new DifftalkError('too-short', `${o.id}: --align auto found no offset with GT frames for every compared frame`);
+  return best.d;
 }
 
 /** Different sizes are an error unless resizing was asked for (issue 12 point 2: no silent resize). */
@@ -575,39 +688,4 @@ function sizeMismatch(id: string, gt: { width: number; height: number }, pred: {
 /** Per-clip LSE scores by full name (`<part>(<weights label>)`, part as in LseMetric.direction). */
 function lseScores(s: SyncScores, label: string): Record<string, number> {
   return { [`lse-d(${label})`]: s.lseD, [`lse-c(${label})`]: s.lseC, [`av-offset(${label})`]: s.offset };
-}
-
-function directionOf(directions: Readonly<Record<string, MetricDirection>>, name: string): MetricDirection {
-  const d = directions[name];
-  if (!d) throw new DifftalkError('internal', `metric ${name} has no declared direction`);
-  return d;
-}
-
-/**
- * Dataset-level scores per system: frame metrics as the mean over all frames; LSE as the mean over videos.
- * `directions` maps every full metric name to the direction its metric class declares.
- */
-export function summarize(
-  clips: readonly ClipResult[],
-  frames: readonly FrameResult[],
-  directions: Readonly<Record<string, MetricDirection>>,
-): Record<string, MetricSummary[]> {
-  const out: Record<string, MetricSummary[]> = {};
-  const systems = [...new Set(clips.map((c) => c.system))];
-  for (const sys of systems) {
-    const rows: MetricSummary[] = [];
-    const fr = frames.filter((f) => f.system === sys);
-    const names = [...new Set(fr.flatMap((f) => Object.keys(f.values)))];
-    for (const name of names) {
-      const vals = fr.map((f) => f.values[name]!).filter((v) => Number.isFinite(v));
-      rows.push({ name, value: mean(vals), direction: directionOf(directions, name), averagedOver: 'frames', count: vals.length });
-    }
-    const cl = clips.filter((c) => c.system === sys && c.lse);
-    const lseNames = [...new Set(cl.flatMap((c) => Object.keys(c.scores).filter((k) => k.startsWith('lse-') || k.startsWith('av-offset'))))];
-    for (const name of lseNames) {
-      rows.push({ name, value: mean(cl.map((c) => c.scores[name]!)), direction: directionOf(directions, name), averagedOver: 'videos', count: cl.length });
-    }
-    out[sys] = rows;
-  }
-  return out;
 }

@@ -1,7 +1,8 @@
 /**
  * Eval report files (all written atomically):
  * - frames.csv: one row per (clip, system, frame) with every per-frame metric;
- * - clips.csv: one row per (clip, system) with the clip means, LSE-D/LSE-C/offset and notes;
+ * - clips.csv: one row per (clip, system) with the GT frame prediction frame 0 was aligned to, the clip means,
+ *   LSE-D/LSE-C/offset and notes;
  * - summary.json: protocol (crop, landmark engine, SyncNet weights identity, deviations), dataset-level scores per
  *   system with their variant names, per-clip rows, unmatched clips;
  * - report.html: self-contained page: summary table, per-frame curves as inline SVG, LSE distance curves, and the
@@ -36,8 +37,8 @@ export function framesCsv(frames: readonly FrameResult[]): string {
 export function clipsCsv(r: EvalResult): string {
   const names = [...new Set(r.clips.flatMap((c) => Object.keys(c.scores)))];
   return toCsv(
-    ['clip', 'system', 'frames', ...names, 'pred', 'gt', 'notes'],
-    r.clips.map((c) => [c.clip, c.system, c.frames, ...names.map((n) => c.scores[n]), c.pred, c.gt, c.notes.join('; ')]),
+    ['clip', 'system', 'frames', 'gt_offset', ...names, 'pred', 'gt', 'notes'],
+    r.clips.map((c) => [c.clip, c.system, c.frames, c.alignment?.offset ?? '', ...names.map((n) => c.scores[n]), c.pred, c.gt, c.notes.join('; ')]),
   );
 }
 

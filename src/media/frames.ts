@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import { DifftalkError } from '../util/errors.js';
-import { ExecError, runTool } from '../util/exec.js';
+import { ExecError, runTool, spawnToolReader } from '../util/exec.js';
 import { probeMedia, type MediaInfo } from './probe.js';
 import type { RgbFrames } from './types.js';
 
@@ -38,7 +38,8 @@ export function outputSize(srcW: number, srcH: number, width?: number, height?: 
   return { width: srcW, height: srcH };
 }
 
-async function decodeWith(video: string, info: VideoGeometry, opts: DecodeOptions): Promise<RgbFrames> {
+/** The ffmpeg arguments of a decode (rawvideo rgb24 on stdout) and its output size; null when nothing is to be decoded. */
+function decodeArgs(video: string, info: VideoGeometry, opts: DecodeOptions): { args: string[]; width: number; height: number } {
   const { width, height } = outputSize(info.width, info.height, opts.width, opts.height);
   const start = opts.start ?? 0;
   const every = Math.max(1, Math.floor(opts.every ?? 1));
@@ -46,7 +47,6 @@ async function decodeWith(video: string, info: VideoGeometry, opts: DecodeOption
   if (opts.count !== undefined && (!Number.isInteger(opts.count) || opts.count < 0)) {
     throw new DifftalkError('bad-argument', `frame count ${opts.count} is not a whole number`);
   }
-  if (opts.count === 0) return { width, height, count: 0, data: new Uint8Array(0) };
   const args = ['-v', 'error', '-nostdin'];
   // Seek to half a frame before the wanted one: accurate seeking then drops exactly the frames before it.
   if (start > 0) args.push('-ss', ((start - 0.5) / info.fps).toFixed(6));
@@ -63,7 +63,17 @@ async function decodeWith(video: string, info: VideoGeometry, opts: DecodeOption
   args.push('-fps_mode', 'passthrough');
   if (opts.count !== undefined) args.push('-frames:v', String(opts.count));
   args.push('-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1');
+  return { args, width, height };
+}
 
+function corrupt(video: string, e: ExecError): DifftalkError {
+  return new DifftalkError('video-corrupt', `cannot decode ${path.basename(video)}: ${e.stderr.trim().split('\n').slice(-2).join(' ')}`, { cause: e });
+}
+
+async function decodeWith(video: string, info: VideoGeometry, opts: DecodeOptions): Promise<RgbFrames> {
+  const { width, height } = outputSize(info.width, info.height, opts.width, opts.height);
+  if (opts.count === 0) return { width, height, count: 0, data: new Uint8Array(0) };
+  const { args } = decodeArgs(video, info, opts);
   const frameBytes = width * height * 3;
   // With a known count, write straight into the result (one copy of the frames in memory, not two).
   const cap = opts.count !== undefined ? opts.count * frameBytes : undefined;
@@ -79,11 +89,7 @@ async function decodeWith(video: string, info: VideoGeometry, opts: DecodeOption
       },
     });
   } catch (e) {
-    if (e instanceof ExecError) {
-      throw new DifftalkError('video-corrupt', `cannot decode ${path.basename(video)}: ${e.stderr.trim().split('\n').slice(-2).join(' ')}`, {
-        cause: e,
-      });
-    }
+    if (e instanceof ExecError) throw corrupt(video, e);
     throw e;
   }
   if (cap !== undefined && total > cap) throw new DifftalkError('clip-failed', 'ffmpeg returned more frames than asked for');
@@ -124,6 +130,63 @@ export async function* iterateFrames(
     const frames = await decodeWith(video, info, { width: opts.width, height: opts.height, start, count: chunk });
     if (frames.count > 0) yield { ...frames, start };
     if (frames.count < chunk) return;
+  }
+}
+
+/**
+ * Stream the frames of `video` from ONE ffmpeg run in chunks of at most `chunk` frames, with back-pressure: ffmpeg
+ * waits while the consumer works, so memory stays at one chunk (plus the pipe) whatever the video's length or size.
+ * `skip` frames are decoded and dropped first (exact, no seeking); `fps` resamples as decodeFrames does. Ending the
+ * loop early kills ffmpeg.
+ */
+export async function* streamFrames(
+  video: string,
+  opts: { chunk: number; width?: number; height?: number; fps?: number; skip?: number; count?: number; info?: VideoGeometry },
+): AsyncGenerator<RgbFrames> {
+  const chunk = Math.floor(opts.chunk);
+  if (!(chunk >= 1)) throw new DifftalkError('bad-argument', `chunk ${opts.chunk} must be at least 1`);
+  const skip = opts.skip ?? 0;
+  if (!Number.isInteger(skip) || skip < 0) throw new DifftalkError('bad-argument', `skip ${skip} is not a frame count`);
+  const info = opts.info ?? (await probeMedia(video));
+  const total = opts.count === undefined ? undefined : skip + opts.count;
+  if (total === skip) return;
+  const { args, width, height } = decodeArgs(video, info, { width: opts.width, height: opts.height, fps: opts.fps, count: total });
+  const frameBytes = width * height * 3;
+  const child = spawnToolReader('ffmpeg', args);
+  let buf = new Uint8Array(chunk * frameBytes);
+  let filled = 0;
+  let toSkip = skip * frameBytes;
+  let finished = false;
+  try {
+    for await (const piece of child.stdout) {
+      let c: Uint8Array = piece;
+      if (toSkip > 0) {
+        const k = Math.min(toSkip, c.length);
+        toSkip -= k;
+        c = c.subarray(k);
+      }
+      while (c.length > 0) {
+        const k = Math.min(c.length, buf.length - filled);
+        buf.set(c.subarray(0, k), filled);
+        filled += k;
+        c = c.subarray(k);
+        if (filled === buf.length) {
+          yield { width, height, count: chunk, data: buf };
+          buf = new Uint8Array(chunk * frameBytes);
+          filled = 0;
+        }
+      }
+    }
+    try {
+      await child.done();
+    } catch (e) {
+      throw e instanceof ExecError ? corrupt(video, e) : e;
+    }
+    finished = true;
+    const count = Math.floor(filled / frameBytes);
+    if (count > 0) yield { width, height, count, data: buf.subarray(0, count * frameBytes) };
+  } finally {
+    if (!finished) await child.kill();
   }
 }
 

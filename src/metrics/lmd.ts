@@ -97,7 +97,7 @@ export class LmdMetric extends MeanFrameMetric {
     this.lastFrames = lmd(pred68, gt68, this.region);
     for (const v of this.lastFrames) {
       if (Number.isFinite(v)) this.add(v);
-      else this.bump('framesWithoutFace');
+      else this.skip('framesWithoutFace');
     }
   }
 }

@@ -169,7 +169,7 @@ export class LseMetric {
     this.perVideo.push({ id, scores });
   }
 
-  compute(): { lseD: number; lseC: number; videos: number } {
+  compute(): { lseD: number; lseC: number; offset: number; videos: number } {
     return lseMean(this.perVideo.map((v) => v.scores));
   }
 
@@ -187,13 +187,102 @@ export class LseMetric {
 }
 
 /** Functional twin of LseMetric.compute. */
-export function lseMean(scores: readonly SyncScores[]): { lseD: number; lseC: number; videos: number } {
+export function lseMean(scores: readonly SyncScores[]): { lseD: number; lseC: number; offset: number; videos: number } {
   if (scores.length === 0) throw new DifftalkError('no-data', 'LSE: no videos were scored');
   let d = 0;
   let c = 0;
+  let o = 0;
   for (const s of scores) {
     d += s.lseD;
     c += s.lseC;
+    o += s.offset;
   }
-  return { lseD: d / scores.length, lseC: c / scores.length, videos: scores.length };
+  return { lseD: d / scores.length, lseC: c / scores.length, offset: o / scores.length, videos: scores.length };
+}
+
+/**
+ * syncEmbeddings fed frame by frame (issue 11 point 5: bounded memory): face crops arrive in chunks with `push`, each
+ * window's lip and audio embeddings are computed in the same batches of `batch` windows as syncEmbeddings (same
+ * composition, so the same numbers), and only the last 4 crops plus one batch are kept. `finish` returns the scores.
+ */
+export class SyncStream {
+  private readonly batch: number;
+  private readonly mfcc: { data: Float64Array; frames: number };
+  private readonly audioWindows: number;
+  private readonly samples: number;
+  private readonly lip: number[][] = [];
+  private readonly aud: number[][] = [];
+  private held: Uint8Array[] = [];
+  /** Frame index of held[0]. */
+  private base = 0;
+  private seen = 0;
+  private next = 0;
+
+  constructor(
+    private readonly net: SyncNet,
+    audio: { samples: ArrayLike<number>; sampleRate: number },
+    opts: Pick<SyncOptions, 'batch'> = {},
+  ) {
+    this.batch = Math.max(1, opts.batch ?? 8);
+    this.mfcc = syncMfcc(audio.samples, audio.sampleRate);
+    // syncWindowCount with an unbounded video: the audio's limit on windows.
+    this.samples = audio.samples.length;
+    this.audioWindows = Math.floor(audio.samples.length / SAMPLES_PER_VIDEO_FRAME) - SYNCNET_FRAMES;
+  }
+
+  /** Most crops held at once so far (for the memory bound's test). */
+  maxHeld = 0;
+
+  async push(crops: readonly Uint8Array[]): Promise<void> {
+    for (const [i, f] of crops.entries()) {
+      if (f.length !== SYNCNET_SIZE * SYNCNET_SIZE * 3) {
+        throw new DifftalkError('bad-input', `LSE frame ${this.seen + i} is not a ${SYNCNET_SIZE}×${SYNCNET_SIZE} RGB crop (${f.length} bytes)`);
+      }
+    }
+    this.held.push(...crops);
+    this.seen += crops.length;
+    this.maxHeld = Math.max(this.maxHeld, this.held.length);
+    // A full batch whose last window's frames have all arrived, and which the audio still covers.
+    // (window s is usable when s < min(frames, audio frames) − 5, the reference's count)
+    while (this.next + this.batch <= this.audioWindows && this.next + this.batch + SYNCNET_FRAMES <= this.seen) await this.run(this.batch);
+  }
+
+  private async run(count: number): Promise<void> {
+    const starts = Array.from({ length: count }, (_, k) => this.next + k);
+    const xv = packLipWindows(
+      this.held,
+      starts.map((s) => s - this.base),
+    );
+    const xa = packAudioWindows(this.mfcc.data, this.mfcc.frames, starts);
+    const ev = this.net.forwardLip(xv);
+    const ea = this.net.forwardAud(xa);
+    const dim = this.net.config.embedDim;
+    const lv = await ev.data();
+    const av = await ea.data();
+    tf.dispose([xv, xa, ev, ea]);
+    for (let b = 0; b < count; b++) {
+      this.lip.push(Array.from(lv.subarray(b * dim, (b + 1) * dim)));
+      this.aud.push(Array.from(av.subarray(b * dim, (b + 1) * dim)));
+    }
+    this.next += count;
+    const drop = this.next - this.base;
+    this.held = this.held.slice(drop);
+    this.base = this.next;
+  }
+
+  /** Scores of all frames pushed (windows = min(frames, floor(samples/640)) − 5, as the reference). */
+  async finish(): Promise<SyncScores> {
+    const n = Math.max(0, Math.min(this.seen - SYNCNET_FRAMES, this.audioWindows));
+    if (n < 1) throw new DifftalkError('too-short', `LSE needs at least 6 video frames with audio: have ${this.seen} frames and ${this.samples} samples`);
+    while (this.next < n) await this.run(Math.min(this.batch, n - this.next));
+    const dim = this.net.config.embedDim;
+    const lip = new Float32Array(n * dim);
+    const aud = new Float32Array(n * dim);
+    for (let i = 0; i < n; i++) {
+      lip.set(this.lip[i]!, i * dim);
+      aud.set(this.aud[i]!, i * dim);
+    }
+    this.held = [];
+    return syncScoresFromEmbeddings({ lip, aud, windows: n, dim });
+  }
 }

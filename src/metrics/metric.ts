@@ -80,17 +80,33 @@ export abstract class MeanFrameMetric implements FrameMetric {
   protected count = 0;
   protected sums: Record<string, number[]> = {};
   protected counters: Record<string, number> = {};
+  /** Per-frame values since the last `takeFrames()` (NaN for a frame that was skipped), for per-frame reports. */
+  private frameLog: number[] = [];
 
   abstract update(pred: RgbFrames, target: RgbFrames): Promise<void>;
 
   /** Record one frame's value and its per-frame vectors to be averaged. */
   protected add(value: number, vectors: Record<string, number[]> = {}): void {
+    this.frameLog.push(value);
     this.sum += value;
     this.count++;
     for (const [k, v] of Object.entries(vectors)) {
       const acc = (this.sums[k] ??= new Array<number>(v.length).fill(0));
       v.forEach((x, i) => (acc[i] = acc[i]! + x));
     }
+  }
+
+  /** A frame that has no value (e.g. no face): counted in `counter`, NaN in the per-frame log, not averaged. */
+  protected skip(counter: string): void {
+    this.frameLog.push(Number.NaN);
+    this.bump(counter);
+  }
+
+  /** The per-frame values added since the last call (in order), and forget them; the running mean is unaffected. */
+  takeFrames(): number[] {
+    const out = this.frameLog;
+    this.frameLog = [];
+    return out;
   }
 
   protected bump(counter: string, by = 1): void {
@@ -108,6 +124,7 @@ export abstract class MeanFrameMetric implements FrameMetric {
     this.count = 0;
     this.sums = {};
     this.counters = {};
+    this.frameLog = [];
   }
 
   merge(other: FrameMetric): void {

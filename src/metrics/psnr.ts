@@ -31,8 +31,14 @@ export class PsnrMetric extends MeanFrameMetric {
   static readonly metricName = 'psnr';
   static readonly variant = 'rgb-255-cap100';
   static readonly direction: MetricDirection = 'higher';
-  readonly name = PsnrMetric.metricName;
+  /** `psnr`, or with `withVariant` (as eval reports it) `psnr(rgb-255-cap100)`. */
+  readonly name: string;
   readonly direction: MetricDirection = 'higher';
+
+  constructor(opts: { withVariant?: boolean } = {}) {
+    super();
+    this.name = opts.withVariant ? `${PsnrMetric.metricName}(${PsnrMetric.variant})` : PsnrMetric.metricName;
+  }
 
   async update(pred: RgbFrames, target: RgbFrames): Promise<void> {
     checkPair(pred, target, this.name);

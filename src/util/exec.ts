@@ -138,3 +138,47 @@ export function spawnStream(program: string, args: readonly string[], opts: Omit
 export function spawnToolStream(tool: ToolName, args: readonly string[], opts: Omit<ExecOptions, 'input'> = {}): StreamingProcess {
   return spawnStream(resolveTool(tool), args, opts);
 }
+
+/** A running child whose stdout is read piece by piece with back-pressure (the child blocks while nobody reads). */
+export interface ReadingProcess {
+  /** stdout chunks in order; ends when the child closes stdout. */
+  readonly stdout: AsyncIterable<Buffer>;
+  /** Resolves on exit 0, rejects with ExecError otherwise (call after reading stdout to the end). */
+  done(): Promise<ExecResult>;
+  /** Kill the child (SIGKILL) and wait for it to go; never rejects. */
+  kill(): Promise<void>;
+}
+
+/**
+ * spawnReader: the reading twin of spawnStream, for output too large to hold (e.g. raw frames out of ffmpeg). stdout is
+ * not buffered: the child's pipe fills and the child waits until the consumer reads the next chunk.
+ */
+export function spawnReader(program: string, args: readonly string[], opts: Pick<ExecOptions, 'cwd' | 'env' | 'signal'> = {}): ReadingProcess {
+  const argv = [program, ...args];
+  const child = spawn(program, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], signal: opts.signal });
+  let err = '';
+  child.stderr.on('data', (c: Buffer) => {
+    err += c.toString('utf8');
+    if (err.length > 1_000_000) err = err.slice(-500_000);
+  });
+  const exited = new Promise<ExecResult>((resolve, reject) => {
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'ENOENT' ? new DifftalkError('tool-missing', `cannot start ${program}: not found`) : new ExecError(argv, null, `${err}\n${e.message}`)),
+    );
+    child.on('close', (code) => (code === 0 ? resolve({ stdout: Buffer.alloc(0), stderr: err, code }) : reject(new ExecError(argv, code, err))));
+  });
+  exited.catch(() => undefined); // observed through done()
+  return {
+    stdout: child.stdout,
+    done: () => exited,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited.catch(() => undefined);
+    },
+  };
+}
+
+/** spawnReader for one of the known external tools. */
+export function spawnToolReader(tool: ToolName, args: readonly string[], opts: Pick<ExecOptions, 'cwd' | 'env' | 'signal'> = {}): ReadingProcess {
+  return spawnReader(resolveTool(tool), args, opts);
+}

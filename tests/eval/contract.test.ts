@@ -127,7 +127,7 @@ describe('eval refuses silent cases and records provenance (real AOC clip)', () 
     mkdirSync(out);
     writeFileSync(path.join(out, 'mine.txt'), 'the user’s file');
     await assert.rejects(
-      runEval({ pred, gt: AOC_CLIP, out, metrics: ['psnr'], crop: 'none' }),
+      runEval({ pred, gt: AOC_CLIP, out, metrics: ['psnr'], crop: 'none', maxLengthDiff: 188 }),
       (e: Error & { code?: string; suggestion?: string }) => e.code === 'out-not-empty' && /--force/.test(String(e.suggestion)),
     );
     const events: ProgressEvent[] = [];
@@ -137,6 +137,7 @@ describe('eval refuses silent cases and records provenance (real AOC clip)', () 
       out,
       metrics: ['psnr', 'ssim'],
       crop: 'none',
+      maxLengthDiff: 188, // the prediction is the GT's first 12 of 200 frames
       force: true,
       commandLine: ['difftalk', 'eval', '--pred', pred],
       onEvent: (e) => events.push(e),

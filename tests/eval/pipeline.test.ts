@@ -28,7 +28,7 @@ describe('difftalk eval pipeline (AOC clip vs a JPEG-like recompressed copy)', (
     await mkdir(path.dirname(pred), { recursive: true });
     await rename(path.join(dir, 'tmp.mp4'), pred);
     result = await writeEvalReport(
-      await runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'out'), metrics: ['psnr', 'ssim', 'lmd'], crop: 'face', baseline: true }),
+      await runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'out'), metrics: ['psnr', 'ssim', 'lmd'], crop: 'face', baseline: true, maxLengthDiff: 140 }),
     );
   });
 
@@ -47,7 +47,7 @@ describe('difftalk eval pipeline (AOC clip vs a JPEG-like recompressed copy)', (
     const { mkdir } = await import('node:fs/promises');
     await mkdir(path.dirname(p30), { recursive: true });
     await runTool('ffmpeg', ['-v', 'error', '-i', AOC_CLIP, '-t', '2', '-r', '30', '-c:v', 'libx264', '-qp', '0', '-pix_fmt', 'yuv444p', '-an', p30]);
-    const r = await runEval({ pred: p30, gt: AOC_CLIP, out: path.join(dir, 'out30'), metrics: ['psnr'], crop: 'none' });
+    const r = await runEval({ pred: p30, gt: AOC_CLIP, out: path.join(dir, 'out30'), metrics: ['psnr'], crop: 'none', maxLengthDiff: 150 });
     const row = r.clips.find((c) => c.system === 'pred')!;
     assert.ok(
       row.notes.some((n) => /30 fps, GT 25 fps: prediction resampled to 25 fps/.test(n)),
@@ -93,7 +93,7 @@ describe('difftalk eval pipeline (AOC clip vs a JPEG-like recompressed copy)', (
     const file = path.join(dir, 'det-syncnet.safetensors');
     const shapes = syncnetParamShapes().filter(([n]) => !n.endsWith('num_batches_tracked'));
     await writeSafetensors(file, new Map(shapes.map(([n, s]) => [n, { dtype: 'float32' as const, shape: s, data: det(n, s) }])));
-    const r = await runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'out2'), metrics: ['lse'], syncnetWeights: file });
+    const r = await runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'out2'), metrics: ['lse'], syncnetWeights: file, maxLengthDiff: 140 });
     const row = r.clips[0]!;
     const names = Object.keys(row.scores);
     assert.ok(
