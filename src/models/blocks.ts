@@ -9,6 +9,8 @@ import { tf } from '../util/tf.js';
 import { DifftalkError } from '../util/errors.js';
 import { det } from '../weights/det.js';
 import type { TensorData } from '../weights/torch.js';
+// our WGSL kernels replace tfjs-webgpu's matmul and conv2d whenever the webgpu backend starts (see kernels/index.ts)
+import './kernels/index.js';
 import { mulberry32 } from '../util/random.js';
 
 export type ParamKind = 'conv2d' | 'conv1d' | 'linear' | 'norm-weight' | 'bias' | 'embedding';

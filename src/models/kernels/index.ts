@@ -1,0 +1,101 @@
+/**
+ * difftalk's own WGSL kernels, registered over tfjs-backend-webgpu's for the ops that dominate the UNet step.
+ * On by default whenever the webgpu backend starts (src/util/tf.ts runs the hook registered below); set
+ * `DIFFTALK_WEBGPU_KERNELS=stock` to keep tfjs's kernels (for comparison), or call `useCustomKernels(false)`.
+ *
+ * | kernel      | file        | replaces            |
+ * |-------------|-------------|---------------------|
+ * | tiled GEMM  | gemm.ts     | (core of the two below) |
+ * | matmul      | matmul.ts   | BatchMatMul (tf.matMul, all ranks, transposes; the model's im2col convs, linears, attention) |
+ * | conv2d      | conv2d.ts   | Conv2D (tf.conv2d forward, NHWC, implicit GEMM) |
+ *
+ * Each kernel hands the cases it does not cover (other dtypes, layouts) back to the stock kernel it replaced.
+ * This module sits in `models` because the models are what it serves (and future fused model ops such as
+ * GroupNorm+SiLU with their own gradients belong next to blocks.ts); it reaches the device only through
+ * util/tf.ts's hook, so util stays free of model code.
+ */
+import { onWebgpuReady, tf } from '../../util/tf.js';
+import { runConv2d } from './conv2d.js';
+import { runMatMul } from './matmul.js';
+import type { WebGPUBackendLike } from './program.js';
+
+type KernelArgs = { inputs: Record<string, tf.TensorInfo>; attrs?: Record<string, unknown>; backend: unknown };
+
+const BACKEND = 'webgpu';
+const stock = new Map<string, tf.KernelConfig>();
+let active = false;
+
+function fallback(name: string, args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+  const k = stock.get(name);
+  if (!k) throw new Error(`difftalk kernels: no stock ${name} kernel to fall back to`);
+  return k.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]);
+}
+
+function batchMatMul(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+  const { a, b } = args.inputs;
+  const ta = Boolean(args.attrs?.transposeA);
+  const tb = Boolean(args.attrs?.transposeB);
+  return runMatMul(args.backend as WebGPUBackendLike, a!, b!, ta, tb) ?? fallback('BatchMatMul', args);
+}
+
+function conv2d(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+  const { x, filter } = args.inputs;
+  const at = args.attrs as {
+    strides: number | [number, number];
+    pad: 'same' | 'valid' | number;
+    dataFormat: 'NHWC' | 'NCHW';
+    dilations: number | [number, number];
+    dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  };
+  const info = tf.backend_util.computeConv2DInfo(
+    x!.shape as [number, number, number, number],
+    filter!.shape as [number, number, number, number],
+    at.strides,
+    at.dilations,
+    at.pad,
+    at.dimRoundingMode,
+    false,
+    tf.backend_util.convertConv2DDataFormat(at.dataFormat ?? 'NHWC'),
+  );
+  return runConv2d(args.backend as WebGPUBackendLike, x!, filter!, info) ?? fallback('Conv2D', args);
+}
+
+const OURS: Record<string, (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]> = { BatchMatMul: batchMatMul, Conv2D: conv2d };
+
+/** Whether the environment asks for tfjs's stock kernels (DIFFTALK_WEBGPU_KERNELS=stock|off|0). */
+export function customKernelsWanted(): boolean {
+  return !/^(stock|off|0|false|no)$/i.test(process.env.DIFFTALK_WEBGPU_KERNELS ?? '');
+}
+
+/** Whether our kernels are the ones registered for webgpu now. */
+export function customKernelsActive(): boolean {
+  return active;
+}
+
+/** The names of the kernels this module replaces. */
+export const CUSTOM_KERNELS = Object.keys(OURS);
+
+/**
+ * Register our kernels over tfjs-webgpu's (on) or put the stock ones back (off). Needs tfjs-backend-webgpu loaded
+ * (initBackend('webgpu') has run); a no-op before that. Returns whether ours are active afterwards.
+ */
+export function useCustomKernels(on: boolean): boolean {
+  for (const [name, fn] of Object.entries(OURS)) {
+    const current = tf.getKernel(name, BACKEND);
+    if (!current) continue;
+    const isOurs = current.kernelFunc === (fn as unknown as tf.KernelFunc);
+    if (on && !isOurs) {
+      stock.set(name, current);
+      tf.unregisterKernel(name, BACKEND);
+      tf.registerKernel({ kernelName: name, backendName: BACKEND, kernelFunc: fn as unknown as tf.KernelFunc });
+    } else if (!on && isOurs) {
+      tf.unregisterKernel(name, BACKEND);
+      const s = stock.get(name);
+      if (s) tf.registerKernel(s);
+    }
+  }
+  active = on && Object.keys(OURS).every((name) => tf.getKernel(name, BACKEND)?.kernelFunc === (OURS[name] as unknown as tf.KernelFunc));
+  return active;
+}
+
+onWebgpuReady(() => useCustomKernels(customKernelsWanted()));

@@ -1,0 +1,28 @@
+/**
+ * The small part of tfjs-backend-webgpu's program API the kernels use (typed here so that nothing imports the
+ * package's values: importing it registers its backend as a side effect). A program is WGSL that tfjs prefixes with
+ * its declarations: the output buffer `result`, one read-only storage buffer per name in `variableNames`, and
+ * `uniforms` (the shapes, then the fields named in `uniforms`, filled from `programDefinedUniform` in order).
+ * The user code defines `fn main()`; `localId`, `workgroupId` and friends are module-scope private variables.
+ */
+import type { tf } from '../../util/tf.js';
+
+export interface WebGPUProgram {
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[]; y?: number[]; z?: number[] };
+  dispatch: [number, number, number];
+  variableNames: string[];
+  uniforms?: string;
+  workgroupSize: [number, number, number];
+  getUserCode: () => string;
+}
+
+export type ProgramUniform = Array<{ type: 'int32' | 'float32'; data: number[] }>;
+
+export interface WebGPUBackendLike {
+  runWebGPUProgram(program: WebGPUProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType, uniforms?: ProgramUniform): tf.TensorInfo;
+}
+
+/** `dispatchLayout` for programs that index the grid themselves through `workgroupId` (main() takes no argument). */
+export const GRID_LAYOUT = { x: [0], y: [1], z: [2] } as const;
