@@ -9,7 +9,7 @@
  */
 import { tf } from '../../util/tf.js';
 import { gemmDispatch, gemmFits, gemmSource, WORKGROUP } from './gemm.js';
-import { GRID_LAYOUT, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
+import { gridLayout, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 
 const LOADERS = `
 fn loadA(b : i32, m : i32, k : i32) -> f32 {
@@ -57,7 +57,7 @@ export function runConv2d(backend: WebGPUBackendLike, x: tf.TensorInfo, filter: 
   const program: WebGPUProgram = {
     outputShape: [info.batchSize, info.outHeight, info.outWidth, info.outChannels],
     shaderKey: 'difftalkConv2dGemm',
-    dispatchLayout: { ...GRID_LAYOUT },
+    dispatchLayout: gridLayout(),
     dispatch: gemmDispatch(m, n, 1),
     variableNames: ['X', 'Wf'],
     uniforms: UNIFORMS.map((u) => `${u} : i32,`).join(' '),

@@ -5,7 +5,7 @@
  */
 import { tf } from '../../util/tf.js';
 import { gemmDispatch, gemmFits, gemmSource, WORKGROUP } from './gemm.js';
-import { GRID_LAYOUT, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
+import { gridLayout, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 
 export interface MatMulDims {
   batch: number;
@@ -49,7 +49,7 @@ fn loadB(b : i32, k : i32, n : i32) -> f32 { return B[b * uniforms.strideB + ${b
   return {
     outputShape: d.outShape,
     shaderKey: `difftalkMatMul_${transposeA}_${transposeB}`,
-    dispatchLayout: { ...GRID_LAYOUT },
+    dispatchLayout: gridLayout(),
     dispatch: gemmDispatch(d.m, d.n, d.batch),
     variableNames: ['A', 'B'],
     uniforms: 'M : i32, N : i32, K : i32, strideA : i32, strideB : i32,',

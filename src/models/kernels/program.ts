@@ -25,4 +25,4 @@ export interface WebGPUBackendLike {
 }
 
 /** `dispatchLayout` for programs that index the grid themselves through `workgroupId` (main() takes no argument). */
-export const GRID_LAYOUT = { x: [0], y: [1], z: [2] } as const;
+export const gridLayout = (): WebGPUProgram['dispatchLayout'] => ({ x: [0], y: [1], z: [2] });
