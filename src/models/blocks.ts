@@ -10,6 +10,7 @@ import { DifftalkError } from '../util/errors.js';
 import { det } from '../weights/det.js';
 import type { TensorData } from '../weights/torch.js';
 // our WGSL kernels replace tfjs-webgpu's matmul and conv2d whenever the webgpu backend starts (see kernels/index.ts)
+import { groupNormAct, groupNormActAvailable } from './kernels/group-norm.js';
 import './kernels/index.js';
 import { mulberry32 } from '../util/random.js';
 
@@ -319,13 +320,23 @@ export function linear(p: Params, name: string, x: tf.Tensor): tf.Tensor {
   return y.reshape([...shape.slice(0, -1), w.shape[1]]);
 }
 
-/** GroupNorm over NHWC (biased variance, as torch). */
+/**
+ * GroupNorm over NHWC (biased variance, as torch). On webgpu with difftalk's kernels on, one fused op with its own
+ * gradient (kernels/group-norm.ts); elsewhere moments + normalise.
+ */
 export function groupNorm(p: Params, name: string, x: tf.Tensor4D, groups: number, eps: number): tf.Tensor4D {
+  if (groupNormActAvailable(x, groups)) return groupNormAct(x, p.get(`${name}.weight`), p.get(`${name}.bias`), groups, eps, false);
   const [b, h, w, c] = x.shape;
   const g = x.reshape([b, h, w, groups, c / groups]);
   const { mean, variance } = tf.moments(g, [1, 2, 4], true);
   const n = tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, eps))).reshape([b, h, w, c]);
   return tf.add(tf.mul(n, p.get(`${name}.weight`)), p.get(`${name}.bias`)) as tf.Tensor4D;
+}
+
+/** silu(groupNorm(x)): the UNet's and VQ's norm layers; one fused op (forward and backward) on webgpu with our kernels. */
+export function groupNormSilu(p: Params, name: string, x: tf.Tensor4D, groups: number, eps: number): tf.Tensor4D {
+  if (groupNormActAvailable(x, groups)) return groupNormAct(x, p.get(`${name}.weight`), p.get(`${name}.bias`), groups, eps, true);
+  return silu(groupNorm(p, name, x, groups, eps));
 }
 
 /** LayerNorm over the last axis. */

@@ -7,7 +7,7 @@
  * Any stride, dilation and padding (same/valid/explicit, as computeConv2DInfo resolves them). Assumes float32, NHWC
  * (channelsLast) and a single group; anything else goes to the stock kernel.
  */
-import { tf } from '../../util/tf.js';
+import type { tf } from '../../util/tf.js';
 import { gemmDispatch, gemmFits, gemmSource, WORKGROUP } from './gemm.js';
 import { gridLayout, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 

@@ -8,14 +8,16 @@
  * | tiled GEMM  | gemm.ts     | (core of the two below) |
  * | matmul      | matmul.ts   | BatchMatMul (tf.matMul, all ranks, transposes; the model's im2col convs, linears, attention) |
  * | conv2d      | conv2d.ts   | Conv2D (tf.conv2d forward, NHWC, implicit GEMM) |
+ * | GroupNorm(+SiLU) | group-norm.ts | new kernels `Difftalk*` behind blocks.groupNorm / groupNormSilu (forward and backward) |
  *
  * Each kernel hands the cases it does not cover (other dtypes, layouts) back to the stock kernel it replaced.
- * This module sits in `models` because the models are what it serves (and future fused model ops such as
- * GroupNorm+SiLU with their own gradients belong next to blocks.ts); it reaches the device only through
+ * This module sits in `models` because the models are what it serves (the fused GroupNorm+SiLU is a model op with
+ * its own gradient, called from blocks.ts); it reaches the device only through
  * util/tf.ts's hook, so util stays free of model code.
  */
 import { onWebgpuReady, tf } from '../../util/tf.js';
 import { runConv2d } from './conv2d.js';
+import { GROUP_NORM_KERNELS } from './group-norm.js';
 import { runMatMul } from './matmul.js';
 import type { WebGPUBackendLike } from './program.js';
 
@@ -93,6 +95,12 @@ export function useCustomKernels(on: boolean): boolean {
       const s = stock.get(name);
       if (s) tf.registerKernel(s);
     }
+  }
+  for (const [name, fn] of Object.entries(GROUP_NORM_KERNELS)) {
+    const registered = tf.getKernel(name, BACKEND) !== undefined;
+    if (on && !registered && tf.getKernel('BatchMatMul', BACKEND)) {
+      tf.registerKernel({ kernelName: name, backendName: BACKEND, kernelFunc: fn as unknown as tf.KernelFunc });
+    } else if (!on && registered) tf.unregisterKernel(name, BACKEND);
   }
   active = on && Object.keys(OURS).every((name) => tf.getKernel(name, BACKEND)?.kernelFunc === (OURS[name] as unknown as tf.KernelFunc));
   return active;

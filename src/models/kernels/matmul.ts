@@ -3,7 +3,7 @@
  * Assumes float32 and batch dimensions that are equal or where one side's batch is 1 (broadcast); anything else
  * (int32, general broadcasting such as [2,1]×[1,3]) goes to the stock tfjs-webgpu kernel.
  */
-import { tf } from '../../util/tf.js';
+import type { tf } from '../../util/tf.js';
 import { gemmDispatch, gemmFits, gemmSource, WORKGROUP } from './gemm.js';
 import { gridLayout, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 
