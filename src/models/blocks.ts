@@ -11,7 +11,7 @@ import { det } from '../weights/det.js';
 import type { TensorData } from '../weights/torch.js';
 // our WGSL kernels replace tfjs-webgpu's matmul and conv2d whenever the webgpu backend starts (see kernels/index.ts)
 import { groupNormAct, groupNormActAvailable } from './kernels/group-norm.js';
-import './kernels/index.js';
+import { customKernelsActive } from './kernels/index.js';
 import { mulberry32 } from '../util/random.js';
 
 export type ParamKind = 'conv2d' | 'conv1d' | 'linear' | 'norm-weight' | 'bias' | 'embedding';
@@ -245,7 +245,8 @@ export class Params {
  * Conv2d with PyTorch-style symmetric zero padding (`pad`), or LDM's VQ (0,1,0,1) asymmetric pad.
  * Computed as im2col + one matMul (1×1 convs as a plain matMul): the gradients then come from slice/concat/matMul,
  * which every backend has and which are fast on cpu/wasm (tfjs-cpu's Conv2DBackpropFilter takes ~50 s for one
- * 3×3 32-channel 64² batch-8 layer, and wasm has no Conv2DBackpropFilter at all).
+ * 3×3 32-channel 64² batch-8 layer, and wasm has no Conv2DBackpropFilter at all). On webgpu with difftalk's kernels
+ * on, tf.conv2d instead: our implicit-GEMM forward and gradient kernels (kernels/conv2d.ts).
  */
 export function conv2d(p: Params, name: string, x: tf.Tensor4D, opts: { stride?: number; pad?: number | [number, number, number, number] } = {}): tf.Tensor4D {
   const w = p.get(`${name}.weight`) as unknown as tf.Tensor4D;
@@ -257,7 +258,15 @@ export function conv2d(p: Params, name: string, x: tf.Tensor4D, opts: { stride?:
   const ho = Math.floor((h + t + b - kh) / stride) + 1;
   const wo = Math.floor((wd + l + r - kw) / stride) + 1;
   let y: tf.Tensor;
-  if (kh === 1 && kw === 1 && stride === 1 && !(t || b || l || r)) {
+  if (customKernelsActive() && tf.getBackend() === 'webgpu') {
+    // difftalk's implicit-GEMM kernels (kernels/conv2d.ts) for the forward pass and both gradients: no im2col copy
+    y = tf.conv2d(x, w, stride, [
+      [0, 0],
+      [t, b],
+      [l, r],
+      [0, 0],
+    ]);
+  } else if (kh === 1 && kw === 1 && stride === 1 && !(t || b || l || r)) {
     y = tf.matMul(x.reshape([n * h * wd, cin]), w.reshape([cin, cout]));
   } else {
     // pad so every tap's strided window fits (extra zeros past the PyTorch padding are never sampled)

@@ -3,7 +3,8 @@
  * lavapipe) against the cpu backend (reference: tfjs-cpu's conv2d, matMul and the composite moments/normalise/
  * x·sigmoid(x) GroupNorm+SiLU with autodiff gradients). Shapes from the paper UNet (model channels 256·[1,2,3,4],
  * 32 groups, head dim 32) with the batch reduced and odd spatial sizes; every conv case the UNet and VQ-f4 use (3×3
- * stride 1 pad 1, 3×3 stride 2 pad 1, VQ's asymmetric (0,1,0,1) stride 2, 1×1) plus dilation 2 and 'valid'.
+ * stride 1 pad 1, 3×3 stride 2 pad 1, VQ's asymmetric (0,1,0,1) stride 2, 1×1) plus dilation 2 and 'valid', forward and
+ * both gradients (tfjs's conv gradients take dilation 1 only).
  * Tolerance: max |gpu − cpu| ≤ 1e-4 · max(1, max |cpu|) (float32, different summation order; K up to 4608).
  * Without an adapter the tests skip and say why.
  */
@@ -46,6 +47,7 @@ async function compare(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor
     tf.dispose(outs);
     return res;
   };
+  assert.ok(customKernelsActive(), 'our kernels are the registered ones');
   const gpu = await run('webgpu');
   const cpu = await run('cpu');
   await tf.setBackend('webgpu');
@@ -63,7 +65,7 @@ async function compare(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor
 
 test('kernels: registered over tfjs-webgpu by default, and switchable back to the stock ones', (t) => {
   if (unavailable) return t.skip(unavailable);
-  assert.deepEqual(CUSTOM_KERNELS, ['BatchMatMul', 'Conv2D']);
+  assert.deepEqual(CUSTOM_KERNELS, ['BatchMatMul', 'Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput']);
   assert.equal(customKernelsActive(), true, 'on by default on webgpu');
   assert.equal(useCustomKernels(false), false);
   assert.equal(tf.getKernel('DifftalkGroupNormStats', 'webgpu'), undefined, 'fused GroupNorm off with them');
@@ -105,6 +107,21 @@ for (const c of CONVS) {
     const worst = await compare([c.x, c.w], (x, w) => [tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.stride, c.pad, 'NHWC', c.dil ?? 1)]);
     t.diagnostic(`worst ${worst.toExponential(2)}`);
     assert.ok(worst <= TOL, `conv2d ${c.what}: worst ${worst}`);
+  });
+}
+
+for (const c of CONVS.filter((cc) => (cc.dil ?? 1) === 1)) {
+  test(`kernels: conv2d gradients (backprop to input and to filter) ${c.what} match cpu`, async (t) => {
+    if (unavailable) return t.skip(unavailable);
+    const y = tf.tidy(() => tf.conv2d(tf.zeros(c.x) as tf.Tensor4D, tf.zeros(c.w) as tf.Tensor4D, c.stride, c.pad));
+    const yShape = y.shape;
+    y.dispose();
+    const worst = await compare([c.x, c.w, yShape], (x, w, dy) => {
+      const f = (xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, c.stride, c.pad), dy!));
+      return tf.grads(f)([x!, w!]);
+    });
+    t.diagnostic(`worst ${worst.toExponential(2)}`);
+    assert.ok(worst <= TOL, `conv2d gradients ${c.what}: worst ${worst}`);
   });
 }
 

@@ -7,7 +7,7 @@
  * |-------------|-------------|---------------------|
  * | tiled GEMM  | gemm.ts     | (core of the two below) |
  * | matmul      | matmul.ts   | BatchMatMul (tf.matMul, all ranks, transposes; the model's im2col convs, linears, attention) |
- * | conv2d      | conv2d.ts   | Conv2D (tf.conv2d forward, NHWC, implicit GEMM) |
+ * | conv2d      | conv2d.ts   | Conv2D, Conv2DBackpropFilter, Conv2DBackpropInput (NHWC, implicit GEMM, all three passes) |
  * | GroupNorm(+SiLU) | group-norm.ts | new kernels `Difftalk*` behind blocks.groupNorm / groupNormSilu (forward and backward) |
  *
  * Each kernel hands the cases it does not cover (other dtypes, layouts) back to the stock kernel it replaced.
@@ -16,7 +16,7 @@
  * util/tf.ts's hook, so util stays free of model code.
  */
 import { onWebgpuReady, tf } from '../../util/tf.js';
-import { runConv2d } from './conv2d.js';
+import { runConv2dPass } from './conv2d.js';
 import { GROUP_NORM_KERNELS } from './group-norm.js';
 import { runMatMul } from './matmul.js';
 import type { WebGPUBackendLike } from './program.js';
@@ -40,29 +40,55 @@ function batchMatMul(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
   return runMatMul(args.backend as WebGPUBackendLike, a!, b!, ta, tb) ?? fallback('BatchMatMul', args);
 }
 
-function conv2d(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
-  const { x, filter } = args.inputs;
-  const at = args.attrs as {
-    strides: number | [number, number];
-    pad: 'same' | 'valid' | number;
-    dataFormat: 'NHWC' | 'NCHW';
-    dilations: number | [number, number];
-    dimRoundingMode?: 'floor' | 'round' | 'ceil';
-  };
-  const info = tf.backend_util.computeConv2DInfo(
-    x!.shape as [number, number, number, number],
-    filter!.shape as [number, number, number, number],
+type ConvAttrs = {
+  strides: number | [number, number];
+  pad: 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
+  dataFormat?: 'NHWC' | 'NCHW';
+  dilations?: number | [number, number];
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  filterShape?: number[];
+  inputShape?: number[];
+};
+
+function convInfo(xShape: readonly number[], filterShape: readonly number[], at: ConvAttrs): tf.backend_util.Conv2DInfo {
+  return tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
     at.strides,
-    at.dilations,
+    at.dilations ?? 1,
     at.pad,
     at.dimRoundingMode,
     false,
     tf.backend_util.convertConv2DDataFormat(at.dataFormat ?? 'NHWC'),
   );
-  return runConv2d(args.backend as WebGPUBackendLike, x!, filter!, info) ?? fallback('Conv2D', args);
 }
 
-const OURS: Record<string, (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]> = { BatchMatMul: batchMatMul, Conv2D: conv2d };
+function conv2d(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+  const { x, filter } = args.inputs;
+  const info = convInfo(x!.shape, filter!.shape, args.attrs as ConvAttrs);
+  return runConv2dPass(args.backend as WebGPUBackendLike, 'forward', [x!, filter!], info) ?? fallback('Conv2D', args);
+}
+
+function conv2dBackpropFilter(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+  const { x, dy } = args.inputs;
+  const at = args.attrs as ConvAttrs;
+  const info = convInfo(x!.shape, at.filterShape!, at);
+  return runConv2dPass(args.backend as WebGPUBackendLike, 'filter', [x!, dy!], info) ?? fallback('Conv2DBackpropFilter', args);
+}
+
+function conv2dBackpropInput(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+  const { dy, filter } = args.inputs;
+  const at = args.attrs as ConvAttrs;
+  const info = convInfo(at.inputShape!, filter!.shape, at);
+  return runConv2dPass(args.backend as WebGPUBackendLike, 'input', [dy!, filter!], info) ?? fallback('Conv2DBackpropInput', args);
+}
+
+const OURS: Record<string, (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]> = {
+  BatchMatMul: batchMatMul,
+  Conv2D: conv2d,
+  Conv2DBackpropFilter: conv2dBackpropFilter,
+  Conv2DBackpropInput: conv2dBackpropInput,
+};
 
 /** Whether the environment asks for tfjs's stock kernels (DIFFTALK_WEBGPU_KERNELS=stock|off|0). */
 export function customKernelsWanted(): boolean {
