@@ -3,7 +3,9 @@
  * - prep: frames/s per stage and end to end on the real HDTF clip (../shared), as a user runs it (`--input`),
  *   one run with the clip alone (startup included) and one with several copies (startup amortised);
  * - metrics: frames/s of each frame metric at 256² (bench/metrics.ts).
- * Options (env): BENCH_ONLY=prep|metrics, BENCH_COPIES (default 4), BENCH_LANDMARKER=mediapipe|tfjs.
+ * - kernels: difftalk's WebGPU kernels vs tfjs-webgpu's stock ones per op on the webgpu adapter (bench/kernels.ts;
+ *   only when one exists).
+ * Options (env): BENCH_ONLY=prep|metrics|kernels, BENCH_KERNEL_SHAPES=gpu, BENCH_COPIES (default 4), BENCH_LANDMARKER=mediapipe|tfjs.
  */
 import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -12,6 +14,7 @@ import path from 'node:path';
 import { renderPrepSummary, table } from '../src/cli/summary.js';
 import { DEFAULT_PREP_CONFIG, runPrep, type PrepResult } from '../src/prep/pipeline.js';
 import { tf } from '../src/util/tf.js';
+import { benchKernels } from './kernels.js';
 import { benchMetrics } from './metrics.js';
 
 const SHARED = process.env.DIFFTALK_SHARED ?? path.resolve(import.meta.dirname, '..', '..', 'shared');
@@ -97,4 +100,19 @@ if (!only || only === 'metrics') {
   const r = await benchMetrics();
   out(`(TensorFlow.js backend: ${tf.getBackend()})`);
   out(table([['metric', 'frames/s'], ...Object.entries(r).map(([k, v]) => [k, v.toFixed(1)])]));
+}
+if (!only || only === 'kernels') {
+  out('\n## WebGPU kernels: difftalk (src/models/kernels) vs tfjs-webgpu stock, same adapter');
+  try {
+    const r = await benchKernels();
+    out(`(adapter: ${r.adapter}; a software adapter proves correctness only, not speed)`);
+    out(
+      table([
+        ['op', 'ours ms', 'stock ms', 'stock / ours'],
+        ...r.rows.map((x) => [x.op, x.oursMs.toFixed(2), x.stockMs.toFixed(2), (x.stockMs / x.oursMs).toFixed(2)]),
+      ]),
+    );
+  } catch (e) {
+    out(`skipped: no WebGPU adapter (${(e as Error).message})`);
+  }
 }

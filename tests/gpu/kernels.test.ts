@@ -4,7 +4,8 @@
  * x·sigmoid(x) GroupNorm+SiLU with autodiff gradients). Shapes from the paper UNet (model channels 256·[1,2,3,4],
  * 32 groups, head dim 32) with the batch reduced and odd spatial sizes; every conv case the UNet and VQ-f4 use (3×3
  * stride 1 pad 1, 3×3 stride 2 pad 1, VQ's asymmetric (0,1,0,1) stride 2, 1×1) plus dilation 2 and 'valid', forward and
- * both gradients (tfjs's conv gradients take dilation 1 only).
+ * both gradients (tfjs's conv gradients take dilation 1 only). The filter-gradient reference is patchesᵀ·dy (im2col
+ * in plain JS + tfjs-cpu matMul), as tfjs-cpu's own Conv2DBackpropFilter is too slow for these shapes.
  * Tolerance: max |gpu − cpu| ≤ 1e-4 · max(1, max |cpu|) (float32, different summation order; K up to 4608).
  * Without an adapter the tests skip and say why.
  */
@@ -37,12 +38,16 @@ function values(n: number, seed: number): Float32Array {
 
 const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-/** Run fn on webgpu (our kernels) and on cpu with the same inputs; worst |a−b| / max(1, max |b|) over the outputs. */
-async function compare(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor[]): Promise<number> {
+/**
+ * Run fn on webgpu (our kernels) and cpuFn (default: fn) on cpu with the same inputs; worst |a−b| / max(1, max |b|)
+ * over the outputs.
+ */
+async function compare(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor[], cpuFn = fn): Promise<number> {
   const data = shapes.map((s, i) => values(size(s), 17 + 31 * i));
   const run = async (backend: string) => {
     await tf.setBackend(backend);
-    const outs = tf.tidy(() => fn(...shapes.map((s, i) => tf.tensor(data[i]!, s))));
+    const f = backend === 'cpu' ? cpuFn : fn;
+    const outs = tf.tidy(() => f(...shapes.map((s, i) => tf.tensor(data[i]!, s))));
     const res = await Promise.all(outs.map((t) => t.data()));
     tf.dispose(outs);
     return res;
@@ -110,16 +115,46 @@ for (const c of CONVS) {
   });
 }
 
+/**
+ * The filter gradient on cpu as patchesᵀ·dy: the im2col matrix built in plain JS from computeConv2DInfo's padding,
+ * then tfjs-cpu's matMul (tfjs-cpu's own Conv2DBackpropFilter takes ~70 s for the 256-channel case).
+ */
+function filterGradRef(x: tf.Tensor, w: tf.Tensor, dy: tf.Tensor, stride: number, pad: (typeof CONVS)[number]['pad']): tf.Tensor {
+  const [n, h, wd, ci] = x.shape as [number, number, number, number];
+  const [kh, kw, , co] = w.shape as [number, number, number, number];
+  const info = tf.backend_util.computeConv2DInfo([n, h, wd, ci], [kh, kw, ci, co], stride, 1, pad as 'same');
+  const xs = x.dataSync();
+  const rows = n * info.outHeight * info.outWidth;
+  const cols = kh * kw * ci;
+  const patches = new Float32Array(rows * cols);
+  for (let b = 0; b < n; b++)
+    for (let oy = 0; oy < info.outHeight; oy++)
+      for (let ox = 0; ox < info.outWidth; ox++) {
+        const r = (b * info.outHeight + oy) * info.outWidth + ox;
+        for (let ky = 0; ky < kh; ky++)
+          for (let kx = 0; kx < kw; kx++) {
+            const iy = oy * stride - info.padInfo.top + ky;
+            const ix = ox * stride - info.padInfo.left + kx;
+            if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
+            const src = ((b * h + iy) * wd + ix) * ci;
+            patches.set(xs.subarray(src, src + ci), r * cols + (ky * kw + kx) * ci);
+          }
+      }
+  return tf.matMul(tf.tensor2d(patches, [rows, cols]), dy.reshape([rows, co]), true, false).reshape(w.shape);
+}
+
 for (const c of CONVS.filter((cc) => (cc.dil ?? 1) === 1)) {
   test(`kernels: conv2d gradients (backprop to input and to filter) ${c.what} match cpu`, async (t) => {
     if (unavailable) return t.skip(unavailable);
-    const y = tf.tidy(() => tf.conv2d(tf.zeros(c.x) as tf.Tensor4D, tf.zeros(c.w) as tf.Tensor4D, c.stride, c.pad));
+    const y = tf.tidy(() => tf.conv2d(tf.zeros(c.x) as unknown as tf.Tensor4D, tf.zeros(c.w) as unknown as tf.Tensor4D, c.stride, c.pad));
     const yShape = y.shape;
     y.dispose();
-    const worst = await compare([c.x, c.w, yShape], (x, w, dy) => {
-      const f = (xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, c.stride, c.pad), dy!));
-      return tf.grads(f)([x!, w!]);
-    });
+    const loss = (dy: tf.Tensor) => (xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, c.stride, c.pad), dy));
+    const worst = await compare(
+      [c.x, c.w, yShape],
+      (x, w, dy) => tf.grads(loss(dy!))([x!, w!]),
+      (x, w, dy) => [tf.grad((xx: tf.Tensor) => loss(dy!)(xx, w!))(x!), filterGradRef(x!, w!, dy!, c.stride, c.pad)],
+    );
     t.diagnostic(`worst ${worst.toExponential(2)}`);
     assert.ok(worst <= TOL, `conv2d gradients ${c.what}: worst ${worst}`);
   });
