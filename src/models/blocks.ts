@@ -10,6 +10,7 @@ import { DifftalkError } from '../util/errors.js';
 import { det } from '../weights/det.js';
 import type { TensorData } from '../weights/torch.js';
 // our WGSL kernels replace tfjs-webgpu's matmul and conv2d whenever the webgpu backend starts (see kernels/index.ts)
+import { fusedAttention, fusedAttentionAvailable } from './kernels/attention.js';
 import { groupNormAct, groupNormActAvailable } from './kernels/group-norm.js';
 import { customKernelsActive } from './kernels/index.js';
 import { mulberry32 } from '../util/random.js';
@@ -378,6 +379,8 @@ export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
 
 /** Multi-head scaled dot-product attention: q [B,N,h·d], k/v [B,M,h·d] → [B,N,h·d]. */
 export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number): tf.Tensor3D {
+  // webgpu with difftalk's kernels: fused softmax(QKᵀ)V forward, no score matrix (kernels/attention.ts)
+  if (fusedAttentionAvailable(q, k, heads)) return fusedAttention(q as tf.Tensor3D, k as tf.Tensor3D, v as tf.Tensor3D, heads);
   const [b, n, inner] = q.shape as [number, number, number];
   const m = k.shape[1]!;
   const d = inner / heads;

@@ -11,7 +11,7 @@
  */
 import type { tf } from '../../util/tf.js';
 import { gemmDispatch, gemmFits, gemmSource, WORKGROUP } from './gemm.js';
-import { gridLayout, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
+import { allFloat32, gridLayout, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 
 const LOADERS = `
 fn loadA(b : i32, m : i32, k : i32) -> f32 {
@@ -26,9 +26,9 @@ fn loadA(b : i32, m : i32, k : i32) -> f32 {
   let iy = oy * uniforms.strideH - uniforms.padT + ky * uniforms.dilH;
   let ix = ox * uniforms.strideW - uniforms.padL + kx * uniforms.dilW;
   if (iy < 0 || iy >= uniforms.inH || ix < 0 || ix >= uniforms.inW) { return 0.0; }
-  return X[((img * uniforms.inH + iy) * uniforms.inW + ix) * uniforms.inC + ci];
+  return f32(X[((img * uniforms.inH + iy) * uniforms.inW + ix) * uniforms.inC + ci]);
 }
-fn loadB(b : i32, k : i32, n : i32) -> f32 { return Wf[k * uniforms.N + n]; }`;
+fn loadB(b : i32, k : i32, n : i32) -> f32 { return f32(Wf[k * uniforms.N + n]); }`;
 
 /** Backprop to the filter: dW[k, co] = Σ_m A[m, k]·dY[m, co], the GEMM with rows k = (ky, kx, ci), columns co, and
  * the output pixels m as the reduction; A is gathered as in the forward pass (here read along its rows k). */
@@ -45,9 +45,9 @@ fn loadA(b : i32, k : i32, m : i32) -> f32 {
   let iy = oy * uniforms.strideH - uniforms.padT + ky * uniforms.dilH;
   let ix = ox * uniforms.strideW - uniforms.padL + kx * uniforms.dilW;
   if (iy < 0 || iy >= uniforms.inH || ix < 0 || ix >= uniforms.inW) { return 0.0; }
-  return X[((img * uniforms.inH + iy) * uniforms.inW + ix) * uniforms.inC + ci];
+  return f32(X[((img * uniforms.inH + iy) * uniforms.inW + ix) * uniforms.inC + ci]);
 }
-fn loadB(b : i32, m : i32, n : i32) -> f32 { return Dy[m * uniforms.N + n]; }`;
+fn loadB(b : i32, m : i32, n : i32) -> f32 { return f32(Dy[m * uniforms.N + n]); }`;
 
 /** Backprop to the input: dX[p, ci] = Σ_(ky,kx,co) dY[pixel under tap (ky,kx) of p, co]·W[ky, kx, ci, co], rows p =
  * input pixels, columns ci; a tap contributes only where (iy + padT − ky·dil) divides by the stride (else 0). */
@@ -67,12 +67,12 @@ fn loadA(b : i32, m : i32, k : i32) -> f32 {
   let oy = ty / uniforms.strideH;
   let ox = tx / uniforms.strideW;
   if (oy >= uniforms.outH || ox >= uniforms.outW) { return 0.0; }
-  return Dy[((img * uniforms.outH + oy) * uniforms.outW + ox) * uniforms.outC + co];
+  return f32(Dy[((img * uniforms.outH + oy) * uniforms.outW + ox) * uniforms.outC + co]);
 }
 fn loadB(b : i32, k : i32, n : i32) -> f32 {
   let co = k % uniforms.outC;
   let tap = k / uniforms.outC;
-  return Wf[(tap * uniforms.inC + n) * uniforms.outC + co];
+  return f32(Wf[(tap * uniforms.inC + n) * uniforms.outC + co]);
 }`;
 
 const UNIFORMS = ['M', 'N', 'K', 'inH', 'inW', 'inC', 'outH', 'outW', 'outC', 'kW', 'strideH', 'strideW', 'padT', 'padL', 'dilH', 'dilW'];
@@ -117,7 +117,7 @@ export function runConv2dPass(
   inputs: [tf.TensorInfo, tf.TensorInfo],
   info: tf.backend_util.Conv2DInfo,
 ): tf.TensorInfo | undefined {
-  if (inputs.some((t) => t.dtype !== 'float32') || info.dataFormat !== 'channelsLast') return undefined;
+  if (!allFloat32(inputs) || info.dataFormat !== 'channelsLast') return undefined;
   const p = passOf(pass, info);
   const [m, n, k] = p.mnk as [number, number, number];
   if (m === 0 || n === 0 || k === 0 || !gemmFits(m, n, 1)) return undefined;

@@ -77,10 +77,10 @@ fn main() {
   let count = uniforms.HW * cg;
   let base = b * uniforms.HW * uniforms.C + g * cg;
   var s = 0.0;
-  for (var i = lid; i < count; i += 256) { s += X[base + (i / cg) * uniforms.C + i % cg]; }
+  for (var i = lid; i < count; i += 256) { s += f32(X[base + (i / cg) * uniforms.C + i % cg]); }
   let mean = reduce256(s) / f32(count);
   var q = 0.0;
-  for (var i = lid; i < count; i += 256) { let d = X[base + (i / cg) * uniforms.C + i % cg] - mean; q += d * d; }
+  for (var i = lid; i < count; i += 256) { let d = f32(X[base + (i / cg) * uniforms.C + i % cg]) - mean; q += d * d; }
   let variance = reduce256(q) / f32(count);
   if (lid == 0) {
     result[(b * uniforms.G + g) * 2] = mean;
@@ -107,7 +107,7 @@ fn main() {
     let c = i % uniforms.C;
     let b = i / (uniforms.HW * uniforms.C);
     let s = (b * uniforms.G + c / cg) * 2;
-    let z = (X[i] - Stats[s]) * Stats[s + 1] * Gamma[c] + Beta[c];
+    let z = (f32(X[i]) - f32(Stats[s])) * f32(Stats[s + 1]) * f32(Gamma[c]) + f32(Beta[c]);
     result[i] = act(z);
   }
 }`,
@@ -132,15 +132,15 @@ fn main() {
   let cg = uniforms.C / uniforms.G;
   let count = uniforms.HW * cg;
   let base = b * uniforms.HW * uniforms.C + g * cg;
-  let mean = Stats[(b * uniforms.G + g) * 2];
-  let rstd = Stats[(b * uniforms.G + g) * 2 + 1];
+  let mean = f32(Stats[(b * uniforms.G + g) * 2]);
+  let rstd = f32(Stats[(b * uniforms.G + g) * 2 + 1]);
   var s1 = 0.0;
   var s2 = 0.0;
   for (var i = lid; i < count; i += 256) {
     let c = g * cg + i % cg;
     let idx = base + (i / cg) * uniforms.C + i % cg;
-    let xh = (X[idx] - mean) * rstd;
-    let gx = Dy[idx] * actGrad(xh * Gamma[c] + Beta[c]) * Gamma[c];
+    let xh = (f32(X[idx]) - mean) * rstd;
+    let gx = f32(Dy[idx]) * actGrad(xh * f32(Gamma[c]) + f32(Beta[c])) * f32(Gamma[c]);
     s1 += gx;
     s2 += gx * xh;
   }
@@ -149,8 +149,8 @@ fn main() {
   for (var i = lid; i < count; i += 256) {
     let c = g * cg + i % cg;
     let idx = base + (i / cg) * uniforms.C + i % cg;
-    let xh = (X[idx] - mean) * rstd;
-    let gx = Dy[idx] * actGrad(xh * Gamma[c] + Beta[c]) * Gamma[c];
+    let xh = (f32(X[idx]) - mean) * rstd;
+    let gx = f32(Dy[idx]) * actGrad(xh * f32(Gamma[c]) + f32(Beta[c])) * f32(Gamma[c]);
     result[idx] = rstd * (gx - m1 - xh * m2);
   }
 }`,
@@ -180,8 +180,8 @@ fn main() {
     let b = r / uniforms.HW;
     let s = (b * uniforms.G + c / cg) * 2;
     let idx = r * uniforms.C + c;
-    let xh = (X[idx] - Stats[s]) * Stats[s + 1];
-    let dz = Dy[idx] * actGrad(xh * Gamma[c] + Beta[c]);
+    let xh = (f32(X[idx]) - f32(Stats[s])) * f32(Stats[s + 1]);
+    let dz = f32(Dy[idx]) * actGrad(xh * f32(Gamma[c]) + f32(Beta[c]));
     dg += dz * xh;
     db += dz;
   }

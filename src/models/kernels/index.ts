@@ -8,6 +8,7 @@
  * | tiled GEMM  | gemm.ts     | (core of the two below) |
  * | matmul      | matmul.ts   | BatchMatMul (tf.matMul, all ranks, transposes; the model's im2col convs, linears, attention) |
  * | conv2d      | conv2d.ts   | Conv2D, Conv2DBackpropFilter, Conv2DBackpropInput (NHWC, implicit GEMM, all three passes) |
+ * | attention   | attention.ts | new kernel `DifftalkAttention` behind blocks.attention (fused forward; gradient as matmuls) |
  * | GroupNorm(+SiLU) | group-norm.ts | new kernels `Difftalk*` behind blocks.groupNorm / groupNormSilu (forward and backward) |
  *
  * Each kernel hands the cases it does not cover (other dtypes, layouts) back to the stock kernel it replaced.
@@ -17,6 +18,7 @@
  */
 import { onWebgpuReady, tf } from '../../util/tf.js';
 import { runConv2dPass } from './conv2d.js';
+import { ATTENTION_KERNELS } from './attention.js';
 import { GROUP_NORM_KERNELS } from './group-norm.js';
 import { runMatMul } from './matmul.js';
 import type { WebGPUBackendLike } from './program.js';
@@ -122,7 +124,7 @@ export function useCustomKernels(on: boolean): boolean {
       if (s) tf.registerKernel(s);
     }
   }
-  for (const [name, fn] of Object.entries(GROUP_NORM_KERNELS)) {
+  for (const [name, fn] of Object.entries({ ...GROUP_NORM_KERNELS, ...ATTENTION_KERNELS })) {
     const registered = tf.getKernel(name, BACKEND) !== undefined;
     if (on && !registered && tf.getKernel('BatchMatMul', BACKEND)) {
       tf.registerKernel({ kernelName: name, backendName: BACKEND, kernelFunc: fn as unknown as tf.KernelFunc });

@@ -5,7 +5,7 @@
  */
 import type { tf } from '../../util/tf.js';
 import { gemmDispatch, gemmFits, gemmSource, WORKGROUP } from './gemm.js';
-import { gridLayout, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
+import { allFloat32, gridLayout, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 
 export interface MatMulDims {
   batch: number;
@@ -44,8 +44,8 @@ function program(d: MatMulDims, transposeA: boolean, transposeB: boolean): WebGP
   const aIndex = transposeA ? 'k * uniforms.M + m' : 'm * uniforms.K + k';
   const bIndex = transposeB ? 'n * uniforms.K + k' : 'k * uniforms.N + n';
   const loaders = `
-fn loadA(b : i32, m : i32, k : i32) -> f32 { return A[b * uniforms.strideA + ${aIndex}]; }
-fn loadB(b : i32, k : i32, n : i32) -> f32 { return B[b * uniforms.strideB + ${bIndex}]; }`;
+fn loadA(b : i32, m : i32, k : i32) -> f32 { return f32(A[b * uniforms.strideA + ${aIndex}]); }
+fn loadB(b : i32, k : i32, n : i32) -> f32 { return f32(B[b * uniforms.strideB + ${bIndex}]); }`;
   return {
     outputShape: d.outShape,
     shaderKey: `difftalkMatMul_${transposeA}_${transposeB}`,
@@ -60,7 +60,7 @@ fn loadB(b : i32, k : i32, n : i32) -> f32 { return B[b * uniforms.strideB + ${b
 
 /** Run the tiled matmul on the webgpu backend (undefined when matMulDims does not cover the shapes). */
 export function runMatMul(backend: WebGPUBackendLike, a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transposeB: boolean): tf.TensorInfo | undefined {
-  if (a.dtype !== 'float32' || b.dtype !== 'float32') return undefined;
+  if (!allFloat32([a, b])) return undefined;
   const d = matMulDims(a.shape, b.shape, transposeA, transposeB);
   if (!d) return undefined;
   if (d.m * d.n * d.batch === 0 || d.k === 0 || !gemmFits(d.m, d.n, d.batch)) return undefined;

@@ -24,5 +24,14 @@ export interface WebGPUBackendLike {
   runWebGPUProgram(program: WebGPUProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType, uniforms?: ProgramUniform): tf.TensorInfo;
 }
 
+/**
+ * Whether every input is a float32 tensor. Its GPU buffer may still hold int32 (tfjs declares each WGSL input from
+ * its buffer's dtype, and a cast from int32 or bool to float32 shares the buffer), so every kernel reads inputs
+ * through f32(…).
+ */
+export function allFloat32(inputs: tf.TensorInfo[]): boolean {
+  return inputs.every((t) => t.dtype === 'float32');
+}
+
 /** `dispatchLayout` for programs that index the grid themselves through `workgroupId` (main() takes no argument). */
 export const gridLayout = (): WebGPUProgram['dispatchLayout'] => ({ x: [0], y: [1], z: [2] });
