@@ -2,8 +2,9 @@
  * difftalk's WebGPU kernels (src/models/kernels) against tfjs-webgpu's stock kernels, op by op, on the same adapter
  * (the ops of ../shared/docs/gpu.md's per-op table). On lavapipe (a CPU) the ratio says nothing about a GPU; it is
  * printed anyway so the same entry runs unchanged on one. BENCH_KERNEL_SHAPES=gpu uses gpu.md's shapes (B=16,
- * 128 ch at 64², GroupNorm 512 ch at 32², matmul 4096²); the default is a small set that lavapipe runs in about a minute.
+ * 128 ch at 64², GroupNorm 512 ch at 32², attention 1024 tokens × 16 heads, matmul 4096²); the default is a small set that lavapipe runs in about a minute.
  */
+import { fusedAttention } from '../src/models/kernels/attention.js';
 import { groupNormAct } from '../src/models/kernels/group-norm.js';
 import { useCustomKernels } from '../src/models/kernels/index.js';
 import { initBackend, tf } from '../src/util/tf.js';
@@ -35,6 +36,14 @@ function composite(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor): tf.Tensor
   return tf.mul(y, tf.sigmoid(y));
 }
 
+/** blocks.attention's composite path: head split, QKᵀ/√d, softmax, ·V. */
+function attentionComposite(x: tf.Tensor3D, heads: number): tf.Tensor {
+  const [b, n, inner] = x.shape;
+  const h = x.reshape([b, n, heads, inner / heads]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+  const p = tf.softmax(tf.mul(tf.matMul(h, h, false, true), 1 / Math.sqrt(inner / heads)), -1);
+  return tf.matMul(p, h).transpose([0, 2, 1, 3]).reshape([b, n, inner]);
+}
+
 export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow[] }> {
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   await initBackend('webgpu');
@@ -49,6 +58,8 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
   const gx = tf.randomNormal([gb, gs, gs, gc], 0, 1, 'float32', 4) as tf.Tensor4D;
   const gamma = tf.ones([gc]);
   const beta = tf.zeros([gc]);
+  const [tokens, heads] = gpuShapes ? [1024, 16] : [256, 8];
+  const qkv = tf.randomNormal([gpuShapes ? 16 : 1, tokens, heads * 32], 0, 1, 'float32', 7) as tf.Tensor3D;
   const ma = tf.randomNormal([mm, mm], 0, 1, 'float32', 5);
   const mb = tf.randomNormal([mm, mm], 0, 1, 'float32', 6);
   const ops: Array<{ op: string; ours: () => tf.Tensor[]; stock: () => tf.Tensor[] }> = [
@@ -73,6 +84,11 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
       ours: () => tf.grads((xx: tf.Tensor) => tf.sum(groupNormAct(xx as tf.Tensor4D, gamma, beta, 32, 1e-5, true)))([gx]),
       stock: () => tf.grads((xx: tf.Tensor) => tf.sum(composite(xx as tf.Tensor4D, gamma, beta)))([gx]),
     },
+    {
+      op: `attention ${tokens} tokens, ${heads} heads × 32, forward`,
+      ours: () => [fusedAttention(qkv, qkv, qkv, heads)],
+      stock: () => [attentionComposite(qkv, heads)],
+    },
     { op: `matmul ${mm}²`, ours: () => [tf.matMul(ma, mb)], stock: () => [tf.matMul(ma, mb)] },
   ];
   const rows: KernelRow[] = [];
@@ -86,7 +102,7 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
     }
   } finally {
     useCustomKernels(true);
-    tf.dispose([x, w, dy, gx, gamma, beta, ma, mb]);
+    tf.dispose([x, w, dy, gx, gamma, beta, qkv, ma, mb]);
   }
   const info = (await import('../src/util/tf.js')).backendInfo();
   const a = info?.adapter;
