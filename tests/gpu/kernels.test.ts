@@ -75,8 +75,10 @@ test('kernels: registered over tfjs-webgpu by default, and switchable back to th
   assert.equal(customKernelsActive(), true, 'on by default on webgpu');
   assert.equal(useCustomKernels(false), false);
   assert.equal(tf.getKernel('DifftalkGroupNormStats', 'webgpu'), undefined, 'fused GroupNorm off with them');
+  assert.equal(tf.getKernel('DifftalkAttention', 'webgpu'), undefined, 'fused attention off with them');
   assert.equal(useCustomKernels(true), true);
   assert.ok(tf.getKernel('DifftalkGroupNormStats', 'webgpu'));
+  assert.ok(tf.getKernel('DifftalkAttention', 'webgpu'));
 });
 
 const CONVS: Array<{
