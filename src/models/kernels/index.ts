@@ -5,16 +5,17 @@
  *
  * | kernel      | file        | replaces            |
  * |-------------|-------------|---------------------|
- * | tiled GEMM  | gemm.ts     | (core of the two below) |
- * | matmul      | matmul.ts   | BatchMatMul (tf.matMul, all ranks, transposes; the model's im2col convs, linears, attention) |
+ * | tiled GEMM  | gemm.ts     | (core of matmul and the three conv passes) |
+ * | matmul      | matmul.ts   | BatchMatMul (tf.matMul, all ranks, transposes: linears, attention's gradient, im2col convs off webgpu) |
  * | conv2d      | conv2d.ts   | Conv2D, Conv2DBackpropFilter, Conv2DBackpropInput (NHWC, implicit GEMM, all three passes) |
  * | attention   | attention.ts | new kernel `DifftalkAttention` behind blocks.attention (fused forward; gradient as matmuls) |
  * | GroupNorm(+SiLU) | group-norm.ts | new kernels `Difftalk*` behind blocks.groupNorm / groupNormSilu (forward and backward) |
  *
- * Each kernel hands the cases it does not cover (other dtypes, layouts) back to the stock kernel it replaced.
- * This module sits in `models` because the models are what it serves (the fused GroupNorm+SiLU is a model op with
- * its own gradient, called from blocks.ts); it reaches the device only through
- * util/tf.ts's hook, so util stays free of model code.
+ * Each replacing kernel hands the cases it does not cover (int32, NCHW, general broadcasting) back to the stock kernel;
+ * the new ones are only called where their `…Available` check says so (blocks.ts falls back to the composite ops).
+ * This module sits in `models`, not `util`: the models are what it serves, and the fused GroupNorm+SiLU and attention
+ * are model ops with their own gradients, called from blocks.ts. It reaches the device only through util/tf.ts's
+ * `onWebgpuReady` hook, so util stays free of model code.
  */
 import { onWebgpuReady, tf } from '../../util/tf.js';
 import { runConv2dPass } from './conv2d.js';
