@@ -4,7 +4,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'out/**', 'runs/**', 'data/**', 'reports/**'] },
+  { ignores: ['dist/**', '.device/**', 'device-out/**', 'node_modules/**', 'out/**', 'runs/**', 'data/**', 'reports/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -2,18 +2,23 @@
  * `npm run bench`: throughput on this machine (not a test; numbers go into the issues' closing notes).
  * - prep: frames/s per stage and end to end on the real HDTF clip (../shared), as a user runs it (`--input`),
  *   one run with the clip alone (startup included) and one with several copies (startup amortised);
- * - metrics: frames/s of each frame metric at 256² (bench/metrics.ts).
+ * - metrics: frames/s of each frame metric at 256² (bench/metrics.ts);
+ * - gpu: tfjs-webgpu against PyTorch in the same run, per op and whole UNet step / eval networks (bench/gpu.ts), when a
+ *   WebGPU adapter exists (else it says why). BENCH_GPU_SIZE=full (default: gpu.md's shapes, the paper UNet) or tiny
+ *   (toy sizes: lavapipe + torch on CPU in seconds), BENCH_GPU_EVAL=0 (no eval networks: on lavapipe FID's 299² alone
+ *   takes a minute), BENCH_PYTHON (default /usr/bin/python3), BENCH_GPU_JSON=file.
  * - kernels: difftalk's WebGPU kernels vs tfjs-webgpu's stock ones per op on the webgpu adapter (bench/kernels.ts;
- *   only when one exists).
- * Options (env): BENCH_ONLY=prep|metrics|kernels, BENCH_KERNEL_SHAPES=gpu, BENCH_COPIES (default 4), BENCH_LANDMARKER=mediapipe|tfjs.
+ *   only when one exists; BENCH_KERNEL_SHAPES=gpu for gpu.md's shapes).
+ * Options (env): BENCH_ONLY=prep|metrics|gpu|kernels, BENCH_COPIES (default 4), BENCH_LANDMARKER=mediapipe|tfjs.
  */
 import { readFileSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { renderPrepSummary, table } from '../src/cli/summary.js';
 import { DEFAULT_PREP_CONFIG, runPrep, type PrepResult } from '../src/prep/pipeline.js';
-import { tf } from '../src/util/tf.js';
+import { initBackend, tf } from '../src/util/tf.js';
+import { benchGpu, renderGpuBenchText, type GpuBenchSize } from './gpu.js';
 import { benchKernels } from './kernels.js';
 import { benchMetrics } from './metrics.js';
 
@@ -100,6 +105,23 @@ if (!only || only === 'metrics') {
   const r = await benchMetrics();
   out(`(TensorFlow.js backend: ${tf.getBackend()})`);
   out(table([['metric', 'frames/s'], ...Object.entries(r).map(([k, v]) => [k, v.toFixed(1)])]));
+}
+if (!only || only === 'gpu') {
+  const size = (process.env.BENCH_GPU_SIZE ?? 'full') as GpuBenchSize;
+  out(`\n## GPU: tfjs-webgpu vs PyTorch (${size} sizes)`);
+  process.env.XDG_RUNTIME_DIR ??= '/tmp';
+  let why: string | undefined;
+  try {
+    await initBackend('webgpu');
+  } catch (e) {
+    why = (e as Error).message;
+  }
+  if (why) out(`skipped: ${why}`);
+  else {
+    const r = await benchGpu({ size, eval: process.env.BENCH_GPU_EVAL !== '0', log: (l) => process.stderr.write(`${l}\n`) });
+    out(renderGpuBenchText(r));
+    if (process.env.BENCH_GPU_JSON) await writeFile(process.env.BENCH_GPU_JSON, JSON.stringify(r, null, 2));
+  }
 }
 if (!only || only === 'kernels') {
   out('\n## WebGPU kernels: difftalk (src/models/kernels) vs tfjs-webgpu stock, same adapter');

@@ -5,6 +5,15 @@ export { logMel, resolveMelOptions, slaneyMelFilterbank, hzToMelSlaney, melToHzS
 export { RealFft, realFft } from './fft.js';
 export { frameWindows, windowStart, defaultWindowFor, DEFAULT_WINDOWS } from './windows.js';
 export {
+  deepspeechInput,
+  deepspeechWindows,
+  deepspeechRowCount,
+  DEEPSPEECH_FRAME_OFFSET,
+  DEEPSPEECH_FRAMES,
+  type DeepSpeechInput,
+  type DeepSpeechWindows,
+} from './deepspeech.js';
+export {
   registerAudioFeature,
   createAudioFeature,
   listAudioFeatures,

@@ -5,6 +5,12 @@ export interface FeatureSequence {
   dim: number;
   /** Feature frames per second. */
   rate: number;
+  /**
+   * Set when the rows are already one per video frame (rate = the video's fps), as DeepSpeech windows are: the window
+   * of video frame k is then rows k + frameOffset … k + frameOffset + window − 1 (DiffTalk: −4 → i−4 … i+3) instead
+   * of the centred rule of windows.ts.
+   */
+  frameOffset?: number;
 }
 
 /** A pluggable audio feature extractor (mel, mfcc, or a user's ONNX encoder). */

@@ -4,7 +4,7 @@
  * checks them the same way.
  */
 import { Flags, type Interfaces } from '@oclif/core';
-import type { CommonTrainOptions } from '../train/loop.js';
+import type { CommonTrainOptions } from '../train/core.js';
 import type { PresetName } from '../models/presets.js';
 import { DifftalkError } from '../util/errors.js';
 import { DEFAULT_LOG_EVERY } from './progress.js';

@@ -5,9 +5,10 @@
 import os from 'node:os';
 import { checkPresetFits, type PresetFit, type PresetName, type StepBackend } from '../models/presets.js';
 import { tensorBoardSink } from '../train/tensorboard.js';
-import type { TrainResult } from '../train/loop.js';
+import type { TrainResult } from '../train/core.js';
 import type { OnEvent } from '../util/events.js';
 import { bestValidation, statsTap, summaryLines } from './progress.js';
+import { stopSignals } from './stop-signals.js';
 
 const STEP_BACKENDS: readonly string[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
 
@@ -22,17 +23,17 @@ export function checkPreset(preset: PresetName, stages: readonly ('autoencoder' 
 }
 
 /** Run one trainer with TensorBoard files in `out` and return its result with the summary lines. */
-export async function recordedRun(
+export async function recordedRun<R extends TrainResult>(
   title: string,
   out: string,
   onEvent: OnEvent,
   next: string | undefined,
-  run: (onEvent: OnEvent) => Promise<TrainResult>,
-): Promise<{ result: TrainResult; summary: string[]; tensorboard?: string; seconds: number }> {
+  run: (onEvent: OnEvent) => Promise<R>,
+): Promise<{ result: R; summary: string[]; tensorboard?: string; seconds: number }> {
   const tap = statsTap(onEvent);
   const tb = tensorBoardSink(out, tap.onEvent);
   const t0 = performance.now();
-  let result: TrainResult;
+  let result: R;
   try {
     result = await run(tb.onEvent);
   } finally {
@@ -53,4 +54,40 @@ export async function recordedRun(
   const file = tb.file();
   if (file) summary.push(`  tensorboard --logdir ${out}`);
   return { result, summary, tensorboard: file, seconds };
+}
+
+/** The parts of a command that `stoppableRun` prints through. */
+interface CommandOutput {
+  log(message?: string): void;
+  logToStderr(message?: string): void;
+  jsonEnabled(): boolean;
+}
+
+/**
+ * A trainer command's run: `recordedRun` under the stop signals (SIGTERM/SIGINT end the current step, the trainer saves
+ * the step reached and returns), the summary printed; after a signal the exit code is 143/130 with the result (--json).
+ */
+export async function stoppableRun<R extends TrainResult>(
+  cmd: CommandOutput,
+  title: string,
+  out: string,
+  onEvent: OnEvent,
+  next: string | undefined,
+  run: (onEvent: OnEvent, signal: AbortSignal) => Promise<R>,
+): Promise<R> {
+  const stop = stopSignals();
+  let recorded: Awaited<ReturnType<typeof recordedRun<R>>>;
+  try {
+    recorded = await recordedRun(title, out, onEvent, next, (ev) => run(ev, stop.signal));
+  } finally {
+    stop.dispose();
+  }
+  const { result, summary } = recorded;
+  for (const l of summary) cmd.log(l);
+  const code = stop.exitCode();
+  if (code !== undefined) {
+    if (!cmd.jsonEnabled()) cmd.logToStderr(`stopped by a signal at step ${result.step} (${result.checkpoint}); rerun with --resume to continue`);
+    process.exitCode = code;
+  }
+  return result;
 }

@@ -17,7 +17,7 @@ export default class Eval extends BaseCommand {
   static override examples = [
     '<%= config.bin %> eval --pred out/render/clip.mp4 --gt data/clip.mp4 --out out/eval',
     '<%= config.bin %> eval --pred out/render --gt data/hdtf-prepared --out out/eval --metrics psnr,ssim,lpips,lse,lmd --baseline',
-    '<%= config.bin %> eval --pred gen.mp4 --gt gt.mp4 --out ev --metrics lse --syncnet-weights runs/sync/syncnet-step001000.safetensors',
+    '<%= config.bin %> eval --pred gen.mp4 --gt gt.mp4 --out ev --metrics lse --syncnet-weights runs/sync',
   ];
 
   static override flags = {
@@ -37,8 +37,8 @@ export default class Eval extends BaseCommand {
     'baseline-shift': Flags.integer({ default: 10, summary: 'Audio shift in frames for the shifted-audio baseline.' }),
     'ssim-variant': Flags.option({ options: ['gaussian', 'skimage'] as const, default: 'gaussian', summary: 'SSIM variant.' })(),
     'lpips-net': Flags.option({ options: ['alex', 'vgg'] as const, default: 'alex', summary: 'LPIPS backbone.' })(),
-    'syncnet-weights': Flags.file({
-      summary: 'SyncNet weights (.safetensors from `difftalk train syncnet`, or syncnet_v2.model); default: the imported syncnet-v2.',
+    'syncnet-weights': Flags.string({
+      summary: 'SyncNet weights (a `difftalk train syncnet` run or ckpt-* folder, a .safetensors file, or syncnet_v2.model); default: the imported syncnet-v2.',
     }),
     'landmark-engine': Flags.option({ options: ['tfjs', 'mediapipe'] as const, default: 'tfjs', summary: 'Landmark engine for face crops and LMD.' })(),
     'cache-dir': Flags.directory({ summary: 'Weights cache folder.' }),

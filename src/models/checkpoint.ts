@@ -1,6 +1,7 @@
 /**
- * Checkpoints, one format for every trainer: `<run>/ckpt-<step:08d>/` with `model.safetensors` (weights in PyTorch
- * layout and names, EMA included), `optimizer.safetensors` (AdamW moments) and `state.json` (run config, step, seed,
+ * Checkpoints, one format for every trainer (LDM, autoencoder, SyncNet): `<run>/ckpt-<step:08d>/` with
+ * `model.safetensors` (weights in PyTorch layout and names, EMA included; a trainer may add metadata, e.g. SyncNet's
+ * config), `optimizer.safetensors` (AdamW moments) and `state.json` (run config, step, seed,
  * optimizer hyper-parameters and step, EMA counter, training options, first-stage pin, loss history).
  *
  * Write order (a run killed at any moment leaves the previous checkpoint usable, never a half-written one):
@@ -113,7 +114,7 @@ export async function saveCheckpoint<S extends { step: number }>(
   state: S,
   model: Map<string, TensorData>,
   optimizer: Map<string, TensorData> | undefined,
-  opts: { keepLast?: number; keep?: ReadonlySet<string> } = {},
+  opts: { keepLast?: number; keep?: ReadonlySet<string>; metadata?: Record<string, string> } = {},
 ): Promise<string> {
   const name = ckptName(state.step);
   const dir = path.join(runDir, name);
@@ -121,7 +122,7 @@ export async function saveCheckpoint<S extends { step: number }>(
   const old = path.join(runDir, `.${name}.old-${process.pid}`);
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
-  await writeSafetensors(path.join(tmp, 'model.safetensors'), model, { format: 'pt' });
+  await writeSafetensors(path.join(tmp, 'model.safetensors'), model, { ...opts.metadata, format: 'pt' });
   if (optimizer) await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), optimizer);
   await writeJsonAtomic(path.join(tmp, 'state.json'), state);
   // a folder of the same step (a re-save) is moved aside, not deleted, until the new one is in place

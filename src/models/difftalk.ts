@@ -6,12 +6,14 @@
  * concat(audio64, landmark64) as ONE token (B, 1, 128) — cross-attention over a single key, i.e. a per-layer bias.
  *
  * Checkpoint names: `model.diffusion_model.*` (LDM's UNet prefix), `audio_net.*`, `audio_att_net.*`, `ldm_net.*`,
- * and the UNet EMA as `model_ema.diffusion_model.*`.
+ * and the UNet EMA as `model_ema.diffusion_model.*`. {@link REFERENCE_PREFIX} maps each to the reference LatentDiffusion's
+ * state_dict name (`ddpm_talking.py`), both ways (`toReferenceName`, `DifftalkModel.fromReference`).
  */
 import { tf } from '../util/tf.js';
+import { DifftalkError } from '../util/errors.js';
 import type { TensorData } from '../weights/torch.js';
 import type { DifftalkConfig } from './presets.js';
-import { Params, type ParamSource } from './blocks.js';
+import { Params, type ParamSource, type ParamSpec } from './blocks.js';
 import { audioAttNetParamSpecs, audioNetParamSpecs, encodeAudio } from './audio-net.js';
 import { ldmNet, ldmNetParamSpecs } from './ldm-net.js';
 import { unetForward, unetParamSpecs } from './unet.js';
@@ -23,6 +25,68 @@ export const PREFIX = {
   audioAtt: 'audio_att_net.',
   ldm: 'ldm_net.',
 } as const;
+
+/**
+ * The reference LatentDiffusion (DiffTalk `ddpm_talking.py`) module of each part: `model` (DiffusionWrapper) holds the
+ * UNet, `model_ema` is LitEma (one buffer per UNet parameter, named `diffusion_model` + the parameter name with its
+ * dots removed), and the trainable condition encoders are `cond_stage_model_for_audio` (AudioNet),
+ * `cond_stage_model_for_audio_smooth` (AudioAttNet) and `cond_stage_model_for_ldm` (LdmNet).
+ */
+export const REFERENCE_PREFIX: Readonly<Record<keyof typeof PREFIX, string>> = {
+  unet: 'model.diffusion_model.',
+  ema: 'model_ema.diffusion_model',
+  audio: 'cond_stage_model_for_audio.',
+  audioAtt: 'cond_stage_model_for_audio_smooth.',
+  ldm: 'cond_stage_model_for_ldm.',
+};
+/** The frozen first stage's module in the reference LatentDiffusion. */
+export const REFERENCE_FIRST_STAGE = 'first_stage_model.';
+
+/** A difftalk checkpoint name (PREFIX …) → the reference state_dict name. */
+export function toReferenceName(name: string): string {
+  for (const part of Object.keys(PREFIX) as (keyof typeof PREFIX)[]) {
+    if (!name.startsWith(PREFIX[part])) continue;
+    const rest = name.slice(PREFIX[part].length);
+    return REFERENCE_PREFIX[part] + (part === 'ema' ? rest.replaceAll('.', '') : rest);
+  }
+  throw new DifftalkError('model-config', `${name} is not a DiffTalk model parameter name`);
+}
+
+/**
+ * Every tensor of a DiffTalk checkpoint by difftalk name, in state_dict order: the UNet, the audio and landmark
+ * encoders, then the UNet EMA (`PREFIX.ema` + UNet name). Specs only: nothing is allocated.
+ */
+export function checkpointSpecs(config: DifftalkConfig): Map<string, ParamSpec> {
+  const out = new Map<string, ParamSpec>();
+  const add = (prefix: string, specs: readonly ParamSpec[]) => {
+    for (const s of specs) out.set(prefix + s.name, s);
+  };
+  add(PREFIX.unet, unetParamSpecs(config.unet));
+  add(PREFIX.audio, audioNetParamSpecs(config.audio));
+  add(PREFIX.audioAtt, audioAttNetParamSpecs(config.audio));
+  add(PREFIX.ldm, ldmNetParamSpecs(config.ldm));
+  add(PREFIX.ema, unetParamSpecs(config.unet));
+  return out;
+}
+
+/**
+ * A reference-named state dict (a PyTorch-trained DiffTalk checkpoint) → difftalk names: the inverse of
+ * {@link toReferenceName} over the names of `config`'s model. `ema` is absent when the file has no `model_ema.*`
+ * (e.g. saved with use_ema: false). Other entries (first_stage_model.*, schedule buffers, model_ema.decay /
+ * num_updates) are left out; missing or mis-shaped ones are found by {@link DifftalkModel.load}.
+ */
+export function fromReferenceStateDict(
+  sd: ReadonlyMap<string, TensorData>,
+  config: DifftalkConfig,
+): { model: Map<string, TensorData>; ema?: Map<string, TensorData> } {
+  const model = new Map<string, TensorData>();
+  const ema = new Map<string, TensorData>();
+  for (const n of checkpointSpecs(config).keys()) {
+    const t = sd.get(toReferenceName(n));
+    if (t) (n.startsWith(PREFIX.ema) ? ema : model).set(n, t);
+  }
+  return { model, ema: ema.size ? ema : undefined };
+}
 
 export class DifftalkModel {
   readonly unet: Params;

@@ -3,17 +3,20 @@
  * - The official syncnet_v2.model (joonson/syncnet_python `download_model.sh`) is a PyTorch state_dict; it is
  *   imported once into the weights cache as kind `syncnet-v2` (`difftalk weights import --kind syncnet-v2
  *   --model syncnet_v2.model`; this module registers the converter) and loaded with `loadSyncNet()`.
- * - A file can also be given directly: a `.safetensors` checkpoint written by `difftalk train syncnet` (its metadata
- *   carries the width/embedding config and `difftalk.trained_by`), or any PyTorch file holding the state_dict.
+ * - A file can also be given directly: a run or checkpoint folder of `difftalk train syncnet` (its model.safetensors
+ *   metadata carries the width/embedding config and `difftalk.trained_by`), such a `.safetensors` file itself, or any
+ *   PyTorch file holding the state_dict.
  * Every score is labelled with the weights' identity: source, file, sha256, and "trained by difftalk" for
  * checkpoints this project trained (those are NOT the published SyncNet and their LSE values are not comparable
  * with papers).
  */
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DifftalkError } from '../util/errors.js';
 import { sha256File } from '../util/fs.js';
 import { readSafetensors } from '../weights/safetensors.js';
 import { loadWeights, registerWeightConverter, requireWeights } from './weights-store.js';
+import { resolveCheckpoint } from './checkpoint.js';
 import { readTorchFile, stateDict, type TensorData } from '../weights/torch.js';
 import { SyncNet, SYNCNET_V2_CONFIG, syncnetParamShapes, type NamedTensor, type SyncNetConfig } from './syncnet.js';
 
@@ -92,7 +95,8 @@ registerWeightConverter('syncnet-v2', async ({ inputs }) => {
 });
 
 /**
- * Load SyncNet weights: from `file` when given (.safetensors from `difftalk train syncnet`, or a PyTorch state_dict
+ * Load SyncNet weights: from `file` when given (a run or checkpoint folder of `difftalk train syncnet` — its
+ * model.safetensors —, a .safetensors file, or a PyTorch state_dict
  * such as syncnet_v2.model), else the imported `syncnet-v2` kind from the weights cache (a clear
  * DifftalkError('weights-missing') with the import command when it was never imported).
  */
@@ -103,7 +107,15 @@ export async function loadSyncNet(file?: string, options: { cacheDir?: string } 
     const net = SyncNet.fromTensors(toNamed(tensors, cached), SYNCNET_V2_CONFIG);
     return { net, identity: identityOf('syncnet-v2', cached, await sha256File(cached), SYNCNET_V2_CONFIG) };
   }
-  const abs = path.resolve(file);
+  let abs = path.resolve(file);
+  if (await isDirectory(abs)) {
+    const dir = await resolveCheckpoint(abs);
+    if (!dir)
+      throw new DifftalkError('file-missing', `${abs} is a folder but neither a \`difftalk train syncnet\` run (latest.json) nor a checkpoint (state.json)`, {
+        suggestion: 'pass the --out folder of `difftalk train syncnet`, one of its ckpt-* folders, or a weights file',
+      });
+    abs = path.join(dir, 'model.safetensors');
+  }
   let sha: string;
   try {
     sha = await sha256File(abs);
@@ -121,4 +133,8 @@ export async function loadSyncNet(file?: string, options: { cacheDir?: string } 
   const sd = stateDict(await readTorchFile(abs), { stripPrefix: 'module.' });
   const net = SyncNet.fromTensors(toNamed(sd, abs), SYNCNET_V2_CONFIG);
   return { net, identity: identityOf('syncnet-v2', abs, sha, SYNCNET_V2_CONFIG) };
+}
+
+async function isDirectory(p: string): Promise<boolean> {
+  return (await stat(p).catch(() => undefined))?.isDirectory() ?? false;
 }

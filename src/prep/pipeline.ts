@@ -6,16 +6,17 @@
  * were renamed into place, so a rerun (also after SIGKILL) skips finished or dropped clips and redoes the rest.
  * dataset.json is rebuilt from all status files at the end. Nothing here prints; progress goes through onEvent.
  */
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import PQueue from 'p-queue';
 import { DifftalkError, errorMessage, isFatal } from '../util/errors.js';
 import { parseSmoothing } from '../face/landmarks/smoothing.js';
 import { silent, type OnEvent } from '../util/events.js';
-import { exists, readJson, sha256, writeJsonAtomic } from '../util/fs.js';
+import { checkOutputFolder, exists, readJson, sha256, sweepTempFiles, writeJsonAtomic } from '../util/fs.js';
 import { VERSION } from '../util/version.js';
 import { parseHdtfAnnotations, type HdtfSubset, type HdtfSummary } from './annotations.js';
 import { createAudioFeature, parseAudioFeatureSpec } from '../audio/index.js';
+import '../models/deepspeech.js'; // registers the 'deepspeech' audio feature (DeepSpeech 0.1.0 on tfjs)
 import type { AudioFeatureRequest } from './audio-stage.js';
 import { removePreparedClip } from '../media/clip.js';
 import { buildDatasetManifest, writeDatasetManifest, type DatasetClip, type DatasetManifest } from '../dataset/manifest.js';
@@ -176,24 +177,10 @@ const OWN_ENTRIES = [CONFIG_FILE, 'dataset.json', 'shards', 'work', 'previews'];
  * Before any work: the output folder is empty, or was created by prep (prep-config.json); `force` allows anything else.
  * Temp files of earlier killed runs (`.<name>.<pid>.<hex>.tmp`, util/fs.ts) are swept.
  */
-async function checkOutputFolder(out: string, force: boolean): Promise<void> {
+async function checkPrepFolder(out: string, force: boolean): Promise<void> {
+  await checkOutputFolder(out, { marker: CONFIG_FILE, creator: 'difftalk prep', force, forceNote: 'files named like prep outputs are replaced' });
   await mkdir(out, { recursive: true });
-  const entries = await readdir(out);
-  if (entries.length > 0 && !entries.includes(CONFIG_FILE) && !force) {
-    throw new DifftalkError('foreign-folder', `${out} is not empty and was not created by difftalk prep (no ${CONFIG_FILE}); nothing was written`, {
-      suggestion: 'use a new or empty --out folder, or --force to write into this one (files named like prep outputs are replaced)',
-    });
-  }
   await sweepTempFiles(out, 3);
-}
-
-const TEMP_FILE_RE = /^\..+\.\d+\.[0-9a-f]+\.tmp$/;
-
-async function sweepTempFiles(dir: string, depth: number): Promise<void> {
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    if (e.isFile() && TEMP_FILE_RE.test(e.name)) await rm(path.join(dir, e.name), { force: true });
-    else if (e.isDirectory() && depth > 0 && !e.isSymbolicLink()) await sweepTempFiles(path.join(dir, e.name), depth - 1);
-  }
 }
 
 /**
@@ -239,7 +226,7 @@ export async function runPrep(source: PrepSource, config: PrepConfig, run: PrepR
   const t0 = performance.now();
   const out = path.resolve(run.out);
   const stop = run.signal;
-  await checkOutputFolder(out, run.force ?? false);
+  await checkPrepFolder(out, run.force ?? false);
   parseSmoothing(config.smoothing); // a bad --smoothing fails here, not on every clip
 
   // 1. Clip list, splits (on the full list, so array workers agree), partition.

@@ -38,6 +38,7 @@ import type { AudioFeatureExtractor } from '../audio/types.js';
 import type { Box, PreparedClip } from '../media/types.js';
 import { datasetInfo } from '../dataset/info.js';
 import { audioContext, AUDIO_CONTEXT } from '../models/conditions.js';
+import '../models/deepspeech.js'; // registers the 'deepspeech' audio feature
 import type { FirstStage } from '../models/first-stage.js';
 import { DiffTalkPipeline, disposePrepared, LM68_VALUES, type PipelineFrame } from '../models/pipeline.js';
 import type { DifftalkConfig } from '../models/presets.js';

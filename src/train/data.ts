@@ -384,4 +384,35 @@ export async function readFrameImages(
   return out;
 }
 
+/** Split usable frames into train and validation sets (test split, or a held-out tail of each train clip). */
+export function splitSamples(clips: ClipConditions[], holdout: number, valCount: number, onEvent: OnEvent): { train: SampleRef[]; val: SampleRef[] } {
+  const trainClips = clips.filter((c) => c.split === 'train');
+  const testClips = clips.filter((c) => c.split === 'test');
+  let train: SampleRef[];
+  let val: SampleRef[];
+  if (testClips.length) {
+    train = sampleIndex(trainClips);
+    val = sampleIndex(testClips);
+  } else {
+    onEvent({
+      type: 'log',
+      level: 'warn',
+      message: `dataset has no test clips: holding out the last ${Math.round(holdout * 100)}% of each train clip's frames for validation`,
+    });
+    const all = sampleIndex(trainClips);
+    const cut = (s: SampleRef) => s.frame >= Math.floor(s.clip.frames * (1 - holdout));
+    train = all.filter((s) => !cut(s));
+    val = all.filter(cut);
+  }
+  if (!train.length)
+    throw new DifftalkError('dataset-empty', 'no usable training frames', {
+      suggestion: 'check the dataset with `difftalk prep` (faces found, train split not empty)',
+    });
+  if (val.length > valCount) {
+    const step = val.length / valCount;
+    val = Array.from({ length: valCount }, (_, i) => val[Math.floor(i * step)]!);
+  }
+  return { train, val };
+}
+
 export { datasetInfo, type DatasetInfo };

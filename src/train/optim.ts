@@ -129,6 +129,12 @@ export class Ema {
     for (const [n, p] of vars) this.shadow.set(n, tf.variable(p.clone(), false));
   }
 
+  /** Restart from the current weights (after an init that replaced them): shadow = weights, no updates counted. */
+  reset(): void {
+    this.numUpdates = 0;
+    for (const [n, p] of this.vars) this.shadow.get(n)!.assign(p);
+  }
+
   update(): void {
     this.numUpdates++;
     const d = Math.min(this.decay, (1 + this.numUpdates) / (10 + this.numUpdates));

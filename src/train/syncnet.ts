@@ -11,16 +11,14 @@
  * window 4i…4i+19 of the 5-frame clip i…i+4 (windows.ts) — or raw videos (face crops by the SyncNet crop rule from
  * landmarks, MFCC recomputed from the audio track), so the expert sees the same crops `difftalk eval` gives it.
  *
- * Checkpoints: `<out>/syncnet-step<N>.safetensors` (PyTorch state_dict names/layout, metadata with the config and
- * `difftalk.trained_by = difftalk`), `<out>/syncnet-step<N>.optim.safetensors` (Adam first/second moments by parameter
- * name, TF layout) + `<out>/syncnet-step<N>.json` (config, losses, Adam step and bias-correction accumulators, number of
- * sampler draws), then `<out>/latest.json`; all atomic, latest.json last. Seeded. `resume` continues from latest.json
- * exactly: the weights, the Adam state and the sampler position are restored, so the steps after the resume point give
- * the same losses as an uninterrupted run (on the same backend).
+ * Training runs on the one loop (core.ts: AdamW without weight decay = Adam, no gradient clipping, lr constant) in
+ * the one checkpoint format and resume policy of every trainer (../models/checkpoint.ts): `<out>/ckpt-<step>/` with
+ * model.safetensors (PyTorch state_dict names/layout, BatchNorm statistics included; metadata with the config and
+ * `difftalk.trained_by = difftalk`), optimizer.safetensors and state.json, then `<out>/latest.json`. Each step's
+ * batch is drawn from hash(seed, step), so a resumed run gives the same losses and weights as an uninterrupted one.
  * Scores computed with these weights are always labelled as "trained by difftalk" (syncnet-weights.ts).
  */
 import path from 'node:path';
-import { mkdir } from 'node:fs/promises';
 import { mfcc } from '../audio/mfcc.js';
 import { loadAudio16k } from '../audio/wav.js';
 import { decodeFrames } from '../media/frames.js';
@@ -29,9 +27,8 @@ import { iterateRows, listShards, openShard } from '../dataset/shard-reader.js';
 import type { LandmarkEngine } from '../face/types.js';
 import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
-import { exists, readJson, sha256File, writeJsonAtomic } from '../util/fs.js';
+import { sha256File } from '../util/fs.js';
 import { tf } from '../util/tf.js';
-import { readSafetensors, writeSafetensors } from '../weights/safetensors.js';
 import type { TensorData } from '../weights/torch.js';
 import { applyCropTrack, meshBox, syncnetCropTrack } from '../face/sync-crop.js';
 import { syncScoresFromEmbeddings, type SyncScores } from '../metrics/lse.js';
@@ -46,6 +43,7 @@ import {
   type NamedTensor,
   type SyncNetConfig,
 } from '../models/syncnet.js';
+import { hash, openRun, runTraining, type RunState, type TrainableModel, type TrainResult } from './core.js';
 
 /** One clip ready for SyncNet: 224×224 RGB face crops and one 13×20 MFCC window per 5-frame video window. */
 export interface SyncClip {
@@ -196,7 +194,7 @@ export async function clipSyncScores(net: SyncNet, clip: SyncClip): Promise<Sync
 export interface SyncTrainOptions {
   out: string;
   clips: SyncClip[];
-  /** Description of where the clips came from (recorded in the checkpoint JSON). */
+  /** Description of where the clips came from (recorded in state.json). */
   dataSource: string;
   steps?: number;
   batch?: number;
@@ -208,139 +206,44 @@ export interface SyncTrainOptions {
   minShift?: number;
   seed?: number;
   checkpointEvery?: number;
+  /** Checkpoints kept (default 3, as every trainer). */
+  keepLast?: number;
   /**
-   * Continue from `<out>/latest.json` (weights, Adam moments and step, sampler position). The run's settings (width,
-   * embedding, batch, lr, margin, minShift, seed) and clips must equal the checkpoint's; `steps` is the total to reach.
+   * Continue the run in `out` (core.ts resume policy: latest.json or `resumeFrom`); `steps` is the total to reach. The
+   * run's network config is kept; its clips must equal the checkpoint's; a changed option (lr, batch…) is a warning.
    */
   resume?: boolean;
+  /** With `resume`: continue from this checkpoint (a ckpt-* folder, or a step of this run) instead of latest.json. */
+  resumeFrom?: string;
+  /** Write into a non-empty `out` folder that difftalk did not create. */
+  force?: boolean;
   onEvent?: OnEvent;
+  /** Stop cleanly (after the current step, with a checkpoint). */
+  signal?: AbortSignal;
 }
 
-/** What a checkpoint JSON records for `resume` (beside the descriptive fields). */
-export interface SyncTrainResumeState {
-  step: number;
-  /** `<name>.optim.safetensors`: `m.<param>` / `v.<param>` Adam moments (TF layout), sha256 in `optimizerSha256`. */
-  optimizer: string;
-  optimizerSha256: string;
-  /** Adam's update count and its float32 bias-correction accumulators β1^(t+1), β2^(t+1) as tfjs holds them. */
-  adamIterations: number;
-  adamAccBeta1: number;
-  adamAccBeta2: number;
-  /** Number of values drawn from the seeded sampler so far (replayed on resume). */
-  rngDraws: number;
-}
-
-interface AdamInternals {
-  accBeta1?: tf.Variable;
-  accBeta2?: tf.Variable;
-}
-
-function adamAccumulators(opt: tf.AdamOptimizer): { accBeta1: tf.Variable; accBeta2: tf.Variable } {
-  const o = opt as unknown as AdamInternals;
-  if (!(o.accBeta1 instanceof tf.Variable) || !(o.accBeta2 instanceof tf.Variable)) {
-    throw new DifftalkError(
-      'internal',
-      'this TensorFlow.js version has no AdamOptimizer.accBeta1/accBeta2: optimizer state cannot be checkpointed for --resume',
-    );
-  }
-  return { accBeta1: o.accBeta1, accBeta2: o.accBeta2 };
-}
-
-/** Names of the trainable parameters, in SyncNet.trainableVariables() order (the order Adam's moments follow). */
+/** Names of the trainable parameters, in SyncNet.trainableVariables() order. */
 function trainableNames(config: SyncNetConfig): string[] {
   return syncnetParamShapes(config)
     .map(([n]) => n)
     .filter((n) => !n.endsWith('num_batches_tracked') && !n.includes('running_'));
 }
 
-export interface SyncTrainResult {
-  checkpoint: string;
+/** The loop's result, plus the checkpoint's state.json, the sha256 of its model.safetensors and the whole loss history. */
+export interface SyncTrainResult extends TrainResult {
   json: string;
   sha256: string;
   steps: number;
   config: SyncNetConfig;
   finalLoss: number;
+  /** Train loss of every step of the run (from step 1, across resumes). */
   losses: number[];
   seconds: number;
   backend: string;
 }
 
-interface CheckpointJson {
-  config: SyncNetConfig;
-  step: number;
-  seed: number;
-  batch: number;
-  lr: number;
-  margin: number;
-  minShift: number;
-  clips: Array<{ id: string; windows: number }>;
-  losses: number[];
-  weights: { file: string; sha256: string };
-  resume?: SyncTrainResumeState;
-}
-
-/** Read `<out>/latest.json` and everything it points at, checking hashes and that the run's settings match. */
-async function loadResumeState(
-  out: string,
-  run: { config: SyncNetConfig; batch: number; lr: number; margin: number; minShift: number; seed: number; clips: SyncClip[] },
-): Promise<{ net: SyncNet; moments: Map<string, TensorData>; state: SyncTrainResumeState; losses: number[] }> {
-  const latestFile = path.join(out, 'latest.json');
-  if (!(await exists(latestFile)))
-    throw new DifftalkError('no-checkpoint', `--resume: ${latestFile} does not exist`, {
-      suggestion: 'train without --resume first, or pass the --out folder of an earlier run',
-    });
-  const latest = await readJson<{ json: string }>(latestFile);
-  const info = await readJson<CheckpointJson>(path.join(out, latest.json));
-  if (!info.resume) {
-    throw new DifftalkError('not-resumable', `${path.join(out, latest.json)} has no optimizer state (written before --resume existed)`, {
-      suggestion: 'start a new run in another --out folder',
-    });
-  }
-  const want = {
-    config: run.config,
-    batch: run.batch,
-    lr: run.lr,
-    margin: run.margin,
-    minShift: run.minShift,
-    seed: run.seed,
-    clips: run.clips.map((c) => ({ id: c.id, windows: c.windows })),
-  };
-  const have = { config: info.config, batch: info.batch, lr: info.lr, margin: info.margin, minShift: info.minShift, seed: info.seed, clips: info.clips };
-  for (const k of Object.keys(want) as Array<keyof typeof want>) {
-    if (JSON.stringify(want[k]) !== JSON.stringify(have[k])) {
-      throw new DifftalkError(
-        'resume-mismatch',
-        `--resume: ${k} is ${JSON.stringify(want[k])} but the checkpoint was trained with ${JSON.stringify(have[k])}`,
-        {
-          suggestion: 'resume with the same data and options as the original run',
-        },
-      );
-    }
-  }
-  const wFile = path.join(out, info.weights.file);
-  const oFile = path.join(out, info.resume.optimizer);
-  for (const [f, sha] of [
-    [wFile, info.weights.sha256],
-    [oFile, info.resume.optimizerSha256],
-  ] as const) {
-    if (!(await exists(f)) || (await sha256File(f)) !== sha)
-      throw new DifftalkError('checkpoint-corrupt', `--resume: ${f} is missing or does not match its recorded sha256`);
-  }
-  const named = new Map<string, NamedTensor>();
-  for (const [k, t] of (await readSafetensors(wFile)).tensors) {
-    if (!(t.data instanceof Float32Array)) throw new DifftalkError('checkpoint-corrupt', `${wFile}: ${k} is ${t.dtype}, expected float32`);
-    named.set(k, { shape: t.shape, data: t.data });
-  }
-  const moments = (await readSafetensors(oFile)).tensors;
-  for (const n of trainableNames(run.config)) {
-    for (const k of [`m.${n}`, `v.${n}`]) {
-      if (!(moments.get(k)?.data instanceof Float32Array))
-        throw new DifftalkError('checkpoint-corrupt', `${oFile}: Adam moment ${k} is missing or not float32`);
-    }
-  }
-  const net = SyncNet.fromTensors(named, run.config, { trainable: true });
-  return { net, moments, state: info.resume, losses: info.losses.slice(0, info.resume.step) };
-}
+/** state.json of a SyncNet run (RunState plus what describes the weights to whoever scores with them). */
+type SyncState = RunState<SyncNetConfig> & { trained_by: 'difftalk'; architecture: string; data: string; clips: Array<{ id: string; windows: number }> };
 
 /** Train the expert; returns the last checkpoint. The caller selects the tfjs backend first (initBackend). */
 export async function trainSyncNet(opts: SyncTrainOptions): Promise<SyncTrainResult> {
@@ -348,63 +251,72 @@ export async function trainSyncNet(opts: SyncTrainOptions): Promise<SyncTrainRes
   const steps = opts.steps ?? 1000;
   const batch = opts.batch ?? 16;
   const lr = opts.lr ?? 1e-4;
-  const config: SyncNetConfig = {
+  const asked: SyncNetConfig = {
     width: opts.width ?? 1,
     embedDim: opts.embedDim ?? (opts.width && opts.width !== 1 ? Math.max(16, Math.round(1024 * opts.width)) : 1024),
   };
   const margin = opts.margin ?? 20;
   const minShift = opts.minShift ?? 5;
   const seed = opts.seed ?? 0;
-  const every = opts.checkpointEvery ?? Math.max(1, Math.min(steps, 500));
-  if (!(steps >= 1 && batch >= 2 && lr > 0 && config.width > 0 && margin > 0)) {
-    throw new DifftalkError('bad-option', `invalid training options (steps ${steps}, batch ${batch}, lr ${lr}, width ${config.width}, margin ${margin})`);
+  if (!(steps >= 1 && batch >= 2 && lr > 0 && asked.width > 0 && margin > 0)) {
+    throw new DifftalkError('bad-option', `invalid training options (steps ${steps}, batch ${batch}, lr ${lr}, width ${asked.width}, margin ${margin})`);
   }
   const clips = opts.clips.filter((c) => c.windows >= 1);
   if (clips.length === 0) throw new DifftalkError('no-data', 'no training clip has a 5-frame window');
-  await mkdir(opts.out, { recursive: true });
-  const rng = mulberry32(seed ^ 0x5eed);
-  let rngDraws = 0;
-  const rand = (): number => {
-    rngDraws++;
-    return rng();
+  const every = opts.checkpointEvery ?? Math.max(1, Math.min(steps, 500));
+  const core = {
+    out: opts.out,
+    steps,
+    batchSize: batch,
+    accumulate: 1,
+    baseLr: lr,
+    lr,
+    lrSchedule: 'constant' as const,
+    weightDecay: 0, // Adam, as SyncNet was trained
+    gradClip: Number.MAX_VALUE, // no clipping
+    seed,
+    checkpointEvery: every,
+    keepLast: opts.keepLast ?? 3,
+    validateEvery: steps,
+    sampleEvery: steps,
+    resume: opts.resume ?? false,
+    resumeFrom: opts.resumeFrom,
+    force: opts.force,
+    onEvent,
+    signal: opts.signal,
+    width: asked.width,
+    embedDim: asked.embedDim,
+    margin,
+    minShift,
   };
-  const optimizer = tf.train.adam(lr);
-  const losses: number[] = [];
-  let startStep = 0;
-  let net: SyncNet;
-  if (opts.resume) {
-    const r = await loadResumeState(opts.out, { config, batch, lr, margin, minShift, seed, clips });
-    if (r.state.step >= steps) {
-      r.net.dispose();
-      optimizer.dispose();
-      throw new DifftalkError('bad-option', `${opts.out} is already at step ${r.state.step}; --steps ${steps} leaves nothing to do`, {
-        suggestion: `pass --steps greater than ${r.state.step}`,
+  const saved = await openRun<SyncState>(core, 'syncnet');
+  const clipIds = clips.map((c) => ({ id: c.id, windows: c.windows }));
+  const config = saved?.state.config ?? asked;
+  if (saved) {
+    if (JSON.stringify(saved.state.clips) !== JSON.stringify(clipIds))
+      throw new DifftalkError(
+        'resume-mismatch',
+        `--resume: the clips are ${JSON.stringify(clipIds)} but the run was trained on ${JSON.stringify(saved.state.clips)}`,
+        {
+          suggestion: 'resume with the same data as the original run',
+        },
+      );
+    if (JSON.stringify(config) !== JSON.stringify(asked))
+      onEvent({
+        type: 'log',
+        level: 'warn',
+        message: `width ${asked.width}, embedding ${asked.embedDim} ignored: the run's saved network (width ${config.width}, embedding ${config.embedDim}) is kept`,
       });
-    }
-    net = r.net;
-    const vars = net.trainableVariables();
-    const names = trainableNames(config);
-    const m = names.map((n, i) => ({ name: `${n}/m`, tensor: tf.tensor(r.moments.get(`m.${n}`)!.data as Float32Array, vars[i]!.shape) }));
-    const v = names.map((n, i) => ({ name: `${n}/v`, tensor: tf.tensor(r.moments.get(`v.${n}`)!.data as Float32Array, vars[i]!.shape) }));
-    const iter = tf.scalar(r.state.adamIterations, 'int32');
-    await optimizer.setWeights([{ name: 'iter', tensor: iter }, ...m, ...v]);
-    tf.dispose([iter, ...m.map((x) => x.tensor), ...v.map((x) => x.tensor)]);
-    // setWeights recomputes β^(t+1) with pow(); the uninterrupted run multiplied in float32 step by step, so restore
-    // the accumulators it actually held (bit-exact).
-    const acc = adamAccumulators(optimizer);
-    acc.accBeta1.assign(tf.scalar(r.state.adamAccBeta1));
-    acc.accBeta2.assign(tf.scalar(r.state.adamAccBeta2));
-    for (let k = 0; k < r.state.rngDraws; k++) rand();
-    losses.push(...r.losses);
-    startStep = r.state.step;
-    onEvent({ type: 'log', level: 'info', message: `resuming ${opts.out} at step ${startStep}` });
-  } else {
-    net = SyncNet.init(config, seed);
   }
-  const t0 = performance.now();
-  let ckpt = { checkpoint: '', json: '', sha256: '' };
+  const net = saved ? SyncNet.fromTensors(namedFloat32(saved.model, saved.dir), config, { trainable: true }) : SyncNet.init(config, seed);
+  const names = trainableNames(config);
+  const list = net.trainableVariables();
+  if (list.length !== names.length) throw new DifftalkError('internal', `SyncNet has ${list.length} trainable variables for ${names.length} names`);
+  const vars = new Map(names.map((n, i) => [n, list[i]!]));
 
-  const drawBatch = (): { v: tf.Tensor4D; a: tf.Tensor4D; y: tf.Tensor1D } => {
+  /** Batch of optimizer step `step`: even rows in sync (audio window i), odd rows off sync (|j − i| ≥ minShift, or another clip). */
+  const drawBatch = (step: number): { v: tf.Tensor4D; a: tf.Tensor4D; y: tf.Tensor1D } => {
+    const rand = mulberry32(hash(seed, 'sync', step));
     const vRows: Array<{ clip: SyncClip; i: number }> = [];
     const aRows: Array<{ clip: SyncClip; j: number }> = [];
     const ys: number[] = [];
@@ -436,105 +348,71 @@ export async function trainSyncNet(opts: SyncTrainOptions): Promise<SyncTrainRes
     return { v, a: tf.tensor4d(aData, [batch, SYNCNET_MFCC_DIM, SYNCNET_MFCC_WINDOW, 1]), y: tf.tensor1d(ys) };
   };
 
-  const save = async (step: number): Promise<void> => {
-    const base = path.join(opts.out, `syncnet-step${String(step).padStart(6, '0')}`);
-    const tensors = new Map<string, TensorData>();
-    for (const [k, t] of await net.stateDict()) tensors.set(k, { dtype: 'float32', shape: [...t.shape], data: t.data });
-    await writeSafetensors(`${base}.safetensors`, tensors, {
-      'difftalk.trained_by': 'difftalk',
-      'difftalk.syncnet_config': JSON.stringify(config),
-      'difftalk.step': String(step),
-      'difftalk.seed': String(seed),
-    });
-    const sha = await sha256File(`${base}.safetensors`);
-    const names = trainableNames(config);
-    const opt = await optimizer.getWeights();
-    const moments = opt.slice(1);
-    if (moments.length !== 2 * names.length) throw new DifftalkError('internal', `Adam holds ${moments.length} moments for ${names.length} parameters`);
-    const optTensors = new Map<string, TensorData>();
-    for (let k = 0; k < moments.length; k++) {
-      const t = moments[k]!.tensor;
-      optTensors.set(`${k < names.length ? 'm' : 'v'}.${names[k % names.length]}`, {
-        dtype: 'float32',
-        shape: [...t.shape],
-        data: (await t.data()) as Float32Array,
-      });
-    }
-    const iterT = opt[0]!.tensor;
-    const acc = adamAccumulators(optimizer);
-    const adamState = {
-      adamIterations: (await iterT.data())[0]!,
-      adamAccBeta1: (await acc.accBeta1.data())[0]!,
-      adamAccBeta2: (await acc.accBeta2.data())[0]!,
-    };
-    iterT.dispose();
-    await writeSafetensors(`${base}.optim.safetensors`, optTensors, {
-      'difftalk.step': String(step),
-      'difftalk.optimizer': 'tfjs Adam moments (m.<param>, v.<param>), TF layout',
-    });
-    const optSha = await sha256File(`${base}.optim.safetensors`);
-    const info = {
+  const t0 = performance.now();
+  const trainable: TrainableModel<SyncNetConfig> = {
+    config,
+    record: {
       trained_by: 'difftalk',
       architecture:
         config.width === 1 && config.embedDim === 1024
           ? 'syncnet_v2 (SyncNetModel.S(1024))'
           : `syncnet_v2 layout at width ${config.width}, embedding ${config.embedDim} (reduced, not the published size)`,
-      config,
-      step,
-      seed,
-      batch,
-      lr,
-      margin,
-      minShift,
       loss: 'contrastive: y·d² + (1−y)·max(0, margin − d)², d = euclidean distance of the embeddings',
       data: opts.dataSource,
-      clips: clips.map((c) => ({ id: c.id, windows: c.windows })),
-      losses,
+      clips: clipIds,
       backend: tf.getBackend(),
-      weights: { file: path.basename(`${base}.safetensors`), sha256: sha },
-      resume: { step, optimizer: path.basename(`${base}.optim.safetensors`), optimizerSha256: optSha, ...adamState, rngDraws } satisfies SyncTrainResumeState,
-      created: new Date().toISOString(),
-    };
-    await writeJsonAtomic(`${base}.json`, info);
-    await writeJsonAtomic(path.join(opts.out, 'latest.json'), {
-      checkpoint: path.basename(`${base}.safetensors`),
-      json: path.basename(`${base}.json`),
-      step,
-      sha256: sha,
-    });
-    ckpt = { checkpoint: `${base}.safetensors`, json: `${base}.json`, sha256: sha };
-    onEvent({ type: 'log', level: 'info', message: `checkpoint ${ckpt.checkpoint} (step ${step})` });
+    },
+    stage: 'train-syncnet',
+    describe: `SyncNet width ${config.width}, embedding ${config.embedDim}: ${clips.length} clip(s), ${clips.reduce((a, c) => a + c.windows, 0)} windows, batch ${batch}`,
+    curveTitle: `SyncNet contrastive loss (width ${config.width})`,
+    vars,
+    batchSize: batch,
+    trainSamples: clips.reduce((a, c) => a + c.windows, 0),
+    valSamples: 0,
+    loss(step) {
+      const { v, a, y } = drawBatch(step);
+      const ev = net.forwardLip(v, true);
+      const ea = net.forwardAud(a, true);
+      const d = tf.sqrt(tf.sum(tf.square(tf.sub(ev, ea)), 1).add(1e-8));
+      const pos = tf.mul(y, tf.square(d));
+      const neg = tf.mul(tf.sub(1, y), tf.square(tf.relu(tf.sub(margin, d))));
+      return tf.mean(tf.add(pos, neg)) as tf.Scalar;
+    },
+    async weights() {
+      const tensors = new Map<string, TensorData>();
+      for (const [k, t] of await net.stateDict()) tensors.set(k, { dtype: 'float32', shape: [...t.shape], data: t.data });
+      return tensors;
+    },
+    weightsMetadata: (step) => ({
+      'difftalk.trained_by': 'difftalk',
+      'difftalk.syncnet_config': JSON.stringify(config),
+      'difftalk.step': String(step),
+      'difftalk.seed': String(seed),
+    }),
+    dispose: () => net.dispose(),
   };
+  const { result, state } = await runTraining(core, 'syncnet', saved, trainable);
+  const losses = state.history.map((h) => h.value);
+  const model = result.checkpoint ? path.join(result.checkpoint, 'model.safetensors') : '';
+  return {
+    ...result,
+    json: result.checkpoint ? path.join(result.checkpoint, 'state.json') : '',
+    sha256: model ? await sha256File(model) : '',
+    steps: result.step,
+    config,
+    finalLoss: losses[losses.length - 1] ?? NaN,
+    losses,
+    seconds: (performance.now() - t0) / 1000,
+    backend: tf.getBackend(),
+  };
+}
 
-  try {
-    onEvent({ type: 'stage-start', stage: 'train-syncnet', total: steps, unit: 'steps' });
-    for (let step = startStep + 1; step <= steps; step++) {
-      const { v, a, y } = drawBatch();
-      const lossT = optimizer.minimize(
-        () =>
-          tf.tidy(() => {
-            const ev = net.forwardLip(v, true);
-            const ea = net.forwardAud(a, true);
-            const d = tf.sqrt(tf.sum(tf.square(tf.sub(ev, ea)), 1).add(1e-8));
-            const pos = tf.mul(y, tf.square(d));
-            const neg = tf.mul(tf.sub(1, y), tf.square(tf.relu(tf.sub(margin, d))));
-            return tf.mean(tf.add(pos, neg)) as tf.Scalar;
-          }),
-        true,
-        net.trainableVariables(),
-      );
-      const loss = (await lossT!.data())[0]!;
-      tf.dispose([v, a, y, lossT!]);
-      if (!Number.isFinite(loss)) throw new DifftalkError('training-diverged', `loss became ${loss} at step ${step}`, { suggestion: 'lower --lr' });
-      losses.push(loss);
-      onEvent({ type: 'metric', name: 'loss', value: loss, step });
-      onEvent({ type: 'progress', stage: 'train-syncnet', done: step, total: steps, detail: `loss ${loss.toFixed(4)}` });
-      if (step % every === 0 || step === steps) await save(step);
-    }
-    onEvent({ type: 'stage-done', stage: 'train-syncnet', done: steps, seconds: (performance.now() - t0) / 1000 });
-  } finally {
-    optimizer.dispose();
-    net.dispose();
+/** A checkpoint's tensors as SyncNet.fromTensors takes them (float32 only: anything else is a corrupt checkpoint). */
+function namedFloat32(tensors: ReadonlyMap<string, TensorData>, source: string): Map<string, NamedTensor> {
+  const named = new Map<string, NamedTensor>();
+  for (const [k, t] of tensors) {
+    if (!(t.data instanceof Float32Array)) throw new DifftalkError('checkpoint-corrupt', `${source}: ${k} is ${t.dtype}, expected float32`);
+    named.set(k, { shape: t.shape, data: t.data });
   }
-  return { ...ckpt, steps, config, finalLoss: losses[losses.length - 1]!, losses, seconds: (performance.now() - t0) / 1000, backend: tf.getBackend() };
+  return named;
 }

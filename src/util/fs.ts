@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DifftalkError } from './errors.js';
 
@@ -129,4 +129,43 @@ export function sha256File(file: string): Promise<string> {
 
 export function sha256(data: Uint8Array | string): string {
   return createHash('sha256').update(data).digest('hex');
+}
+
+/** Temp files of writeFileAtomic/produceAtomic (`.<name>.<pid>.<hex>.tmp`), as a killed run leaves them. */
+export const TEMP_FILE_RE = /^\..+\.\d+\.[0-9a-f]+\.tmp$/;
+
+/** Remove the temp files (TEMP_FILE_RE) a killed run left in `dir` and its subfolders down to `depth` levels (links not followed). */
+export async function sweepTempFiles(dir: string, depth: number): Promise<void> {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.isFile() && TEMP_FILE_RE.test(e.name)) await rm(path.join(dir, e.name), { force: true });
+    else if (e.isDirectory() && depth > 0 && !e.isSymbolicLink()) await sweepTempFiles(path.join(dir, e.name), depth - 1);
+  }
+}
+
+/**
+ * The output-folder rule of the commands that fill a folder (prep, export): before any work, `out` must be absent or
+ * empty, or hold `marker` (the file the command writes into its own folders); `force` allows anything else. Otherwise
+ * one DifftalkError('foreign-folder') naming `creator` and the marker, and nothing is written. A path that is not a
+ * folder is always refused. Nothing is created here. Returns what was found.
+ */
+export async function checkOutputFolder(
+  out: string,
+  o: { marker: string; creator: string; force: boolean; forceNote: string },
+): Promise<'absent' | 'empty' | 'own' | 'forced'> {
+  let entries: string[];
+  try {
+    if (!(await stat(out)).isDirectory()) {
+      throw new DifftalkError('foreign-folder', `${out} exists and is not a folder; nothing was written`, { suggestion: 'choose a folder for --out' });
+    }
+    entries = await readdir(out);
+  } catch (e) {
+    if (e instanceof DifftalkError) throw e;
+    return 'absent';
+  }
+  if (entries.length === 0) return 'empty';
+  if (entries.includes(o.marker)) return 'own';
+  if (o.force) return 'forced';
+  throw new DifftalkError('foreign-folder', `${out} is not empty and was not created by ${o.creator} (no ${o.marker}); nothing was written`, {
+    suggestion: `use a new or empty --out folder, or --force to write into this one (${o.forceNote})`,
+  });
 }

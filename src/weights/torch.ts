@@ -35,7 +35,7 @@ export interface TorchFile {
   tensors: Map<string, TensorData>;
 }
 
-const STORAGE_DTYPES: Record<string, TorchDtype> = {
+export const STORAGE_DTYPES: Record<string, TorchDtype> = {
   FloatStorage: 'float32',
   DoubleStorage: 'float64',
   HalfStorage: 'float16',
@@ -533,6 +533,27 @@ async function readZipTorch(file: string, fileSize: number): Promise<TorchFile> 
     }
     materialise(tensors, file, bigEndian);
     return { format: 'zip', value, tensors: collectTensors(value, '', file) };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The bytes of the one entry of a zip archive whose name matches `pattern` (e.g. the frozen graph inside
+ * deepspeech-0_1_0-b90017e8.pb.zip), read with the same bounds as zip checkpoints. None or several matches is an error.
+ */
+export async function readZipMember(file: string, pattern: RegExp): Promise<{ name: string; bytes: Uint8Array }> {
+  let size: number;
+  try {
+    size = (await stat(file)).size;
+  } catch {
+    throw new DifftalkError('not-found', `${file}: no such file`);
+  }
+  const fh = await open(file, 'r');
+  try {
+    const entries = (await readZipDirectory(fh, size, file)).filter((e) => pattern.test(e.name));
+    if (entries.length !== 1) throw bad(file, `the zip archive has ${entries.length} entries matching ${pattern} (expected one)`);
+    return { name: entries[0]!.name, bytes: await readZipEntry(fh, entries[0]!, size, file) };
   } finally {
     await fh.close();
   }

@@ -24,7 +24,9 @@ import type { ProgressEvent } from '../../src/util/events.js';
 import { runProcess } from '../../src/util/exec.js';
 import { exists, readJson } from '../../src/util/fs.js';
 import { DEFAULT_PREP_CONFIG, runPrep } from '../../src/prep/pipeline.js';
-import { DEFAULT_LDM, DEFAULT_TRAIN, trainAutoencoder, trainLdm, type TrainLdmOptions } from '../../src/train/loop.js';
+import { DEFAULT_TRAIN } from '../../src/train/core.js';
+import { trainAutoencoder } from '../../src/train/autoencoder.js';
+import { DEFAULT_LDM, trainLdm, type TrainLdmOptions } from '../../src/train/ldm.js';
 import { loadCheckpoint, type LatestPointer } from '../../src/models/checkpoint.js';
 
 const work = tmpDir('difftalk-train-');

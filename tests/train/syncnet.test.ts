@@ -1,9 +1,11 @@
 /**
- * SyncNet expert training (sync-train.ts) on the syncnet fixture (24 real AOC frames at 224², synthetic 16 kHz audio):
- * a tiny width so the test stays in seconds. Asserts seeding, checkpoint files and labelling, the shift helpers, and
+ * SyncNet expert training (src/train/syncnet.ts on the one loop, src/train/core.ts) on the syncnet fixture (24 real AOC frames at 224², synthetic 16 kHz audio):
+ * a tiny width so the test stays in seconds. Asserts seeding, checkpoint files and labelling, exact resume (also after
+ * SIGTERM), the shift helpers, and
  * that the hand-written conv2d filter gradient matches finite differences (reference: central differences, 2e-2 rel).
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -87,9 +89,15 @@ describe('SyncNet expert training', () => {
     const s = await clipSyncScores(net, clip);
     assert.equal(s.mdist.length, 31);
     net.dispose();
+    // the run folder names the same weights (latest.json → ckpt-00000002/model.safetensors); a plain folder is one clear error
+    const viaRun = await loadSyncNet(path.dirname(a.checkpoint));
+    assert.equal(viaRun.identity.sha256, identity.sha256);
+    assert.equal(viaRun.identity.sha256, a.sha256);
+    viaRun.net.dispose();
+    await assert.rejects(loadSyncNet(tmpDir('difftalk-sync-plain-')), (e: Error & { code?: string }) => e.code === 'file-missing');
   });
 
-  it('resumes exactly: same losses and weights as an uninterrupted run (optimizer + sampler state in the checkpoint)', async () => {
+  it('resumes exactly: same losses and weights as an uninterrupted run (the one checkpoint format and resume policy)', async () => {
     // Reference: the uninterrupted 4-step run itself; exact equality (same wasm backend, bit-exact restore).
     const opts = { clips: [clip], dataSource: 'fixture', batch: 4, lr: 1e-3, width: 0.0625, embedDim: 32, seed: 3, checkpointEvery: 2 };
     const full = await trainSyncNet({ ...opts, out: tmpDir('difftalk-sync-full-'), steps: 4 });
@@ -97,22 +105,80 @@ describe('SyncNet expert training', () => {
     const first = await trainSyncNet({ ...opts, out, steps: 2 });
     assert.deepEqual(first.losses, full.losses.slice(0, 2));
     const info = JSON.parse(readFileSync(first.json, 'utf8'));
-    assert.equal(info.resume.step, 2);
-    assert.equal(info.resume.adamIterations, 2);
-    assert.ok(existsSync(path.join(out, info.resume.optimizer)));
+    assert.equal(info.step, 2);
+    assert.equal(info.optimizer.step, 2); // AdamW updates (the moments are in optimizer.safetensors)
+    assert.ok(existsSync(path.join(path.dirname(first.json), 'optimizer.safetensors')));
     const resumed = await trainSyncNet({ ...opts, out, steps: 4, resume: true });
+    assert.equal(resumed.startStep, 2);
     assert.deepEqual(resumed.losses, full.losses); // steps 3–4 recomputed after the resume equal the uninterrupted run
     assert.equal(resumed.sha256, full.sha256); // final weights bit-identical
-    // a resume with different settings, or with nothing left to do, is refused clearly
-    await assert.rejects(
-      trainSyncNet({ ...opts, out, steps: 6, lr: 2e-3, resume: true }),
-      (e: Error & { code?: string }) => e.code === 'resume-mismatch' && /lr is 0\.002/.test(e.message),
+    // the resume policy of every trainer: a changed option is a warning (never silent), nothing left to do is no work,
+    // other clips are refused, a folder without a run has nothing to resume
+    const logs: string[] = [];
+    const more = await trainSyncNet({
+      ...opts,
+      out,
+      steps: 6,
+      lr: 2e-3,
+      resume: true,
+      onEvent: (e) => {
+        if (e.type === 'log' && e.level === 'warn') logs.push(e.message);
+      },
+    });
+    assert.ok(
+      logs.some((m) => /resuming with lr = 0\.002; the run was started with 0\.001/.test(m)),
+      logs.join('\n'),
     );
-    await assert.rejects(trainSyncNet({ ...opts, out, steps: 4, resume: true }), (e: Error & { code?: string }) => e.code === 'bad-option');
+    assert.equal(more.startStep, 4);
+    assert.equal(more.step, 6);
+    const again = await trainSyncNet({ ...opts, out, steps: 4, resume: true });
+    assert.equal(again.startStep, 6);
+    assert.equal(again.step, 6);
+    await assert.rejects(
+      trainSyncNet({ ...opts, clips: [sliceClip(clip, 0, 12)], out, steps: 8, resume: true }),
+      (e: Error & { code?: string }) => e.code === 'resume-mismatch',
+    );
     await assert.rejects(
       trainSyncNet({ ...opts, out: tmpDir('difftalk-sync-none-'), steps: 4, resume: true }),
-      (e: Error & { code?: string }) => e.code === 'no-checkpoint',
+      (e: Error & { code?: string }) => e.code === 'checkpoint-missing',
     );
+  });
+
+  it('SIGTERM mid-training saves the step reached; --resume then ends bit-identical to an uninterrupted run', { timeout: 300_000 }, async () => {
+    // The child (syncnet-child.ts) trains with the CLI's stop signals (src/cli/stop-signals.ts) and prints its progress;
+    // it is sent SIGTERM after step 3 (no scheduled checkpoint before step 1000: the one found is the signal's).
+    // Reference: an uninterrupted run to the same step, exact equality of losses and of the weights' sha256.
+    const opts = { dataSource: 'fixture', batch: 4, lr: 1e-3, width: 0.0625, embedDim: 32, seed: 5, checkpointEvery: 1000 };
+    const out = tmpDir('difftalk-sync-sigterm-');
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join(ROOT, 'tests', 'train', 'syncnet-child.ts'), JSON.stringify({ ...opts, out, steps: 1000 })],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let lastStep = 0;
+    let killed = false;
+    let buf = '';
+    child.stdout.on('data', (c) => {
+      buf += c;
+      const lines = buf.split('\n');
+      buf = lines.pop()!;
+      for (const l of lines) {
+        lastStep = Number(l);
+        if (lastStep >= 3 && !killed) killed = child.kill('SIGTERM');
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    assert.equal(code, 143);
+    const saved = JSON.parse(readFileSync(path.join(out, 'latest.json'), 'utf8')).step as number;
+    assert.ok(saved >= 3 && saved === lastStep, `saved ${saved}, last step ${lastStep}`);
+    const resumed = await trainSyncNet({ ...opts, clips: [clip], out, steps: saved + 2, resume: true });
+    assert.equal(resumed.startStep, saved);
+    const ref = await trainSyncNet({ ...opts, clips: [clip], out: tmpDir('difftalk-sync-sigterm-ref-'), steps: saved + 2 });
+    assert.deepEqual(resumed.losses, ref.losses);
+    assert.equal(resumed.sha256, ref.sha256);
   });
 
   it('imports syncnet_v2.model through `difftalk weights import --kind syncnet-v2` and loads it (expected.json syncnet lip_emb_window0)', async () => {

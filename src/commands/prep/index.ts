@@ -54,7 +54,7 @@ export default class Prep extends BaseCommand {
     }),
     'audio-feature': Flags.string({
       multiple: true,
-      summary: 'Audio feature (repeatable): mfcc, mel, mel:nMels=64, onnx:model=enc.onnx,id=w2v.',
+      summary: 'Audio feature (repeatable): mfcc, mel, mel:nMels=64, onnx:model=enc.onnx,id=w2v, deepspeech:model=output_graph.pb (DiffTalk (8,16,29)).',
       default: DEFAULT_PREP_CONFIG.audioFeatures,
     }),
     'audio-window': Flags.string({ multiple: true, summary: 'Feature frames per video frame, per feature: mfcc=20 (repeatable).' }),

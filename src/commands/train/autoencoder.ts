@@ -1,10 +1,10 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { commonTrainFlags, commonTrainOptions, nonNegativeNumber } from '../../cli/flags.js';
-import { checkPreset, recordedRun } from '../../cli/train-run.js';
-import { DEFAULT_TRAIN, trainAutoencoder, type TrainResult } from '../../train/loop.js';
+import { checkPreset, stoppableRun } from '../../cli/train-run.js';
+import { trainAutoencoder } from '../../train/autoencoder.js';
+import { DEFAULT_TRAIN, type TrainResult } from '../../train/core.js';
 import { initBackend, type BackendName } from '../../util/tf.js';
-import { stopSignals } from '../../cli/stop-signals.js';
 
 export default class TrainAutoencoder extends BaseCommand {
   static override summary = "Train the VQ first stage (VQ-f4 architecture at the preset size) on a prepared dataset's frames.";
@@ -32,8 +32,7 @@ export default class TrainAutoencoder extends BaseCommand {
     const backend = await initBackend(flags.backend as BackendName, onEvent);
     checkPreset(flags.preset, ['autoencoder'], backend, batch);
     const next = `${this.config.bin} train ldm --data ${flags.data} --first-stage ${flags.out} --out <ldm run> --preset ${flags.preset}`;
-    const stop = stopSignals();
-    const { result, summary } = await recordedRun('autoencoder', flags.out, onEvent, next, (ev) =>
+    const result = await stoppableRun(this, 'autoencoder', flags.out, onEvent, next, (ev, signal) =>
       trainAutoencoder({
         ...DEFAULT_TRAIN,
         ...commonTrainOptions(flags),
@@ -41,17 +40,9 @@ export default class TrainAutoencoder extends BaseCommand {
         force: flags.force,
         mouthWeight,
         onEvent: ev,
-        signal: stop.signal,
+        signal,
       }),
     );
-    stop.dispose();
-    for (const l of summary) this.log(l);
-    const code = stop.exitCode();
-    if (code !== undefined) {
-      // stopped by a signal: the checkpoint of the step reached is saved; exit 130/143 with the result (--json)
-      if (!this.jsonEnabled()) this.logToStderr(`stopped by a signal at step ${result.step} (${result.checkpoint}); rerun with --resume to continue`);
-      process.exitCode = code;
-    }
     return { ...result, backend };
   }
 }

@@ -3,7 +3,9 @@ import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { commonTrainFlags, commonTrainOptions, positiveNumber } from '../../cli/flags.js';
 import { checkPreset, recordedRun } from '../../cli/train-run.js';
-import { DEFAULT_LDM, DEFAULT_TRAIN, trainAutoencoder, trainLdm, type TrainResult } from '../../train/loop.js';
+import { trainAutoencoder } from '../../train/autoencoder.js';
+import { DEFAULT_TRAIN, type TrainResult } from '../../train/core.js';
+import { DEFAULT_LDM, trainLdm } from '../../train/ldm.js';
 import { initBackend, type BackendName } from '../../util/tf.js';
 
 /** Run-folder layout of `difftalk train`: the first stage and the LDM side by side under --out. */

@@ -1,10 +1,10 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { commonTrainFlags, commonTrainOptions, nonNegativeNumber, positiveNumber } from '../../cli/flags.js';
-import { checkPreset, recordedRun } from '../../cli/train-run.js';
-import { DEFAULT_LDM, trainLdm, type TrainResult } from '../../train/loop.js';
+import { checkPreset, stoppableRun } from '../../cli/train-run.js';
+import { DEFAULT_LDM, trainLdm } from '../../train/ldm.js';
+import type { TrainResult } from '../../train/core.js';
 import { initBackend, type BackendName } from '../../util/tf.js';
-import { stopSignals } from '../../cli/stop-signals.js';
 
 export default class TrainLdm extends BaseCommand {
   static override summary = "Train DiffTalk's conditional latent diffusion model (UNet + audio and landmark encoders) on a prepared dataset.";
@@ -18,6 +18,7 @@ export default class TrainLdm extends BaseCommand {
   static override examples = [
     '<%= config.bin %> train ldm --data data/hdtf --first-stage models/vq-f4/model.ckpt --out runs/ldm --preset paper --batch 8 --backend webgpu',
     '<%= config.bin %> train ldm --data data/small --first-stage runs/ae --out runs/ldm-tiny --preset tiny --steps 200 --lr 1e-3 --backend wasm',
+    '<%= config.bin %> train ldm --data data/hdtf --first-stage model.ckpt --init model.ckpt --out runs/ldm-continued --preset paper',
     '<%= config.bin %> train ldm --data data/small --first-stage runs/ae --out runs/ldm-tiny --preset tiny --steps 500 --batch 16 --lr 1e-3 --normalize-conditions --ema-decay 0.999',
   ];
   static override flags = {
@@ -30,6 +31,9 @@ export default class TrainLdm extends BaseCommand {
     'grad-clip': Flags.string({ default: String(DEFAULT_LDM.gradClip) }),
     'ema-decay': Flags.string({ default: String(DEFAULT_LDM.emaDecay) }),
     'sample-steps': Flags.integer({ min: 1, default: DEFAULT_LDM.sampleSteps }),
+    init: Flags.string({
+      summary: "Start from a PyTorch DiffTalk checkpoint (the reference code's .ckpt or `export checkpoint`'s): UNet, EMA and encoders.",
+    }),
     'normalize-conditions': Flags.boolean({ default: false, summary: 'Standardise audio features and landmarks before their encoders.' }),
   };
 
@@ -46,24 +50,16 @@ export default class TrainLdm extends BaseCommand {
       emaDecay: positiveNumber('ema-decay', flags['ema-decay']),
       sampleSteps: flags['sample-steps'],
       normalizeConditions: flags['normalize-conditions'],
+      init: flags.init,
     };
     const batch = flags.batch * flags.accumulate;
     if (flags.backend !== 'auto') checkPreset(flags.preset, ['ldm'], flags.backend, batch);
     const backend = await initBackend(flags.backend as BackendName, onEvent);
     checkPreset(flags.preset, ['ldm'], backend, batch);
     const next = `${this.config.bin} render --checkpoint ${flags.out} --video <person.mp4> --audio <speech.wav> -o out.mp4`;
-    const stop = stopSignals();
-    const { result, summary } = await recordedRun('conditional LDM', flags.out, onEvent, next, (ev) =>
-      trainLdm({ ...options, resumeFrom: flags['resume-from'], force: flags.force, onEvent: ev, signal: stop.signal }),
+    const result = await stoppableRun(this, 'conditional LDM', flags.out, onEvent, next, (ev, signal) =>
+      trainLdm({ ...options, resumeFrom: flags['resume-from'], force: flags.force, onEvent: ev, signal }),
     );
-    stop.dispose();
-    for (const l of summary) this.log(l);
-    const code = stop.exitCode();
-    if (code !== undefined) {
-      // stopped by a signal: the checkpoint of the step reached is saved; exit 130/143 with the result (--json)
-      if (!this.jsonEnabled()) this.logToStderr(`stopped by a signal at step ${result.step} (${result.checkpoint}); rerun with --resume to continue`);
-      process.exitCode = code;
-    }
     return { ...result, backend };
   }
 }

@@ -5,12 +5,14 @@ import { createLandmarkEngine } from '../../face/landmarks/index.js';
 import { syncClipFromVideo, syncClipsFromDataset, trainSyncNet, type SyncClip, type SyncTrainResult } from '../../train/syncnet.js';
 import { DifftalkError } from '../../util/errors.js';
 import { initBackend, type BackendName } from '../../util/tf.js';
+import { stoppableRun } from '../../cli/train-run.js';
 
 export default class TrainSyncnet extends BaseCommand {
   static override summary = 'Train a SyncNet-style lip-sync expert (SyncNet v2 architecture, contrastive loss) for LSE scoring.';
   static override description =
     'Trains from a prepared dataset (frames + stored 13×20 MFCC windows) or from videos (face crops by the SyncNet crop rule, MFCC ' +
-    'from the audio track). Checkpoints are safetensors + JSON in --out (latest.json points at the newest). Scores produced with ' +
+    'from the audio track). Checkpoints are those of every trainer (ckpt-<step>/ with model.safetensors, optimizer.safetensors and ' +
+    'state.json; latest.json points at the newest; give the run folder to `eval --syncnet-weights`). Scores produced with ' +
     'these weights are labelled "trained by difftalk" and are not comparable with published LSE numbers. --width < 1 trains a ' +
     'reduced network (labelled as such) for CPU experiments.';
 
@@ -35,8 +37,11 @@ export default class TrainSyncnet extends BaseCommand {
     'checkpoint-every': Flags.integer({ min: 1, default: 500 }),
     resume: Flags.boolean({
       default: false,
-      summary: 'Continue the run in --out from latest.json (weights, Adam state, sampler position); --steps is the total to reach.',
+      summary: 'Continue the run in --out from latest.json (weights, Adam state); --steps is the total to reach.',
     }),
+    'resume-from': Flags.string({ summary: 'With --resume: continue from this checkpoint (a ckpt-* folder or a step) instead of latest.json.' }),
+    force: Flags.boolean({ default: false, summary: 'Write into a non-empty --out folder that difftalk did not create.' }),
+    'keep-last': Flags.integer({ min: 1, default: 3, summary: 'Checkpoints kept.' }),
     backend: backendFlag(),
     'log-every': logEveryFlag(),
   };
@@ -61,23 +66,30 @@ export default class TrainSyncnet extends BaseCommand {
       }
       dataSource = `videos ${flags.video!.join(', ')} (SyncNet crop rule from tfjs landmarks)`;
     }
-    const result = await trainSyncNet({
-      out: flags.out,
-      clips,
-      dataSource,
-      steps: flags.steps,
-      batch: flags.batch,
-      lr: positiveNumber('lr', flags.lr),
-      width: positiveNumber('width', flags.width),
-      margin: positiveNumber('margin', flags.margin),
-      minShift: flags['min-shift'],
-      seed: flags.seed,
-      checkpointEvery: flags['checkpoint-every'],
-      resume: flags.resume,
-      onEvent,
-    });
-    this.log(`trained ${result.steps} steps on ${backend} in ${result.seconds.toFixed(0)} s; final loss ${result.finalLoss.toFixed(4)}`);
-    this.log(`checkpoint ${result.checkpoint} (sha256 ${result.sha256}) — trained by difftalk, width ${result.config.width}`);
-    return { ...result, losses: result.losses };
+    const result = await stoppableRun(this, 'SyncNet expert', flags.out, onEvent, undefined, (ev, signal) =>
+      trainSyncNet({
+        out: flags.out,
+        clips,
+        dataSource,
+        steps: flags.steps,
+        batch: flags.batch,
+        lr: positiveNumber('lr', flags.lr),
+        width: positiveNumber('width', flags.width),
+        margin: positiveNumber('margin', flags.margin),
+        minShift: flags['min-shift'],
+        seed: flags.seed,
+        checkpointEvery: flags['checkpoint-every'],
+        keepLast: flags['keep-last'],
+        resume: flags.resume,
+        resumeFrom: flags['resume-from'],
+        force: flags.force,
+        onEvent: ev,
+        signal,
+      }),
+    );
+    this.log(
+      `trained to step ${result.steps} on ${backend}; checkpoint ${result.checkpoint} (model sha256 ${result.sha256}) — trained by difftalk, width ${result.config.width}`,
+    );
+    return result;
   }
 }

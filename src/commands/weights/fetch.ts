@@ -4,6 +4,7 @@ import { fetchWeights, listWeightKinds, type FetchResult } from '../../models/we
 import '../../models/syncnet-weights.js'; // registers the syncnet-v2 converter
 import '../../models/inception.js'; // registers the fid-inception converter
 import '../../models/vq-f4.js'; // registers the vq-f4 converter
+import '../../models/deepspeech.js'; // registers the deepspeech kind (DeepSpeech 0.1.0 frozen graph)
 
 const MB = 1e6;
 
