@@ -17,7 +17,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { table } from '../src/cli/summary.js';
 import { Lpips } from '../src/metrics/lpips.js';
-import { attention, groupNorm, Params, silu, spec, tfShape, type ParamSpec } from '../src/models/blocks.js';
+import { attention, groupNormSilu, Params, spec, tfShape, type ParamSpec } from '../src/models/blocks.js';
+import { customKernelsActive } from '../src/models/kernels/index.js';
 import { FidInception, fidInceptionParams } from '../src/models/inception.js';
 import { PRESETS } from '../src/models/presets.js';
 import { SyncNet, syncnetParamShapes } from '../src/models/syncnet.js';
@@ -169,7 +170,7 @@ function opItems(s: GpuBenchSpec, keep: tf.Tensor[]): Item[] {
             { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, c.channels, c.channels] },
           ) as tf.Tensor,
     },
-    { name: 'gn_silu', run: () => tf.tidy(() => silu(groupNorm(gp, 'gn', xg, 32, 1e-5))) },
+    { name: 'gn_silu', run: () => tf.tidy(() => groupNormSilu(gp, 'gn', xg, 32, 1e-5)) },
     { name: 'attention', run: () => tf.tidy(() => attention(q!, kk!, v!, a.heads)) },
     { name: 'matmul', run: () => tf.matMul(ma, mb) },
   ];
@@ -278,7 +279,7 @@ export async function benchWebgpu(s: GpuBenchSpec, log: (line: string) => void =
   const keep: tf.Tensor[] = [];
   const cleanup: (() => void)[] = [];
   const results: GpuBenchResult['webgpu']['results'] = {};
-  const kernels = /^(stock|off|0|false|no)$/i.test(process.env.DIFFTALK_WEBGPU_KERNELS ?? '') ? 'stock (DIFFTALK_WEBGPU_KERNELS)' : 'as registered';
+  const kernels = customKernelsActive() ? "difftalk's (src/models/kernels)" : 'stock (DIFFTALK_WEBGPU_KERNELS=stock)';
   try {
     const groups: (() => Item[])[] = [() => opItems(s, keep)];
     if (s.unet) groups.push(() => unetItems(s.unet!, keep, cleanup));

@@ -7,7 +7,9 @@
  *   WebGPU adapter exists (else it says why). BENCH_GPU_SIZE=full (default: gpu.md's shapes, the paper UNet) or tiny
  *   (toy sizes: lavapipe + torch on CPU in seconds), BENCH_GPU_EVAL=0 (no eval networks: on lavapipe FID's 299² alone
  *   takes a minute), BENCH_PYTHON (default /usr/bin/python3), BENCH_GPU_JSON=file.
- * Options (env): BENCH_ONLY=prep|metrics|gpu, BENCH_COPIES (default 4), BENCH_LANDMARKER=mediapipe|tfjs.
+ * - kernels: difftalk's WebGPU kernels vs tfjs-webgpu's stock ones per op on the webgpu adapter (bench/kernels.ts;
+ *   only when one exists; BENCH_KERNEL_SHAPES=gpu for gpu.md's shapes).
+ * Options (env): BENCH_ONLY=prep|metrics|gpu|kernels, BENCH_COPIES (default 4), BENCH_LANDMARKER=mediapipe|tfjs.
  */
 import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -17,6 +19,7 @@ import { renderPrepSummary, table } from '../src/cli/summary.js';
 import { DEFAULT_PREP_CONFIG, runPrep, type PrepResult } from '../src/prep/pipeline.js';
 import { initBackend, tf } from '../src/util/tf.js';
 import { benchGpu, renderGpuBenchText, type GpuBenchSize } from './gpu.js';
+import { benchKernels } from './kernels.js';
 import { benchMetrics } from './metrics.js';
 
 const SHARED = process.env.DIFFTALK_SHARED ?? path.resolve(import.meta.dirname, '..', '..', 'shared');
@@ -118,5 +121,20 @@ if (!only || only === 'gpu') {
     const r = await benchGpu({ size, eval: process.env.BENCH_GPU_EVAL !== '0', log: (l) => process.stderr.write(`${l}\n`) });
     out(renderGpuBenchText(r));
     if (process.env.BENCH_GPU_JSON) await writeFile(process.env.BENCH_GPU_JSON, JSON.stringify(r, null, 2));
+  }
+}
+if (!only || only === 'kernels') {
+  out('\n## WebGPU kernels: difftalk (src/models/kernels) vs tfjs-webgpu stock, same adapter');
+  try {
+    const r = await benchKernels();
+    out(`(adapter: ${r.adapter}; a software adapter proves correctness only, not speed)`);
+    out(
+      table([
+        ['op', 'ours ms', 'stock ms', 'stock / ours'],
+        ...r.rows.map((x) => [x.op, x.oursMs.toFixed(2), x.stockMs.toFixed(2), (x.stockMs / x.oursMs).toFixed(2)]),
+      ]),
+    );
+  } catch (e) {
+    out(`skipped: no WebGPU adapter (${(e as Error).message})`);
   }
 }

@@ -9,6 +9,10 @@ import { tf } from '../util/tf.js';
 import { DifftalkError } from '../util/errors.js';
 import { det } from '../weights/det.js';
 import type { TensorData } from '../weights/torch.js';
+// our WGSL kernels replace tfjs-webgpu's matmul and conv2d whenever the webgpu backend starts (see kernels/index.ts)
+import { fusedAttention, fusedAttentionAvailable } from './kernels/attention.js';
+import { groupNormAct, groupNormActAvailable } from './kernels/group-norm.js';
+import { customKernelsActive } from './kernels/index.js';
 import { mulberry32 } from '../util/random.js';
 
 export type ParamKind = 'conv2d' | 'conv1d' | 'linear' | 'norm-weight' | 'bias' | 'embedding';
@@ -242,7 +246,8 @@ export class Params {
  * Conv2d with PyTorch-style symmetric zero padding (`pad`), or LDM's VQ (0,1,0,1) asymmetric pad.
  * Computed as im2col + one matMul (1×1 convs as a plain matMul): the gradients then come from slice/concat/matMul,
  * which every backend has and which are fast on cpu/wasm (tfjs-cpu's Conv2DBackpropFilter takes ~50 s for one
- * 3×3 32-channel 64² batch-8 layer, and wasm has no Conv2DBackpropFilter at all).
+ * 3×3 32-channel 64² batch-8 layer, and wasm has no Conv2DBackpropFilter at all). On webgpu with difftalk's kernels
+ * on, tf.conv2d instead: our implicit-GEMM forward and gradient kernels (kernels/conv2d.ts).
  */
 export function conv2d(p: Params, name: string, x: tf.Tensor4D, opts: { stride?: number; pad?: number | [number, number, number, number] } = {}): tf.Tensor4D {
   const w = p.get(`${name}.weight`) as unknown as tf.Tensor4D;
@@ -254,7 +259,15 @@ export function conv2d(p: Params, name: string, x: tf.Tensor4D, opts: { stride?:
   const ho = Math.floor((h + t + b - kh) / stride) + 1;
   const wo = Math.floor((wd + l + r - kw) / stride) + 1;
   let y: tf.Tensor;
-  if (kh === 1 && kw === 1 && stride === 1 && !(t || b || l || r)) {
+  if (customKernelsActive() && tf.getBackend() === 'webgpu') {
+    // difftalk's implicit-GEMM kernels (kernels/conv2d.ts) for the forward pass and both gradients: no im2col copy
+    y = tf.conv2d(x, w, stride, [
+      [0, 0],
+      [t, b],
+      [l, r],
+      [0, 0],
+    ]);
+  } else if (kh === 1 && kw === 1 && stride === 1 && !(t || b || l || r)) {
     y = tf.matMul(x.reshape([n * h * wd, cin]), w.reshape([cin, cout]));
   } else {
     // pad so every tap's strided window fits (extra zeros past the PyTorch padding are never sampled)
@@ -317,13 +330,23 @@ export function linear(p: Params, name: string, x: tf.Tensor): tf.Tensor {
   return y.reshape([...shape.slice(0, -1), w.shape[1]]);
 }
 
-/** GroupNorm over NHWC (biased variance, as torch). */
+/**
+ * GroupNorm over NHWC (biased variance, as torch). On webgpu with difftalk's kernels on, one fused op with its own
+ * gradient (kernels/group-norm.ts); elsewhere moments + normalise.
+ */
 export function groupNorm(p: Params, name: string, x: tf.Tensor4D, groups: number, eps: number): tf.Tensor4D {
+  if (groupNormActAvailable(x, groups)) return groupNormAct(x, p.get(`${name}.weight`), p.get(`${name}.bias`), groups, eps, false);
   const [b, h, w, c] = x.shape;
   const g = x.reshape([b, h, w, groups, c / groups]);
   const { mean, variance } = tf.moments(g, [1, 2, 4], true);
   const n = tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, eps))).reshape([b, h, w, c]);
   return tf.add(tf.mul(n, p.get(`${name}.weight`)), p.get(`${name}.bias`)) as tf.Tensor4D;
+}
+
+/** silu(groupNorm(x)): the UNet's and VQ's norm layers; one fused op (forward and backward) on webgpu with our kernels. */
+export function groupNormSilu(p: Params, name: string, x: tf.Tensor4D, groups: number, eps: number): tf.Tensor4D {
+  if (groupNormActAvailable(x, groups)) return groupNormAct(x, p.get(`${name}.weight`), p.get(`${name}.bias`), groups, eps, true);
+  return silu(groupNorm(p, name, x, groups, eps));
 }
 
 /** LayerNorm over the last axis. */
@@ -356,6 +379,8 @@ export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
 
 /** Multi-head scaled dot-product attention: q [B,N,h·d], k/v [B,M,h·d] → [B,N,h·d]. */
 export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number): tf.Tensor3D {
+  // webgpu with difftalk's kernels: fused softmax(QKᵀ)V forward, no score matrix (kernels/attention.ts)
+  if (fusedAttentionAvailable(q, k, heads)) return fusedAttention(q as tf.Tensor3D, k as tf.Tensor3D, v as tf.Tensor3D, heads);
   const [b, n, inner] = q.shape as [number, number, number];
   const m = k.shape[1]!;
   const d = inner / heads;

@@ -5,7 +5,7 @@
  */
 import { tf } from '../util/tf.js';
 import { DifftalkError } from '../util/errors.js';
-import { attention, conv2d, gelu, groupNorm, layerNorm, linear, silu, spec, upsample2x, type ParamSpec, type Params } from './blocks.js';
+import { attention, conv2d, gelu, groupNorm, groupNormSilu, layerNorm, linear, silu, spec, upsample2x, type ParamSpec, type Params } from './blocks.js';
 
 export interface UNetConfig {
   imageSize: number;
@@ -149,10 +149,10 @@ export function timestepEmbedding(t: tf.Tensor1D, dim: number, maxPeriod = 10000
 }
 
 function resBlock(p: Params, n: string, x: tf.Tensor4D, emb: tf.Tensor2D, cin: number, cout: number): tf.Tensor4D {
-  let h = conv2d(p, `${n}.in_layers.2`, silu(groupNorm(p, `${n}.in_layers.0`, x, 32, 1e-5)));
+  let h = conv2d(p, `${n}.in_layers.2`, groupNormSilu(p, `${n}.in_layers.0`, x, 32, 1e-5));
   const e = linear(p, `${n}.emb_layers.1`, silu(emb));
   h = tf.add(h, e.reshape([e.shape[0]!, 1, 1, cout]));
-  h = conv2d(p, `${n}.out_layers.3`, silu(groupNorm(p, `${n}.out_layers.0`, h, 32, 1e-5)));
+  h = conv2d(p, `${n}.out_layers.3`, groupNormSilu(p, `${n}.out_layers.0`, h, 32, 1e-5));
   const skip = cin === cout ? x : conv2d(p, `${n}.skip_connection`, x);
   return tf.add(skip, h);
 }
@@ -218,5 +218,5 @@ export function unetForward(p: Params, c: UNetConfig, x: tf.Tensor4D, t: tf.Tens
     h = tf.concat([h, hs.pop()!], 3);
     for (const l of blk) h = applyLayer(p, c, l, h, emb2, context);
   }
-  return conv2d(p, 'out.2', silu(groupNorm(p, 'out.0', h, 32, 1e-5)));
+  return conv2d(p, 'out.2', groupNormSilu(p, 'out.0', h, 32, 1e-5));
 }

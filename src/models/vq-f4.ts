@@ -11,7 +11,7 @@ import { readSafetensors } from '../weights/safetensors.js';
 import { readTorchFile, stateDict, type TensorData } from '../weights/torch.js';
 import { registerWeightConverter } from './weights-store.js';
 import { DifftalkError } from '../util/errors.js';
-import { attention, conv2d, groupNorm, Params, silu, spec, stopGradient, upsample2x, type ParamSpec } from './blocks.js';
+import { attention, conv2d, groupNorm, groupNormSilu, Params, spec, stopGradient, upsample2x, type ParamSpec } from './blocks.js';
 
 export interface VqConfig {
   resolution: number;
@@ -96,8 +96,8 @@ export function vqParamSpecs(c: VqConfig): ParamSpec[] {
 }
 
 function resnet(p: Params, n: string, x: tf.Tensor4D): tf.Tensor4D {
-  let h = conv2d(p, `${n}.conv1`, silu(groupNorm(p, `${n}.norm1`, x, 32, EPS)));
-  h = conv2d(p, `${n}.conv2`, silu(groupNorm(p, `${n}.norm2`, h, 32, EPS)));
+  let h = conv2d(p, `${n}.conv1`, groupNormSilu(p, `${n}.norm1`, x, 32, EPS));
+  h = conv2d(p, `${n}.conv2`, groupNormSilu(p, `${n}.norm2`, h, 32, EPS));
   const skip = p.has(`${n}.nin_shortcut.weight`) ? conv2d(p, `${n}.nin_shortcut`, x) : x;
   return tf.add(skip, h);
 }
@@ -124,7 +124,7 @@ export function vqEncode(p: Params, c: VqConfig, x: tf.Tensor4D): tf.Tensor4D {
     if (i !== c.chMult.length - 1) h = conv2d(p, `encoder.down.${i}.downsample.conv`, h, { stride: 2, pad: [0, 1, 0, 1] });
   });
   h = mid(p, 'encoder', h);
-  h = conv2d(p, 'encoder.conv_out', silu(groupNorm(p, 'encoder.norm_out', h, 32, EPS)));
+  h = conv2d(p, 'encoder.conv_out', groupNormSilu(p, 'encoder.norm_out', h, 32, EPS));
   return conv2d(p, 'quant_conv', h);
 }
 
@@ -147,7 +147,7 @@ export function vqDecodeUnquantized(p: Params, c: VqConfig, z: tf.Tensor4D): tf.
     for (let r = 0; r <= c.numResBlocks; r++) h = resnet(p, `decoder.up.${i}.block.${r}`, h);
     if (i !== 0) h = conv2d(p, `decoder.up.${i}.upsample.conv`, upsample2x(h));
   }
-  return conv2d(p, 'decoder.conv_out', silu(groupNorm(p, 'decoder.norm_out', h, 32, EPS)));
+  return conv2d(p, 'decoder.conv_out', groupNormSilu(p, 'decoder.norm_out', h, 32, EPS));
 }
 
 /** VQModelInterface.decode: quantise, then decode. Output in [-1, 1] (unclamped). */

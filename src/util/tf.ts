@@ -43,6 +43,16 @@ export interface BackendInfo {
 
 let lastInfo: BackendInfo | undefined;
 let webgpuDevice: GPUDevice | undefined;
+const webgpuHooks = new Set<() => void>();
+
+/**
+ * Run `fn` each time the webgpu backend starts (and now, if it already has). Higher layers use it to register their
+ * own WebGPU kernels (src/models/kernels) without util importing them.
+ */
+export function onWebgpuReady(fn: () => void): void {
+  webgpuHooks.add(fn);
+  if (webgpuDevice && tf.findBackend('webgpu')) fn();
+}
 
 /** The description of the backend chosen by the last initBackend call (undefined before one). */
 export function backendInfo(): BackendInfo | undefined {
@@ -155,6 +165,7 @@ async function tryWebgpu(allowSoftware = true): Promise<Attempt> {
   );
   if (!(await tf.setBackend('webgpu'))) return { ok: false, why: 'tfjs-backend-webgpu did not start on the adapter' };
   webgpuDevice = device;
+  for (const hook of webgpuHooks) hook();
   const limits: Record<string, number> = {};
   for (const k of WANTED_LIMITS) if (requiredLimits[k] !== undefined) limits[k] = requiredLimits[k];
   return { ok: true, info: { adapter: adapterSummary(adapter), features: [...device.features].map(String).sort(), limits } };

@@ -1,0 +1,110 @@
+/**
+ * difftalk's WebGPU kernels (src/models/kernels) against tfjs-webgpu's stock kernels, op by op, on the same adapter
+ * (the ops of ../shared/docs/gpu.md's per-op table). On lavapipe (a CPU) the ratio says nothing about a GPU; it is
+ * printed anyway so the same entry runs unchanged on one. BENCH_KERNEL_SHAPES=gpu uses gpu.md's shapes (B=16,
+ * 128 ch at 64², GroupNorm 512 ch at 32², attention 1024 tokens × 16 heads, matmul 4096²); the default is a small set that lavapipe runs in about a minute.
+ */
+import { fusedAttention } from '../src/models/kernels/attention.js';
+import { groupNormAct } from '../src/models/kernels/group-norm.js';
+import { useCustomKernels } from '../src/models/kernels/index.js';
+import { initBackend, tf } from '../src/util/tf.js';
+
+export interface KernelRow {
+  op: string;
+  oursMs: number;
+  stockMs: number;
+}
+
+/** Mean milliseconds per call of fn (after one warm-up call), ending each timing with a read of the result. */
+async function time(fn: () => tf.Tensor[], reps: number): Promise<number> {
+  const once = async () => {
+    const outs = tf.tidy(fn);
+    await Promise.all(outs.map((o) => o.data()));
+    tf.dispose(outs);
+  };
+  await once();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await once();
+  return (performance.now() - t0) / reps;
+}
+
+function composite(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor): tf.Tensor {
+  const [b, h, w, c] = x.shape;
+  const g = x.reshape([b, h, w, 32, c / 32]);
+  const { mean, variance } = tf.moments(g, [1, 2, 4], true);
+  const y = tf.add(tf.mul(tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, 1e-5))).reshape([b, h, w, c]), gamma), beta);
+  return tf.mul(y, tf.sigmoid(y));
+}
+
+/** blocks.attention's composite path: head split, QKᵀ/√d, softmax, ·V. */
+function attentionComposite(x: tf.Tensor3D, heads: number): tf.Tensor {
+  const [b, n, inner] = x.shape;
+  const h = x.reshape([b, n, heads, inner / heads]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+  const p = tf.softmax(tf.mul(tf.matMul(h, h, false, true), 1 / Math.sqrt(inner / heads)), -1);
+  return tf.matMul(p, h).transpose([0, 2, 1, 3]).reshape([b, n, inner]);
+}
+
+export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow[] }> {
+  process.env.XDG_RUNTIME_DIR ??= '/tmp';
+  await initBackend('webgpu');
+  const gpuShapes = process.env.BENCH_KERNEL_SHAPES === 'gpu';
+  const reps = Number(process.env.BENCH_KERNEL_REPS ?? (gpuShapes ? 20 : 2));
+  const [b, s, c] = gpuShapes ? [16, 64, 128] : [1, 16, 128];
+  const [gb, gs, gc] = gpuShapes ? [16, 32, 512] : [1, 16, 512];
+  const mm = gpuShapes ? 4096 : 512;
+  const x = tf.randomNormal([b, s, s, c], 0, 1, 'float32', 1) as tf.Tensor4D;
+  const w = tf.randomNormal([3, 3, c, c], 0, 0.05, 'float32', 2) as tf.Tensor4D;
+  const dy = tf.randomNormal([b, s, s, c], 0, 1, 'float32', 3) as tf.Tensor4D;
+  const gx = tf.randomNormal([gb, gs, gs, gc], 0, 1, 'float32', 4) as tf.Tensor4D;
+  const gamma = tf.ones([gc]);
+  const beta = tf.zeros([gc]);
+  const [tokens, heads] = gpuShapes ? [1024, 16] : [256, 8];
+  const qkv = tf.randomNormal([gpuShapes ? 16 : 1, tokens, heads * 32], 0, 1, 'float32', 7) as tf.Tensor3D;
+  const ma = tf.randomNormal([mm, mm], 0, 1, 'float32', 5);
+  const mb = tf.randomNormal([mm, mm], 0, 1, 'float32', 6);
+  const ops: Array<{ op: string; ours: () => tf.Tensor[]; stock: () => tf.Tensor[] }> = [
+    { op: `conv 3×3 ${c}→${c}, ${s}², B=${b}, forward`, ours: () => [tf.conv2d(x, w, 1, 'same')], stock: () => [tf.conv2d(x, w, 1, 'same')] },
+    {
+      op: 'conv backprop to input',
+      ours: () => [tf.conv2dTranspose(dy, w, x.shape, 1, 'same')],
+      stock: () => [tf.conv2dTranspose(dy, w, x.shape, 1, 'same')],
+    },
+    {
+      op: 'conv backprop to filter',
+      ours: () => [tf.grad((ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, ww as tf.Tensor4D, 1, 'same'), dy)))(w)],
+      stock: () => [tf.grad((ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, ww as tf.Tensor4D, 1, 'same'), dy)))(w)],
+    },
+    {
+      op: `GroupNorm(32)+SiLU ${gc} ch, ${gs}², B=${gb}, forward`,
+      ours: () => [groupNormAct(gx, gamma, beta, 32, 1e-5, true)],
+      stock: () => [composite(gx, gamma, beta)],
+    },
+    {
+      op: 'GroupNorm(32)+SiLU forward+backward',
+      ours: () => tf.grads((xx: tf.Tensor) => tf.sum(groupNormAct(xx as tf.Tensor4D, gamma, beta, 32, 1e-5, true)))([gx]),
+      stock: () => tf.grads((xx: tf.Tensor) => tf.sum(composite(xx as tf.Tensor4D, gamma, beta)))([gx]),
+    },
+    {
+      op: `attention ${tokens} tokens, ${heads} heads × 32, forward`,
+      ours: () => [fusedAttention(qkv, qkv, qkv, heads)],
+      stock: () => [attentionComposite(qkv, heads)],
+    },
+    { op: `matmul ${mm}²`, ours: () => [tf.matMul(ma, mb)], stock: () => [tf.matMul(ma, mb)] },
+  ];
+  const rows: KernelRow[] = [];
+  try {
+    for (const o of ops) {
+      useCustomKernels(true);
+      const oursMs = await time(o.ours, reps);
+      useCustomKernels(false);
+      const stockMs = await time(o.stock, reps);
+      rows.push({ op: o.op, oursMs, stockMs });
+    }
+  } finally {
+    useCustomKernels(true);
+    tf.dispose([x, w, dy, gx, gamma, beta, qkv, ma, mb]);
+  }
+  const info = (await import('../src/util/tf.js')).backendInfo();
+  const a = info?.adapter;
+  return { adapter: a ? [a.vendor, a.architecture, a.device, a.description].filter((v) => v).join(' / ') : 'unknown', rows };
+}
