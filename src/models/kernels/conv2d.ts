@@ -13,8 +13,9 @@ import type { tf } from '../../util/tf.js';
 import { gemmDispatch, gemmFits, gemmSource, WORKGROUP } from './gemm.js';
 import { allFloat32, gridLayout, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 
-const LOADERS = `
-fn loadA(b : i32, m : i32, k : i32) -> f32 {
+/** The implicit im2col matrix A[m, k]: output pixel m = (img, oy, ox), k = (ky, kx, ci); zero in the padding. */
+const GATHER_X = `
+fn gatherX(m : i32, k : i32) -> f32 {
   let ox = m % uniforms.outW;
   let t = m / uniforms.outW;
   let oy = t % uniforms.outH;
@@ -27,26 +28,16 @@ fn loadA(b : i32, m : i32, k : i32) -> f32 {
   let ix = ox * uniforms.strideW - uniforms.padL + kx * uniforms.dilW;
   if (iy < 0 || iy >= uniforms.inH || ix < 0 || ix >= uniforms.inW) { return 0.0; }
   return f32(X[((img * uniforms.inH + iy) * uniforms.inW + ix) * uniforms.inC + ci]);
-}
+}`;
+
+const LOADERS = `${GATHER_X}
+fn loadA(b : i32, m : i32, k : i32) -> f32 { return gatherX(m, k); }
 fn loadB(b : i32, k : i32, n : i32) -> f32 { return f32(Wf[k * uniforms.N + n]); }`;
 
 /** Backprop to the filter: dW[k, co] = Σ_m A[m, k]·dY[m, co], the GEMM with rows k = (ky, kx, ci), columns co, and
  * the output pixels m as the reduction; A is gathered as in the forward pass (here read along its rows k). */
-const LOADERS_FILTER = `
-fn loadA(b : i32, k : i32, m : i32) -> f32 {
-  let ox = m % uniforms.outW;
-  let t = m / uniforms.outW;
-  let oy = t % uniforms.outH;
-  let img = t / uniforms.outH;
-  let ci = k % uniforms.inC;
-  let tap = k / uniforms.inC;
-  let kx = tap % uniforms.kW;
-  let ky = tap / uniforms.kW;
-  let iy = oy * uniforms.strideH - uniforms.padT + ky * uniforms.dilH;
-  let ix = ox * uniforms.strideW - uniforms.padL + kx * uniforms.dilW;
-  if (iy < 0 || iy >= uniforms.inH || ix < 0 || ix >= uniforms.inW) { return 0.0; }
-  return f32(X[((img * uniforms.inH + iy) * uniforms.inW + ix) * uniforms.inC + ci]);
-}
+const LOADERS_FILTER = `${GATHER_X}
+fn loadA(b : i32, k : i32, m : i32) -> f32 { return gatherX(m, k); }
 fn loadB(b : i32, m : i32, n : i32) -> f32 { return f32(Dy[m * uniforms.N + n]); }`;
 
 /** Backprop to the input: dX[p, ci] = Σ_(ky,kx,co) dY[pixel under tap (ky,kx) of p, co]·W[ky, kx, ci, co], rows p =
