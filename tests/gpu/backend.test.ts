@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import { DifftalkError } from '../../src/util/errors.js';
 import type { ProgressEvent } from '../../src/util/events.js';
 import { backendInfo, initBackend, tf } from '../../src/util/tf.js';
+import { maxRelDiff } from './compare.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const TOL = 1e-4;
@@ -34,16 +35,7 @@ async function compare(fn: () => tf.Tensor[]): Promise<number> {
   const gpu = await run('webgpu');
   const cpu = await run('cpu');
   await tf.setBackend('webgpu');
-  let worst = 0;
-  for (let i = 0; i < cpu.length; i++) {
-    const a = gpu[i]!;
-    const b = cpu[i]!;
-    assert.equal(a.length, b.length);
-    let maxB = 1;
-    for (const v of b) maxB = Math.max(maxB, Math.abs(v));
-    for (let j = 0; j < b.length; j++) worst = Math.max(worst, Math.abs(a[j]! - b[j]!) / maxB);
-  }
-  return worst;
+  return maxRelDiff(gpu, cpu);
 }
 
 test('webgpu: adapter name, features and limits are reported', (t) => {

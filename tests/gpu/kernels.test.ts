@@ -15,6 +15,7 @@ import { fusedAttention, fusedAttentionAvailable } from '../../src/models/kernel
 import { groupNormAct, groupNormActAvailable } from '../../src/models/kernels/group-norm.js';
 import { CUSTOM_KERNELS, customKernelsActive, useCustomKernels } from '../../src/models/kernels/index.js';
 import { initBackend, tf } from '../../src/util/tf.js';
+import { maxRelDiff } from './compare.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const TOL = 1e-4;
@@ -57,16 +58,7 @@ async function compare(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor
   const gpu = await run('webgpu');
   const cpu = await run('cpu');
   await tf.setBackend('webgpu');
-  let worst = 0;
-  for (let i = 0; i < cpu.length; i++) {
-    const a = gpu[i]!;
-    const b = cpu[i]!;
-    assert.equal(a.length, b.length);
-    let maxB = 1;
-    for (const v of b) maxB = Math.max(maxB, Math.abs(v));
-    for (let j = 0; j < b.length; j++) worst = Math.max(worst, Math.abs(a[j]! - b[j]!) / maxB);
-  }
-  return worst;
+  return maxRelDiff(gpu, cpu);
 }
 
 test('kernels: registered over tfjs-webgpu by default, and switchable back to the stock ones', (t) => {
