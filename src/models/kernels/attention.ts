@@ -1,34 +1,47 @@
 /**
- * Multi-head attention softmax(Q·Kᵀ/√d)·V, fused forward (flash-style, the N×M score matrix never exists), with
- * the gradient through `tf.customGrad` as matmuls (the backward pass does materialise the per-head scores).
+ * Multi-head attention softmax(Q·Kᵀ/√d)·V, fused forward and backward (FlashAttention-2 style: the N×M score matrix
+ * never exists in global memory, in either direction).
  *
  * Layout as blocks.attention takes it: q [B, N, H·d], k and v [B, M, H·d], head h in columns h·d … h·d+d−1, so no
- * head split/transposes are needed. One workgroup per (64 queries, image × head); each thread owns one query row,
- * holding q and its output accumulator (d ≤ 64) in registers. Keys and values stream through workgroup memory in
- * tiles of 32 (2 × 32 × 64 floats); per tile a thread computes its 32 scores, then the running max / sum / output
- * are rescaled once (online softmax). f32 throughout. Assumes float32, d ≤ 64.
+ * head split/transposes are needed. Three programs, each one workgroup per (64 rows, image × head), each thread owning
+ * one row with its vectors in registers (d ≤ 64), the other side streaming through workgroup memory in tiles:
+ * - forward (thread = query row, K/V tiles of 32 keys): per tile the thread computes its 32 scores, then rescales the
+ *   running max / sum / output once (online softmax). Under a gradient tape it also writes the row's log-sum-exp
+ *   L = max + log(sum) ([B, N, H], appended to the output buffer and sliced off).
+ * - backward, D = rowsum(dO∘O) ([B, N, H]) first with tf ops (a cheap elementwise product and sum);
+ * - dQ (thread = query row, K/V tiles of 32): s = q·k/√d recomputed, p = exp(s − L), ds = p·(dO·v − D),
+ *   dQ = Σ ds·k/√d;
+ * - dK, dV (thread = key row, Q/dO/L/D tiles of 32 queries, 16 when d > 32): the same p and ds,
+ *   dV = Σ p·dO, dK = Σ ds·q/√d; both written to one buffer [2, B, M, H·d] and split.
+ * WebGPU has no float atomics, so dQ and dK/dV are two passes (scores recomputed twice: ~3.5 forward's work in all,
+ * against 2.5 for FlashAttention-2's atomic dQ). The backward programs are compiled per head dim (arrays sized d).
+ * Subgroup operations are not used: every row's max and sum are one thread's own registers, with no cross-thread
+ * reduction for subgroupMax/subgroupAdd to replace. f32 throughout. Assumes float32, d ≤ 64.
  */
 import { tf } from '../../util/tf.js';
 import type { WebGPUBackendLike, WebGPUProgram } from './program.js';
 
 const KERNEL = 'DifftalkAttention';
+const GRAD_Q = 'DifftalkAttentionGradQ';
+const GRAD_KV = 'DifftalkAttentionGradKV';
 export const MAX_HEAD_DIM = 64;
+const ROWS = 64;
 
-function program(b: number, n: number, heads: number, inner: number): WebGPUProgram {
+function forwardProgram(b: number, n: number, heads: number, inner: number, stats: boolean): WebGPUProgram {
   return {
-    outputShape: [b, n, inner],
-    shaderKey: 'difftalkAttention',
+    outputShape: stats ? [b * n * (inner + heads)] : [b, n, inner],
+    shaderKey: `difftalkAttention_${stats}`,
     dispatchLayout: { x: [0], y: [1], z: [2] },
-    dispatch: [Math.ceil(n / 64), b * heads, 1],
+    dispatch: [Math.ceil(n / ROWS), b * heads, 1],
     variableNames: ['Q', 'Kt', 'Vt'],
-    uniforms: 'N : i32, M : i32, H : i32, D : i32, scale : f32,',
-    workgroupSize: [64, 1, 1],
+    uniforms: 'B : i32, N : i32, M : i32, H : i32, D : i32, scale : f32,',
+    workgroupSize: [ROWS, 1, 1],
     getUserCode: () => `
 var<workgroup> ks : array<f32, 2048>; // [32 keys][64]
 var<workgroup> vs : array<f32, 2048>;
 fn main() {
   let tid = i32(localId.x);
-  let row = i32(workgroupId.x) * 64 + tid;
+  let row = i32(workgroupId.x) * ${ROWS} + tid;
   let bh = i32(workgroupId.y);
   let b = bh / uniforms.H;
   let h = bh % uniforms.H;
@@ -44,7 +57,7 @@ fn main() {
   var mx = -3.0e38;
   var sum = 0.0;
   for (var k0 = 0; k0 < uniforms.M; k0 += 32) {
-    for (var e = tid; e < 32 * D; e += 64) {
+    for (var e = tid; e < 32 * D; e += ${ROWS}) {
       let kk = e / D;
       let j = e % D;
       var kv = 0.0;
@@ -81,6 +94,141 @@ fn main() {
   }
   if (valid) {
     for (var j = 0; j < D; j++) { result[(b * uniforms.N + row) * inner + h * D + j] = acc[j] / sum; }
+    ${stats ? 'result[uniforms.B * uniforms.N * inner + (b * uniforms.N + row) * uniforms.H + h] = mx + log(sum);' : ''}
+  }
+}`,
+  };
+}
+
+/** Cooperative load of `rows` rows × d columns of head h from a [B, len, H·d] input into a workgroup array. */
+const tileLoad = (dst: string, src: string, rows: number, d: number, first: string, len: string, scale = '') => `
+  for (var e = tid; e < ${rows * d}; e += ${ROWS}) {
+    let r = e / ${d};
+    let j = e % ${d};
+    var val = 0.0;
+    if (${first} + r < ${len}) { val = f32(${src}[(b * ${len} + ${first} + r) * inner + h * ${d} + j])${scale}; }
+    ${dst}[e] = val;
+  }`;
+
+const PROLOGUE = (d: number) => `
+  let tid = i32(localId.x);
+  let row = i32(workgroupId.x) * ${ROWS} + tid;
+  let bh = i32(workgroupId.y);
+  let b = bh / uniforms.H;
+  let h = bh % uniforms.H;
+  let inner = uniforms.H * ${d};`;
+
+/** dQ: thread = query row; K/V tiles of 32 keys in workgroup memory. */
+function gradQProgram(b: number, n: number, heads: number, d: number): WebGPUProgram {
+  const T = 32;
+  return {
+    outputShape: [b, n, heads * d],
+    shaderKey: `difftalkAttentionGradQ_${d}`,
+    dispatchLayout: { x: [0], y: [1], z: [2] },
+    dispatch: [Math.ceil(n / ROWS), b * heads, 1],
+    variableNames: ['Q', 'Kt', 'Vt', 'Dout', 'Lse', 'Dsum'],
+    uniforms: 'B : i32, N : i32, M : i32, H : i32, scale : f32,',
+    workgroupSize: [ROWS, 1, 1],
+    getUserCode: () => `
+var<workgroup> ks : array<f32, ${T * d}>;
+var<workgroup> vs : array<f32, ${T * d}>;
+fn main() {${PROLOGUE(d)}
+  let valid = row < uniforms.N;
+  var q : array<f32, ${d}>;
+  var g : array<f32, ${d}>;
+  var dq : array<f32, ${d}>;
+  var lse = 0.0;
+  var dd = 0.0;
+  for (var j = 0; j < ${d}; j++) { q[j] = 0.0; g[j] = 0.0; dq[j] = 0.0; }
+  if (valid) {
+    let base = (b * uniforms.N + row) * inner + h * ${d};
+    for (var j = 0; j < ${d}; j++) { q[j] = f32(Q[base + j]) * uniforms.scale; g[j] = f32(Dout[base + j]); }
+    lse = f32(Lse[(b * uniforms.N + row) * uniforms.H + h]);
+    dd = f32(Dsum[(b * uniforms.N + row) * uniforms.H + h]);
+  }
+  for (var k0 = 0; k0 < uniforms.M; k0 += ${T}) {${tileLoad('ks', 'Kt', T, d, 'k0', 'uniforms.M')}${tileLoad('vs', 'Vt', T, d, 'k0', 'uniforms.M')}
+    workgroupBarrier();
+    let count = min(${T}, uniforms.M - k0);
+    for (var kk = 0; kk < count; kk++) {
+      var s = 0.0;
+      var dp = 0.0;
+      for (var j = 0; j < ${d}; j++) {
+        s = fma(q[j], ks[kk * ${d} + j], s);
+        dp = fma(g[j], vs[kk * ${d} + j], dp);
+      }
+      let ds = exp(s - lse) * (dp - dd);
+      for (var j = 0; j < ${d}; j++) { dq[j] = fma(ds, ks[kk * ${d} + j], dq[j]); }
+    }
+    workgroupBarrier();
+  }
+  if (valid) {
+    let base = (b * uniforms.N + row) * inner + h * ${d};
+    for (var j = 0; j < ${d}; j++) { result[base + j] = dq[j] * uniforms.scale; }
+  }
+}`,
+  };
+}
+
+/** dK and dV: thread = key row; Q (pre-scaled), dO, L, D tiles of T queries in workgroup memory. */
+function gradKVProgram(b: number, m: number, heads: number, d: number): WebGPUProgram {
+  const T = d <= 32 ? 32 : 16;
+  return {
+    outputShape: [2, b, m, heads * d],
+    shaderKey: `difftalkAttentionGradKV_${d}`,
+    dispatchLayout: { x: [0], y: [1], z: [2] },
+    dispatch: [Math.ceil(m / ROWS), b * heads, 1],
+    variableNames: ['Q', 'Kt', 'Vt', 'Dout', 'Lse', 'Dsum'],
+    uniforms: 'B : i32, N : i32, M : i32, H : i32, scale : f32,',
+    workgroupSize: [ROWS, 1, 1],
+    getUserCode: () => `
+var<workgroup> qs : array<f32, ${T * d}>;
+var<workgroup> gs : array<f32, ${T * d}>;
+var<workgroup> ls : array<f32, ${T}>;
+var<workgroup> ds_ : array<f32, ${T}>;
+fn main() {${PROLOGUE(d)}
+  let valid = row < uniforms.M;
+  var k : array<f32, ${d}>;
+  var v : array<f32, ${d}>;
+  var dk : array<f32, ${d}>;
+  var dv : array<f32, ${d}>;
+  for (var j = 0; j < ${d}; j++) { k[j] = 0.0; v[j] = 0.0; dk[j] = 0.0; dv[j] = 0.0; }
+  if (valid) {
+    let base = (b * uniforms.M + row) * inner + h * ${d};
+    for (var j = 0; j < ${d}; j++) { k[j] = f32(Kt[base + j]); v[j] = f32(Vt[base + j]); }
+  }
+  for (var q0 = 0; q0 < uniforms.N; q0 += ${T}) {${tileLoad('qs', 'Q', T, d, 'q0', 'uniforms.N', ' * uniforms.scale')}${tileLoad('gs', 'Dout', T, d, 'q0', 'uniforms.N')}
+    if (tid < ${T}) {
+      var l = 0.0;
+      var dd = 0.0;
+      if (q0 + tid < uniforms.N) {
+        l = f32(Lse[(b * uniforms.N + q0 + tid) * uniforms.H + h]);
+        dd = f32(Dsum[(b * uniforms.N + q0 + tid) * uniforms.H + h]);
+      }
+      ls[tid] = l;
+      ds_[tid] = dd;
+    }
+    workgroupBarrier();
+    let count = min(${T}, uniforms.N - q0);
+    for (var i = 0; i < count; i++) {
+      var s = 0.0;
+      var dp = 0.0;
+      for (var j = 0; j < ${d}; j++) {
+        s = fma(qs[i * ${d} + j], k[j], s);
+        dp = fma(gs[i * ${d} + j], v[j], dp);
+      }
+      let p = exp(s - ls[i]);
+      let ds = p * (dp - ds_[i]);
+      for (var j = 0; j < ${d}; j++) {
+        dv[j] = fma(p, gs[i * ${d} + j], dv[j]);
+        dk[j] = fma(ds, qs[i * ${d} + j], dk[j]);
+      }
+    }
+    workgroupBarrier();
+  }
+  if (valid) {
+    let base = (b * uniforms.M + row) * inner + h * ${d};
+    let half = uniforms.B * uniforms.M * inner;
+    for (var j = 0; j < ${d}; j++) { result[base + j] = dk[j]; result[half + base + j] = dv[j]; }
   }
 }`,
   };
@@ -89,11 +237,13 @@ fn main() {
 type Args = { inputs: Record<string, tf.TensorInfo>; attrs?: Record<string, unknown>; backend: unknown };
 
 function attentionKernel({ inputs, attrs, backend }: Args): tf.TensorInfo {
-  const heads = (attrs as { heads: number }).heads;
+  const { heads, stats } = attrs as { heads: number; stats?: boolean };
   const [b, n, inner] = inputs.q!.shape as [number, number, number];
   const m = inputs.k!.shape[1]!;
   const d = inner / heads;
-  return (backend as WebGPUBackendLike).runWebGPUProgram(program(b, n, heads, inner), [inputs.q!, inputs.k!, inputs.v!], 'float32', [
+  const p = forwardProgram(b, n, heads, inner, Boolean(stats));
+  return (backend as WebGPUBackendLike).runWebGPUProgram(p, [inputs.q!, inputs.k!, inputs.v!], 'float32', [
+    { type: 'int32', data: [b] },
     { type: 'int32', data: [n] },
     { type: 'int32', data: [m] },
     { type: 'int32', data: [heads] },
@@ -102,7 +252,29 @@ function attentionKernel({ inputs, attrs, backend }: Args): tf.TensorInfo {
   ]);
 }
 
-export const ATTENTION_KERNELS: Record<string, (args: Args) => tf.TensorInfo> = { [KERNEL]: attentionKernel };
+function gradKernel(which: 'q' | 'kv') {
+  return ({ inputs, attrs, backend }: Args): tf.TensorInfo => {
+    const heads = (attrs as { heads: number }).heads;
+    const [b, n, inner] = inputs.q!.shape as [number, number, number];
+    const m = inputs.k!.shape[1]!;
+    const d = inner / heads;
+    const p = which === 'q' ? gradQProgram(b, n, heads, d) : gradKVProgram(b, m, heads, d);
+    const ins = [inputs.q!, inputs.k!, inputs.v!, inputs.dy!, inputs.lse!, inputs.dsum!];
+    return (backend as WebGPUBackendLike).runWebGPUProgram(p, ins, 'float32', [
+      { type: 'int32', data: [b] },
+      { type: 'int32', data: [n] },
+      { type: 'int32', data: [m] },
+      { type: 'int32', data: [heads] },
+      { type: 'float32', data: [1 / Math.sqrt(d)] },
+    ]);
+  };
+}
+
+export const ATTENTION_KERNELS: Record<string, (args: Args) => tf.TensorInfo> = {
+  [KERNEL]: attentionKernel,
+  [GRAD_Q]: gradKernel('q'),
+  [GRAD_KV]: gradKernel('kv'),
+};
 
 /** Whether fusedAttention can run here: webgpu with the kernel registered, float32 rank 3, head dim ≤ 64. */
 export function fusedAttentionAvailable(q: tf.Tensor, k: tf.Tensor, heads: number): boolean {
@@ -120,32 +292,32 @@ export function fusedAttentionAvailable(q: tf.Tensor, k: tf.Tensor, heads: numbe
   );
 }
 
-/** q [B,N,H·d], k/v [B,M,H·d] → [B,N,H·d]; the fused forward, the gradient as per-head matmuls. */
+const run = (name: string, inputs: Record<string, tf.Tensor>, attrs: Record<string, unknown>): tf.Tensor =>
+  tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+
+/**
+ * q [B,N,H·d], k/v [B,M,H·d] → [B,N,H·d]. Outside a gradient tape: the forward program alone. Under one: the forward
+ * with log-sum-exp rows, and the fused dQ and dK/dV programs as its gradient.
+ */
 export function fusedAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, heads: number): tf.Tensor3D {
+  if (!(tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn()) return run(KERNEL, { q, k, v }, { heads, stats: false }) as tf.Tensor3D;
   const op = tf.customGrad(((qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor, save: (t: tf.Tensor[]) => void) => {
-    save([qq, kk, vv]);
-    const value = tf.engine().runKernel(KERNEL, { q: qq, k: kk, v: vv } as unknown as tf.NamedTensorMap, { heads } as unknown as tf.NamedAttrMap) as tf.Tensor;
+    const [b, n, inner] = qq.shape as [number, number, number];
+    const both = run(KERNEL, { q: qq, k: kk, v: vv }, { heads, stats: true });
+    const value = tf.slice(both, 0, b * n * inner).reshape([b, n, inner]);
+    const lse = tf.slice(both, b * n * inner).reshape([b, n, heads]);
+    both.dispose();
+    save([qq, kk, vv, value, lse]);
     return {
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [sq, sk, sv] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
-        const [b, n, inner] = sq.shape;
+        const [sq, sk, sv, so, sl] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
         const m = sk.shape[1];
-        const d = inner / heads;
-        const split = (t: tf.Tensor, len: number) => t.reshape([b, len, heads, d]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
-        const merge = (t: tf.Tensor, len: number) => t.transpose([0, 2, 1, 3]).reshape([b, len, inner]);
-        const qh = split(sq, n);
-        const kh = split(sk, m);
-        const vh = split(sv, m);
-        const dO = split(dy, n);
-        const scale = 1 / Math.sqrt(d);
-        const p = tf.softmax(tf.mul(tf.matMul(qh, kh, false, true), scale), -1);
-        const dV = tf.matMul(p, dO, true, false);
-        const dP = tf.matMul(dO, vh, false, true);
-        const dS = tf.mul(p, tf.sub(dP, tf.sum(tf.mul(dP, p), -1, true)));
-        const dQ = tf.mul(tf.matMul(dS, kh), scale);
-        const dK = tf.mul(tf.matMul(dS, qh, true, false), scale);
-        return [merge(dQ, n), merge(dK, m), merge(dV, m)];
+        const dsum = tf.sum(tf.mul(dy, so).reshape([b, n, heads, inner / heads]), -1);
+        const ins = { q: sq, k: sk, v: sv, dy, lse: sl, dsum };
+        const dq = run(GRAD_Q, ins, { heads });
+        const [dk, dv] = tf.split(run(GRAD_KV, ins, { heads }), 2, 0).map((t) => t.reshape([b, m, inner]));
+        return [dq, dk!, dv!];
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
