@@ -12,6 +12,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fusedAttention, fusedAttentionAvailable } from '../../src/models/kernels/attention.js';
+import { hoistEnables, subgroupsWanted, useSubgroups } from '../../src/models/kernels/features.js';
 import { groupNormAct, groupNormActAvailable } from '../../src/models/kernels/group-norm.js';
 import { CUSTOM_KERNELS, customKernelsActive, useCustomKernels } from '../../src/models/kernels/index.js';
 import { initBackend, tf } from '../../src/util/tf.js';
@@ -182,35 +183,51 @@ function groupNormRef(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, groups:
   return silu ? tf.mul(y, tf.sigmoid(y)) : y;
 }
 
+test('kernels: enable directives move to the top of the shader; subgroups used where the device has them unless forced off', (t) => {
+  assert.equal(
+    hoistEnables('struct A { x : f32 };\nenable subgroups;\nfn f() {}\n  enable subgroups;\n'),
+    'enable subgroups;\nstruct A { x : f32 };\n\nfn f() {}\n\n',
+  );
+  assert.equal(hoistEnables('fn f() {} // no directive'), 'fn f() {} // no directive');
+  if (unavailable) return t.skip(unavailable);
+  const has = [...(tf.backend() as unknown as { device: GPUDevice }).device.features].includes('subgroups');
+  assert.equal(subgroupsWanted(), has);
+  assert.equal(useSubgroups(false), false);
+  assert.equal(useSubgroups(true), has);
+});
+
 const NORMS = [
   { what: 'GroupNorm(32)+SiLU, 512 ch, batch 2, 9×7', shape: [2, 9, 7, 512], silu: true, eps: 1e-5 },
   { what: 'GroupNorm(32)+SiLU, 256 ch, 17×16 (more values per group than threads)', shape: [1, 17, 16, 256], silu: true, eps: 1e-5 },
   { what: 'GroupNorm(32) alone (transformer proj_in norm), 768 ch, 5×5, eps 1e-6', shape: [1, 5, 5, 768], silu: false, eps: 1e-6 },
 ];
 
-for (const n of NORMS) {
-  test(`kernels: ${n.what}, forward and gradients w.r.t. x, γ, β match cpu`, async (t) => {
-    if (unavailable) return t.skip(unavailable);
-    const c = n.shape[3]!;
-    const dyShape = n.shape;
-    const worst = await compare([n.shape, [c], [c], dyShape], (x, gm, bt, dy) => {
-      // γ around 1 and β small, as trained norms; dy weights the loss so every gradient term matters
-      const gamma = tf.add(1, tf.mul(gm!, 0.5));
-      const beta = tf.mul(bt!, 0.2);
-      const fused = tf.getBackend() === 'webgpu';
-      if (fused) assert.ok(groupNormActAvailable(x as tf.Tensor4D, 32));
-      const f = (xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) =>
-        tf.sum(tf.mul(fused ? groupNormAct(xx as tf.Tensor4D, gg, bb, 32, n.eps, n.silu) : groupNormRef(xx as tf.Tensor4D, gg, bb, 32, n.eps, n.silu), dy!));
-      const y = fused
-        ? groupNormAct(tf.mul(x!, 3) as tf.Tensor4D, gamma, beta, 32, n.eps, n.silu)
-        : groupNormRef(tf.mul(x!, 3) as tf.Tensor4D, gamma, beta, 32, n.eps, n.silu);
-      const grads = tf.grads(f)([tf.mul(x!, 3), gamma, beta]);
-      return [y, ...grads];
+for (const n of NORMS)
+  for (const sub of [true, false]) {
+    test(`kernels: ${n.what}, ${sub ? 'subgroup' : 'plain (forced fallback)'} reductions, forward and gradients w.r.t. x, γ, β match cpu`, async (t) => {
+      if (unavailable) return t.skip(unavailable);
+      if (useSubgroups(sub) !== sub) return t.skip('this adapter has no `subgroups` feature (lavapipe ≥ Mesa 25 has)');
+      t.after(() => useSubgroups(true));
+      const c = n.shape[3]!;
+      const dyShape = n.shape;
+      const worst = await compare([n.shape, [c], [c], dyShape], (x, gm, bt, dy) => {
+        // γ around 1 and β small, as trained norms; dy weights the loss so every gradient term matters
+        const gamma = tf.add(1, tf.mul(gm!, 0.5));
+        const beta = tf.mul(bt!, 0.2);
+        const fused = tf.getBackend() === 'webgpu';
+        if (fused) assert.ok(groupNormActAvailable(x as tf.Tensor4D, 32));
+        const f = (xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) =>
+          tf.sum(tf.mul(fused ? groupNormAct(xx as tf.Tensor4D, gg, bb, 32, n.eps, n.silu) : groupNormRef(xx as tf.Tensor4D, gg, bb, 32, n.eps, n.silu), dy!));
+        const y = fused
+          ? groupNormAct(tf.mul(x!, 3) as tf.Tensor4D, gamma, beta, 32, n.eps, n.silu)
+          : groupNormRef(tf.mul(x!, 3) as tf.Tensor4D, gamma, beta, 32, n.eps, n.silu);
+        const grads = tf.grads(f)([tf.mul(x!, 3), gamma, beta]);
+        return [y, ...grads];
+      });
+      t.diagnostic(`worst ${worst.toExponential(2)}`);
+      assert.ok(worst <= TOL, `${n.what}: worst ${worst}`);
     });
-    t.diagnostic(`worst ${worst.toExponential(2)}`);
-    assert.ok(worst <= TOL, `${n.what}: worst ${worst}`);
-  });
-}
+  }
 
 test('kernels: matMul and conv2d of float32 tensors cast from int32 (their GPU buffer stays int32) match cpu', async (t) => {
   if (unavailable) return t.skip(unavailable);

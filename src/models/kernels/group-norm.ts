@@ -4,7 +4,8 @@
  *
  * - stats: one workgroup (256 threads) per (image, group); two passes over the group's H·W·C/G values, each reduced
  *   in workgroup memory: the mean, then the centred (biased) variance, so no E[x²]−E[x]² cancellation. Out: [B, G, 2]
- *   = (mean, 1/√(var+eps)).
+ *   = (mean, 1/√(var+eps)). Where the device has `subgroups` (features.ts), the workgroup sums go through subgroupAdd
+ *   (see REDUCE below), else through a tree in workgroup memory; the same for the backward's sums.
  * - apply: elementwise, grid-stride over the tensor: z = (x−mean)·rstd·γ + β, y = z·σ(z) (or z without SiLU).
  * - backward to x: one workgroup per (image, group), recomputing x̂ and z from x and the stats: dz = dy·σ(z)(1+z(1−σ(z))),
  *   g = dz·γ; reduce mean(g) and mean(g·x̂) over the group, then dx = rstd·(g − mean(g) − x̂·mean(g·x̂)).
@@ -13,6 +14,7 @@
  * Assumes float32, NHWC, C divisible by the group count. The SiLU is exact (σ via exp), as blocks.silu.
  */
 import { tf } from '../../util/tf.js';
+import { subgroupsWanted } from './features.js';
 import type { ProgramUniform, WebGPUBackendLike, WebGPUProgram } from './program.js';
 
 const STATS = 'DifftalkGroupNormStats';
@@ -21,7 +23,31 @@ const GRAD_X = 'DifftalkGroupNormGradX';
 const GRAD_PARAMS = 'DifftalkGroupNormGradParams';
 const ROWS = 64;
 
-const REDUCE = `
+/**
+ * WGSL reduce256(v): the sum of v over the 256 threads of the workgroup, returned to all of them. Plain: a tree in
+ * workgroup memory (8 barriers). Subgroups: subgroupAdd within each subgroup; its first active lane (exclusive
+ * rank 0) leaves the partial at its own slot, the others 0; then every subgroup sums the 256 slots, lane r taking
+ * r, r + lanes, … (lanes = active lanes, counted with subgroupAdd(1)), and subgroupAdd again. No assumption on the
+ * subgroup size or on which invocations form a subgroup; 2 barriers.
+ */
+const REDUCE = (sub: boolean) =>
+  sub
+    ? `
+enable subgroups;
+var<workgroup> red : array<f32, 256>;
+fn reduce256(v : f32) -> f32 {
+  let part = subgroupAdd(v);
+  let lanes = subgroupAdd(1u);
+  let rank = subgroupExclusiveAdd(1u);
+  red[localIndex] = select(0.0, part, rank == 0u);
+  workgroupBarrier();
+  var t = 0.0;
+  for (var i = rank; i < 256u; i += lanes) { t += red[i]; }
+  let r = subgroupAdd(t);
+  workgroupBarrier();
+  return r;
+}`
+    : `
 var<workgroup> red : array<f32, 256>;
 fn reduce256(v : f32) -> f32 {
   let lid = i32(localIndex);
@@ -59,16 +85,16 @@ function dimsOf(x: tf.TensorInfo, groups: number): Dims {
 const ints = (vals: number[]): ProgramUniform => vals.map((v) => ({ type: 'int32' as const, data: [v] }));
 const DIM_UNIFORMS = 'B : i32, HW : i32, C : i32, G : i32, ';
 
-function statsProgram(d: Dims): WebGPUProgram {
+function statsProgram(d: Dims, sub: boolean): WebGPUProgram {
   return {
     outputShape: [d.b, d.g, 2],
-    shaderKey: 'difftalkGroupNormStats',
+    shaderKey: `difftalkGroupNormStats_${sub}`,
     dispatchLayout: { x: [0], y: [1], z: [2] },
     dispatch: [d.g, d.b, 1],
     variableNames: ['X'],
     uniforms: `${DIM_UNIFORMS}eps : f32,`,
     workgroupSize: [256, 1, 1],
-    getUserCode: () => `${REDUCE}
+    getUserCode: () => `${REDUCE(sub)}
 fn main() {
   let lid = i32(localIndex);
   let g = i32(workgroupId.x);
@@ -114,16 +140,16 @@ fn main() {
   };
 }
 
-function gradXProgram(shape: number[], d: Dims, silu: boolean): WebGPUProgram {
+function gradXProgram(shape: number[], d: Dims, silu: boolean, sub: boolean): WebGPUProgram {
   return {
     outputShape: shape,
-    shaderKey: `difftalkGroupNormGradX_${silu}`,
+    shaderKey: `difftalkGroupNormGradX_${silu}_${sub}`,
     dispatchLayout: { x: [0], y: [1], z: [2] },
     dispatch: [d.g, d.b, 1],
     variableNames: ['Dy', 'X', 'Stats', 'Gamma', 'Beta'],
     uniforms: DIM_UNIFORMS,
     workgroupSize: [256, 1, 1],
-    getUserCode: () => `${REDUCE}
+    getUserCode: () => `${REDUCE(sub)}
 ${ACT(silu)}
 fn main() {
   let lid = i32(localIndex);
@@ -197,7 +223,7 @@ type Attrs = { groups: number; eps: number; silu: boolean };
 function statsKernel({ inputs, attrs, backend }: Args): tf.TensorInfo {
   const { groups, eps } = attrs as unknown as Attrs;
   const d = dimsOf(inputs.x!, groups);
-  return (backend as WebGPUBackendLike).runWebGPUProgram(statsProgram(d), [inputs.x!], 'float32', [
+  return (backend as WebGPUBackendLike).runWebGPUProgram(statsProgram(d, subgroupsWanted()), [inputs.x!], 'float32', [
     ...ints([d.b, d.hw, d.c, d.g]),
     { type: 'float32', data: [eps] },
   ]);
@@ -216,7 +242,7 @@ function gradXKernel({ inputs, attrs, backend }: Args): tf.TensorInfo {
   const { groups, silu } = attrs as unknown as Attrs;
   const x = inputs.x!;
   const d = dimsOf(x, groups);
-  const p = gradXProgram([...x.shape], d, silu);
+  const p = gradXProgram([...x.shape], d, silu, subgroupsWanted());
   return (backend as WebGPUBackendLike).runWebGPUProgram(
     p,
     [inputs.dy!, x, inputs.stats!, inputs.gamma!, inputs.beta!],

@@ -8,8 +8,11 @@
  * | tiled GEMM  | gemm.ts     | (core of matmul and the three conv passes) |
  * | matmul      | matmul.ts   | BatchMatMul (tf.matMul, all ranks, transposes: linears, attention's gradient, im2col convs off webgpu) |
  * | conv2d      | conv2d.ts   | Conv2D, Conv2DBackpropFilter, Conv2DBackpropInput (NHWC, implicit GEMM, all three passes) |
- * | attention   | attention.ts | new kernel `DifftalkAttention` behind blocks.attention (fused forward; gradient as matmuls) |
+ * | attention   | attention.ts | new kernels `DifftalkAttention*` behind blocks.attention (fused forward and backward, no score matrix) |
  * | GroupNorm(+SiLU) | group-norm.ts | new kernels `Difftalk*` behind blocks.groupNorm / groupNormSilu (forward and backward) |
+ *
+ * features.ts says which optional WGSL features (subgroups) the kernels may use and lets a program carry its own
+ * `enable` directive; `DIFFTALK_WEBGPU_SUBGROUPS=off` forces the plain variants.
  *
  * Each replacing kernel hands the cases it does not cover (int32, NCHW, general broadcasting) back to the stock kernel;
  * the new ones are only called where their `…Available` check says so (blocks.ts falls back to the composite ops).
@@ -17,9 +20,10 @@
  * are model ops with their own gradients, called from blocks.ts. It reaches the device only through util/tf.ts's
  * `onWebgpuReady` hook, so util stays free of model code.
  */
-import { onWebgpuReady, tf } from '../../util/tf.js';
+import { gpuDevice, onWebgpuReady, tf } from '../../util/tf.js';
 import { runConv2dPass } from './conv2d.js';
 import { ATTENTION_KERNELS } from './attention.js';
+import { hoistEnableDirectives } from './features.js';
 import { GROUP_NORM_KERNELS } from './group-norm.js';
 import { runMatMul } from './matmul.js';
 import type { WebGPUBackendLike } from './program.js';
@@ -135,4 +139,8 @@ export function useCustomKernels(on: boolean): boolean {
   return active;
 }
 
-onWebgpuReady(() => useCustomKernels(customKernelsWanted()));
+onWebgpuReady(() => {
+  const device = gpuDevice();
+  if (device) hoistEnableDirectives(device);
+  useCustomKernels(customKernelsWanted());
+});
