@@ -3,7 +3,8 @@
  * DIFFTALK_WEBGPU_KERNELS=stock) against PyTorch on the same machine, in the same run.
  *
  * - per op (the table in ../shared/docs/gpu.md): conv 3×3 forward, conv backprop to input, conv backprop to filter,
- *   GroupNorm(32)+SiLU, attention (QKᵀ, softmax, ·V), matmul;
+ *   GroupNorm(32)+SiLU, attention (QKᵀ, softmax, ·V), attention_train (its forward and the gradients w.r.t. q, k, v),
+ *   matmul;
  * - whole: the UNet train step (forward, MSE, gradients of every parameter, AdamW) and the denoiser forward, the
  *   paper preset at batch 8 / 32; the eval networks' frames/s (LPIPS-alex, SyncNet video branch, FID Inception).
  * PyTorch (bench/torch/bench.py, the UNet from bench/torch/twin.py, checked against the fixtures) runs the same
@@ -153,7 +154,7 @@ function opItems(s: GpuBenchSpec, keep: tf.Tensor[]): Item[] {
   keep.push(...gp.vars.values());
   const a = s.attention;
   const inner = a.heads * a.head_dim;
-  const [q, kk, v] = [5, 6, 7].map((i) => k(randn([a.batch, a.tokens, inner], i)));
+  const [q, kk, v, dya] = [5, 6, 7, 10].map((i) => k(randn([a.batch, a.tokens, inner], i)));
   const ma = k(randn([s.matmul.size, s.matmul.size], 8)) as tf.Tensor2D;
   const mb = k(randn([s.matmul.size, s.matmul.size], 9)) as tf.Tensor2D;
   return [
@@ -172,6 +173,10 @@ function opItems(s: GpuBenchSpec, keep: tf.Tensor[]): Item[] {
     },
     { name: 'gn_silu', run: () => tf.tidy(() => groupNormSilu(gp, 'gn', xg, 32, 1e-5)) },
     { name: 'attention', run: () => tf.tidy(() => attention(q!, kk!, v!, a.heads)) },
+    {
+      name: 'attention_train',
+      run: () => tf.tidy(() => tf.grads((qq: tf.Tensor, k2: tf.Tensor, vv: tf.Tensor) => tf.sum(tf.mul(attention(qq, k2, vv, a.heads), dya!)))([q!, kk!, v!])),
+    },
     { name: 'matmul', run: () => tf.matMul(ma, mb) },
   ];
 }

@@ -5,6 +5,7 @@
  * 128 ch at 64², GroupNorm 512 ch at 32², attention 1024 tokens × 16 heads, matmul 4096²); the default is a small set that lavapipe runs in about a minute.
  */
 import { fusedAttention } from '../src/models/kernels/attention.js';
+import { useSubgroups } from '../src/models/kernels/features.js';
 import { groupNormAct } from '../src/models/kernels/group-norm.js';
 import { useCustomKernels } from '../src/models/kernels/index.js';
 import { initBackend, tf } from '../src/util/tf.js';
@@ -62,7 +63,11 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
   const qkv = tf.randomNormal([gpuShapes ? 16 : 1, tokens, heads * 32], 0, 1, 'float32', 7) as tf.Tensor3D;
   const ma = tf.randomNormal([mm, mm], 0, 1, 'float32', 5);
   const mb = tf.randomNormal([mm, mm], 0, 1, 'float32', 6);
-  const ops: Array<{ op: string; ours: () => tf.Tensor[]; stock: () => tf.Tensor[] }> = [
+  const dyq = tf.randomNormal(qkv.shape, 0, 1, 'float32', 8) as tf.Tensor3D;
+  const attnLoss = (f: (x: tf.Tensor3D) => tf.Tensor) => () => tf.grads((qq: tf.Tensor) => tf.sum(tf.mul(f(qq as tf.Tensor3D), dyq)))([qkv]);
+  const gnLoss = () => tf.grads((xx: tf.Tensor) => tf.sum(groupNormAct(xx as tf.Tensor4D, gamma, beta, 32, 1e-5, true)))([gx]);
+  /** `baseline` (default: tfjs's stock kernels) is what the stock column runs under. */
+  const ops: Array<{ op: string; ours: () => tf.Tensor[]; stock: () => tf.Tensor[]; baseline?: () => void }> = [
     { op: `conv 3×3 ${c}→${c}, ${s}², B=${b}, forward`, ours: () => [tf.conv2d(x, w, 1, 'same')], stock: () => [tf.conv2d(x, w, 1, 'same')] },
     {
       op: 'conv backprop to input',
@@ -89,20 +94,43 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
       ours: () => [fusedAttention(qkv, qkv, qkv, heads)],
       stock: () => [attentionComposite(qkv, heads)],
     },
+    {
+      op: 'attention forward+backward (fused dQ, dK/dV)',
+      ours: attnLoss((x) => fusedAttention(x, x, x, heads)),
+      stock: attnLoss((x) => attentionComposite(x, heads)),
+    },
+    {
+      op: 'attention forward+backward; stock column: composite on our matmul',
+      ours: attnLoss((x) => fusedAttention(x, x, x, heads)),
+      stock: attnLoss((x) => attentionComposite(x, heads)),
+      baseline: () => useCustomKernels(true),
+    },
+    {
+      op: 'GroupNorm+SiLU fwd+bwd, subgroupAdd; stock column: our plain tree reductions',
+      ours: gnLoss,
+      stock: gnLoss,
+      baseline: () => {
+        useCustomKernels(true);
+        useSubgroups(false);
+      },
+    },
     { op: `matmul ${mm}²`, ours: () => [tf.matMul(ma, mb)], stock: () => [tf.matMul(ma, mb)] },
   ];
   const rows: KernelRow[] = [];
   try {
     for (const o of ops) {
       useCustomKernels(true);
+      useSubgroups(true);
       const oursMs = await time(o.ours, reps);
-      useCustomKernels(false);
+      if (o.baseline) o.baseline();
+      else useCustomKernels(false);
       const stockMs = await time(o.stock, reps);
       rows.push({ op: o.op, oursMs, stockMs });
     }
   } finally {
     useCustomKernels(true);
-    tf.dispose([x, w, dy, gx, gamma, beta, qkv, ma, mb]);
+    useSubgroups(true);
+    tf.dispose([x, w, dy, gx, gamma, beta, qkv, dyq, ma, mb]);
   }
   const info = (await import('../src/util/tf.js')).backendInfo();
   const a = info?.adapter;

@@ -4,6 +4,7 @@ TF32 and bf16 autocast, one JSON object on stdout.
 Usage: python3 bench/torch/bench.py SPEC.json   (SPEC written by bench/gpu.ts: sizes, modes, time budget per item)
 Output: {"torch": ver, "device": name, "results": {mode: {item: {"ms": per-iteration ms, "iters": n}}}}
 Items: conv_fwd, conv_dgrad, conv_wgrad, gn_silu, attention (q·kᵀ, softmax, ·v as the project computes it),
+attention_train (that forward and autograd's gradients w.r.t. q, k, v),
 attention_sdpa (F.scaled_dot_product_attention where torch has it), matmul, unet_train (UNet twin, MSE, backward,
 AdamW step), unet_fwd (no grad), lpips_alex (torchvision AlexNet features + LPIPS 1×1 heads), syncnet (the video
 branch of SyncNet v2, layer for layer as src/models/syncnet.ts), fid_inception
@@ -98,6 +99,14 @@ def op_items(s, dev):
         'attention': lambda: twin.attention(q, k, v, a['heads']),
         'matmul': lambda: ma @ mb,
     }
+    qg, kg, vg = (t.clone().requires_grad_(True) for t in (q, k, v))
+    dya = randn(a['batch'], a['tokens'], inner, dev=dev) * 0.5
+
+    def attention_train():
+        o = twin.attention(qg, kg, vg, a['heads'])
+        return torch.autograd.grad((o * dya).sum(), (qg, kg, vg))
+
+    items['attention_train'] = attention_train
     if hasattr(F, 'scaled_dot_product_attention'):
         items['attention_sdpa'] = lambda: F.scaled_dot_product_attention(heads(q), heads(k), heads(v))
     return items

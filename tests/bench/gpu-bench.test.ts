@@ -19,7 +19,7 @@ try {
   unavailable = `no WebGPU adapter here (${(e as Error).message}); .ci/run installs Mesa ≥ 25 lavapipe`;
 }
 
-const ITEMS = ['conv_fwd', 'conv_dgrad', 'conv_wgrad', 'gn_silu', 'attention', 'matmul', 'unet_train', 'unet_fwd'];
+const ITEMS = ['conv_fwd', 'conv_dgrad', 'conv_wgrad', 'gn_silu', 'attention', 'attention_train', 'matmul', 'unet_train', 'unet_fwd'];
 
 test('GPU bench, tiny: every item on webgpu and in PyTorch fp32/tf32/bf16, ratios printed', { timeout: 180_000 }, async (t) => {
   if (unavailable) return t.skip(unavailable);
