@@ -266,8 +266,7 @@ const ATTNS = [
   { what: 'self-attention at 16² (256 tokens), 768 ch = 24 heads × 32', q: [1, 256, 768], m: 256, heads: 24 },
   { what: 'cross-attention, 64 queries (8²), 11 context tokens, 1024 ch = 32 heads × 32, batch 2', q: [2, 64, 1024], m: 11, heads: 32 },
   { what: 'odd sizes: 77 queries, 45 keys, 3 heads × 64', q: [1, 77, 192], m: 45, heads: 3 },
-  { what: 'self-attention at 64² (4096 tokens), 1 head × 32', q: [1, 4096, 32], m: 4096, heads: 1 },
-  { what: 'self-attention at 32² (1024 tokens), 2 heads × 32', q: [1, 1024, 64], m: 1024, heads: 2 },
+  { what: 'self-attention at 32² (1024 tokens, the longest: ds 2 of a 64² latent), 2 of the 16 heads × 32', q: [1, 1024, 64], m: 1024, heads: 2 },
   { what: 'odd sizes: 15×17 = 255 queries, 97 keys, 2 heads × 20', q: [1, 255, 40], m: 97, heads: 2 },
 ];
 
