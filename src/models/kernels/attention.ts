@@ -17,6 +17,8 @@
  * against 2.5 for FlashAttention-2's atomic dQ). The backward programs are compiled per head dim (arrays sized d).
  * Subgroup operations are not used: every row's max and sum are one thread's own registers, with no cross-thread
  * reduction for subgroupMax/subgroupAdd to replace. f32 throughout. Assumes float32, d ≤ 64.
+ * Measured on lavapipe (docs/benchmarks.md, a CPU, not a speed claim): 256 tokens × 8 heads × 32, forward+backward
+ * 1115 ms fused vs 1068 ms stock composite; tested against tf.grads of the composite on cpu within 1e-4 (≤ 9e-7 seen).
  */
 import { tf } from '../../util/tf.js';
 import type { WebGPUBackendLike, WebGPUProgram } from './program.js';

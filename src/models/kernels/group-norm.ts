@@ -12,6 +12,8 @@
  * - backward to γ, β: one thread per (channel, block of 64 rows of B·H·W), consecutive threads on consecutive
  *   channels; partial sums [R, 2, C] of dz·x̂ and dz, summed over R with tf.sum.
  * Assumes float32, NHWC, C divisible by the group count. The SiLU is exact (σ via exp), as blocks.silu.
+ * Measured on lavapipe (docs/benchmarks.md, a CPU): forward+backward 512 ch 16², 68 ms with subgroupAdd vs 106 ms
+ * with the plain tree reductions; both variants tested against the cpu composite within 1e-4 (≤ 4e-7 seen).
  */
 import { tf } from '../../util/tf.js';
 import { subgroupsWanted } from './features.js';
