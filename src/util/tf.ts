@@ -106,6 +106,26 @@ function guardSyncReads(backend: tf.KernelBackend): void {
   };
 }
 
+const ENABLE_LINE = /^[ \t]*enable[ \t]+[A-Za-z0-9_, \t-]+;[ \t]*$/gm;
+
+/**
+ * Make `enable …;` directives (f16, subgroups) legal anywhere in a kernel's code: tfjs-webgpu prepends its own
+ * declarations to a program's user code, but WGSL wants directives before any declaration. Wraps the device's
+ * createShaderModule to move such lines to the top (deduplicated); shaders without one pass unchanged.
+ */
+function hoistEnableDirectives(device: GPUDevice): void {
+  const original = device.createShaderModule.bind(device);
+  device.createShaderModule = (desc: GPUShaderModuleDescriptor) => {
+    if (!desc.code.includes('enable ')) return original(desc);
+    const directives = new Set<string>();
+    const code = desc.code.replace(ENABLE_LINE, (line) => {
+      directives.add(line.trim());
+      return '';
+    });
+    return original({ ...desc, code: [...directives, code].join('\n') });
+  };
+}
+
 function adapterSummary(adapter: GPUAdapter): NonNullable<BackendInfo['adapter']> {
   const info = (adapter as unknown as { info?: Partial<GPUAdapterInfo> }).info ?? {};
   return { vendor: info.vendor ?? '', architecture: info.architecture ?? '', device: info.device ?? '', description: info.description ?? '' };
@@ -139,6 +159,7 @@ async function tryWebgpu(allowSoftware = true): Promise<Attempt> {
   const adapterLimits = adapter.limits as unknown as Record<string, number>;
   for (const k of WANTED_LIMITS) if (typeof adapterLimits[k] === 'number') requiredLimits[k] = adapterLimits[k];
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+  hoistEnableDirectives(device);
   // A GPU validation or out-of-memory error means wrong results from then on: report it on stderr (never on stdout,
   // which carries --json results) with what failed.
   device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
