@@ -23,6 +23,7 @@ import { DEFAULT_TRAIN, openRun, runTraining, type CoreOptions, type RunState, t
 import { LossScaler } from '../../src/train/loss-scale.js';
 import type { ProgressEvent } from '../../src/util/events.js';
 import { initBackend, tf } from '../../src/util/tf.js';
+import type { TensorData } from '../../src/weights/torch.js';
 import { tmpDir } from '../helpers.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
@@ -51,8 +52,8 @@ const WSTAR = values(D * O, 9);
 const Y = new Float32Array(N * O);
 for (let n = 0; n < N; n++) for (let o = 0; o < O; o++) for (let d = 0; d < D; d++) Y[n * O + o]! += X[n * D + d]! * WSTAR[d * O + o]!;
 
-function toy(saved?: Map<string, { data: ArrayLike<number> }>): TrainableModel<{ toy: true }> {
-  const w = tf.variable(saved ? tf.tensor2d(Float32Array.from(saved.get('w')!.data), [D, O]) : tf.zeros([D, O]), true, 'toy_w');
+function toy(saved?: Map<string, TensorData>): TrainableModel<{ toy: true }> {
+  const w = tf.variable(saved ? tf.tensor2d(saved.get('w')!.data as Float32Array, [D, O]) : tf.zeros([D, O]), true, 'toy_w');
   const x = tf.tensor2d(X, [N, D]);
   const y = tf.tensor2d(Y, [N, O]);
   return {

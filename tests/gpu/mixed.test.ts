@@ -137,7 +137,7 @@ const CONVS: Array<{ what: string; x: number[]; w: number[]; stride: number; pad
 for (const c of CONVS) {
   test(`mixed: conv2d ${c.what}, forward and both gradients, match cpu`, async (t) => {
     if (unavailable) return t.skip(unavailable);
-    const yShape = tf.tidy(() => tf.conv2d(tf.zeros(c.x) as tf.Tensor4D, tf.zeros(c.w) as tf.Tensor4D, c.stride, c.pad).shape);
+    const yShape = tf.tidy(() => tf.conv2d(tf.zeros(c.x) as unknown as tf.Tensor4D, tf.zeros(c.w) as unknown as tf.Tensor4D, c.stride, c.pad).shape);
     const conv = (x: tf.Tensor, w: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.stride, c.pad);
     const res = await compareMixed([c.x, c.w, yShape], (x, w, dy) => [
       conv(x!, w!),
