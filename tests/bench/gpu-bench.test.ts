@@ -34,7 +34,7 @@ test('GPU bench, tiny: every item on webgpu and in PyTorch fp32/tf32/bf16, ratio
     for (const n of ITEMS) assert.ok((res[n]?.ms ?? 0) > 0, `torch ${mode} ${n}: ${JSON.stringify(res[n])}`);
   }
   const md = renderGpuBench(r);
-  const head = md.split('\n')[2]!.split(' | ');
+  const head = md.split('\n')[2]!.slice(2, -2).split(' | ');
   assert.ok(head.includes('ratio vs fp32') && head.includes('ratio vs bf16'));
   const row = md
     .split('\n')
