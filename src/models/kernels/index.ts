@@ -11,6 +11,11 @@
  * | attention   | attention.ts | new kernel `DifftalkAttention` behind blocks.attention (fused forward; gradient as matmuls) |
  * | GroupNorm(+SiLU) | group-norm.ts | new kernels `Difftalk*` behind blocks.groupNorm / groupNormSilu (forward and backward) |
  *
+ * Precision: the GEMM kernels (matmul, conv2d) have an f16-operand variant for `--precision mixed` (program.ts
+ * `kernelPrecision`, set by the run; `resolvePrecision` below decides what a run may use). No subgroup-matrix
+ * (tensor-core) variant: lavapipe, the only adapter here, does not offer chromium-experimental-subgroup-matrix, so it
+ * could not be tested; it is left out rather than shipped untested.
+ *
  * Each replacing kernel hands the cases it does not cover (int32, NCHW, general broadcasting) back to the stock kernel;
  * the new ones are only called where their `…Available` check says so (blocks.ts falls back to the composite ops).
  * This module sits in `models`, not `util`: the models are what it serves, and the fused GroupNorm+SiLU and attention
