@@ -10,6 +10,10 @@
  * PyTorch (bench/torch/bench.py, the UNet from bench/torch/twin.py, checked against the fixtures) runs the same
  * items in fp32 with TF32 off, TF32, and bf16 autocast; the tables give tfjs ms / PyTorch ms per mode.
  *
+ * Where the adapter has shader-f16, the items whose time is in matmuls/convs (conv_*, matmul, unet_*) are timed a
+ * second time under `--precision mixed` (f16 GEMM operands, f32 sums; unet_train with the loss scaled and the
+ * gradients unscaled, as the trainer does) and set against PyTorch's bf16 autocast.
+ *
  * Sizes: `full` (the H100 table's shapes and the paper UNet; for a real GPU) or `tiny` (the same code paths at toy
  * sizes, which lavapipe and torch on CPU finish in seconds: proves the bench works, measures nothing useful).
  */
@@ -19,7 +23,7 @@ import path from 'node:path';
 import { table } from '../src/cli/summary.js';
 import { Lpips } from '../src/metrics/lpips.js';
 import { attention, groupNormSilu, Params, spec, tfShape, type ParamSpec } from '../src/models/blocks.js';
-import { customKernelsActive } from '../src/models/kernels/index.js';
+import { customKernelsActive, kernelPrecision, mixedUnavailable, setKernelPrecision } from '../src/models/kernels/index.js';
 import { FidInception, fidInceptionParams } from '../src/models/inception.js';
 import { PRESETS } from '../src/models/presets.js';
 import { SyncNet, syncnetParamShapes } from '../src/models/syncnet.js';
@@ -95,6 +99,8 @@ interface Item {
   frames?: number;
   run: () => tf.Tensor | tf.Tensor[] | Promise<unknown>;
   budget?: number;
+  /** Its time is in the GEMM kernels: timed under 'mixed' precision too, where the adapter can. */
+  gemm?: true;
 }
 
 /**
@@ -158,10 +164,11 @@ function opItems(s: GpuBenchSpec, keep: tf.Tensor[]): Item[] {
   const ma = k(randn([s.matmul.size, s.matmul.size], 8)) as tf.Tensor2D;
   const mb = k(randn([s.matmul.size, s.matmul.size], 9)) as tf.Tensor2D;
   return [
-    { name: 'conv_fwd', run: () => tf.conv2d(x, w, 1, 'same') },
-    { name: 'conv_dgrad', run: () => tf.conv2dTranspose(dy, w, [c.batch, c.size, c.size, c.channels], 1, 'same') },
+    { name: 'conv_fwd', run: () => tf.conv2d(x, w, 1, 'same'), gemm: true },
+    { name: 'conv_dgrad', run: () => tf.conv2dTranspose(dy, w, [c.batch, c.size, c.size, c.channels], 1, 'same'), gemm: true },
     {
       name: 'conv_wgrad',
+      gemm: true,
       run: () =>
         tf
           .engine()
@@ -177,7 +184,7 @@ function opItems(s: GpuBenchSpec, keep: tf.Tensor[]): Item[] {
       name: 'attention_train',
       run: () => tf.tidy(() => tf.grads((qq: tf.Tensor, k2: tf.Tensor, vv: tf.Tensor) => tf.sum(tf.mul(attention(qq, k2, vv, a.heads), dya!)))([q!, kk!, v!])),
     },
-    { name: 'matmul', run: () => tf.matMul(ma, mb) },
+    { name: 'matmul', run: () => tf.matMul(ma, mb), gemm: true },
   ];
 }
 
@@ -210,15 +217,26 @@ function unetItems(s: NonNullable<GpuBenchSpec['unet']>, keep: tf.Tensor[], clea
     {
       name: 'unet_train',
       budget: s.budget_s,
+      gemm: true,
       run: () => {
-        const { value, grads } = tf.variableGrads(() => tf.losses.meanSquaredError(noise, unetForward(p, cfg, tr.x, tr.t, tr.ctx)) as tf.Scalar, list);
-        const byName = new Map(Object.entries(grads).map(([vn, gr]) => [names.get(vn)!, gr]));
+        // under mixed, as the trainer: loss × scale before backprop, gradients ÷ scale after (GradScaler's init scale)
+        const scale = kernelPrecision() === 'mixed' ? 65536 : 1;
+        const loss = () => tf.losses.meanSquaredError(noise, unetForward(p, cfg, tr.x, tr.t, tr.ctx)) as tf.Scalar;
+        const { value, grads } = tf.variableGrads(scale === 1 ? loss : () => tf.mul(loss(), scale), list);
+        const byName = new Map(
+          Object.entries(grads).map(([vn, gr]) => {
+            if (scale === 1) return [names.get(vn)!, gr];
+            const g = tf.div(gr, scale);
+            gr.dispose();
+            return [names.get(vn)!, g];
+          }),
+        );
         opt.apply(byName);
-        tf.dispose(Object.values(grads));
+        tf.dispose([...byName.values()]);
         return value;
       },
     },
-    { name: 'unet_fwd', budget: s.budget_s, run: () => tf.tidy(() => unetForward(p, cfg, fw.x, fw.t, fw.ctx)) },
+    { name: 'unet_fwd', budget: s.budget_s, gemm: true, run: () => tf.tidy(() => unetForward(p, cfg, fw.x, fw.t, fw.ctx)) },
   ];
 }
 
@@ -258,7 +276,15 @@ export interface TorchResults {
 
 export interface GpuBenchResult {
   spec: GpuBenchSpec;
-  webgpu: { adapter?: string; features?: string[]; kernels: string; results: Record<string, Timing & { fps?: number }> };
+  webgpu: {
+    adapter?: string;
+    features?: string[];
+    kernels: string;
+    results: Record<string, Timing & { fps?: number }>;
+    /** The GEMM items under 'mixed' precision (f16 operands, f32 sums); absent where the adapter has no shader-f16. */
+    mixed?: Record<string, Timing>;
+    mixedUnavailable?: string;
+  };
   torch?: TorchResults;
   torchError?: string;
 }
@@ -284,6 +310,8 @@ export async function benchWebgpu(s: GpuBenchSpec, log: (line: string) => void =
   const keep: tf.Tensor[] = [];
   const cleanup: (() => void)[] = [];
   const results: GpuBenchResult['webgpu']['results'] = {};
+  const noMixed = mixedUnavailable();
+  const mixed: Record<string, Timing> | undefined = noMixed ? undefined : {};
   const kernels = customKernelsActive() ? "difftalk's (src/models/kernels)" : 'stock (DIFFTALK_WEBGPU_KERNELS=stock)';
   try {
     const groups: (() => Item[])[] = [() => opItems(s, keep)];
@@ -307,6 +335,18 @@ export async function benchWebgpu(s: GpuBenchSpec, log: (line: string) => void =
           results[item.name] = { ms: NaN, iters: 0, error: (e as Error).message.split('\n')[0]!.slice(0, 300) };
           log(`webgpu ${item.name}: error ${results[item.name]!.error}`);
         }
+        if (mixed && item.gemm) {
+          setKernelPrecision('mixed');
+          try {
+            mixed[item.name] = await time(item, item.budget ?? s.budget_s, s.max_iters);
+            log(`webgpu mixed ${item.name}: ${mixed[item.name]!.ms.toFixed(2)} ms (${mixed[item.name]!.iters} runs)`);
+          } catch (e) {
+            mixed[item.name] = { ms: NaN, iters: 0, error: (e as Error).message.split('\n')[0]!.slice(0, 300) };
+            log(`webgpu mixed ${item.name}: error ${mixed[item.name]!.error}`);
+          } finally {
+            setKernelPrecision('fp32');
+          }
+        }
       }
       while (cleanup.length) cleanup.pop()!();
       tf.dispose(keep.splice(0));
@@ -316,17 +356,35 @@ export async function benchWebgpu(s: GpuBenchSpec, log: (line: string) => void =
     tf.dispose(keep);
   }
   const a = info?.adapter;
-  return { adapter: a ? [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' ') : undefined, features: info?.features, kernels, results };
+  return {
+    adapter: a ? [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' ') : undefined,
+    features: info?.features,
+    kernels,
+    results,
+    ...(mixed ? { mixed } : { mixedUnavailable: noMixed }),
+  };
 }
 
 const fmt = (ms: number | null | undefined) => (ms === undefined ? '—' : ms === null || Number.isNaN(ms) ? 'error' : ms < 10 ? ms.toFixed(3) : ms.toFixed(1));
 const ratio = (a: number | null | undefined, b: number | null | undefined) =>
   a == null || b == null || Number.isNaN(a) || Number.isNaN(b) ? '—' : `${(a / b).toFixed(a / b < 10 ? 2 : 0)}×`;
 
-/** The result as markdown: one row per item, tfjs ms, PyTorch ms per mode, and tfjs / PyTorch per mode. */
+/**
+ * The result as markdown: one row per item, tfjs ms, PyTorch ms per mode, and tfjs / PyTorch per mode; then, where
+ * the mixed path ran, tfjs mixed ms and its ratio to PyTorch bf16 autocast.
+ */
 export function renderGpuBench(r: GpuBenchResult): string {
   const modes = r.torch ? Object.keys(r.torch.results) : [];
-  const head = ['item', 'tfjs-webgpu ms', ...modes.map((m) => `torch ${m} ms`), ...modes.map((m) => `ratio vs ${m}`), 'tfjs frames/s'];
+  const mixed = r.webgpu.mixed;
+  const bf16 = modes.includes('bf16');
+  const head = [
+    'item',
+    'tfjs-webgpu ms',
+    ...modes.map((m) => `torch ${m} ms`),
+    ...modes.map((m) => `ratio vs ${m}`),
+    'tfjs frames/s',
+    ...(mixed ? ['tfjs-webgpu mixed ms', ...(bf16 ? ['mixed ratio vs bf16'] : [])] : []),
+  ];
   const names = new Set([...Object.keys(r.webgpu.results), ...modes.flatMap((m) => Object.keys(r.torch!.results[m]!))]);
   const rows = [...names].map((n) => {
     const w = r.webgpu.results[n];
@@ -334,12 +392,16 @@ export function renderGpuBench(r: GpuBenchResult): string {
       const x = r.torch!.results[m]![n];
       return x && (x.error ? NaN : x.ms);
     });
-    return [n, fmt(w?.ms), ...t.map(fmt), ...t.map((tm) => ratio(w?.ms, tm)), w?.fps ? w.fps.toFixed(1) : ''];
+    const mx = mixed?.[n] && (mixed[n].error ? NaN : mixed[n].ms);
+    const bf = bf16 ? r.torch!.results.bf16![n] : undefined;
+    const extra = mixed ? [fmt(mx), ...(bf16 ? [ratio(mx, bf && (bf.error ? NaN : bf.ms))] : [])] : [];
+    return [n, fmt(w?.ms), ...t.map(fmt), ...t.map((tm) => ratio(w?.ms, tm)), w?.fps ? w.fps.toFixed(1) : '', ...extra];
   });
   const md = (rs: string[][]) => rs.map((x) => `| ${x.join(' | ')} |`).join('\n');
   return [
     `GPU bench (${r.spec.size} sizes) — webgpu adapter: ${r.webgpu.adapter ?? '?'}; kernels: ${r.webgpu.kernels}; ` +
-      (r.torch ? `PyTorch ${r.torch.torch} on ${r.torch.device}` : `PyTorch: not run (${r.torchError ?? 'no interpreter'})`),
+      (r.torch ? `PyTorch ${r.torch.torch} on ${r.torch.device}` : `PyTorch: not run (${r.torchError ?? 'no interpreter'})`) +
+      (r.webgpu.mixed ? '; mixed: f16 GEMM operands, f32 sums' : `; mixed: not run (${r.webgpu.mixedUnavailable ?? '?'})`),
     '',
     md([head, head.map(() => '---'), ...rows]),
   ].join('\n');

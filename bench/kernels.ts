@@ -3,17 +3,39 @@
  * (the ops of ../shared/docs/gpu.md's per-op table). On lavapipe (a CPU) the ratio says nothing about a GPU; it is
  * printed anyway so the same entry runs unchanged on one. BENCH_KERNEL_SHAPES=gpu uses gpu.md's shapes (B=16,
  * 128 ch at 64², GroupNorm 512 ch at 32², attention 1024 tokens × 16 heads, matmul 4096²); the default is a small set that lavapipe runs in about a minute.
+ * GEMM ops (matmul, the conv passes) are also timed under 'mixed' precision (f16 operands, f32 sums) where the adapter
+ * has shader-f16, with the difference to our fp32 result (max |mixed − fp32| / max(1, max |fp32|)): on lavapipe that
+ * column is the check, the time says nothing.
  */
 import { fusedAttention } from '../src/models/kernels/attention.js';
 import { useSubgroups } from '../src/models/kernels/features.js';
 import { groupNormAct } from '../src/models/kernels/group-norm.js';
-import { useCustomKernels } from '../src/models/kernels/index.js';
+import { mixedUnavailable, setKernelPrecision, useCustomKernels } from '../src/models/kernels/index.js';
 import { initBackend, tf } from '../src/util/tf.js';
 
 export interface KernelRow {
   op: string;
   oursMs: number;
   stockMs: number;
+  /** GEMM ops where the adapter has shader-f16: ms under 'mixed', and its max difference to fp32 relative to max(1, max |fp32|). */
+  mixedMs?: number;
+  mixedDiff?: number;
+}
+
+async function readAll(fn: () => tf.Tensor[]): Promise<Float32Array[]> {
+  const outs = tf.tidy(fn);
+  const data = (await Promise.all(outs.map((o) => o.data()))) as Float32Array[];
+  tf.dispose(outs);
+  return data;
+}
+
+function relDiff(a: Float32Array[], b: Float32Array[]): number {
+  let worst = 0;
+  b.forEach((bb, i) => {
+    const scale = bb.reduce((m, v) => Math.max(m, Math.abs(v)), 1);
+    bb.forEach((v, j) => (worst = Math.max(worst, Math.abs(a[i]![j]! - v) / scale)));
+  });
+  return worst;
 }
 
 /** Mean milliseconds per call of fn (after one warm-up call), ending each timing with a read of the result. */
@@ -67,17 +89,19 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
   const attnLoss = (f: (x: tf.Tensor3D) => tf.Tensor) => () => tf.grads((qq: tf.Tensor) => tf.sum(tf.mul(f(qq as tf.Tensor3D), dyq)))([qkv]);
   const gnLoss = () => tf.grads((xx: tf.Tensor) => tf.sum(groupNormAct(xx as tf.Tensor4D, gamma, beta, 32, 1e-5, true)))([gx]);
   /** `baseline` (default: tfjs's stock kernels) is what the stock column runs under. */
-  const ops: Array<{ op: string; ours: () => tf.Tensor[]; stock: () => tf.Tensor[]; baseline?: () => void }> = [
-    { op: `conv 3×3 ${c}→${c}, ${s}², B=${b}, forward`, ours: () => [tf.conv2d(x, w, 1, 'same')], stock: () => [tf.conv2d(x, w, 1, 'same')] },
+  const ops: Array<{ op: string; ours: () => tf.Tensor[]; stock: () => tf.Tensor[]; baseline?: () => void; gemm?: true }> = [
+    { op: `conv 3×3 ${c}→${c}, ${s}², B=${b}, forward`, ours: () => [tf.conv2d(x, w, 1, 'same')], stock: () => [tf.conv2d(x, w, 1, 'same')], gemm: true },
     {
       op: 'conv backprop to input',
       ours: () => [tf.conv2dTranspose(dy, w, x.shape, 1, 'same')],
       stock: () => [tf.conv2dTranspose(dy, w, x.shape, 1, 'same')],
+      gemm: true,
     },
     {
       op: 'conv backprop to filter',
       ours: () => [tf.grad((ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, ww as tf.Tensor4D, 1, 'same'), dy)))(w)],
       stock: () => [tf.grad((ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, ww as tf.Tensor4D, 1, 'same'), dy)))(w)],
+      gemm: true,
     },
     {
       op: `GroupNorm(32)+SiLU ${gc} ch, ${gs}², B=${gb}, forward`,
@@ -114,20 +138,33 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
         useSubgroups(false);
       },
     },
-    { op: `matmul ${mm}²`, ours: () => [tf.matMul(ma, mb)], stock: () => [tf.matMul(ma, mb)] },
+    { op: `matmul ${mm}²`, ours: () => [tf.matMul(ma, mb)], stock: () => [tf.matMul(ma, mb)], gemm: true },
   ];
   const rows: KernelRow[] = [];
+  const mixed = mixedUnavailable() === undefined;
   try {
     for (const o of ops) {
       useCustomKernels(true);
       useSubgroups(true);
       const oursMs = await time(o.ours, reps);
+      const row: KernelRow = { op: o.op, oursMs, stockMs: NaN };
+      if (o.gemm && mixed) {
+        const ref = await readAll(o.ours);
+        setKernelPrecision('mixed');
+        try {
+          row.mixedDiff = relDiff(await readAll(o.ours), ref);
+          row.mixedMs = await time(o.ours, reps);
+        } finally {
+          setKernelPrecision('fp32');
+        }
+      }
       if (o.baseline) o.baseline();
       else useCustomKernels(false);
-      const stockMs = await time(o.stock, reps);
-      rows.push({ op: o.op, oursMs, stockMs });
+      row.stockMs = await time(o.stock, reps);
+      rows.push(row);
     }
   } finally {
+    setKernelPrecision('fp32');
     useCustomKernels(true);
     useSubgroups(true);
     tf.dispose([x, w, dy, gx, gamma, beta, qkv, dyq, ma, mb]);

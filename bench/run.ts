@@ -130,8 +130,15 @@ if (!only || only === 'kernels') {
     out(`(adapter: ${r.adapter}; a software adapter proves correctness only, not speed)`);
     out(
       table([
-        ['op', 'ours ms', 'stock ms', 'stock / ours'],
-        ...r.rows.map((x) => [x.op, x.oursMs.toFixed(2), x.stockMs.toFixed(2), (x.stockMs / x.oursMs).toFixed(2)]),
+        ['op', 'ours ms', 'stock ms', 'stock / ours', 'ours mixed ms', 'mixed vs fp32 (rel. max diff)'],
+        ...r.rows.map((x) => [
+          x.op,
+          x.oursMs.toFixed(2),
+          x.stockMs.toFixed(2),
+          (x.stockMs / x.oursMs).toFixed(2),
+          x.mixedMs === undefined ? '—' : x.mixedMs.toFixed(2),
+          x.mixedDiff === undefined ? '—' : x.mixedDiff.toExponential(1),
+        ]),
       ]),
     );
   } catch (e) {

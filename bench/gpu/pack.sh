@@ -13,8 +13,8 @@ SHARED=$(realpath "${DIFFTALK_SHARED:-../shared}")
 rm -f .device/*.mjs
 entries=(bench/gpu/device.ts)
 for f in tests/gpu/*.test.ts; do
-  if grep -qE "from 'sharp'|runCli|spawnSync|'wasm'" "$f"; then
-    echo "pack: leaving out $f (needs sharp, the CLI, a child process or wasm)"
+  if grep -qE "from 'sharp'|runCli|spawnSync|'wasm'|src/train/core" "$f"; then
+    echo "pack: leaving out $f (needs sharp (src/train/core pulls it in), the CLI, a child process or wasm)"
     continue
   fi
   entries+=("$f")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The ONE GPU-machine script (issue 10 point 4), in under 6 minutes: feature probe, kernel checks against the cpu
 # backend, the PyTorch twin's fixture check, the per-op and whole-step bench (PyTorch fp32 / TF32 / bf16 and
-# tfjs-webgpu with difftalk's kernels, then with tfjs's stock kernels if time remains), and a summary.
+# tfjs-webgpu with difftalk's kernels — in fp32 and, where the adapter has shader-f16, the GEMM items and the UNet
+# step again under --precision mixed, set against PyTorch bf16 autocast — then with tfjs's stock kernels if time
+# remains), and a summary. The kernel checks include tests/gpu/mixed.test.ts (the f16 GEMM kernels vs cpu).
 # Everything lands in $OUT: summary.md, probe.json, kernel-tests.tap, twin-check.json, bench-{custom,stock}.{json,md,log}.
 #
 # Here first: bench/gpu/pack.sh (fills .device/). On the GPU machine, from the project root (the `run` tool):

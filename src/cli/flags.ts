@@ -42,6 +42,17 @@ export const backendFlag = (defaultBackend: 'auto' | 'wasm' = 'auto') =>
       'auto: tensorflow → webgpu (hardware adapters only, not lavapipe) → wasm → cpu, and says what it picked and why.',
   })();
 
+/** `--precision` (train, render): resolved after the backend starts by models/kernels resolvePrecision. */
+export const precisionFlag = () =>
+  Flags.option({
+    options: ['auto', 'fp32', 'mixed'] as const,
+    default: 'auto',
+    summary: 'Arithmetic: fp32, or mixed (webgpu with shader-f16: f16 matmul/conv operands, f32 sums, f32 weights, dynamic loss scaling).',
+    description:
+      'auto: mixed where the backend is webgpu and the adapter offers shader-f16, fp32 elsewhere; the choice is printed and in --json. ' +
+      'mixed on another backend is an error (exit 2).',
+  })();
+
 /** Flags of the first-stage and LDM trainers; `defaults` are the command's own defaults. */
 export function commonTrainFlags(defaults: {
   preset: PresetName;
@@ -73,6 +84,7 @@ export function commonTrainFlags(defaults: {
     'sample-every': Flags.integer({ min: 1, default: defaults.sampleEvery }),
     resume: Flags.boolean({ default: false, summary: 'Continue the run in --out from latest.json; --steps is the total to reach.' }),
     backend: backendFlag(),
+    precision: precisionFlag(),
     'log-every': logEveryFlag(),
   };
 }

@@ -1,12 +1,15 @@
 /**
  * What every model trainer command does around its library call: refuse a preset that cannot run on the backend
- * (before any work), record TensorBoard event files in the run folder, and print the end-of-run summary.
+ * (before any work), record TensorBoard event files in the run folder, and print the end-of-run summary; and the
+ * backend + --precision start that the trainers and render share (startBackend).
  */
 import os from 'node:os';
+import { describePrecision, resolvePrecision, type Precision, type PrecisionChoice } from '../models/kernels/index.js';
 import { checkPresetFits, type PresetFit, type PresetName, type StepBackend } from '../models/presets.js';
 import { tensorBoardSink } from '../train/tensorboard.js';
 import type { TrainResult } from '../train/core.js';
 import type { OnEvent } from '../util/events.js';
+import { initBackend, type BackendName } from '../util/tf.js';
 import { bestValidation, statsTap, summaryLines } from './progress.js';
 import { stopSignals } from './stop-signals.js';
 
@@ -20,6 +23,17 @@ export function checkPreset(preset: PresetName, stages: readonly ('autoencoder' 
   if (!STEP_BACKENDS.includes(backend)) return [];
   const host = backend === 'webgpu' ? undefined : os.totalmem();
   return checkPresetFits(preset, stages, backend as StepBackend, batch, host);
+}
+
+/**
+ * Start the backend (initBackend's header line: adapter, features, limits) and resolve --precision on it (a line
+ * saying which precision and why); --precision mixed where it cannot run is an error (exit 2) before any work.
+ */
+export async function startBackend(backend: string, precision: string, onEvent: OnEvent): Promise<{ backend: string; precision: Precision }> {
+  const started = await initBackend(backend as BackendName, onEvent);
+  const p = resolvePrecision(precision as PrecisionChoice);
+  onEvent({ type: 'log', level: 'info', message: describePrecision(p) });
+  return { backend: started, precision: p.precision };
 }
 
 /** Run one trainer with TensorBoard files in `out` and return its result with the summary lines. */

@@ -1,8 +1,8 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
-import { backendFlag, numberFlag } from '../cli/flags.js';
+import { backendFlag, numberFlag, precisionFlag } from '../cli/flags.js';
+import { startBackend } from '../cli/train-run.js';
 import { DEFAULT_RENDER, renderVideo, type RenderResult } from '../render/render.js';
-import { initBackend, type BackendName } from '../util/tf.js';
 
 export default class Render extends BaseCommand {
   static override summary = 'Make a talking-head video: a person video driven by a speech track through a trained DiffTalk checkpoint.';
@@ -35,12 +35,13 @@ export default class Render extends BaseCommand {
     feather: Flags.integer({ min: 0, summary: 'Paste-back feather width in source pixels (default 4% of the crop side).' }),
     'keep-work': Flags.boolean({ default: false, summary: 'Keep the work folder (prepared clip) beside the output.' }),
     backend: backendFlag(),
+    precision: precisionFlag(),
   };
 
-  async run(): Promise<RenderResult & { backend: string }> {
+  async run(): Promise<RenderResult & { backend: string; precision: string }> {
     const { flags } = await this.parse(Render);
     const onEvent = this.events(flags['log-level']);
-    const backend = await initBackend(flags.backend as BackendName, onEvent);
+    const { backend, precision } = await startBackend(flags.backend, flags.precision, onEvent);
     const result = await renderVideo({
       checkpoint: flags.checkpoint,
       video: flags.video,
@@ -59,11 +60,12 @@ export default class Render extends BaseCommand {
       cropRatio: numberFlag('crop-ratio', flags['crop-ratio'], { ge: 0.1, le: 10 }),
       feather: flags.feather,
       keepWork: flags['keep-work'],
+      precision,
       onEvent,
     });
     this.log(
       `${result.out}: ${result.frames} frames (${result.seconds.toFixed(2)} s) at ${result.framesPerSecond.toFixed(2)} frames/s, checkpoint ${result.checkpoint}`,
     );
-    return { ...result, backend };
+    return { ...result, backend, precision };
   }
 }

@@ -42,6 +42,7 @@ import '../models/deepspeech.js'; // registers the 'deepspeech' audio feature
 import type { FirstStage } from '../models/first-stage.js';
 import { DiffTalkPipeline, disposePrepared, LM68_VALUES, type PipelineFrame } from '../models/pipeline.js';
 import type { DifftalkConfig } from '../models/presets.js';
+import { setKernelPrecision, type Precision } from '../models/kernels/program.js';
 import { FEATHER_FRACTION, jawAlpha, pasteFace, sourceFrameIndex, type LoopMode } from './paste.js';
 
 export interface RenderOptions {
@@ -74,6 +75,8 @@ export interface RenderOptions {
   feather?: number;
   /** Keep the work folder (prepared clip) next to the output. */
   keepWork?: boolean;
+  /** Arithmetic of the sampler's matmuls/convs (resolved by the command from --precision; default 'fp32'). */
+  precision?: Precision;
   onEvent?: OnEvent;
   /**
    * Called for each generated output frame with the model-size face it produced (RGB bytes, size² × 3) and the
@@ -276,6 +279,15 @@ async function resizeRgb(data: Uint8Array, w: number, h: number, size: number): 
 const toUnit = (u: Uint8Array): Float32Array => Float32Array.from(u, (v) => v / 127.5 - 1);
 
 export async function renderVideo(o: RenderOptions): Promise<RenderResult> {
+  const previous = setKernelPrecision(o.precision ?? 'fp32');
+  try {
+    return await renderAt(o);
+  } finally {
+    setKernelPrecision(previous);
+  }
+}
+
+async function renderAt(o: RenderOptions): Promise<RenderResult> {
   const onEvent = o.onEvent ?? silent;
   const t0 = performance.now();
   if (!Number.isInteger(o.steps) || o.steps < 1) throw new DifftalkError('bad-flag', `--steps must be a positive integer, got ${o.steps}`);

@@ -28,6 +28,8 @@ import {
   type SavedCheckpoint,
 } from '../models/checkpoint.js';
 import type { PresetName } from '../models/presets.js';
+import { setKernelPrecision, type Precision } from '../models/kernels/program.js';
+import { LossScaler, type LossScaleConfig, type LossScaleState } from './loss-scale.js';
 import { AdamW, clipGradNorm, gradNormSq, sumTensors, TORCH_ADAMW, type AdamWConfig, type Ema } from './optim.js';
 import { lossCurveSvg, sampleGridPng, type CurvePoint, type GridRow } from './report.js';
 
@@ -60,6 +62,14 @@ export interface CommonTrainOptions {
   resumeFrom?: string;
   /** Write into a non-empty --out folder that difftalk did not create. */
   force?: boolean;
+  /**
+   * Arithmetic of the run (resolved by the command from --precision, see models/kernels resolvePrecision): 'fp32'
+   * (default), or 'mixed' (webgpu with shader-f16: f16 GEMM operands, f32 accumulation, f32 master weights and AdamW
+   * state, dynamic loss scaling).
+   */
+  precision?: Precision;
+  /** With 'mixed': the loss scaler's config (default torch GradScaler's: init 65536, growth 2, backoff 0.5, interval 2000). */
+  lossScale?: Partial<LossScaleConfig>;
   onEvent?: OnEvent;
   /** Stop cleanly (after the current step, with a checkpoint). */
   signal?: AbortSignal;
@@ -100,6 +110,10 @@ export interface TrainResult {
   samplesPerSecond: number;
   trainSamples: number;
   valSamples: number;
+  /** The run's precision; with 'mixed', the loss scale reached and the steps skipped for inf/NaN gradients in this call. */
+  precision: Precision;
+  lossScale?: number;
+  skippedSteps?: number;
 }
 
 export type TrainKind = 'ldm' | 'autoencoder' | 'syncnet';
@@ -114,6 +128,9 @@ export interface RunState<C = unknown> {
   options: Record<string, unknown>;
   optimizer: { config: AdamWConfig; step: number };
   ema?: { decay: number; numUpdates: number };
+  /** The precision the last save was made under; with 'mixed', the loss scaler's state (restored on resume). */
+  precision?: Precision;
+  lossScale?: LossScaleState;
   history: CurvePoint[];
   valHistory: CurvePoint[];
 }
@@ -223,6 +240,9 @@ export async function openRun<S extends RunState = RunState>(o: CoreOptions, kin
 /**
  * One optimizer step over `accumulate` micro-batches: mean loss, clipped global-norm gradients, AdamW update.
  * The step's only device read is one async read of (loss, grad norm²), which the NaN stop and clipping need.
+ * With a loss scaler (mixed precision) each micro-batch's loss is multiplied by the scale before backprop and the
+ * gradients divided by it (with the 1/accumulate); the same read tells whether they are finite: if not, the update is
+ * skipped (`skipped`) and the scaler backs off. A non-finite loss is divergence in either precision.
  */
 async function optimizerStep(
   vars: Map<string, tf.Variable>,
@@ -230,17 +250,21 @@ async function optimizerStep(
   accumulate: number,
   clip: number,
   micro: (k: number) => () => tf.Scalar,
-): Promise<{ loss: number; gradNorm: number }> {
+  scaler?: LossScaler,
+): Promise<{ loss: number; gradNorm: number; skipped: boolean }> {
   const byVarName = new Map([...vars].map(([n, v]) => [v.name, n]));
   const list = [...vars.values()];
   let sum = new Map<string, tf.Tensor>();
   const lossParts: tf.Scalar[] = [];
+  const scale = scaler?.scale ?? 1;
+  const divisor = accumulate * scale;
   for (let k = 0; k < accumulate; k++) {
-    const { value, grads } = tf.variableGrads(micro(k), list);
+    const f = micro(k);
+    const { value, grads } = tf.variableGrads(scaler ? () => tf.mul(f(), scale) : f, list);
     lossParts.push(value);
     for (const [vn, g] of Object.entries(grads)) {
       const n = byVarName.get(vn)!;
-      const scaled = accumulate > 1 ? tf.div(g, accumulate) : g;
+      const scaled = divisor !== 1 ? tf.div(g, divisor) : g;
       if (scaled !== g) g.dispose();
       const prev = sum.get(n);
       if (prev) {
@@ -250,27 +274,33 @@ async function optimizerStep(
       } else sum.set(n, scaled);
     }
   }
-  const stats = tf.tidy(() => tf.stack([tf.div(sumTensors(lossParts), accumulate), gradNormSq(sum)]));
+  const stats = tf.tidy(() => tf.stack([tf.div(sumTensors(lossParts), divisor), gradNormSq(sum)]));
   tf.dispose(lossParts);
   const read = await stats.data();
   stats.dispose();
   const loss = read[0]!;
   if (!Number.isFinite(loss)) {
     tf.dispose([...sum.values()]);
-    return { loss, gradNorm: NaN };
+    return { loss, gradNorm: NaN, skipped: false };
   }
-  const clipped = clipGradNorm(sum, clip, Math.sqrt(read[1]!));
+  const norm = Math.sqrt(read[1]!);
+  if (scaler && !scaler.update(Number.isFinite(norm))) {
+    tf.dispose([...sum.values()]);
+    return { loss, gradNorm: norm, skipped: true };
+  }
+  const clipped = clipGradNorm(sum, clip, norm);
   sum = clipped.grads;
   if (Number.isFinite(clipped.norm)) opt.apply(sum);
   tf.dispose([...sum.values()]);
-  return { loss, gradNorm: clipped.norm };
+  return { loss, gradNorm: clipped.norm, skipped: false };
 }
 
-function diverged(step: number, loss: number, lastCkpt: string | undefined): DifftalkError {
+function diverged(step: number, loss: number, lastCkpt: string | undefined, precision: Precision): DifftalkError {
+  const mixed = precision === 'mixed' ? ' (or use --precision fp32: under mixed, activations beyond f16 range overflow)' : '';
   return new DifftalkError('train-diverged', `loss became ${loss} at step ${step}; training stopped without saving this step`, {
     suggestion: lastCkpt
-      ? `the last good checkpoint is ${lastCkpt}; lower --lr or --grad-clip and rerun with --resume`
-      : 'lower --lr; no checkpoint was written yet',
+      ? `the last good checkpoint is ${lastCkpt}; lower --lr or --grad-clip${mixed} and rerun with --resume`
+      : `lower --lr${mixed}; no checkpoint was written yet`,
   });
 }
 
@@ -284,6 +314,7 @@ const RESUME_OPTIONS: Record<string, unknown> = {
   gradClip: undefined,
   emaDecay: undefined,
   mouthWeight: 0,
+  precision: 'fp32',
   margin: undefined,
   minShift: undefined,
   seed: undefined,
@@ -344,6 +375,9 @@ export async function runTraining<C>(
   const B = model.batchSize;
   const lr = o.lr ?? o.baseLr * B * o.accumulate;
   const opt = new AdamW({ ...TORCH_ADAMW, lr, weightDecay: o.weightDecay }, model.vars);
+  const precision: Precision = o.precision ?? 'fp32';
+  const scaler = precision === 'mixed' ? new LossScaler(o.lossScale) : undefined;
+  const previousPrecision = setKernelPrecision(precision);
   try {
     const state: RunState<C> = saved?.state ?? {
       kind,
@@ -362,6 +396,7 @@ export async function runTraining<C>(
       warnChangedOptions(saved.state.options, { ...o, lr }, onEvent);
       if (model.ema) model.ema.numUpdates = saved.state.ema?.numUpdates ?? 0;
       opt.load(saved.optimizer!, saved.state.optimizer.step);
+      if (scaler && saved.state.lossScale) scaler.load(saved.state.lossScale);
       onEvent({ type: 'log', level: 'info', message: `resuming ${o.out} from step ${state.step}` });
     } else if (model.init) {
       // the EMA starts from the initialised weights, unless init set it too (a checkpoint that carries one)
@@ -371,6 +406,9 @@ export async function runTraining<C>(
     const saveNow = async (): Promise<string> => {
       state.optimizer.step = opt.step;
       if (model.ema) state.ema = { decay: model.ema.decay, numUpdates: model.ema.numUpdates };
+      state.precision = precision;
+      if (scaler) state.lossScale = scaler.state();
+      else delete state.lossScale;
       const dir = await saveCheckpoint(o.out, state, await model.weights(), await opt.state(), {
         keepLast: o.keepLast,
         metadata: model.weightsMetadata?.(state.step),
@@ -384,8 +422,12 @@ export async function runTraining<C>(
     const losses: number[] = [];
     let lastCkpt: string | undefined = saved?.dir;
     let valLoss: number | undefined;
+    const skippedBefore = scaler?.skipped ?? 0;
     const t0 = performance.now();
-    onEvent({ type: 'log', level: 'info', message: `${model.describe}, lr ${lr}` });
+    const scaleNote = scaler
+      ? `, loss scale ${scaler.scale} (×${scaler.config.growth} every ${scaler.config.interval} good steps, ×${scaler.config.backoff} on inf/NaN)`
+      : '';
+    onEvent({ type: 'log', level: 'info', message: `${model.describe}, lr ${lr}, precision ${precision}${scaleNote}` });
     onEvent({ type: 'stage-start', stage: model.stage, total: o.steps, unit: 'steps' });
     while (state.step < o.steps) {
       await yieldToEventLoop(); // a step's reads may resolve as microtasks: let signal handlers run
@@ -393,8 +435,16 @@ export async function runTraining<C>(
       const step = state.step + 1;
       const ts0 = performance.now();
       opt.config.lr = scheduledLr(lr, step, o.steps, o.lrSchedule);
-      const { loss, gradNorm } = await optimizerStep(model.vars, opt, o.accumulate, o.gradClip, (k) => () => model.loss(step, k));
-      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) throw diverged(step, Number.isFinite(loss) ? gradNorm : loss, lastCkpt);
+      const scaleUsed = scaler?.scale;
+      const { loss, gradNorm, skipped } = await optimizerStep(model.vars, opt, o.accumulate, o.gradClip, (k) => () => model.loss(step, k), scaler);
+      if (!Number.isFinite(loss) || (!skipped && !Number.isFinite(gradNorm)))
+        throw diverged(step, Number.isFinite(loss) ? gradNorm : loss, lastCkpt, precision);
+      if (skipped)
+        onEvent({
+          type: 'log',
+          level: 'info',
+          message: `step ${step}: inf/NaN gradients at loss scale ${scaleUsed}; update skipped, scale now ${scaler!.scale}`,
+        });
       model.ema?.update();
       state.step = step;
       state.history.push({ step, value: loss });
@@ -402,7 +452,8 @@ export async function runTraining<C>(
       const dt = (performance.now() - ts0) / 1000;
       onEvent({ type: 'metric', name: 'train/loss', value: loss, step });
       onEvent({ type: 'metric', name: 'train/lr', value: opt.config.lr, step });
-      onEvent({ type: 'metric', name: 'train/grad_norm', value: gradNorm, step });
+      if (!skipped) onEvent({ type: 'metric', name: 'train/grad_norm', value: gradNorm, step });
+      if (scaler) onEvent({ type: 'metric', name: 'train/loss_scale', value: scaler.scale, step });
       onEvent({ type: 'metric', name: 'train/samples_per_s', value: (B * o.accumulate) / dt, step });
       onEvent({ type: 'progress', stage: model.stage, done: step, total: o.steps, detail: `loss ${loss.toFixed(4)}` });
       if (model.validation && (step % o.validateEvery === 0 || step === o.steps)) {
@@ -437,9 +488,12 @@ export async function runTraining<C>(
       samplesPerSecond: ran ? (ran * B * o.accumulate) / seconds : NaN,
       trainSamples: model.trainSamples,
       valSamples: model.valSamples,
+      precision,
+      ...(scaler ? { lossScale: scaler.scale, skippedSteps: scaler.skipped - skippedBefore } : {}),
     };
     return { result, state };
   } finally {
+    setKernelPrecision(previousPrecision);
     opt.dispose();
     model.dispose();
   }

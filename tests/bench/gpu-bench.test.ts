@@ -4,7 +4,9 @@
  * PyTorch mode (fp32 with TF32 off, TF32, bf16 autocast) in the same run, and the rendered table's ratios are the
  * webgpu time over the PyTorch time of that mode (to the 2 digits printed). Timings themselves are not asserted
  * (lavapipe proves the code path, never speed). The eval networks are left out here (FID's 299² on lavapipe alone takes
- * a minute); `BENCH_ONLY=gpu BENCH_GPU_SIZE=tiny npm run bench` runs them. Without an adapter the test skips and says why.
+ * a minute); `BENCH_ONLY=gpu BENCH_GPU_SIZE=tiny npm run bench` runs them. Where the adapter has shader-f16 (lavapipe
+ * does), the GEMM items (conv_*, matmul, unet_*) are timed under mixed precision too, and the table's 'mixed ratio vs
+ * bf16' is that time over PyTorch's bf16 autocast time. Without an adapter the test skips and says why.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -32,7 +34,7 @@ test('GPU bench, tiny: every item on webgpu and in PyTorch fp32/tf32/bf16, ratio
     for (const n of ITEMS) assert.ok((res[n]?.ms ?? 0) > 0, `torch ${mode} ${n}: ${JSON.stringify(res[n])}`);
   }
   const md = renderGpuBench(r);
-  const head = md.split('\n')[2]!.split(' | ');
+  const head = md.split('\n')[2]!.slice(2, -2).split(' | ');
   assert.ok(head.includes('ratio vs fp32') && head.includes('ratio vs bf16'));
   const row = md
     .split('\n')
@@ -42,4 +44,10 @@ test('GPU bench, tiny: every item on webgpu and in PyTorch fp32/tf32/bf16, ratio
   const col = head.indexOf('ratio vs fp32');
   const expected = r.webgpu.results.unet_train!.ms / r.torch!.results.fp32!.unet_train!.ms;
   assert.ok(Math.abs(parseFloat(row[col]!) - expected) <= 0.01 * expected + 0.5, `ratio ${row[col]} vs ${expected}`);
+  const GEMM = ['conv_fwd', 'conv_dgrad', 'conv_wgrad', 'matmul', 'unet_train', 'unet_fwd'];
+  assert.deepEqual(Object.keys(r.webgpu.mixed ?? {}).sort(), [...GEMM].sort(), r.webgpu.mixedUnavailable);
+  for (const n of GEMM) assert.ok(r.webgpu.mixed![n]!.ms > 0, `webgpu mixed ${n}: ${JSON.stringify(r.webgpu.mixed![n])}`);
+  const mcol = head.indexOf('mixed ratio vs bf16');
+  const mexpected = r.webgpu.mixed!.unet_train!.ms / r.torch!.results.bf16!.unet_train!.ms;
+  assert.ok(Math.abs(parseFloat(row[mcol]!) - mexpected) <= 0.01 * mexpected + 0.5, `mixed ratio ${row[mcol]} vs ${mexpected}`);
 });

@@ -99,6 +99,7 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
     assert.equal(r.code, 0, r.stderr);
     const res = JSON.parse(r.stdout);
     assert.equal(res.backend, 'wasm');
+    assert.equal(res.precision, 'fp32', 'auto precision on wasm');
     assert.equal(res.step, 2);
     assert.equal(res.startStep, 0);
     assert.equal(res.lr, 2e-3);
@@ -377,6 +378,27 @@ describe('difftalk train (CLI)', { timeout: 900_000 }, () => {
     const r2 = await cli(['train', 'ldm', '--data', dataset, '--first-stage', ae, '--out', path.join(work, 'ldm-bad'), '--lr', 'fast', '--json']);
     assert.equal(r2.code, 2, r2.stderr);
     assert.equal(JSON.parse(r2.stdout).error.message, '--lr must be a positive number, got fast');
+    // mixed precision is a webgpu path: asking for it on wasm is exit 2 with the fix, before any work
+    const r3 = await cli([
+      'train',
+      'ldm',
+      '--data',
+      dataset,
+      '--first-stage',
+      ae,
+      '--out',
+      path.join(work, 'ldm-mixed'),
+      '--backend',
+      'wasm',
+      '--precision',
+      'mixed',
+      '--json',
+    ]);
+    assert.equal(r3.code, 2, r3.stderr);
+    const err = JSON.parse(r3.stdout).error;
+    assert.equal(err.message, "--precision mixed cannot run here: the 'wasm' backend has no f16 kernels (mixed precision is a webgpu path)");
+    assert.match(err.suggestions[0], /--precision fp32/);
+    assert.ok(!existsSync(path.join(work, 'ldm-mixed')), 'no run folder was made');
   });
 
   test('a non-finite loss (--lr 1e30) stops the run with a clear error; the last good checkpoint is kept', async () => {

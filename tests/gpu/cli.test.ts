@@ -4,13 +4,18 @@
  * - `train autoencoder` and `train ldm`, tiny preset, 2 steps, against the same steps on wasm (reference): first loss
  *   within 1e-3 relative (forward at the same initial weights), last and validation loss within 1e-2 relative
  *   (after Adam updates, which amplify float32 summation-order differences in tiny gradients);
+ * - `train ldm --precision mixed` (f16 GEMM operands, f32 sums, loss scaling) over the same 2 steps against the fp32
+ *   webgpu run: first and last loss within 1e-2 relative (f16 operands: ~3e-4 relative per product, tests/gpu/mixed.test.ts,
+ *   through the whole tiny UNet and one Adam update), the header and --json say 'mixed', the checkpoint holds the
+ *   loss-scale state; the auto precision on this adapter (shader-f16) is mixed (measured: first loss identical — the
+ *   UNet's output conv starts at zero, so the first loss is mean(noise²) in any precision — last 8.4e-6);
  * - a run started on webgpu resumes on wasm at the same step;
  * - `render` (DDIM sampling, 2 steps) of 0.2 s of audio on webgpu writes its 5 frames.
  * Code on the webgpu path that still reads tensors synchronously fails with the 'webgpu-sync-read' error naming its
  * source line; such a test is marked TODO with that line (the training loop's reads are being made asynchronous).
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test, type TestContext } from 'node:test';
 import { DEFAULT_PREP_CONFIG, runPrep } from '../../src/prep/pipeline.js';
@@ -20,8 +25,11 @@ process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const FACE_MODEL = path.join(MODELS, 'fm478md.task');
 const FIRST_LOSS_TOL = 1e-3;
 const LOSS_TOL = 1e-2;
+const MIXED_TOL = 1e-2;
 
 interface RunResult {
+  precision: string;
+  lossScale?: number;
   step: number;
   startStep: number;
   firstLoss: number;
@@ -83,7 +91,7 @@ describe('--backend webgpu from the CLI', { timeout: 1_200_000 }, () => {
     assert.equal(prep.frames, 200);
   });
 
-  const aeArgs = (out: string, backend: string, steps = 2) => [
+  const aeArgs = (out: string, backend: string, steps = 2, precision = 'fp32') => [
     'train',
     'autoencoder',
     '--data',
@@ -106,6 +114,8 @@ describe('--backend webgpu from the CLI', { timeout: 1_200_000 }, () => {
     '2',
     '--backend',
     backend,
+    '--precision',
+    precision,
   ];
 
   test('train autoencoder: webgpu matches wasm over the same 2 steps', async (t) => {
@@ -136,7 +146,7 @@ describe('--backend webgpu from the CLI', { timeout: 1_200_000 }, () => {
     if (unavailable) return t.skip(unavailable);
     const ae = path.join(work, 'ae-wasm');
     assert.ok(existsSync(path.join(ae, 'latest.json')), 'the wasm autoencoder of the first test');
-    const ldmArgs = (out: string, backend: string) => [
+    const ldmArgs = (out: string, backend: string, precision = 'fp32') => [
       'train',
       'ldm',
       '--data',
@@ -163,13 +173,27 @@ describe('--backend webgpu from the CLI', { timeout: 1_200_000 }, () => {
       '2',
       '--backend',
       backend,
+      '--precision',
+      precision,
     ];
     const ref = await run(t, ldmArgs(path.join(work, 'ldm-wasm'), 'wasm'));
     assert.ok(ref);
     const gpu = await run(t, ldmArgs(path.join(work, 'ldm-gpu'), 'webgpu'));
     if (gpu) {
+      assert.equal(gpu.precision, 'fp32');
       assert.ok(rel(gpu.firstLoss, ref.firstLoss) < FIRST_LOSS_TOL, `first loss ${gpu.firstLoss} vs ${ref.firstLoss}`);
       assert.ok(rel(gpu.lastLoss, ref.lastLoss) < LOSS_TOL, `last loss ${gpu.lastLoss} vs ${ref.lastLoss}`);
+      const mixedOut = path.join(work, 'ldm-mixed');
+      const mixed = await run(t, ldmArgs(mixedOut, 'webgpu', 'mixed'));
+      assert.ok(mixed);
+      assert.equal(mixed.precision, 'mixed');
+      t.diagnostic(`mixed vs fp32: first ${rel(mixed.firstLoss, gpu.firstLoss).toExponential(2)}, last ${rel(mixed.lastLoss, gpu.lastLoss).toExponential(2)}`);
+      assert.ok(rel(mixed.firstLoss, gpu.firstLoss) < MIXED_TOL, `mixed first loss ${mixed.firstLoss} vs fp32 ${gpu.firstLoss}`);
+      assert.ok(rel(mixed.lastLoss, gpu.lastLoss) < MIXED_TOL, `mixed last loss ${mixed.lastLoss} vs fp32 ${gpu.lastLoss}`);
+      const state = JSON.parse(readFileSync(path.join(mixed.checkpoint, 'state.json'), 'utf8'));
+      assert.equal(state.precision, 'mixed');
+      assert.equal(state.lossScale.scale, mixed.lossScale);
+      assert.equal(state.lossScale.config.init, 65536);
     }
     const { runTool } = await import('../../src/util/exec.js');
     const short = path.join(work, 'short.wav');
@@ -195,6 +219,7 @@ describe('--backend webgpu from the CLI', { timeout: 1_200_000 }, () => {
       'webgpu',
     ]);
     if (!r) return;
+    assert.equal(r.precision, 'mixed', 'auto precision on an adapter with shader-f16 (render samples with f16 GEMM operands)');
     assert.equal(r.frames, 5);
     assert.ok(existsSync(video));
   });

@@ -1,10 +1,9 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { commonTrainFlags, commonTrainOptions, nonNegativeNumber } from '../../cli/flags.js';
-import { checkPreset, stoppableRun } from '../../cli/train-run.js';
+import { checkPreset, startBackend, stoppableRun } from '../../cli/train-run.js';
 import { trainAutoencoder } from '../../train/autoencoder.js';
 import { DEFAULT_TRAIN, type TrainResult } from '../../train/core.js';
-import { initBackend, type BackendName } from '../../util/tf.js';
 
 export default class TrainAutoencoder extends BaseCommand {
   static override summary = "Train the VQ first stage (VQ-f4 architecture at the preset size) on a prepared dataset's frames.";
@@ -29,7 +28,7 @@ export default class TrainAutoencoder extends BaseCommand {
     const mouthWeight = nonNegativeNumber('mouth-weight', flags['mouth-weight']);
     const batch = flags.batch * flags.accumulate;
     if (flags.backend !== 'auto') checkPreset(flags.preset, ['autoencoder'], flags.backend, batch);
-    const backend = await initBackend(flags.backend as BackendName, onEvent);
+    const { backend, precision } = await startBackend(flags.backend, flags.precision, onEvent);
     checkPreset(flags.preset, ['autoencoder'], backend, batch);
     const next = `${this.config.bin} train ldm --data ${flags.data} --first-stage ${flags.out} --out <ldm run> --preset ${flags.preset}`;
     const result = await stoppableRun(this, 'autoencoder', flags.out, onEvent, next, (ev, signal) =>
@@ -39,6 +38,7 @@ export default class TrainAutoencoder extends BaseCommand {
         resumeFrom: flags['resume-from'],
         force: flags.force,
         mouthWeight,
+        precision,
         onEvent: ev,
         signal,
       }),

@@ -2,11 +2,10 @@ import path from 'node:path';
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { commonTrainFlags, commonTrainOptions, positiveNumber } from '../../cli/flags.js';
-import { checkPreset, recordedRun } from '../../cli/train-run.js';
+import { checkPreset, recordedRun, startBackend } from '../../cli/train-run.js';
 import { trainAutoencoder } from '../../train/autoencoder.js';
 import { DEFAULT_TRAIN, type TrainResult } from '../../train/core.js';
 import { DEFAULT_LDM, trainLdm } from '../../train/ldm.js';
-import { initBackend, type BackendName } from '../../util/tf.js';
 
 /** Run-folder layout of `difftalk train`: the first stage and the LDM side by side under --out. */
 export const FIRST_STAGE_DIR = 'first-stage';
@@ -49,7 +48,7 @@ export default class Train extends BaseCommand {
       for (const s of stages) checkPreset(flags.preset, [s], backend, batchOf(s) * flags.accumulate);
     };
     if (flags.backend !== 'auto') check(flags.backend);
-    const backend = await initBackend(flags.backend as BackendName, onEvent);
+    const { backend, precision } = await startBackend(flags.backend, flags.precision, onEvent);
     check(backend);
     const summary: string[] = [];
     const ldmOut = path.join(flags.out, LDM_DIR);
@@ -61,6 +60,7 @@ export default class Train extends BaseCommand {
         trainAutoencoder({
           ...DEFAULT_TRAIN,
           ...common,
+          precision,
           out: aeOut,
           steps: flags['first-stage-steps'],
           batchSize: aeBatch,
@@ -78,6 +78,7 @@ export default class Train extends BaseCommand {
       trainLdm({
         ...DEFAULT_LDM,
         ...common,
+        precision,
         out: ldmOut,
         firstStage: typeof firstStage === 'string' ? firstStage : firstStage.out,
         onEvent: ev,

@@ -1,10 +1,9 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { commonTrainFlags, commonTrainOptions, nonNegativeNumber, positiveNumber } from '../../cli/flags.js';
-import { checkPreset, stoppableRun } from '../../cli/train-run.js';
+import { checkPreset, startBackend, stoppableRun } from '../../cli/train-run.js';
 import { DEFAULT_LDM, trainLdm } from '../../train/ldm.js';
 import type { TrainResult } from '../../train/core.js';
-import { initBackend, type BackendName } from '../../util/tf.js';
 
 export default class TrainLdm extends BaseCommand {
   static override summary = "Train DiffTalk's conditional latent diffusion model (UNet + audio and landmark encoders) on a prepared dataset.";
@@ -54,11 +53,11 @@ export default class TrainLdm extends BaseCommand {
     };
     const batch = flags.batch * flags.accumulate;
     if (flags.backend !== 'auto') checkPreset(flags.preset, ['ldm'], flags.backend, batch);
-    const backend = await initBackend(flags.backend as BackendName, onEvent);
+    const { backend, precision } = await startBackend(flags.backend, flags.precision, onEvent);
     checkPreset(flags.preset, ['ldm'], backend, batch);
     const next = `${this.config.bin} render --checkpoint ${flags.out} --video <person.mp4> --audio <speech.wav> -o out.mp4`;
     const result = await stoppableRun(this, 'conditional LDM', flags.out, onEvent, next, (ev, signal) =>
-      trainLdm({ ...options, resumeFrom: flags['resume-from'], force: flags.force, onEvent: ev, signal }),
+      trainLdm({ ...options, precision, resumeFrom: flags['resume-from'], force: flags.force, onEvent: ev, signal }),
     );
     return { ...result, backend };
   }

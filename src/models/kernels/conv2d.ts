@@ -7,11 +7,12 @@
  * The two gradients are the same tiled GEMM with other gathers (see LOADERS_FILTER, LOADERS_INPUT): the filter
  * gradient reduces over the output pixels (K = batch·outH·outW), the input gradient over taps × outC.
  * Any stride, dilation and padding (same/valid/explicit, as computeConv2DInfo resolves them). Assumes float32, NHWC
- * (channelsLast) and a single group; anything else goes to the stock kernel.
+ * (channelsLast) and a single group; anything else goes to the stock kernel. Under 'mixed' precision (program.ts)
+ * every pass rounds both operands (x or dy, and the filter or dy) to f16 and sums in f32 (gemm.ts).
  */
 import type { tf } from '../../util/tf.js';
 import { gemmDispatch, gemmFits, gemmSource, WORKGROUP } from './gemm.js';
-import { allFloat32, gridLayout, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
+import { allFloat32, gridLayout, kernelPrecision, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 
 /** The implicit im2col matrix A[m, k]: output pixel m = (img, oy, ox), k = (ky, kx, ci); zero in the padding. */
 const GATHER_X = `
@@ -110,6 +111,7 @@ export function runConv2dPass(
 ): tf.TensorInfo | undefined {
   if (!allFloat32(inputs) || info.dataFormat !== 'channelsLast') return undefined;
   const p = passOf(pass, info);
+  const precision = kernelPrecision();
   const [m, n, k] = p.mnk as [number, number, number];
   if (m === 0 || n === 0 || k === 0 || !gemmFits(m, n, 1)) return undefined;
   const values: Record<string, number> = {
@@ -132,13 +134,13 @@ export function runConv2dPass(
   };
   const program: WebGPUProgram = {
     outputShape: p.shape,
-    shaderKey: `difftalkConv2dGemm_${pass}`,
+    shaderKey: `difftalkConv2dGemm_${pass}_${precision}`,
     dispatchLayout: gridLayout(),
     dispatch: gemmDispatch(m, n, 1),
     variableNames: p.names,
     uniforms: UNIFORMS.map((u) => `${u} : i32,`).join(' '),
     workgroupSize: [...WORKGROUP],
-    getUserCode: () => gemmSource(p.gemm),
+    getUserCode: () => gemmSource(p.gemm, precision),
   };
   return backend.runWebGPUProgram(
     program,

@@ -11,7 +11,13 @@
  * are checked here, before they are called), plus whether A is contiguous along k (row-major) or along m, and the
  * same for B along n or k: the element each thread loads is chosen so that consecutive threads read consecutive
  * addresses.
+ *
+ * Precision (program.ts `kernelPrecision`): 'fp32' stages f32; 'mixed' rounds each loaded element to f16 (`toF16`)
+ * as it is staged (2 × 2 KiB of workgroup memory) and widens it back to f32 for the fma, so the products are of f16
+ * operands and the sums f32, as on tensor cores. The result stays f32 (tfjs has no f16 tensors).
  */
+import { F16_SUPPORT, type Precision } from './program.js';
+
 export const TILE = 64;
 export const TILE_K = 16;
 export const WORKGROUP: [number, number, number] = [16, 16, 1];
@@ -28,14 +34,18 @@ export interface GemmShader {
 }
 
 /** WGSL user code for one GEMM program; expects uniforms `M`, `N`, `K` (i32). */
-export function gemmSource(s: GemmShader): string {
+export function gemmSource(s: GemmShader, precision: Precision = 'fp32'): string {
+  const mixed = precision === 'mixed';
+  const t = mixed ? 'f16' : 'f32';
+  const stage = (v: string) => (mixed ? `toF16(${v})` : v);
+  const widen = (v: string) => (mixed ? `f32(${v})` : v);
   // element e (0..1023) of a 64×16 A slice / 16×64 B slice, chosen for coalesced reads
   const aCoord = s.aAlongK ? 'let r = e / 16; let kk = e % 16;' : 'let kk = e / 64; let r = e % 64;';
   const bCoord = s.bAlongN ? 'let kk = e / 64; let c = e % 64;' : 'let c = e / 16; let kk = e % 16;';
-  return `
+  return `${mixed ? F16_SUPPORT : ''}
 ${s.loaders}
-var<workgroup> As : array<f32, 1024>; // [k][m]
-var<workgroup> Bs : array<f32, 1024>; // [k][n]
+var<workgroup> As : array<${t}, 1024>; // [k][m]
+var<workgroup> Bs : array<${t}, 1024>; // [k][n]
 
 fn main() {
   let tx = i32(localId.x);
@@ -58,7 +68,7 @@ fn main() {
         let k = k0 + kk;
         var v = 0.0;
         if (m < M && k < K) { v = loadA(b, m, k); }
-        As[kk * 64 + r] = v;
+        As[kk * 64 + r] = ${stage('v')};
       }
       {
         ${bCoord}
@@ -66,15 +76,15 @@ fn main() {
         let k = k0 + kk;
         var v = 0.0;
         if (n < N && k < K) { v = loadB(b, k, n); }
-        Bs[kk * 64 + c] = v;
+        Bs[kk * 64 + c] = ${stage('v')};
       }
     }
     workgroupBarrier();
     for (var kk = 0; kk < 16; kk++) {
       var a : array<f32, 4>;
       var bb : array<f32, 4>;
-      for (var i = 0; i < 4; i++) { a[i] = As[kk * 64 + ty + 16 * i]; }
-      for (var j = 0; j < 4; j++) { bb[j] = Bs[kk * 64 + tx + 16 * j]; }
+      for (var i = 0; i < 4; i++) { a[i] = ${widen('As[kk * 64 + ty + 16 * i]')}; }
+      for (var j = 0; j < 4; j++) { bb[j] = ${widen('Bs[kk * 64 + tx + 16 * j]')}; }
       for (var i = 0; i < 4; i++) {
         for (var j = 0; j < 4; j++) { acc[i * 4 + j] = fma(a[i], bb[j], acc[i * 4 + j]); }
       }

@@ -13,6 +13,10 @@
  *
  * features.ts says which optional WGSL features (subgroups) the kernels may use and lets a program carry its own
  * `enable` directive; `DIFFTALK_WEBGPU_SUBGROUPS=off` forces the plain variants.
+ * Precision: the GEMM kernels (matmul, conv2d) have an f16-operand variant for `--precision mixed` (program.ts
+ * `kernelPrecision`, set by the run; `resolvePrecision` below decides what a run may use). No subgroup-matrix
+ * (tensor-core) variant: lavapipe, the only adapter here, does not offer chromium-experimental-subgroup-matrix, so it
+ * could not be tested; it is left out rather than shipped untested.
  *
  * Each replacing kernel hands the cases it does not cover (int32, NCHW, general broadcasting) back to the stock kernel;
  * the new ones are only called where their `…Available` check says so (blocks.ts falls back to the composite ops).
@@ -20,13 +24,16 @@
  * are model ops with their own gradients, called from blocks.ts. It reaches the device only through util/tf.ts's
  * `onWebgpuReady` hook, so util stays free of model code.
  */
-import { gpuDevice, onWebgpuReady, tf } from '../../util/tf.js';
+import { DifftalkError } from '../../util/errors.js';
+import { backendInfo, gpuDevice, onWebgpuReady, tf } from '../../util/tf.js';
 import { runConv2dPass } from './conv2d.js';
 import { ATTENTION_KERNELS } from './attention.js';
 import { hoistEnableDirectives } from './features.js';
 import { GROUP_NORM_KERNELS } from './group-norm.js';
 import { runMatMul } from './matmul.js';
-import type { WebGPUBackendLike } from './program.js';
+import type { Precision, WebGPUBackendLike } from './program.js';
+
+export { kernelPrecision, setKernelPrecision, type Precision } from './program.js';
 
 type KernelArgs = { inputs: Record<string, tf.TensorInfo>; attrs?: Record<string, unknown>; backend: unknown };
 
@@ -137,6 +144,43 @@ export function useCustomKernels(on: boolean): boolean {
   }
   active = on && Object.keys(OURS).every((name) => tf.getKernel(name, BACKEND)?.kernelFunc === (OURS[name] as unknown as tf.KernelFunc));
   return active;
+}
+
+/** `--precision`: a precision, or 'auto' (what the adapter does best). */
+export type PrecisionChoice = 'auto' | Precision;
+
+/** Why 'mixed' cannot run on the current backend, or undefined when it can. */
+export function mixedUnavailable(): string | undefined {
+  const info = backendInfo();
+  const backend = info?.backend ?? tf.getBackend();
+  if (backend !== 'webgpu') return `the '${backend}' backend has no f16 kernels (mixed precision is a webgpu path)`;
+  if (!info?.features?.includes('shader-f16')) return 'the WebGPU adapter does not offer shader-f16';
+  if (!customKernelsActive()) return "difftalk's WebGPU kernels are off (DIFFTALK_WEBGPU_KERNELS=stock); the stock kernels have no f16 path";
+  return undefined;
+}
+
+/**
+ * The precision a run uses, resolved after initBackend: 'auto' is 'mixed' where the backend is webgpu with
+ * shader-f16 and our kernels, 'fp32' elsewhere; an explicit 'mixed' that cannot run is an error (exit 2) with the fix.
+ */
+export function resolvePrecision(choice: PrecisionChoice): { precision: Precision; why: string } {
+  const why = mixedUnavailable();
+  if (choice === 'fp32') return { precision: 'fp32', why: 'requested' };
+  if (choice === 'mixed') {
+    if (why) {
+      throw new DifftalkError('bad-flag', `--precision mixed cannot run here: ${why}`, {
+        suggestion: 'use --precision fp32 (or auto), or --backend webgpu on an adapter with shader-f16 (a Vulkan GPU, or Mesa ≥ 25 lavapipe)',
+      });
+    }
+    return { precision: 'mixed', why: 'requested' };
+  }
+  return why ? { precision: 'fp32', why: `auto: ${why}` } : { precision: 'mixed', why: 'auto: webgpu with shader-f16' };
+}
+
+/** One line for run headers: the precision, what it means, and why it was chosen. */
+export function describePrecision(p: { precision: Precision; why: string }): string {
+  const what = p.precision === 'mixed' ? 'f16 GEMM operands, f32 accumulation, f32 weights and optimizer state, dynamic loss scaling' : 'float32 throughout';
+  return `precision ${p.precision} (${what}; ${p.why})`;
 }
 
 onWebgpuReady(() => {

@@ -1,11 +1,12 @@
 /**
  * BatchMatMul (tf.matMul, every rank ≥ 2, transposeA/B): the tiled GEMM of gemm.ts with plain strided loads.
  * Assumes float32 and batch dimensions that are equal or where one side's batch is 1 (broadcast); anything else
- * (int32, general broadcasting such as [2,1]×[1,3]) goes to the stock tfjs-webgpu kernel.
+ * (int32, general broadcasting such as [2,1]×[1,3]) goes to the stock tfjs-webgpu kernel. Under 'mixed' precision
+ * (program.ts) the operands are rounded to f16, the sums stay f32 (gemm.ts).
  */
 import type { tf } from '../../util/tf.js';
 import { gemmDispatch, gemmFits, gemmSource, WORKGROUP } from './gemm.js';
-import { allFloat32, gridLayout, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
+import { allFloat32, gridLayout, kernelPrecision, type Precision, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 
 export interface MatMulDims {
   batch: number;
@@ -40,7 +41,7 @@ export function matMulDims(aShape: readonly number[], bShape: readonly number[],
   return { batch, batchA, batchB, m, n, k: ka, outShape: [...outer, m, n] };
 }
 
-function program(d: MatMulDims, transposeA: boolean, transposeB: boolean): WebGPUProgram {
+function program(d: MatMulDims, transposeA: boolean, transposeB: boolean, precision: Precision): WebGPUProgram {
   const aIndex = transposeA ? 'k * uniforms.M + m' : 'm * uniforms.K + k';
   const bIndex = transposeB ? 'n * uniforms.K + k' : 'k * uniforms.N + n';
   const loaders = `
@@ -48,13 +49,13 @@ fn loadA(b : i32, m : i32, k : i32) -> f32 { return f32(A[b * uniforms.strideA +
 fn loadB(b : i32, k : i32, n : i32) -> f32 { return f32(B[b * uniforms.strideB + ${bIndex}]); }`;
   return {
     outputShape: d.outShape,
-    shaderKey: `difftalkMatMul_${transposeA}_${transposeB}`,
+    shaderKey: `difftalkMatMul_${transposeA}_${transposeB}_${precision}`,
     dispatchLayout: gridLayout(),
     dispatch: gemmDispatch(d.m, d.n, d.batch),
     variableNames: ['A', 'B'],
     uniforms: 'M : i32, N : i32, K : i32, strideA : i32, strideB : i32,',
     workgroupSize: [...WORKGROUP],
-    getUserCode: () => gemmSource({ loaders, aAlongK: !transposeA, bAlongN: !transposeB, outIndex: '(b * M + m) * N + n' }),
+    getUserCode: () => gemmSource({ loaders, aAlongK: !transposeA, bAlongN: !transposeB, outIndex: '(b * M + m) * N + n' }, precision),
   };
 }
 
@@ -65,5 +66,5 @@ export function runMatMul(backend: WebGPUBackendLike, a: tf.TensorInfo, b: tf.Te
   if (!d) return undefined;
   if (d.m * d.n * d.batch === 0 || d.k === 0 || !gemmFits(d.m, d.n, d.batch)) return undefined;
   const uniforms = [d.m, d.n, d.k, d.batchA === 1 ? 0 : d.m * d.k, d.batchB === 1 ? 0 : d.k * d.n].map((v) => ({ type: 'int32' as const, data: [v] }));
-  return backend.runWebGPUProgram(program(d, transposeA, transposeB), [a, b], 'float32', uniforms);
+  return backend.runWebGPUProgram(program(d, transposeA, transposeB, kernelPrecision()), [a, b], 'float32', uniforms);
 }

@@ -1,0 +1,164 @@
+/**
+ * The 'mixed' precision GEMM kernels (src/models/kernels: matmul and the three conv2d passes with f16 operands and
+ * f32 accumulation) on this machine's adapter (CI: Mesa ≥ 25 lavapipe, which offers shader-f16), each against the cpu
+ * backend twice:
+ * - on the inputs rounded to f16 first (f16Round below, round-to-nearest-even, independent of the GPU): then the
+ *   kernel's own rounding changes nothing and only the f32 summation order differs, so the fp32 tolerance holds:
+ *   max |gpu − cpu| ≤ 1e-4 · max(1, max |cpu|). This proves the semantics (operands f16, sums f32).
+ * - on the raw f32 inputs: max |gpu − cpu| ≤ 2e-3 · max(1, max |cpu|). Why 2e-3: rounding both operands to f16 makes
+ *   each product off by at most 2·2⁻¹¹ ≈ 9.8e-4 relative, with random signs, so a K-term dot product is off by about
+ *   √K · 9.8e-4 · rms(a·b)/√3 while its largest output is about 3 · √K · rms(a·b) (inputs uniform in [-1, 1)):
+ *   ≈ 2e-4 relative to max |output|, independent of K; 2e-3 leaves a 10× margin. The test also checks the difference
+ *   is above 1e-6 (the f16 rounding really happens: an fp32 kernel would be within ~1e-7 here).
+ * - the overflow contract the loss scaler relies on: an operand beyond f16's range gives ±inf, one within it stays exact.
+ * Shapes: the paper UNet's linears and attention products, a ResBlock conv (channels reduced to 64 so that tfjs-cpu's
+ * filter gradient stays fast), VQ-f4's asymmetric stride-2 conv and a 1×1 skip, odd sizes included.
+ */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { customKernelsActive, mixedUnavailable, setKernelPrecision } from '../../src/models/kernels/index.js';
+import { initBackend, tf } from '../../src/util/tf.js';
+import { maxRelDiff } from './compare.js';
+
+process.env.XDG_RUNTIME_DIR ??= '/tmp';
+const TOL_F16_INPUTS = 1e-4;
+const TOL_F32_INPUTS = 2e-3;
+const MIN_ROUNDING = 1e-6;
+
+let unavailable: string | undefined;
+try {
+  await initBackend('webgpu');
+  unavailable = mixedUnavailable();
+} catch (e) {
+  unavailable = `no WebGPU adapter here (${(e as Error).message}); .ci/run installs Mesa ≥ 25 lavapipe`;
+}
+after(() => setKernelPrecision('fp32'));
+
+/** x rounded to the nearest IEEE binary16 value (ties to even; ±inf from 65520 on), as a JS number. */
+function f16Round(x: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  const a = Math.abs(x);
+  if (a >= 65520) return Math.sign(x) * Infinity;
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  e = Math.max(e, -14); // subnormals: spacing 2^-24
+  const q = 2 ** (e - 10);
+  const r = a / q;
+  let f = Math.floor(r);
+  const d = r - f;
+  if (d > 0.5 || (d === 0.5 && f % 2 === 1)) f++;
+  return Math.sign(x) * f * q;
+}
+
+function values(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** fn on webgpu with mixed kernels; on cpu with f16-rounded and with raw inputs: [worst vs rounded, worst vs raw]. */
+async function compareMixed(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor[]): Promise<[number, number]> {
+  const raw = shapes.map((s, i) => values(size(s), 101 + 37 * i));
+  const rounded = raw.map((d) => d.map(f16Round));
+  const run = async (backend: string, data: Float32Array[]) => {
+    await tf.setBackend(backend);
+    const outs = tf.tidy(() => fn(...shapes.map((s, i) => tf.tensor(data[i]!, s))));
+    const res = await Promise.all(outs.map((t) => t.data()));
+    tf.dispose(outs);
+    return res;
+  };
+  assert.ok(customKernelsActive());
+  setKernelPrecision('mixed');
+  try {
+    const gpuRounded = await run('webgpu', rounded);
+    const gpu = await run('webgpu', raw);
+    const cpuRounded = await run('cpu', rounded);
+    const cpu = await run('cpu', raw);
+    return [maxRelDiff(gpuRounded, cpuRounded), maxRelDiff(gpu, cpu)];
+  } finally {
+    setKernelPrecision('fp32');
+    await tf.setBackend('webgpu');
+  }
+}
+
+function check(t: { diagnostic(s: string): void }, what: string, [vsRounded, vsRaw]: [number, number]): void {
+  t.diagnostic(`vs f16-rounded inputs ${vsRounded.toExponential(2)}, vs f32 inputs ${vsRaw.toExponential(2)}`);
+  assert.ok(vsRounded <= TOL_F16_INPUTS, `${what}: vs f16-rounded inputs ${vsRounded}`);
+  assert.ok(vsRaw <= TOL_F32_INPUTS, `${what}: vs f32 inputs ${vsRaw}`);
+  assert.ok(vsRaw > MIN_ROUNDING, `${what}: vs f32 inputs ${vsRaw}, so small that the operands were not rounded to f16`);
+}
+
+test('f16Round (the reference rounding) on hand-checked values', () => {
+  assert.equal(f16Round(1 + 2 ** -11), 1); // tie → even
+  assert.equal(f16Round(1 + 3 * 2 ** -11), 1 + 2 ** -9); // tie → even (up)
+  assert.equal(f16Round(0.1), 0.0999755859375);
+  assert.equal(f16Round(65519), 65504);
+  assert.equal(f16Round(-65520), -Infinity);
+  assert.equal(f16Round(2 ** -25 * 3), 2 ** -23); // subnormal
+});
+
+const MATMULS = [
+  { what: 'linear 77×768 · 768×1024 (odd M)', a: [77, 768], b: [768, 1024] },
+  { what: 'attention QKᵀ, 16 × 64×32 (transposeB)', a: [16, 64, 32], b: [16, 64, 32], tb: true },
+  { what: 'weight gradient Xᵀ·dY (transposeA), 100×37 / 100×45', a: [100, 37], b: [100, 45], ta: true },
+  { what: 'both transposed, batch 3, 33×17 / 9×33', a: [3, 33, 17], b: [3, 9, 33], ta: true, tb: true },
+];
+
+for (const m of MATMULS) {
+  test(`mixed: matMul ${m.what} matches cpu`, async (t) => {
+    if (unavailable) return t.skip(unavailable);
+    check(t, m.what, await compareMixed([m.a, m.b], (a, b) => [tf.matMul(a!, b!, m.ta ?? false, m.tb ?? false)]));
+  });
+}
+
+const CONVS: Array<{ what: string; x: number[]; w: number[]; stride: number; pad: number | [[0, 0], [0, 1], [0, 1], [0, 0]] }> = [
+  { what: 'ResBlock 3×3 s1 p1, 64→64, batch 2, 13×11', x: [2, 13, 11, 64], w: [3, 3, 64, 64], stride: 1, pad: 1 },
+  {
+    what: 'VQ-f4 downsample (0,1,0,1) s2, 32→32, 15×16',
+    x: [1, 15, 16, 32],
+    w: [3, 3, 32, 32],
+    stride: 2,
+    pad: [
+      [0, 0],
+      [0, 1],
+      [0, 1],
+      [0, 0],
+    ],
+  },
+  { what: 'skip 1×1, 96→64, 7×5', x: [1, 7, 5, 96], w: [1, 1, 96, 64], stride: 1, pad: 0 },
+];
+
+for (const c of CONVS) {
+  test(`mixed: conv2d ${c.what}, forward and both gradients, match cpu`, async (t) => {
+    if (unavailable) return t.skip(unavailable);
+    const yShape = tf.tidy(() => tf.conv2d(tf.zeros(c.x) as unknown as tf.Tensor4D, tf.zeros(c.w) as unknown as tf.Tensor4D, c.stride, c.pad).shape);
+    const conv = (x: tf.Tensor, w: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.stride, c.pad);
+    const res = await compareMixed([c.x, c.w, yShape], (x, w, dy) => [
+      conv(x!, w!),
+      ...tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(conv(xx, ww), dy!)))([x!, w!]),
+    ]);
+    check(t, c.what, res);
+  });
+}
+
+test('mixed: an operand beyond f16 range gives ±inf (what the loss scaler detects); one within it stays exact', async (t) => {
+  if (unavailable) return t.skip(unavailable);
+  setKernelPrecision('mixed');
+  try {
+    const out = tf.matMul(tf.tensor2d([70000, 0, -70000, 0, 60000, 0, 65519, 0], [4, 2]), tf.tensor2d([1, 1], [2, 1]));
+    assert.deepEqual([...(await out.data())], [Infinity, -Infinity, 60000, 65504]);
+    out.dispose();
+    setKernelPrecision('fp32');
+    const f32 = tf.matMul(tf.tensor2d([70000, 0], [1, 2]), tf.tensor2d([1, 1], [2, 1]));
+    assert.deepEqual([...(await f32.data())], [70000]);
+    f32.dispose();
+  } finally {
+    setKernelPrecision('fp32');
+  }
+});
