@@ -1,6 +1,7 @@
 /**
  * Each eval metric side by side with its Python reference, on this machine, in the same run (bench/torch/metrics_bench.py
- * run by /usr/bin/python3 with torch.set_num_threads(all cores)): frames/s (LSE: windows/s) of both and the ratio.
+ * run by /usr/bin/python3 with torch.set_num_threads(all cores)): frames/s (LSE: windows/s) of both and the ratio,
+ * each metric's two sides timed one right after the other.
  * difftalk runs through the metric objects eval uses (PsnrMetric/SsimMetric on a FramePool, LpipsMetric,
  * inceptionFeatures, syncScores, lmd), so whatever executor they pick by default is what is timed. Networks carry det()
  * weights (same shapes and FLOPs as the real ones; the values do not matter for speed), the reference random ones.
@@ -75,22 +76,11 @@ interface Sizes {
   lmd_frames: number;
 }
 
-async function difftalkSide(s: Sizes, minSeconds: number, quick: boolean): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
+/** The difftalk side: one timing function per metric (the FramePool is the caller's, closed by it). */
+function difftalkItems(s: Sizes, minSeconds: number, quick: boolean, pool: FramePool): Record<string, () => Promise<number>> {
   const a = synthetic(s.frames, 0);
   const b = synthetic(s.frames, 1);
-  const pool = new FramePool();
-  try {
-    const psnr = new PsnrMetric({ pool });
-    out.psnr = await rate(s.frames, minSeconds, quick, () => psnr.update(a, b));
-    for (const v of ['gaussian', 'skimage'] as const) {
-      const m = new SsimMetric(v, { pool });
-      out[`ssim-${v}`] = await rate(s.frames, minSeconds, quick, () => m.update(a, b));
-    }
-  } finally {
-    await pool.close();
-  }
-  for (const net of ['alex', 'vgg'] as const) {
+  const lpips = (net: 'alex' | 'vgg') => async () => {
     const w = new Map<string, NamedWeight>();
     for (const [name, shape] of featureParams(net)) w.set(name, { shape, data: det(name, shape) });
     FEATURE_NETS[net].channels.forEach((c, k) => {
@@ -100,43 +90,56 @@ async function difftalkSide(s: Sizes, minSeconds: number, quick: boolean): Promi
     const model = new Lpips(net, w);
     try {
       const n = s.lpips_batch;
-      const pa = { ...a, count: n, data: synthetic(n, 0).data };
-      const pb = { ...b, count: n, data: synthetic(n, 1).data };
+      const pa = synthetic(n, 0);
+      const pb = synthetic(n, 1);
       const metric = new LpipsMetric(model, n);
-      out[`lpips-${net}`] = await rate(n, minSeconds, quick, () => metric.update(pa, pb));
+      return await rate(n, minSeconds, quick, () => metric.update(pa, pb));
     } finally {
       model.dispose();
     }
-  }
-  {
-    const net = FidInception.fromTensors(new Map(fidInceptionParams().map(([name, shape]) => [name, { shape, data: det(name, shape) }])));
-    try {
-      const n = s.fid_batch;
-      const frames = synthetic(n, 3);
-      out.fid = await rate(n, minSeconds, quick, () => inceptionFeatures(frames, { net, batchSize: n }));
-    } finally {
-      net.dispose();
-    }
-  }
-  {
+  };
+  const ssim = (v: 'gaussian' | 'skimage') => () => {
+    const m = new SsimMetric(v, { pool });
+    return rate(s.frames, minSeconds, quick, () => m.update(a, b));
+  };
+  return {
+    psnr: () => {
+      const m = new PsnrMetric({ pool });
+      return rate(s.frames, minSeconds, quick, () => m.update(a, b));
+    },
+    'ssim-gaussian': ssim('gaussian'),
+    'ssim-skimage': ssim('skimage'),
+    'lpips-alex': lpips('alex'),
+    'lpips-vgg': lpips('vgg'),
+    fid: async () => {
+      const net = FidInception.fromTensors(new Map(fidInceptionParams().map(([name, shape]) => [name, { shape, data: det(name, shape) }])));
+      try {
+        const n = s.fid_batch;
+        const frames = synthetic(n, 3);
+        return await rate(n, minSeconds, quick, () => inceptionFeatures(frames, { net, batchSize: n }));
+      } finally {
+        net.dispose();
+      }
+    },
     // `windows` windows: windows + 5 face crops and the matching audio (640 samples per frame at 16 kHz).
-    const net = SyncNet.fromTensors(new Map(syncnetParamShapes().map(([name, shape]) => [name, { shape, data: det(name, shape) }])));
-    try {
-      const windows = s.sync_windows;
-      const crops = Array.from({ length: windows + 5 }, (_, i) => synthetic(1, i).data.subarray(0, 224 * 224 * 3));
-      const samples = Float32Array.from({ length: (windows + 5) * 640 }, (_, k) => 3000 * Math.sin(k / 7) * Math.sin(k / 1700));
-      out.lse = await rate(windows, minSeconds, quick, () => syncScores(net, { frames: crops, samples, sampleRate: 16000 }));
-    } finally {
-      net.dispose();
-    }
-  }
-  {
-    const n = s.lmd_frames;
-    const p = Float32Array.from({ length: n * 136 }, (_, k) => 128 + 100 * Math.sin(k * 0.37));
-    const g = Float32Array.from({ length: n * 136 }, (_, k) => 128 + 100 * Math.sin(k * 0.41 + 1));
-    out.lmd = await rate(n, minSeconds, quick, () => lmd(p, g));
-  }
-  return out;
+    lse: async () => {
+      const net = SyncNet.fromTensors(new Map(syncnetParamShapes().map(([name, shape]) => [name, { shape, data: det(name, shape) }])));
+      try {
+        const windows = s.sync_windows;
+        const crops = Array.from({ length: windows + 5 }, (_, i) => synthetic(1, i).data.subarray(0, 224 * 224 * 3));
+        const samples = Float32Array.from({ length: (windows + 5) * 640 }, (_, k) => 3000 * Math.sin(k / 7) * Math.sin(k / 1700));
+        return await rate(windows, minSeconds, quick, () => syncScores(net, { frames: crops, samples, sampleRate: 16000 }));
+      } finally {
+        net.dispose();
+      }
+    },
+    lmd: () => {
+      const n = s.lmd_frames;
+      const p = Float32Array.from({ length: n * 136 }, (_, k) => 128 + 100 * Math.sin(k * 0.37));
+      const g = Float32Array.from({ length: n * 136 }, (_, k) => 128 + 100 * Math.sin(k * 0.41 + 1));
+      return rate(n, minSeconds, quick, () => lmd(p, g));
+    },
+  };
 }
 
 /** difftalk metric → reference items (the fastest of several counts: the reference is given its best). */
@@ -159,49 +162,58 @@ interface PyResult {
   results: Record<string, { fps: number; impl: string } | { error: string }>;
 }
 
-/** Run both sides: difftalk first (its FramePool's threads closed before Python starts), then the reference. */
+/**
+ * Both sides, metric by metric: difftalk's item, then the reference's for the same metric (a python3 run per metric,
+ * so a machine whose load drifts during the bench skews each ratio less than two long separate passes would).
+ */
 export async function benchMetrics(
   options: { backend?: BackendName; minSeconds?: number; quick?: boolean; python?: string; log?: (line: string) => void } = {},
 ): Promise<MetricBench> {
   const quick = options.quick ?? false;
   const minSeconds = options.minSeconds ?? 2;
   const log = options.log ?? (() => undefined);
+  const python = options.python ?? process.env.BENCH_PYTHON ?? '/usr/bin/python3';
   await initBackend(options.backend ?? 'auto');
   const sizes: Sizes = quick
     ? { frames: 2, lpips_batch: 1, fid_batch: 1, sync_windows: 2, lmd_frames: 16 }
     : { frames: 16, lpips_batch: 4, fid_batch: 8, sync_windows: 19, lmd_frames: 200 };
-  log('metric bench: difftalk side');
-  const ours = await difftalkSide(sizes, minSeconds, quick);
-  log('metric bench: reference side (python)');
   const dir = await mkdtemp(path.join(os.tmpdir(), 'difftalk-metric-bench-'));
-  let py: PyResult;
+  const pool = new FramePool();
+  const rows: MetricBenchRow[] = [];
+  let torch = '';
+  let threads = 0;
   try {
-    const spec = path.join(dir, 'spec.json');
-    await writeFile(spec, JSON.stringify({ budget_s: minSeconds, quick, ...sizes }));
-    const script = path.join(import.meta.dirname, 'torch', 'metrics_bench.py');
-    const r = await runProcess(options.python ?? process.env.BENCH_PYTHON ?? '/usr/bin/python3', [script, spec]);
-    py = JSON.parse(r.stdout.toString()) as PyResult;
+    const items = difftalkItems(sizes, minSeconds, quick, pool);
+    for (const [metric, refs] of PAIRS) {
+      log(`metric bench: ${metric} (difftalk, then ${refs.join(', ')})`);
+      const ours = await items[metric]!();
+      const spec = path.join(dir, `${metric}.json`);
+      await writeFile(spec, JSON.stringify({ budget_s: minSeconds, quick, ...sizes, items: refs }));
+      const r = await runProcess(python, [path.join(import.meta.dirname, 'torch', 'metrics_bench.py'), spec]);
+      const py = JSON.parse(r.stdout.toString()) as PyResult;
+      torch = py.torch;
+      threads = py.threads;
+      let best: { fps: number; impl: string } | undefined;
+      const errors: string[] = [];
+      for (const k of refs) {
+        const x = py.results[k];
+        if (!x) errors.push(`${k}: missing`);
+        else if ('error' in x) errors.push(`${k}: ${x.error}`);
+        else if (!best || x.fps > best.fps) best = x;
+      }
+      rows.push({
+        metric,
+        difftalk: ours,
+        reference: best?.fps ?? NaN,
+        referenceImpl: best?.impl ?? '',
+        referenceError: best ? undefined : errors.join('; '),
+      });
+    }
   } finally {
+    await pool.close();
     await rm(dir, { recursive: true, force: true });
   }
-  const rows = PAIRS.map(([metric, refs]): MetricBenchRow => {
-    let best: { fps: number; impl: string } | undefined;
-    const errors: string[] = [];
-    for (const k of refs) {
-      const x = py.results[k];
-      if (!x) errors.push(`${k}: missing`);
-      else if ('error' in x) errors.push(`${k}: ${x.error}`);
-      else if (!best || x.fps > best.fps) best = x;
-    }
-    return {
-      metric,
-      difftalk: ours[metric]!,
-      reference: best?.fps ?? NaN,
-      referenceImpl: best?.impl ?? '',
-      referenceError: best ? undefined : errors.join('; '),
-    };
-  });
-  return { rows, backend: tf.getBackend(), torch: py.torch, threads: py.threads, cores: os.cpus().length };
+  return { rows, backend: tf.getBackend(), torch, threads, cores: os.cpus().length };
 }
 
 /** The table `npm run bench` prints: metric, difftalk frames/s, reference frames/s, ratio (difftalk / reference). */

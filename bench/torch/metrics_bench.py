@@ -3,7 +3,7 @@ this machine's CPU, at the sizes difftalk's bench uses, one JSON object on stdou
 
 Usage: python3 bench/torch/metrics_bench.py SPEC.json
 SPEC: {"budget_s": seconds per item, "quick": bool (one timed run per item, no warm-up), "frames": PSNR/SSIM batch,
-       "lpips_batch", "fid_batch", "sync_windows", "lmd_frames"}
+       "lpips_batch", "fid_batch", "sync_windows", "lmd_frames", "items": names to run (default: all)}
 Output: {"torch": version, "threads": n, "results": {item: {"fps": frames (or windows) per second, "impl": what ran}}}
 
 Items (frames of 256×256 RGB uint8 unless stated):
@@ -117,64 +117,104 @@ def main():
     s = json.load(open(sys.argv[1]))
     torch.set_num_threads(os.cpu_count() or 1)
     budget, quick = s['budget_s'], s.get('quick', False)
+    wanted = set(s.get('items') or ITEMS)
     out = {'torch': torch.__version__, 'threads': torch.get_num_threads(), 'results': {}}
-    r = out['results']
-
-    def item(name, impl, frames, fn):
+    for name in ITEMS:
+        if name not in wanted:
+            continue
         try:
-            r[name] = {'fps': timeit(fn, frames, budget, quick), 'impl': impl}
+            impl, frames, fn = ITEMS[name](s)
+            out['results'][name] = {'fps': timeit(fn, frames, budget, quick), 'impl': impl}
         except Exception as e:  # one item failing leaves the others' numbers
-            r[name] = {'error': str(e).split('\n')[0][:300]}
+            out['results'][name] = {'error': str(e).split('\n')[0][:300]}
+    json.dump(out, sys.stdout)
 
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+def _frames(s):
     n = s['frames']
-    a, b = frames_u8(n, 0), frames_u8(n, 1)
-    item('psnr_skimage', 'skimage peak_signal_noise_ratio, per frame', n, lambda: [peak_signal_noise_ratio(b[i], a[i], data_range=255) for i in range(n)])
-    item('psnr_numpy', 'numpy, vectorised over the batch', n,
-         lambda: 10 * np.log10(255.0 ** 2 / np.square(a.astype(np.float32) - b).mean(axis=(1, 2, 3), dtype=np.float64)))
-    item('ssim_gaussian', 'skimage structural_similarity (gaussian 11/1.5, population cov.)', n,
-         lambda: [structural_similarity(b[i], a[i], channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
-                  for i in range(n)])
-    item('ssim_skimage', 'skimage structural_similarity (defaults: 7×7 box)', n,
-         lambda: [structural_similarity(b[i], a[i], channel_axis=-1, data_range=255) for i in range(n)])
+    return n, frames_u8(n, 0), frames_u8(n, 1)
 
-    with torch.no_grad():
+
+def psnr_skimage(s):
+    from skimage.metrics import peak_signal_noise_ratio
+    n, a, b = _frames(s)
+    return 'skimage peak_signal_noise_ratio, per frame', n, lambda: [peak_signal_noise_ratio(b[i], a[i], data_range=255) for i in range(n)]
+
+
+def psnr_numpy(s):
+    n, a, b = _frames(s)
+    return 'numpy, vectorised over the batch', n, lambda: 10 * np.log10(255.0 ** 2 / np.square(a.astype(np.float32) - b).mean(axis=(1, 2, 3), dtype=np.float64))
+
+
+def ssim_gaussian(s):
+    from skimage.metrics import structural_similarity
+    n, a, b = _frames(s)
+    return ('skimage structural_similarity (gaussian 11/1.5, population cov.)', n,
+            lambda: [structural_similarity(b[i], a[i], channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+                     for i in range(n)])
+
+
+def ssim_skimage(s):
+    from skimage.metrics import structural_similarity
+    n, a, b = _frames(s)
+    return 'skimage structural_similarity (defaults: 7×7 box)', n, lambda: [structural_similarity(b[i], a[i], channel_axis=-1, data_range=255) for i in range(n)]
+
+
+def lpips(net):
+    def build(s):
         nb = s['lpips_batch']
         x0 = torch.rand(nb, 3, 256, 256) * 2 - 1
         x1 = torch.rand(nb, 3, 256, 256) * 2 - 1
-        for net in ['alex', 'vgg']:
-            m = LpipsTwin(net)
-            item(f'lpips_{net}', f'PyTorch {torch.__version__} CPU, torchvision {net} features + LPIPS heads', nb, lambda m=m: m(x0, x1))
-        import torchvision
-        inc = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
-        inc.fc = nn.Identity()
-        fb = s['fid_batch']
-        xi = torch.rand(fb, 3, 256, 256)
-        item('fid', f'PyTorch {torch.__version__} CPU, torchvision Inception-v3 to pool3, 256² resized to 299²', fb,
-             lambda: inc(F.interpolate(xi, size=(299, 299), mode='bilinear', align_corners=False) * 2 - 1))
-        sync = SyncNetTwin().eval()
-        w = s['sync_windows']
-        video = torch.rand(w, 3, 5, 224, 224) * 255
-        mfcc = torch.randn(w, 1, 13, 20)
+        m = LpipsTwin(net)
 
-        def lse():
+        def run():
+            with torch.no_grad():
+                return m(x0, x1)
+        return f'PyTorch {torch.__version__} CPU, torchvision {net} features + LPIPS heads', nb, run
+    return build
+
+
+def fid(s):
+    import torchvision
+    inc = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
+    inc.fc = nn.Identity()
+    fb = s['fid_batch']
+    xi = torch.rand(fb, 3, 256, 256)
+
+    def run():
+        with torch.no_grad():
+            return inc(F.interpolate(xi, size=(299, 299), mode='bilinear', align_corners=False) * 2 - 1)
+    return f'PyTorch {torch.__version__} CPU, torchvision Inception-v3 to pool3, 256² resized to 299²', fb, run
+
+
+def lse(s):
+    sync = SyncNetTwin().eval()
+    w = s['sync_windows']
+    video = torch.rand(w, 3, 5, 224, 224) * 255
+    mfcc = torch.randn(w, 1, 13, 20)
+
+    def run():
+        with torch.no_grad():
             v, au = sync(video, mfcc)
             d = torch.stack(calc_pdist(v, au)).mean(0)
             return d.min(), d.median()
+    return f'PyTorch {torch.__version__} CPU, SyncNet v2 both branches + calc_pdist', w, run
 
-        item('lse', f'PyTorch {torch.__version__} CPU, SyncNet v2 both branches + calc_pdist', w, lse)
 
+def lmd(s):
     nl = s['lmd_frames']
     rng = np.random.default_rng(2)
     p68, g68 = rng.random((nl, 68, 2)) * 256, rng.random((nl, 68, 2)) * 256
 
-    def lmd():
+    def run():
         p, g = p68[:, 48:68], g68[:, 48:68]
         d = (p - p.mean(1, keepdims=True)) - (g - g.mean(1, keepdims=True))
         return np.sqrt((d ** 2).sum(-1)).mean(-1)
+    return 'numpy, mouth points, mean-centred', nl, run
 
-    item('lmd', 'numpy, mouth points, mean-centred', nl, lmd)
-    json.dump(out, sys.stdout)
+
+ITEMS = {'psnr_skimage': psnr_skimage, 'psnr_numpy': psnr_numpy, 'ssim_gaussian': ssim_gaussian, 'ssim_skimage': ssim_skimage,
+         'lpips_alex': lpips('alex'), 'lpips_vgg': lpips('vgg'), 'fid': fid, 'lse': lse, 'lmd': lmd}
 
 
 if __name__ == '__main__':
