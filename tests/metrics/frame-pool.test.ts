@@ -4,7 +4,8 @@
  * quantised, identical pairs) and odd-sized 37×23 crops (5 frames, so runs of unequal length).
  * Asserted: pool values equal the single-thread kernels bit for bit (same function on every thread); both equal
  * skimage to 1e-9 (SSIM, float64 round-off; measured ≈1e-15) and 1e-9 dB (PSNR); the metric classes with a pool give
- * the same compute() (mean, per-channel means, identical-frame count) as without.
+ * the same compute() (mean, per-channel means, identical-frame count) as without; a worker's DifftalkError (frames
+ * smaller than the window) reaches the caller with its code.
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { FramePool } from '../../src/metrics/frame-pool.js';
 import { psnr, PsnrMetric, PSNR_CAP_DB } from '../../src/metrics/psnr.js';
 import { ssim, SsimMetric } from '../../src/metrics/ssim.js';
 import type { RgbFrames } from '../../src/media/types.js';
+import { DifftalkError } from '../../src/util/errors.js';
 import { runProcess } from '../../src/util/exec.js';
 import { ROOT, tmpDir } from '../helpers.js';
 import { crop, frames, loadAstronaut, quantise, type Image } from './astronaut.js';
@@ -72,4 +74,8 @@ test('PsnrMetric and SsimMetric with a pool compute() the same as without', { ti
     assert.deepEqual(pooled.compute(), single.compute());
     assert.deepEqual(pooled.takeFrames(), single.takeFrames());
   }
+  // an error on a worker thread reaches the caller as the same DifftalkError
+  const a = await loadAstronaut();
+  const tiny = frames(crop(a, 0, 0, 8, 8), crop(a, 8, 8, 8, 8));
+  await assert.rejects(new SsimMetric('gaussian', { pool }).update(tiny, tiny), (e: unknown) => e instanceof DifftalkError && e.code === 'frame-too-small');
 });
