@@ -1,32 +1,54 @@
 /**
- * Throughput of the frame metrics at 256×256 RGB, in frames per second (a frame = one prediction/target pair).
- * LPIPS runs on the tfjs backend `initBackend(backend)` picks (auto: tensorflow → webgpu → wasm → cpu) with
- * det() weights: same shapes and FLOPs as the real networks, so the timing is representative; values are not.
+ * Each eval metric side by side with its Python reference, on this machine, in the same run (bench/torch/metrics_bench.py
+ * run by /usr/bin/python3 with torch.set_num_threads(all cores)): frames/s (LSE: windows/s) of both and the ratio,
+ * each metric's two sides timed one right after the other.
+ * difftalk runs through the metric objects eval uses (PsnrMetric/SsimMetric on a FramePool, LpipsMetric,
+ * inceptionFeatures, syncScores, lmd), so whatever executor they pick by default is what is timed. Networks carry det()
+ * weights (same shapes and FLOPs as the real ones; the values do not matter for speed), the reference random ones.
+ * Sizes (both sides): 256×256 RGB frames for PSNR/SSIM/LPIPS and FID (resized to 299² inside), SyncNet windows of
+ * 5 face crops of 224² + 13×20 MFCC, LMD on 68-point sets.
+ * `quick`: one timed run per item on small batches, no warm-up (for tests: proves every row runs; the timings mean
+ * nothing then).
  */
-import { Lpips } from '../src/metrics/lpips.js';
-import { psnr } from '../src/metrics/psnr.js';
-import { ssim } from '../src/metrics/ssim.js';
+import path from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { Lpips, LpipsMetric } from '../src/metrics/lpips.js';
+import { FramePool } from '../src/metrics/frame-pool.js';
+import { PsnrMetric } from '../src/metrics/psnr.js';
+import { SsimMetric } from '../src/metrics/ssim.js';
 import { featureParams, FEATURE_NETS, type NamedWeight } from '../src/models/torchvision-features.js';
 import type { RgbFrames } from '../src/media/types.js';
-import { initBackend, type BackendName } from '../src/util/tf.js';
+import { initBackend, tf, type BackendName } from '../src/util/tf.js';
 import { det } from '../src/weights/det.js';
 import { inceptionFeatures } from '../src/metrics/fid.js';
-import { ibug68FromResults, lmd } from '../src/metrics/lmd.js';
+import { lmd } from '../src/metrics/lmd.js';
 import { syncScores } from '../src/metrics/lse.js';
 import { FidInception, fidInceptionParams } from '../src/models/inception.js';
 import { SyncNet, syncnetParamShapes } from '../src/models/syncnet.js';
-import { decodeFrames } from '../src/media/frames.js';
-import { createLandmarkEngine } from '../src/face/landmarks/index.js';
-import path from 'node:path';
-
-const AOC = path.join(
-  process.env.DIFFTALK_SHARED ?? path.resolve(import.meta.dirname, '..', '..', 'shared'),
-  'data',
-  'media',
-  'WDA_AlexandriaOcasioCortez_000.mp4',
-);
+import { runProcess } from '../src/util/exec.js';
 
 const SIZE = 256;
+
+export interface MetricBenchRow {
+  metric: string;
+  /** difftalk frames/s (LSE: windows/s). */
+  difftalk: number;
+  /** The reference's frames/s (NaN when it failed; see `referenceError`). */
+  reference: number;
+  /** What the reference ran. */
+  referenceImpl: string;
+  referenceError?: string;
+}
+
+export interface MetricBench {
+  rows: MetricBenchRow[];
+  backend: string;
+  torch: string;
+  threads: number;
+  cores: number;
+}
 
 function synthetic(count: number, seed: number): RgbFrames {
   const n = SIZE * SIZE * 3;
@@ -35,32 +57,30 @@ function synthetic(count: number, seed: number): RgbFrames {
   return { width: SIZE, height: SIZE, count, data };
 }
 
-async function rate(frames: number, minSeconds: number, fn: () => Promise<unknown> | unknown): Promise<number> {
-  await fn(); // warm-up
+async function rate(frames: number, minSeconds: number, quick: boolean, fn: () => Promise<unknown> | unknown): Promise<number> {
+  if (!quick) await fn(); // warm-up
   let runs = 0;
   const t0 = performance.now();
   do {
     await fn();
     runs++;
-  } while ((performance.now() - t0) / 1000 < minSeconds);
+  } while (!quick && (performance.now() - t0) / 1000 < minSeconds);
   return (runs * frames) / ((performance.now() - t0) / 1000);
 }
 
-/**
- * Frames/s per metric (keys `<metric>.fps`): psnr, ssim-gaussian, ssim-skimage, lpips-alex, lpips-vgg, lse (full-size
- * SyncNet v2, both branches, video frames/s = windows/s), lmd (tfjs landmark engine on both videos + the distance),
- * fid (InceptionV3 pool3 features at 299², per frame).
- */
-export async function benchMetrics(options: { backend?: BackendName; minSeconds?: number } = {}): Promise<Record<string, number>> {
-  const minSeconds = options.minSeconds ?? 2;
-  await initBackend(options.backend ?? 'auto');
-  const a = synthetic(8, 0);
-  const b = synthetic(8, 1);
-  const out: Record<string, number> = {};
-  out['psnr.fps'] = await rate(8, minSeconds, () => psnr(a, b));
-  out['ssim-gaussian.fps'] = await rate(8, minSeconds, () => ssim(a, b, 'gaussian'));
-  out['ssim-skimage.fps'] = await rate(8, minSeconds, () => ssim(a, b, 'skimage'));
-  for (const net of ['alex', 'vgg'] as const) {
+interface Sizes {
+  frames: number;
+  lpips_batch: number;
+  fid_batch: number;
+  sync_windows: number;
+  lmd_frames: number;
+}
+
+/** The difftalk side: one timing function per metric (the FramePool is the caller's, closed by it). */
+function difftalkItems(s: Sizes, minSeconds: number, quick: boolean, pool: FramePool): Record<string, () => Promise<number>> {
+  const a = synthetic(s.frames, 0);
+  const b = synthetic(s.frames, 1);
+  const lpips = (net: 'alex' | 'vgg') => async () => {
     const w = new Map<string, NamedWeight>();
     for (const [name, shape] of featureParams(net)) w.set(name, { shape, data: det(name, shape) });
     FEATURE_NETS[net].channels.forEach((c, k) => {
@@ -69,52 +89,145 @@ export async function benchMetrics(options: { backend?: BackendName; minSeconds?
     });
     const model = new Lpips(net, w);
     try {
-      const n = 2;
-      const pa = { ...a, count: n, data: a.data.subarray(0, n * SIZE * SIZE * 3) };
-      const pb = { ...b, count: n, data: b.data.subarray(0, n * SIZE * SIZE * 3) };
-      out[`lpips-${net}.fps`] = await rate(n, minSeconds, () => model.distances(pa, pb, n));
+      const n = s.lpips_batch;
+      const pa = synthetic(n, 0);
+      const pb = synthetic(n, 1);
+      const metric = new LpipsMetric(model, n);
+      return await rate(n, minSeconds, quick, () => metric.update(pa, pb));
     } finally {
       model.dispose();
     }
-  }
-  // LSE: the real architecture (det() weights: same FLOPs), 24 face crops + 1 s of audio → 19 windows.
-  {
-    const net = SyncNet.fromTensors(new Map(syncnetParamShapes().map(([name, shape]) => [name, { shape, data: det(name, shape) }])));
-    try {
-      const crops = Array.from({ length: 24 }, (_, i) => synthetic(1, i).data.subarray(0, 224 * 224 * 3));
-      const samples = Float32Array.from({ length: 16000 }, (_, k) => 3000 * Math.sin(k / 7) * Math.sin(k / 1700));
-      const windows = 19;
-      out['lse.fps'] = await rate(windows, minSeconds, () => syncScores(net, { frames: crops, samples, sampleRate: 16000 }));
-    } finally {
-      net.dispose();
-    }
-  }
-  // LMD: landmarks of prediction and GT frames (tfjs engine, 478 → 68) plus the distance, on the real clip's frames.
-  {
-    const clip = await decodeFrames(AOC, { width: SIZE, height: SIZE, count: 16 });
-    const { engine } = await createLandmarkEngine({ engine: 'tfjs' });
-    try {
-      out['lmd.fps'] = await rate(clip.count, minSeconds, async () => {
-        await engine.reset();
-        const p = ibug68FromResults(await engine.detect(clip));
-        await engine.reset();
-        const g = ibug68FromResults(await engine.detect(clip));
-        return lmd(p, g);
+  };
+  const ssim = (v: 'gaussian' | 'skimage') => () => {
+    const m = new SsimMetric(v, { pool });
+    return rate(s.frames, minSeconds, quick, () => m.update(a, b));
+  };
+  return {
+    psnr: () => {
+      const m = new PsnrMetric({ pool });
+      return rate(s.frames, minSeconds, quick, () => m.update(a, b));
+    },
+    'ssim-gaussian': ssim('gaussian'),
+    'ssim-skimage': ssim('skimage'),
+    'lpips-alex': lpips('alex'),
+    'lpips-vgg': lpips('vgg'),
+    fid: async () => {
+      const net = FidInception.fromTensors(new Map(fidInceptionParams().map(([name, shape]) => [name, { shape, data: det(name, shape) }])));
+      try {
+        const n = s.fid_batch;
+        const frames = synthetic(n, 3);
+        return await rate(n, minSeconds, quick, () => inceptionFeatures(frames, { net, batchSize: n }));
+      } finally {
+        net.dispose();
+      }
+    },
+    // `windows` windows: windows + 5 face crops and the matching audio (640 samples per frame at 16 kHz).
+    lse: async () => {
+      const net = SyncNet.fromTensors(new Map(syncnetParamShapes().map(([name, shape]) => [name, { shape, data: det(name, shape) }])));
+      try {
+        const windows = s.sync_windows;
+        const crops = Array.from({ length: windows + 5 }, (_, i) => synthetic(1, i).data.subarray(0, 224 * 224 * 3));
+        const samples = Float32Array.from({ length: (windows + 5) * 640 }, (_, k) => 3000 * Math.sin(k / 7) * Math.sin(k / 1700));
+        return await rate(windows, minSeconds, quick, () => syncScores(net, { frames: crops, samples, sampleRate: 16000 }));
+      } finally {
+        net.dispose();
+      }
+    },
+    lmd: () => {
+      const n = s.lmd_frames;
+      const p = Float32Array.from({ length: n * 136 }, (_, k) => 128 + 100 * Math.sin(k * 0.37));
+      const g = Float32Array.from({ length: n * 136 }, (_, k) => 128 + 100 * Math.sin(k * 0.41 + 1));
+      return rate(n, minSeconds, quick, () => lmd(p, g));
+    },
+  };
+}
+
+/** difftalk metric → reference items (the fastest of several counts: the reference is given its best). */
+const PAIRS: Array<[string, string[]]> = [
+  ['psnr', ['psnr_skimage', 'psnr_numpy']],
+  ['ssim-gaussian', ['ssim_gaussian']],
+  ['ssim-skimage', ['ssim_skimage']],
+  ['lpips-alex', ['lpips_alex']],
+  ['lpips-vgg', ['lpips_vgg']],
+  ['fid', ['fid']],
+  ['lse', ['lse']],
+  ['lmd', ['lmd']],
+];
+
+export const METRIC_BENCH_METRICS = PAIRS.map(([m]) => m);
+
+interface PyResult {
+  torch: string;
+  threads: number;
+  results: Record<string, { fps: number; impl: string } | { error: string }>;
+}
+
+/**
+ * Both sides, metric by metric: difftalk's item, then the reference's for the same metric (a python3 run per metric,
+ * so a machine whose load drifts during the bench skews each ratio less than two long separate passes would).
+ */
+export async function benchMetrics(
+  options: { backend?: BackendName; minSeconds?: number; quick?: boolean; python?: string; log?: (line: string) => void } = {},
+): Promise<MetricBench> {
+  const quick = options.quick ?? false;
+  const minSeconds = options.minSeconds ?? 2;
+  const log = options.log ?? (() => undefined);
+  const python = options.python ?? process.env.BENCH_PYTHON ?? '/usr/bin/python3';
+  await initBackend(options.backend ?? 'auto');
+  const sizes: Sizes = quick
+    ? { frames: 2, lpips_batch: 1, fid_batch: 1, sync_windows: 2, lmd_frames: 16 }
+    : { frames: 16, lpips_batch: 4, fid_batch: 8, sync_windows: 19, lmd_frames: 200 };
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'difftalk-metric-bench-'));
+  const pool = new FramePool();
+  const rows: MetricBenchRow[] = [];
+  let torch = '';
+  let threads = 0;
+  try {
+    const items = difftalkItems(sizes, minSeconds, quick, pool);
+    for (const [metric, refs] of PAIRS) {
+      log(`metric bench: ${metric} (difftalk, then ${refs.join(', ')})`);
+      const ours = await items[metric]!();
+      const spec = path.join(dir, `${metric}.json`);
+      await writeFile(spec, JSON.stringify({ budget_s: minSeconds, quick, ...sizes, items: refs }));
+      const r = await runProcess(python, [path.join(import.meta.dirname, 'torch', 'metrics_bench.py'), spec]);
+      const py = JSON.parse(r.stdout.toString()) as PyResult;
+      torch = py.torch;
+      threads = py.threads;
+      let best: { fps: number; impl: string } | undefined;
+      const errors: string[] = [];
+      for (const k of refs) {
+        const x = py.results[k];
+        if (!x) errors.push(`${k}: missing`);
+        else if ('error' in x) errors.push(`${k}: ${x.error}`);
+        else if (!best || x.fps > best.fps) best = x;
+      }
+      rows.push({
+        metric,
+        difftalk: ours,
+        reference: best?.fps ?? NaN,
+        referenceImpl: best?.impl ?? '',
+        referenceError: best ? undefined : errors.join('; '),
       });
-    } finally {
-      await engine.close();
     }
+  } finally {
+    await pool.close();
+    await rm(dir, { recursive: true, force: true });
   }
-  // FID features (the distance itself is negligible next to them).
-  {
-    const net = FidInception.fromTensors(new Map(fidInceptionParams().map(([name, shape]) => [name, { shape, data: det(name, shape) }])));
-    try {
-      const crops = synthetic(4, 3);
-      const c224 = { width: SIZE, height: SIZE, count: 4, data: crops.data };
-      out['fid.fps'] = await rate(4, minSeconds, () => inceptionFeatures(c224, { net, batchSize: 4 }));
-    } finally {
-      net.dispose();
-    }
-  }
-  return out;
+  return { rows, backend: tf.getBackend(), torch, threads, cores: os.cpus().length };
+}
+
+/** The table `npm run bench` prints: metric, difftalk frames/s, reference frames/s, ratio (difftalk / reference). */
+export function renderMetricBench(r: MetricBench): string {
+  const fmt = (x: number) => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x.toFixed(1)) : 'n/a');
+  const lines = [
+    `difftalk: tfjs backend ${r.backend}, PSNR/SSIM on a ${r.cores}-thread FramePool; reference: PyTorch ${r.torch} CPU (${r.threads} threads), numpy, scikit-image`,
+    '',
+    '| metric | difftalk frames/s | reference frames/s | ratio | reference |',
+    '| --- | --- | --- | --- | --- |',
+    ...r.rows.map(
+      (x) =>
+        `| ${x.metric} | ${fmt(x.difftalk)} | ${fmt(x.reference)} | ${(x.difftalk / x.reference).toPrecision(3)} | ${x.referenceImpl || x.referenceError} |`,
+    ),
+  ];
+  return lines.join('\n');
 }

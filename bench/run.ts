@@ -2,7 +2,8 @@
  * `npm run bench`: throughput on this machine (not a test; numbers go into the issues' closing notes).
  * - prep: frames/s per stage and end to end on the real HDTF clip (../shared), as a user runs it (`--input`),
  *   one run with the clip alone (startup included) and one with several copies (startup amortised);
- * - metrics: frames/s of each frame metric at 256² (bench/metrics.ts);
+ * - metrics: frames/s of each eval metric side by side with its Python reference (PyTorch 1.13 CPU, numpy, scikit-image)
+ *   in the same run, and the ratio (bench/metrics.ts, bench/torch/metrics_bench.py; BENCH_METRICS_QUICK=1: one run each);
  * - gpu: tfjs-webgpu against PyTorch in the same run, per op and whole UNet step / eval networks (bench/gpu.ts), when a
  *   WebGPU adapter exists (else it says why). BENCH_GPU_SIZE=full (default: gpu.md's shapes, the paper UNet) or tiny
  *   (toy sizes: lavapipe + torch on CPU in seconds), BENCH_GPU_EVAL=0 (no eval networks: on lavapipe FID's 299² alone
@@ -17,10 +18,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { renderPrepSummary, table } from '../src/cli/summary.js';
 import { DEFAULT_PREP_CONFIG, runPrep, type PrepResult } from '../src/prep/pipeline.js';
-import { initBackend, tf } from '../src/util/tf.js';
+import { initBackend } from '../src/util/tf.js';
 import { benchGpu, renderGpuBenchText, type GpuBenchSize } from './gpu.js';
 import { benchKernels } from './kernels.js';
-import { benchMetrics } from './metrics.js';
+import { benchMetrics, renderMetricBench } from './metrics.js';
 
 const SHARED = process.env.DIFFTALK_SHARED ?? path.resolve(import.meta.dirname, '..', '..', 'shared');
 const CLIP = path.join(SHARED, 'data', 'media', 'WDA_AlexandriaOcasioCortez_000.mp4');
@@ -101,10 +102,9 @@ const only = process.env.BENCH_ONLY;
 out(`# difftalk bench — ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}, node ${process.version}\n`);
 if (!only || only === 'prep') await benchPrep();
 if (!only || only === 'metrics') {
-  out('\n## metrics (frames/s at 256², one prediction/target pair per frame)');
-  const r = await benchMetrics();
-  out(`(TensorFlow.js backend: ${tf.getBackend()})`);
-  out(table([['metric', 'frames/s'], ...Object.entries(r).map(([k, v]) => [k, v.toFixed(1)])]));
+  out('\n## metrics: difftalk vs the Python reference, same machine, same run (frames/s; LSE: windows/s; ratio = difftalk / reference)\n');
+  const r = await benchMetrics({ quick: process.env.BENCH_METRICS_QUICK === '1', log: (l) => process.stderr.write(`${l}\n`) });
+  out(renderMetricBench(r));
 }
 if (!only || only === 'gpu') {
   const size = (process.env.BENCH_GPU_SIZE ?? 'full') as GpuBenchSize;

@@ -31,6 +31,7 @@ import { ibug68FromResults, LmdMetric } from '../metrics/lmd.js';
 import { loadLpips, LpipsMetric, type Lpips, type LpipsNet } from '../metrics/lpips.js';
 import { LseMetric, SAMPLES_PER_VIDEO_FRAME, SyncStream, type SyncScores } from '../metrics/lse.js';
 import { frameAt, type MeanFrameMetric, worseFirst, type MetricDirection } from '../metrics/metric.js';
+import { FramePool } from '../metrics/frame-pool.js';
 import { PsnrMetric } from '../metrics/psnr.js';
 import { SsimMetric, type SsimVariant } from '../metrics/ssim.js';
 import { loadFidInception, type FidInception } from '../models/inception.js';
@@ -226,6 +227,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   let fidNet: { net: FidInception; file: string } | undefined;
   let fid: FidMetric | undefined;
   let engine: LandmarkEngine | undefined;
+  /** PSNR/SSIM on every core (worker threads, closed at the end). */
+  const framePool = metrics.includes('psnr') || metrics.includes('ssim') ? new FramePool() : undefined;
   let engineInfo: EvalResult['protocol']['landmarkEngine'];
   const needLandmarks = crop === 'face' || metrics.includes('lse') || metrics.includes('lmd') || align.method === 'auto';
   const clips: ClipResult[] = [];
@@ -270,8 +273,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     const lseLabel = sync ? sync.identity.label : '';
     /** This clip's frame metrics, one set per system (fresh instances: update per chunk, compute per clip, then merge). */
     const makeFrameMetrics = (): MeanFrameMetric[] => [
-      ...(metrics.includes('psnr') ? [new PsnrMetric({ withVariant: true })] : []),
-      ...(metrics.includes('ssim') ? [new SsimMetric(ssimVariant)] : []),
+      ...(metrics.includes('psnr') ? [new PsnrMetric({ withVariant: true, pool: framePool })] : []),
+      ...(metrics.includes('ssim') ? [new SsimMetric(ssimVariant, { pool: framePool })] : []),
       ...(lpips ? [new LpipsMetric(lpips)] : []),
     ];
     const lmdLabel = engineInfo?.engine ?? '';
@@ -538,6 +541,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     fidNet?.net.dispose();
     sync?.net.dispose();
     lpips?.dispose();
+    await framePool?.close();
     await engine?.close().catch(() => undefined);
   }
 
