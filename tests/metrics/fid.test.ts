@@ -279,7 +279,7 @@ describe('FID InceptionV3 layers', () => {
     const x = tf.tensor4d(detInput([1, 9, 11, spec.cin], 0.5), [1, 9, 11, spec.cin]);
     const folded = tf.fused.conv2d({
       x,
-      filter: tf.tensor4d(filter, [spec.kh, spec.kw, spec.cin, spec.cout]),
+      filter: tf.transpose(tf.tensor4d(filter, [spec.cout, spec.cin, spec.kh, spec.kw]), [2, 3, 1, 0]) as tf.Tensor4D, // PyTorch layout → tf
       strides: 1,
       pad: 'same',
       bias: tf.tensor1d(bias),
