@@ -5,6 +5,9 @@
  *   relative of fixtures/expected.json (PyTorch float32; the tfjs test's tolerance); on 6 real 256² frames of
  *   ../shared/data/media/WDA_AlexandriaOcasioCortez_000.mp4 (pred = frames 0–5, target = frames 3–8), per-frame totals
  *   within 1e-4 relative of the tfjs executor (float32 on both sides with different conv algorithms; measured ≤ 2e-5).
+ * - FID Inception (deterministic full-rank He weights; no PyTorch fixture exists for it, tests/metrics/fid.test.ts):
+ *   pool3 features of 3 real 256² frames (resized to 299² inside the network) against the tfjs executor, max
+ *   difference ≤ 1e-4 × max |feature| (float32, 94 convolutions, different algorithms; the wasm-vs-webgpu bound).
  * - single ops on hand-computed values: padded average pool excludes the padding, padded max pool never picks it
  *   (1e-6 absolute).
  */
@@ -15,6 +18,8 @@ import { before, describe, it } from 'node:test';
 import { decodeFrames } from '../../src/media/frames.js';
 import type { RgbFrames } from '../../src/media/types.js';
 import { Lpips, type LpipsNet } from '../../src/metrics/lpips.js';
+import { FidInception } from '../../src/models/inception.js';
+import { heWeights } from '../metrics/inception-weights.js';
 import type { NetGraph } from '../../src/models/netgraph.js';
 import { TfNet } from '../../src/models/netgraph-tf.js';
 import { OnnxNet } from '../../src/models/onnx-emit.js';
@@ -77,6 +82,31 @@ describe('ONNX executor', () => {
       }
     });
   }
+
+  it('FID Inception: onnxruntime pool3 features match the tfjs executor on real frames', async () => {
+    const w = heWeights();
+    const onnx = await FidInception.create(w, 'onnx');
+    const tfjs = await FidInception.create(w, 'tfjs');
+    try {
+      const n = 3;
+      const px = new Float32Array(n * 256 * 256 * 3);
+      for (let i = 0; i < px.length; i++) px[i] = video.data[i]! / 255;
+      const got = await onnx.featuresOf(px, n, 256, 256);
+      const want = await tfjs.featuresOf(px, n, 256, 256);
+      assert.equal(got.length, n * 2048);
+      let maxAbs = 0;
+      let maxDiff = 0;
+      for (let i = 0; i < got.length; i++) {
+        maxAbs = Math.max(maxAbs, Math.abs(want[i]!));
+        maxDiff = Math.max(maxDiff, Math.abs(got[i]! - want[i]!));
+      }
+      assert.ok(maxAbs > 1e-3, `features are not degenerate (max ${maxAbs})`);
+      assert.ok(maxDiff <= 1e-4 * maxAbs, `max diff ${maxDiff} vs max |feature| ${maxAbs}`);
+    } finally {
+      onnx.dispose();
+      tfjs.dispose();
+    }
+  });
 
   it('padded pools: average excludes the padding, max never picks it (hand loops, 1e-6)', async () => {
     const [H, W] = [4, 5];
