@@ -329,7 +329,10 @@ export function fidInceptionGraph(weights: ReadonlyMap<string, { shape: readonly
         break;
       }
       case 'D':
-        h = concat([c('branch3x3_2', c('branch3x3_1', x)), c('branch7x7x3_4', c('branch7x7x3_3', c('branch7x7x3_2', c('branch7x7x3_1', x)))), maxPool32(x)], b.name);
+        h = concat(
+          [c('branch3x3_2', c('branch3x3_1', x)), c('branch7x7x3_4', c('branch7x7x3_3', c('branch7x7x3_2', c('branch7x7x3_1', x)))), maxPool32(x)],
+          b.name,
+        );
         break;
       case 'E': {
         const b1 = c('branch1x1', x);

@@ -11,7 +11,16 @@ import { validateGraph, type NetGraph, type NetOp, type Pad4, type Pair } from '
 import type { HostTensor, NetRunner } from './net-runner.js';
 
 function isSame(k: Pair, stride: Pair, pad: Pad4): boolean {
-  return stride[0] === 1 && stride[1] === 1 && k[0] % 2 === 1 && k[1] % 2 === 1 && pad[0] === pad[2] && pad[1] === pad[3] && pad[0] === (k[0] - 1) / 2 && pad[1] === (k[1] - 1) / 2;
+  return (
+    stride[0] === 1 &&
+    stride[1] === 1 &&
+    k[0] % 2 === 1 &&
+    k[1] % 2 === 1 &&
+    pad[0] === pad[2] &&
+    pad[1] === pad[3] &&
+    pad[0] === (k[0] - 1) / 2 &&
+    pad[1] === (k[1] - 1) / 2
+  );
 }
 
 const zero = (pad: Pad4) => pad.every((p) => p === 0);
@@ -110,7 +119,8 @@ export class TfNet implements NetRunner {
       const v = new Map<string, tf.Tensor>();
       for (const i of this.graph.inputs) {
         const t = inputs[i.name];
-        if (!t || t.rank !== 4 || t.shape[3] !== i.channels) throw new DifftalkError('bad-input', `${this.graph.name}: input ${i.name} must be NHWC with ${i.channels} channels`);
+        if (!t || t.rank !== 4 || t.shape[3] !== i.channels)
+          throw new DifftalkError('bad-input', `${this.graph.name}: input ${i.name} must be NHWC with ${i.channels} channels`);
         v.set(i.name, t);
       }
       for (const op of this.graph.ops) v.set(op.y, this.step(op, v));

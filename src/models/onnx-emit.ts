@@ -35,7 +35,10 @@ function attribute(name: string, v: Attr): ProtoWriter {
 }
 
 function tensorProto(name: string, dims: readonly number[], data: Float32Array | BigInt64Array): ProtoWriter {
-  const t = new ProtoWriter().ints(1, dims).int(2, data instanceof Float32Array ? FLOAT : INT64).string(8, name);
+  const t = new ProtoWriter()
+    .ints(1, dims)
+    .int(2, data instanceof Float32Array ? FLOAT : INT64)
+    .string(8, name);
   // raw_data is little-endian; every platform onnxruntime-node ships for is little-endian.
   return t.bytesField(9, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
 }
@@ -173,12 +176,7 @@ export function emitOnnx(g: NetGraph): Uint8Array {
   for (const t of inits) graph.message(5, t);
   for (const i of g.inputs) graph.message(11, valueInfo(i.name, ['N', 'H', 'W', i.channels]));
   for (const o of outputs) graph.message(12, o);
-  return new ProtoWriter()
-    .int(1, IR_VERSION)
-    .string(2, 'difftalk')
-    .message(7, graph)
-    .message(8, new ProtoWriter().string(1, '').int(2, ONNX_OPSET))
-    .bytes();
+  return new ProtoWriter().int(1, IR_VERSION).string(2, 'difftalk').message(7, graph).message(8, new ProtoWriter().string(1, '').int(2, ONNX_OPSET)).bytes();
 }
 
 /** A network description compiled by onnxruntime (CPU); `dispose()` releases the session. */
@@ -217,7 +215,8 @@ export class OnnxNet implements NetRunner {
     const feeds: Record<string, InstanceType<OrtModule['Tensor']>> = {};
     for (const i of this.graph.inputs) {
       const t = inputs[i.name];
-      if (!t || t.shape.length !== 4 || t.shape[3] !== i.channels) throw new DifftalkError('bad-input', `${this.graph.name}: input ${i.name} must be NHWC with ${i.channels} channels`);
+      if (!t || t.shape.length !== 4 || t.shape[3] !== i.channels)
+        throw new DifftalkError('bad-input', `${this.graph.name}: input ${i.name} must be NHWC with ${i.channels} channels`);
       feeds[i.name] = new this.ort.Tensor('float32', t.data, t.shape);
     }
     let res: Record<string, { dims: readonly number[]; data: unknown }>;

@@ -102,7 +102,16 @@ export function featureOps(net: FeatureNet, input: string, prefix: string): { op
     const y = `${prefix}${i}`;
     if (op.kind === 'conv') {
       const relu = spec.ops[i + 1]?.kind === 'relu';
-      ops.push({ op: 'conv', x: h, y, weight: `features.${op.index}.weight`, bias: `features.${op.index}.bias`, stride: [op.stride, op.stride], pad: pad2(op.pad), relu });
+      ops.push({
+        op: 'conv',
+        x: h,
+        y,
+        weight: `features.${op.index}.weight`,
+        bias: `features.${op.index}.bias`,
+        stride: [op.stride, op.stride],
+        pad: pad2(op.pad),
+        relu,
+      });
       h = y;
       if (relu) i++;
     } else if (op.kind === 'relu') {

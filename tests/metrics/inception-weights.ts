@@ -26,4 +26,3 @@ export function heWeights(): Map<string, { shape: number[]; data: Float32Array }
   }
   return out;
 }
-
