@@ -27,7 +27,7 @@
  */
 import path from 'node:path';
 import { DifftalkError } from '../util/errors.js';
-import { tf } from '../util/tf.js';
+import type { tf } from '../util/tf.js';
 import { readSafetensors } from '../weights/safetensors.js';
 import { loadWeights, registerWeightConverter, requireWeights } from './weights-store.js';
 import { pad2, type NetGraph, type NetOp, type NetParam, type Pad4, type Pair } from './netgraph.js';

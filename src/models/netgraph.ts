@@ -70,7 +70,7 @@ export function validateGraph(g: NetGraph): void {
   };
   for (const op of g.ops) {
     if (op.op === 'concat') op.xs.forEach(need);
-    else if (op.op === 'sqdiff') (need(op.a), need(op.b));
+    else if (op.op === 'sqdiff') [op.a, op.b].forEach(need);
     else need(op.x);
     if (op.op === 'conv') {
       const w = convWeight(g, op.weight);
