@@ -1,7 +1,7 @@
 /**
  * `node --import tsx bench/onnx.ts`: frames/s of the eval networks on each executor of their one network description
  * (src/models/netgraph.ts) — tfjs-wasm (one thread in Node), onnxruntime-node on all CPU cores — and PyTorch on the
- * same CPU in the same run (bench/torch/nets_cpu.py, Debian python3-torch, all cores), with the ratios.
+ * same CPU in the same run (bench/torch/nets_cpu.py, Debian python3-torch, all cores), interleaved, with the ratios.
  * Frames are 256² RGB in batches of BENCH_ONNX_BATCH (default 4); a LPIPS frame is one pred/target pair; FID is the
  * pool3 features at 299² (resize included). det()/He weights: the real shapes and FLOPs. Env: BENCH_PYTHON
  * (default /usr/bin/python3), BENCH_ONNX_SECONDS per measurement (default 3), BENCH_ONNX_JSON=file.
@@ -44,41 +44,60 @@ function lpipsWeights(net: 'alex' | 'vgg'): Map<string, NamedWeight> {
   return w;
 }
 
-export async function benchOnnx(): Promise<Record<string, Record<string, number | string>>> {
+/** PyTorch frames/s of one network (a fresh process, so it runs right next to the difftalk measurements). */
+async function torchRate(net: string): Promise<[string, number]> {
+  const python = process.env.BENCH_PYTHON ?? '/usr/bin/python3';
+  const args = [path.join(import.meta.dirname, 'torch', 'nets_cpu.py'), String(SIZE), String(BATCH), String(SECONDS), net];
+  const r = JSON.parse((await runProcess(python, args, { timeoutMs: 15 * 60_000 })).stdout.toString()) as Record<string, number | string>;
+  return [`pytorch ${r.torch} cpu (${r.threads} threads)`, r[net] as number];
+}
+
+/**
+ * Per network, in one sitting and interleaved (PyTorch, tfjs-wasm, onnxruntime, PyTorch again; the PyTorch figure is
+ * the mean of its two runs) so that a shared machine's load drifts over all three alike.
+ */
+export async function benchOnnx(): Promise<Record<string, Record<string, number>>> {
   await initBackend('wasm');
-  const out: Record<string, Record<string, number | string>> = {};
+  const out: Record<string, Record<string, number>> = {};
   const x = input(0, (v) => 2 * v - 1);
   const y = input(1, (v) => 2 * v - 1);
   const img = input(2, (v) => v);
-  for (const executor of ['tfjs', 'onnx'] as NetExecutor[]) {
-    for (const net of ['alex', 'vgg'] as const) {
+  const measure = async (net: string, one: (executor: NetExecutor) => Promise<[string, number]>) => {
+    const row: Record<string, number> = {};
+    const [tk, t1] = await torchRate(net);
+    for (const executor of ['tfjs', 'onnx'] as NetExecutor[]) {
+      const [k, v] = await one(executor);
+      row[k] = v;
+    }
+    const [, t2] = await torchRate(net);
+    row[tk] = (t1 + t2) / 2;
+    out[net] = row;
+  };
+  for (const net of ['alex', 'vgg'] as const) {
+    await measure(`lpips-${net}`, async (executor) => {
       const m = await Lpips.create(net, lpipsWeights(net), executor);
       try {
-        (out[`lpips-${net}`] ??= {})[m.executor] = await rate(BATCH, () => m.distancesScaled(x, y, BATCH, SIZE, SIZE));
+        return [m.executor, await rate(BATCH, () => m.distancesScaled(x, y, BATCH, SIZE, SIZE))];
       } finally {
         m.dispose();
       }
-    }
+    });
+  }
+  await measure('fid', async (executor) => {
     const f = await FidInception.create(new Map(fidInceptionParams().map(([n, s]) => [n, { shape: s, data: det(n, s) }])), executor);
     try {
-      (out.fid ??= {})[f.executor] = await rate(BATCH, () => f.featuresOf(img, BATCH, SIZE, SIZE));
+      return [f.executor, await rate(BATCH, () => f.featuresOf(img, BATCH, SIZE, SIZE))];
     } finally {
       f.dispose();
     }
-  }
-  const python = process.env.BENCH_PYTHON ?? '/usr/bin/python3';
-  const r = await runProcess(python, [path.join(import.meta.dirname, 'torch', 'nets_cpu.py'), String(SIZE), String(BATCH), String(SECONDS)], {
-    timeoutMs: 15 * 60_000,
   });
-  const torch = JSON.parse(r.stdout.toString()) as Record<string, number | string>;
-  for (const k of ['lpips-alex', 'lpips-vgg', 'fid']) out[k]![`pytorch ${torch.torch} cpu (${torch.threads} threads)`] = torch[k]!;
   return out;
 }
 
 if (process.argv[1] === import.meta.filename) {
   const res = await benchOnnx();
   for (const [net, row] of Object.entries(res)) {
-    const entries = Object.entries(row) as [string, number][];
+    const entries = Object.entries(row);
     const torch = entries.find(([k]) => k.startsWith('pytorch'))![1];
     process.stdout.write(`${net}\n`);
     for (const [k, v] of entries) process.stdout.write(`  ${k.padEnd(40)} ${v.toFixed(2).padStart(9)} frames/s  ${(v / torch).toFixed(2)}× PyTorch\n`);

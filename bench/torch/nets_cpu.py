@@ -1,8 +1,8 @@
 """PyTorch CPU side of bench/onnx.ts: frames/s of the eval networks at the sizes difftalk runs them, fp32, intra-op
 threads = all cores (torch.set_num_threads(os.cpu_count())), no grad. Weights are random (torchvision init): same shapes and FLOPs.
 
-Usage: python3 bench/torch/nets_cpu.py SIZE BATCH SECONDS
-Output: one JSON object {"torch": version, "threads": n, "lpips-alex": fps, "lpips-vgg": fps, "fid": fps}
+Usage: python3 bench/torch/nets_cpu.py SIZE BATCH SECONDS NETS   (NETS: comma-separated, of lpips-alex,lpips-vgg,fid)
+Output: one JSON object {"torch": version, "threads": n, <net>: fps …}
 - lpips-<net>: LPIPS v0.1 as the `lpips` package computes it (scaling layer, torchvision <net>.features taps,
   channel unit-normalisation, squared difference, 1×1 linear heads, spatial mean), a frame = one pred/target pair;
 - fid: pytorch-fid's input path (bilinear resize to 299², align_corners=False, 2x − 1) and torchvision Inception-v3
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import torchvision
 
 SIZE, BATCH, SECONDS = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+NETS = sys.argv[4].split(',')
 torch.manual_seed(0)
 # Debian's torch 1.13 starts with 1 OpenMP thread here (omp_get_max_threads() = 1); give it every core, as onnxruntime.
 torch.set_num_threads(os.cpu_count())
@@ -74,9 +75,13 @@ x = torch.rand(BATCH, 3, SIZE, SIZE) * 2 - 1
 y = torch.rand(BATCH, 3, SIZE, SIZE) * 2 - 1
 out = {'torch': torch.__version__, 'threads': torch.get_num_threads()}
 for net in ['alex', 'vgg']:
-    fn = lpips_fn(net)
-    out[f'lpips-{net}'] = rate(BATCH, lambda: fn(x, y))
+    if f'lpips-{net}' in NETS:
+        fn = lpips_fn(net)
+        out[f'lpips-{net}'] = rate(BATCH, lambda: fn(x, y))
 
+if 'fid' not in NETS:
+    print(json.dumps(out))
+    sys.exit(0)
 inception = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
 inception.fc = torch.nn.Identity()
 inception.dropout = torch.nn.Identity()
