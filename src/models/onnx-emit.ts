@@ -204,6 +204,8 @@ export class OnnxNet implements NetRunner {
         executionMode: 'sequential',
         graphOptimizationLevel: 'all',
         executionProviders: ['cpu'],
+        // No busy-waiting between runs: the threads would keep the cores from tfjs, ffmpeg and other processes.
+        extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
       });
     } catch (e) {
       throw new DifftalkError('onnx-run-failed', `${graph.name}: onnxruntime refused the emitted model: ${errorMessage(e)}`, { cause: e });
