@@ -204,7 +204,8 @@ export class OnnxNet implements NetRunner {
         executionMode: 'sequential',
         graphOptimizationLevel: 'all',
         executionProviders: ['cpu'],
-        // No busy-waiting between runs: the threads would keep the cores from tfjs, ffmpeg and other processes.
+        // No busy-waiting between runs, so idle threads leave the cores to tfjs, ffmpeg and other processes (no speed
+        // difference measured on 2 cores, docs/benchmarks.md).
         extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
       });
     } catch (e) {
