@@ -34,18 +34,18 @@ export interface OnnxAudioOptions {
 }
 
 /** The part of the onnxruntime API this module uses. */
-interface OrtTensor {
+export interface OrtTensor {
   readonly dims: readonly number[];
   readonly data: unknown;
   readonly type: string;
 }
-interface OrtSession {
+export interface OrtSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
   release(): Promise<void>;
 }
-interface OrtModule {
+export interface OrtModule {
   InferenceSession: { create(model: Uint8Array, options?: Record<string, unknown>): Promise<OrtSession> };
   Tensor: new (type: 'float32', data: Float32Array, dims: readonly number[]) => OrtTensor;
 }
@@ -54,13 +54,13 @@ export const ONNX_INSTALL_HINT =
   'install the optional runtime: `npm install onnxruntime-node` (on Linux x64 the CPU binary ships inside the package; ' +
   'if it was installed with onnxruntime-node-install=skip and still fails to load, reinstall it without that setting)';
 
-/** Import the runtime or throw DifftalkError('onnx-unavailable') saying how to install it. */
-export async function loadOnnxRuntime(specifier = 'onnxruntime-node'): Promise<OrtModule> {
+/** Import the runtime or throw DifftalkError('onnx-unavailable') saying how to install it (`purpose`: who needs it). */
+export async function loadOnnxRuntime(specifier = 'onnxruntime-node', purpose = 'the ONNX audio feature'): Promise<OrtModule> {
   let mod: unknown;
   try {
     mod = await import(specifier);
   } catch (e) {
-    throw new DifftalkError('onnx-unavailable', `the ONNX audio feature needs ${specifier}, which cannot be loaded: ${errorMessage(e)}`, {
+    throw new DifftalkError('onnx-unavailable', `${purpose} needs ${specifier}, which cannot be loaded: ${errorMessage(e)}`, {
       suggestion: ONNX_INSTALL_HINT,
       cause: e,
     });

@@ -1,6 +1,5 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
-import { backendFlag } from '../cli/flags.js';
 import { DEFAULT_EVAL_METRICS, DEFAULT_FRAMES_FPS, DEFAULT_MAX_LENGTH_DIFF, EVAL_METRICS, runEval, type EvalMetric } from '../eval/pipeline.js';
 import { summaryJson, writeEvalReport } from '../eval/report.js';
 import { DIRECTION_TEXT } from '../metrics/metric.js';
@@ -69,7 +68,14 @@ export default class Eval extends BaseCommand {
       exists: true,
     }),
     force: Flags.boolean({ summary: 'Write the report into a non-empty --out folder (its report files are replaced).', default: false }),
-    backend: backendFlag('wasm'),
+    backend: Flags.option({
+      options: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const,
+      summary: 'TensorFlow.js backend for every network. Default: LPIPS and FID on onnxruntime-node (all CPU cores) when it loads, the rest on wasm.',
+      description:
+        'Not given: the LPIPS and FID Inception networks run on onnxruntime-node (native, multi-threaded CPU kernels; ' +
+        'the optional dependency) when it loads, else on tfjs-wasm; SyncNet, landmarks and the rest run on tfjs-wasm. ' +
+        'Given: every network runs on that tfjs backend (webgpu on a GPU; see `difftalk doctor`). The report names what ran each network.',
+    })(),
   };
 
   async run(): Promise<unknown> {
@@ -80,7 +86,7 @@ export default class Eval extends BaseCommand {
       .filter(Boolean) as EvalMetric[];
     const bad = metrics.filter((m) => !EVAL_METRICS.includes(m));
     if (bad.length) throw new DifftalkError('bad-flag', `unknown metric(s) ${bad.join(', ')}`, { suggestion: `use ${EVAL_METRICS.join(',')}` });
-    await initBackend(flags.backend as BackendName, this.events(flags['log-level']));
+    await initBackend((flags.backend ?? 'wasm') as BackendName, this.events(flags['log-level']));
     const result = await writeEvalReport(
       await runEval({
         pred: flags.pred,
@@ -97,6 +103,7 @@ export default class Eval extends BaseCommand {
         landmarkEngine: flags['landmark-engine'],
         weightsCacheDir: flags['cache-dir'],
         force: flags.force,
+        netExecutor: flags.backend === undefined ? 'auto' : 'tfjs',
         resize: flags.resize,
         align: flags.align,
         maxLengthDiff: flags['max-length-diff'],

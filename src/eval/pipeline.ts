@@ -34,6 +34,8 @@ import { frameAt, type MeanFrameMetric, worseFirst, type MetricDirection } from 
 import { FramePool } from '../metrics/frame-pool.js';
 import { PsnrMetric } from '../metrics/psnr.js';
 import { SsimMetric, type SsimVariant } from '../metrics/ssim.js';
+import type { NetExecutor } from '../models/net-runner.js';
+import { tf } from '../util/tf.js';
 import { loadFidInception, type FidInception } from '../models/inception.js';
 import { loadSyncNet, type LoadedSyncNet, type SyncNetIdentity } from '../models/syncnet-weights.js';
 import { SYNCNET_SIZE } from '../models/syncnet.js';
@@ -91,6 +93,12 @@ export interface EvalOptions {
   chunkFrames?: number;
   /** Write over a non-empty --out folder (checked before any work; default: refuse). */
   force?: boolean;
+  /**
+   * Executor of the LPIPS and FID networks (src/models/net-runner.ts): 'tfjs' (the initialised backend; default),
+   * 'onnx' (onnxruntime-node on all CPU cores) or 'auto' (onnx when onnxruntime-node loads, else tfjs). Recorded in
+   * the report's protocol. SyncNet runs on tfjs.
+   */
+  netExecutor?: NetExecutor;
   /** The command line as typed (recorded in the report). */
   commandLine?: readonly string[];
   /** Worst frames per clip embedded in the HTML report (default 4). */
@@ -161,6 +169,8 @@ export interface EvalResult {
     /** Frames per decoded chunk per side of each clip (streaming decoding holds at most one chunk of each). */
     chunkFrames: number[];
     deviations: string[];
+    /** What ran each network (`tfjs-wasm`, `onnxruntime-cpu (2 threads)` …), by network. */
+    networks: Record<string, string>;
   };
   /** Dataset-level scores per system ('pred' first). */
   summary: Record<string, MetricSummary[]>;
@@ -222,6 +232,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const { pairs, unmatched } = await pairClips(opts.pred, opts.gt, { difftalk });
   const extraAudio = opts.audio ? await loadAudio16k(opts.audio) : undefined;
   const weights: EvalResult['protocol']['weights'] = [];
+  const networks: Record<string, string> = {};
   let sync: LoadedSyncNet | undefined;
   let lpips: Lpips | undefined;
   let fidNet: { net: FidInception; file: string } | undefined;
@@ -255,9 +266,14 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       weights.push({ kind: sync.identity.source, file: sync.identity.file, sha256: sync.identity.sha256 });
       if (sync.identity.source !== 'syncnet-v2') deviations.push(`LSE uses ${sync.identity.description}`);
     }
-    if (metrics.includes('lpips')) lpips = await loadLpips(opts.lpipsNet ?? 'alex', { cacheDir: opts.weightsCacheDir, fetch: true, onEvent });
+    if (sync) networks.syncnet = `tfjs-${tf.getBackend()}`;
+    if (metrics.includes('lpips')) {
+      lpips = await loadLpips(opts.lpipsNet ?? 'alex', { cacheDir: opts.weightsCacheDir, fetch: true, onEvent, executor: opts.netExecutor });
+      networks[lpips.name] = lpips.executor;
+    }
     if (metrics.includes('fid')) {
-      fidNet = await loadFidInception({ cacheDir: opts.weightsCacheDir });
+      fidNet = await loadFidInception({ cacheDir: opts.weightsCacheDir, executor: opts.netExecutor });
+      networks['fid-inception'] = fidNet.net.executor;
       const sha = await sha256File(fidNet.file);
       weights.push({ kind: 'fid-inception', file: fidNet.file, sha256: sha });
       fid = new FidMetric(sha.slice(0, 12));
@@ -589,6 +605,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       maxLengthDiff,
       chunkFrames: chunkSizes,
       deviations,
+      networks,
     },
     summary,
     clips,

@@ -159,6 +159,7 @@ export function reportHtml(r: EvalResult): string {
     p.syncnet ? `SyncNet: ${p.syncnet.description}` : '',
     r.lseWindowsPerSecond ? `SyncNet throughput: ${r.lseWindowsPerSecond.toFixed(1)} windows/s` : '',
     ...p.weights.map((wt) => `weights ${wt.kind}: ${wt.file} (sha256 ${wt.sha256})`),
+    ...Object.entries(p.networks ?? {}).map(([net, ex]) => `network ${net}: ${ex}`),
     ...p.deviations.map((d) => `deviation: ${d}`),
     r.unmatched.pred.length ? `predictions without GT: ${r.unmatched.pred.join(', ')}` : '',
     r.unmatched.gt.length ? `GT clips without prediction: ${r.unmatched.gt.join(', ')}` : '',

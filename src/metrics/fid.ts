@@ -21,8 +21,8 @@
 import type { RgbFrames } from '../media/types.js';
 import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
-import { tf } from '../util/tf.js';
 import { FID_FEATURE_DIM, loadFidInception, type FidInception } from '../models/inception.js';
+import type { NetExecutor } from '../models/net-runner.js';
 import type { MetricDirection } from './metric.js';
 
 export interface FeatureStats {
@@ -269,13 +269,15 @@ export interface InceptionFeatureOptions {
   net?: FidInception;
   /** Frames per forward pass (default 8). */
   batchSize?: number;
+  /** Executor when the network is loaded here (default tfjs; 'auto': onnxruntime on the CPU when it loads). */
+  executor?: NetExecutor;
   onEvent?: OnEvent;
 }
 
 /**
  * pytorch-fid pool3 features of uint8 RGB frames: `count` × 2048 float32, row-major. Needs the `fid-inception`
- * weights (DifftalkError('weights-missing') naming pt_inception-2015-12-05-6726825d.pth otherwise) and an
- * initialised TensorFlow.js backend.
+ * weights (DifftalkError('weights-missing') naming pt_inception-2015-12-05-6726825d.pth otherwise) and, on the tfjs
+ * executor, an initialised TensorFlow.js backend.
  */
 export async function inceptionFeatures(frames: RgbFrames, options: InceptionFeatureOptions = {}): Promise<Float32Array> {
   const { width, height, count } = frames;
@@ -283,7 +285,7 @@ export async function inceptionFeatures(frames: RgbFrames, options: InceptionFea
     throw new DifftalkError('bad-input', `FID: frames hold ${frames.data.length} bytes for ${count} × ${width}×${height}×3`);
   }
   const onEvent = options.onEvent ?? silent;
-  const net = options.net ?? (await loadFidInception({ weights: options.weights, cacheDir: options.cacheDir })).net;
+  const net = options.net ?? (await loadFidInception({ weights: options.weights, cacheDir: options.cacheDir, executor: options.executor })).net;
   const batch = Math.max(1, options.batchSize ?? 8);
   const out = new Float32Array(count * FID_FEATURE_DIM);
   const frameSize = width * height * 3;
@@ -295,11 +297,7 @@ export async function inceptionFeatures(frames: RgbFrames, options: InceptionFea
       const pixels = new Float32Array(n * frameSize);
       const src = frames.data.subarray(start * frameSize, (start + n) * frameSize);
       for (let k = 0; k < pixels.length; k++) pixels[k] = src[k]! / 255; // torchvision ToTensor
-      const x = tf.tensor4d(pixels, [n, height, width, 3]);
-      const f = net.features(x);
-      out.set(await f.data(), start * FID_FEATURE_DIM);
-      x.dispose();
-      f.dispose();
+      out.set(await net.featuresOf(pixels, n, height, width), start * FID_FEATURE_DIM);
       onEvent({ type: 'progress', stage: 'fid-features', done: start + n, total: count });
     }
   } finally {

@@ -2,12 +2,15 @@
  * LPIPS v0.1 (richzhang/PerceptualSimilarity, ../shared/docs/eval-metrics.md §3) on TensorFlow.js, float32:
  * input x/127.5 − 1, scaling layer (x − shift)/scale, torchvision AlexNet / VGG16 `.features` taps, per tap a unit
  * normalisation over channels `f/(‖f‖₂ + 1e-10)`, squared difference, 1×1 linear layer without bias (`lin{k}`),
- * spatial mean; LPIPS = sum over taps. Lower means more similar. The caller selects the tfjs backend (initBackend).
+ * spatial mean; LPIPS = sum over taps. Lower means more similar. One network description, run by the tfjs executor
+ * (the backend the caller selected with initBackend) or onnxruntime on the CPU (`Lpips.create(…, 'onnx' | 'auto')`).
  */
 import type { RgbFrames } from '../media/types.js';
 import { DifftalkError } from '../util/errors.js';
-import { tf } from '../util/tf.js';
-import { FEATURE_NETS, FeatureExtractor, type FeatureNet, type NamedWeight } from '../models/torchvision-features.js';
+import { checkFeatureWeights, FEATURE_NETS, featureOps, featureParams, type FeatureNet, type NamedWeight } from '../models/torchvision-features.js';
+import { pad2, type NetGraph, type NetOp, type NetParam } from '../models/netgraph.js';
+import { TfNet } from '../models/netgraph-tf.js';
+import { createNetRunner, type NetExecutor, type NetRunner } from '../models/net-runner.js';
 import { loadWeights } from '../models/weights-store.js';
 import type { OnEvent } from '../util/events.js';
 import { checkPair, MeanFrameMetric, type MetricDirection } from './metric.js';
@@ -25,31 +28,75 @@ export interface LpipsDistances {
   perLayer: number[][];
 }
 
-/** An LPIPS model (backbone + linear layers) living in tf memory; `dispose()` when done. */
-export class Lpips {
-  private readonly backbone: FeatureExtractor;
-  private readonly lins: tf.Tensor1D[];
-  private readonly shift: tf.Tensor1D;
-  private readonly scale: tf.Tensor1D;
+/**
+ * The LPIPS network as one description (src/models/netgraph.ts) for every executor: inputs `pred`, `target` (NHWC in
+ * [-1, 1]); each through the scaling layer and the backbone (shared weights); per tap unit-normalise, squared
+ * difference, the `lin{k}` 1×1 conv, spatial mean; outputs `layer{k}` [N, 1].
+ * `weights`: torchvision `features.{i}.weight|bias` + LPIPS `lin{k}.model.1.weight` (1, C, 1, 1), float32.
+ */
+export function lpipsGraph(net: LpipsNet, weights: ReadonlyMap<string, NamedWeight>): NetGraph {
+  checkFeatureWeights(net, weights);
+  const channels = FEATURE_NETS[net].channels;
+  const params = new Map<string, NetParam>();
+  for (const [name] of featureParams(net)) params.set(name, weights.get(name)!);
+  channels.forEach((c, k) => {
+    const name = `lin${k}.model.1.weight`;
+    const w = weights.get(name);
+    if (!w) throw new DifftalkError('bad-weights', `lpips-${net}: linear layer ${name} is missing`);
+    if (w.data.length !== c || !(w.data instanceof Float32Array)) {
+      throw new DifftalkError('bad-weights', `lpips-${net}: ${name} must be float32 (1, ${c}, 1, 1), got [${w.shape}]`);
+    }
+    params.set(name, { shape: [1, c, 1, 1], data: w.data });
+  });
+  const ops: NetOp[] = [];
+  const taps = (['pred', 'target'] as const).map((side) => {
+    ops.push({ op: 'affine', x: side, y: `${side}.scaled`, sub: SHIFT, div: SCALE });
+    const b = featureOps(net, `${side}.scaled`, `${side}.f`);
+    ops.push(...b.ops);
+    return b.taps.map((t, k) => {
+      ops.push({ op: 'l2norm', x: t, y: `${side}.n${k}`, eps: EPS });
+      return `${side}.n${k}`;
+    });
+  });
+  const outputs = channels.map((_, k) => {
+    ops.push({ op: 'sqdiff', a: taps[0]![k]!, b: taps[1]![k]!, y: `d${k}` });
+    ops.push({ op: 'conv', x: `d${k}`, y: `lin${k}`, weight: `lin${k}.model.1.weight`, stride: [1, 1], pad: pad2(0) });
+    ops.push({ op: 'mean-hw', x: `lin${k}`, y: `layer${k}` });
+    return `layer${k}`;
+  });
+  return {
+    name: `lpips-${net}`,
+    inputs: [
+      { name: 'pred', channels: 3 },
+      { name: 'target', channels: 3 },
+    ],
+    outputs,
+    ops,
+    params,
+  };
+}
 
-  /** `weights`: torchvision `features.{i}.weight|bias` + LPIPS `lin{k}.model.1.weight` (1, C, 1, 1), float32. */
+/** An LPIPS model on one executor (tfjs or onnxruntime); `dispose()` when done. */
+export class Lpips {
+  private readonly runner: NetRunner;
+
+  /** On the tfjs executor (the active backend); `runner` is for `Lpips.create`. */
   constructor(
     readonly net: LpipsNet,
     weights: ReadonlyMap<string, NamedWeight>,
+    runner?: NetRunner,
   ) {
-    const channels = FEATURE_NETS[net].channels;
-    const lins = channels.map((c, k) => {
-      const w = weights.get(`lin${k}.model.1.weight`);
-      if (!w) throw new DifftalkError('bad-weights', `lpips-${net}: linear layer lin${k}.model.1.weight is missing`);
-      if (w.data.length !== c || !(w.data instanceof Float32Array)) {
-        throw new DifftalkError('bad-weights', `lpips-${net}: lin${k}.model.1.weight must be float32 (1, ${c}, 1, 1), got [${w.shape}]`);
-      }
-      return w.data;
-    });
-    this.backbone = new FeatureExtractor(net, weights);
-    this.lins = lins.map((w) => tf.tensor1d(w));
-    this.shift = tf.tensor1d(SHIFT);
-    this.scale = tf.tensor1d(SCALE);
+    this.runner = runner ?? new TfNet(lpipsGraph(net, weights));
+  }
+
+  /** An LPIPS model on `executor` ('auto': onnxruntime on the CPU when it loads, else tfjs). */
+  static async create(net: LpipsNet, weights: ReadonlyMap<string, NamedWeight>, executor: NetExecutor = 'tfjs'): Promise<Lpips> {
+    return new Lpips(net, weights, await createNetRunner(lpipsGraph(net, weights), executor));
+  }
+
+  /** What runs the network (`tfjs-wasm`, `onnxruntime-cpu (2 threads)` …). */
+  get executor(): string {
+    return this.runner.executor;
   }
 
   get name(): string {
@@ -61,26 +108,12 @@ export class Lpips {
    * `forward(in0, in1)` with normalize=False).
    */
   async distancesScaled(pred: Float32Array, target: Float32Array, n: number, height: number, width: number): Promise<LpipsDistances> {
-    const perLayerT = tf.tidy(() => {
-      const x = tf.tensor4d(pred, [n, height, width, 3]);
-      const y = tf.tensor4d(target, [n, height, width, 3]);
-      const inp = tf.div(tf.sub(tf.concat([x, y], 0), this.shift), this.scale) as tf.Tensor4D;
-      const feats = this.backbone.features(inp);
-      const layers = feats.map((f, k) => {
-        const norm = tf.div(f, tf.add(tf.sqrt(tf.sum(tf.square(f), -1, true)), EPS));
-        const [a, b] = tf.split(norm, [n, n], 0);
-        const d = tf.square(tf.sub(a!, b!));
-        return tf.mean(tf.sum(tf.mul(d, this.lins[k]!), -1), [1, 2]); // [n]
-      });
-      return tf.stack(layers, 1); // [n, taps]
-    });
-    const values = (await perLayerT.data()) as Float32Array;
-    perLayerT.dispose();
-    const taps = this.lins.length;
+    const shape = [n, height, width, 3];
+    const layers = await this.runner.run({ pred: { data: pred, shape }, target: { data: target, shape } });
     const perLayer: number[][] = [];
     const total: number[] = [];
     for (let i = 0; i < n; i++) {
-      const row = Array.from(values.subarray(i * taps, (i + 1) * taps));
+      const row = layers.map((l) => l.data[i]!);
       perLayer.push(row);
       total.push(row.reduce((s, v) => s + v, 0));
     }
@@ -108,10 +141,7 @@ export class Lpips {
   }
 
   dispose(): void {
-    this.backbone.dispose();
-    for (const t of this.lins) t.dispose();
-    this.shift.dispose();
-    this.scale.dispose();
+    this.runner.dispose();
   }
 }
 
@@ -119,14 +149,17 @@ export class Lpips {
  * Load LPIPS weights from the weights cache (throws the requireWeights error when they were never imported; with
  * `fetch`, downloads and imports them on first use, logging what comes from where).
  */
-export async function loadLpips(net: LpipsNet, options: { cacheDir?: string; fetch?: boolean; onEvent?: OnEvent } = {}): Promise<Lpips> {
+export async function loadLpips(
+  net: LpipsNet,
+  options: { cacheDir?: string; fetch?: boolean; onEvent?: OnEvent; executor?: NetExecutor } = {},
+): Promise<Lpips> {
   const weights = await loadWeights(`lpips-${net}`, options);
   const named = new Map<string, NamedWeight>();
   for (const [k, t] of weights) {
     if (!(t.data instanceof Float32Array)) throw new DifftalkError('bad-weights', `lpips-${net}: ${k} is ${t.dtype}, expected float32`);
     named.set(k, { shape: t.shape, data: t.data });
   }
-  return new Lpips(net, named);
+  return Lpips.create(net, named, options.executor);
 }
 
 /** LPIPS as a frame metric: mean of per-frame LPIPS; `extra.perLayer` is the mean per tap. */

@@ -1,6 +1,7 @@
 /**
  * The FID InceptionV3 of mseitzer/pytorch-fid (`InceptionV3(output_blocks=[3])` with `use_fid_inception=True`, i.e.
- * `fid_inception_v3()` and the weights file pt_inception-2015-12-05-6726825d.pth) on TensorFlow.js, NHWC float32,
+ * `fid_inception_v3()` and the weights file pt_inception-2015-12-05-6726825d.pth) as one network description
+ * (./netgraph.ts) run by the tfjs executor (any backend) or onnxruntime on the CPU, float32,
  * returning the 2048-d pool3 features (../shared/docs/eval-metrics.md §5).
  *
  * Layer list (torchvision `Inception3` with pytorch-fid's patched blocks):
@@ -26,9 +27,12 @@
  */
 import path from 'node:path';
 import { DifftalkError } from '../util/errors.js';
-import { tf } from '../util/tf.js';
+import type { tf } from '../util/tf.js';
 import { readSafetensors } from '../weights/safetensors.js';
 import { loadWeights, registerWeightConverter, requireWeights } from './weights-store.js';
+import { pad2, type NetGraph, type NetOp, type NetParam, type Pad4, type Pair } from './netgraph.js';
+import { TfNet } from './netgraph-tf.js';
+import { createNetRunner, type NetExecutor, type NetRunner } from './net-runner.js';
 import { readTorchFile, stateDict, type TensorData } from '../weights/torch.js';
 
 /** Input side of the network. */
@@ -182,12 +186,6 @@ export interface NamedWeight {
   data: Float32Array;
 }
 
-interface FoldedConv {
-  spec: ConvSpec;
-  filter: tf.Tensor4D;
-  bias: tf.Tensor1D;
-}
-
 function checkWeights(weights: ReadonlyMap<string, { shape: readonly number[]; data: unknown }>, source: string): void {
   for (const [name, shape] of fidInceptionParams()) {
     const t = weights.get(name);
@@ -201,7 +199,7 @@ function checkWeights(weights: ReadonlyMap<string, { shape: readonly number[]; d
 
 /**
  * Fold BatchNorm (eval) into the conv: w' = w·γ/√(var+eps), b' = β − mean·γ/√(var+eps), computed in float64.
- * Returns the filter in tf layout [kh, kw, in, out] and the bias.
+ * Returns the filter in PyTorch layout [out, in, kh, kw] and the bias.
  */
 export function foldBasicConv(spec: ConvSpec, weights: ReadonlyMap<string, NamedWeight>): { filter: Float32Array; bias: Float32Array } {
   const w = weights.get(`${spec.name}.conv.weight`)!.data;
@@ -218,8 +216,8 @@ export function foldBasicConv(spec: ConvSpec, weights: ReadonlyMap<string, Named
     for (let i = 0; i < cin; i++) {
       for (let y = 0; y < kh; y++) {
         for (let x = 0; x < kw; x++) {
-          // PyTorch [o, i, y, x] → tf [y, x, i, o]
-          filter[((y * kw + x) * cin + i) * cout + o] = w[((o * cin + i) * kh + y) * kw + x]! * scale;
+          const k = ((o * cin + i) * kh + y) * kw + x;
+          filter[k] = w[k]! * scale;
         }
       }
     }
@@ -227,113 +225,172 @@ export function foldBasicConv(spec: ConvSpec, weights: ReadonlyMap<string, Named
   return { filter, bias };
 }
 
-/** pytorch-fid input transform: RGB [0,1] NHWC of any size → bilinear 299² (align_corners=False, no antialias) → 2x − 1. */
+/** The pytorch-fid input transform as description ops: bilinear 299² (align_corners=False, no antialias), then 2x − 1. */
+function preprocessOps(input: string, y: string): NetOp[] {
+  return [
+    { op: 'resize', x: input, y: `${y}.resized`, size: [INCEPTION_SIZE, INCEPTION_SIZE] },
+    { op: 'affine', x: `${y}.resized`, y, sub: [0.5, 0.5, 0.5], div: [0.5, 0.5, 0.5] },
+  ];
+}
+
+/** Run a weightless description on tf tensors (the single-op helpers below). */
+function tfOps(name: string, channels: number, ops: NetOp[], x: tf.Tensor4D): tf.Tensor4D {
+  const net = new TfNet({ name, inputs: [{ name: 'x', channels }], outputs: [ops[ops.length - 1]!.y], ops, params: new Map() });
+  return net.forward({ x })[0] as tf.Tensor4D;
+}
+
+/** pytorch-fid input transform (the network's own first ops) on tf: RGB [0,1] NHWC of any size → 299², 2x − 1. */
 export function fidPreprocess(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.tidy(() => {
-    const resized =
-      x.shape[1] === INCEPTION_SIZE && x.shape[2] === INCEPTION_SIZE ? x : tf.image.resizeBilinear(x, [INCEPTION_SIZE, INCEPTION_SIZE], false, true);
-    return tf.sub(tf.mul(resized, 2), 1) as tf.Tensor4D;
-  });
+  return tfOps('fid-preprocess', 3, preprocessOps('x', 'pre'), x);
 }
 
-/** avg_pool2d(3, stride 1, padding 1, count_include_pad=False) — the FID blocks' pool branch. */
+const POOL3: { k: Pair; stride: Pair; pad: Pad4 } = { k: [3, 3], stride: [1, 1], pad: pad2(1) };
+
+/** avg_pool2d(3, stride 1, padding 1, count_include_pad=False) — the FID blocks' pool branch — on tf. */
 export function avgPool3ExcludePad(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.avgPool(x, 3, 1, 'same');
+  return tfOps('avgpool3', x.shape[3], [{ op: 'avgpool', x: 'x', y: 'y', ...POOL3 }], x);
 }
 
-/** max_pool2d(3, stride 1, padding 1) — FIDInceptionE_2's pool branch (padding never wins a max). */
+/** max_pool2d(3, stride 1, padding 1) — FIDInceptionE_2's pool branch — on tf. */
 export function maxPool3Same(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.maxPool(x, 3, 1, 'same');
+  return tfOps('maxpool3', x.shape[3], [{ op: 'maxpool', x: 'x', y: 'y', ...POOL3 }], x);
 }
 
-/** The FID InceptionV3 holding its folded weights as tf tensors; call `dispose()` when done. */
-export class FidInception {
-  private readonly convs = new Map<string, FoldedConv>();
-
-  private constructor(weights: ReadonlyMap<string, NamedWeight>) {
-    for (const spec of fidInceptionConvs()) {
-      const { filter, bias } = foldBasicConv(spec, weights);
-      this.convs.set(spec.name, { spec, filter: tf.tensor4d(filter, [spec.kh, spec.kw, spec.cin, spec.cout]), bias: tf.tensor1d(bias) });
+/**
+ * pytorch-fid's FID InceptionV3 as ONE network description (src/models/netgraph.ts): input `images` (NHWC RGB in
+ * [0, 1], any size), output `pool3` [N, 2048]. BasicConv2d = conv with the folded BatchNorm and a fused ReLU
+ * (parameters `<name>.w` [out, in, kh, kw], `<name>.b`).
+ */
+export function fidInceptionGraph(weights: ReadonlyMap<string, { shape: readonly number[]; data: unknown }>, source = 'FID Inception weights'): NetGraph {
+  checkWeights(weights, source);
+  const named = weights as ReadonlyMap<string, NamedWeight>;
+  const params = new Map<string, NetParam>();
+  for (const spec of fidInceptionConvs()) {
+    const { filter, bias } = foldBasicConv(spec, named);
+    params.set(`${spec.name}.w`, { shape: [spec.cout, spec.cin, spec.kh, spec.kw], data: filter });
+    params.set(`${spec.name}.b`, { shape: [spec.cout], data: bias });
+  }
+  const ops: NetOp[] = preprocessOps('images', 'x');
+  let n = 0;
+  const fresh = (hint: string) => `${hint}#${n++}`;
+  const convOp = (spec: ConvSpec, x: string): string => {
+    const pad = spec.pad === 'same' ? ([spec.kh >> 1, spec.kw >> 1, spec.kh >> 1, spec.kw >> 1] as const) : pad2(0);
+    ops.push({ op: 'conv', x, y: spec.name, weight: `${spec.name}.w`, bias: `${spec.name}.b`, stride: [spec.stride, spec.stride], pad, relu: true });
+    return spec.name;
+  };
+  const pool = (kind: 'avgpool' | 'maxpool', x: string): string => {
+    const y = fresh(kind);
+    ops.push({ op: kind, x, y, ...POOL3 });
+    return y;
+  };
+  const maxPool32 = (x: string): string => {
+    const y = fresh('maxpool-3-2');
+    ops.push({ op: 'maxpool', x, y, k: [3, 3], stride: [2, 2], pad: pad2(0) });
+    return y;
+  };
+  const concat = (xs: string[], name: string): string => {
+    ops.push({ op: 'concat', xs, y: name });
+    return name;
+  };
+  let h = 'x';
+  for (const b of FID_INCEPTION_BLOCKS) {
+    if (b.kind === 'conv') {
+      h = convOp(b.conv, h);
+      continue;
     }
-  }
-
-  /** Build from PyTorch state_dict names and shapes (see `fidInceptionParams`); throws DifftalkError('bad-weights'). */
-  static fromTensors(weights: ReadonlyMap<string, { shape: readonly number[]; data: unknown }>, source = 'FID Inception weights'): FidInception {
-    checkWeights(weights, source);
-    return new FidInception(weights as ReadonlyMap<string, NamedWeight>);
-  }
-
-  private conv(name: string, x: tf.Tensor4D): tf.Tensor4D {
-    const c = this.convs.get(name);
-    if (!c) throw new DifftalkError('internal', `FID Inception: no layer ${name}`);
-    return tf.fused.conv2d({ x, filter: c.filter, strides: c.spec.stride, pad: c.spec.pad, bias: c.bias, activation: 'relu' });
-  }
-
-  private block(b: Block, x: tf.Tensor4D): tf.Tensor4D {
-    const c = (suffix: string, t: tf.Tensor4D): tf.Tensor4D => this.conv(`${'name' in b ? b.name : ''}.${suffix}`, t);
+    if (b.kind === 'maxpool-3-2') {
+      h = maxPool32(h);
+      continue;
+    }
+    const convs = new Map(blockConvs(b).map((c) => [c.name.slice(b.name.length + 1), c]));
+    const x = h;
+    const c = (suffix: string, t: string): string => convOp(convs.get(suffix)!, t);
     switch (b.kind) {
-      case 'conv':
-        return this.conv(b.conv.name, x);
-      case 'maxpool-3-2':
-        return tf.maxPool(x, 3, 2, 'valid');
-      case 'A': {
-        const b1 = c('branch1x1', x);
-        const b5 = c('branch5x5_2', c('branch5x5_1', x));
-        const b3 = c('branch3x3dbl_3', c('branch3x3dbl_2', c('branch3x3dbl_1', x)));
-        const bp = c('branch_pool', avgPool3ExcludePad(x));
-        return tf.concat([b1, b5, b3, bp], 3);
-      }
-      case 'B': {
-        const b3 = c('branch3x3', x);
-        const bd = c('branch3x3dbl_3', c('branch3x3dbl_2', c('branch3x3dbl_1', x)));
-        const bp = tf.maxPool(x, 3, 2, 'valid');
-        return tf.concat([b3, bd, bp], 3);
-      }
+      case 'A':
+        h = concat(
+          [
+            c('branch1x1', x),
+            c('branch5x5_2', c('branch5x5_1', x)),
+            c('branch3x3dbl_3', c('branch3x3dbl_2', c('branch3x3dbl_1', x))),
+            c('branch_pool', pool('avgpool', x)),
+          ],
+          b.name,
+        );
+        break;
+      case 'B':
+        h = concat([c('branch3x3', x), c('branch3x3dbl_3', c('branch3x3dbl_2', c('branch3x3dbl_1', x))), maxPool32(x)], b.name);
+        break;
       case 'C': {
         const b1 = c('branch1x1', x);
         const b7 = c('branch7x7_3', c('branch7x7_2', c('branch7x7_1', x)));
         let bd = c('branch7x7dbl_1', x);
         for (const k of [2, 3, 4, 5]) bd = c(`branch7x7dbl_${k}`, bd);
-        const bp = c('branch_pool', avgPool3ExcludePad(x));
-        return tf.concat([b1, b7, bd, bp], 3);
+        h = concat([b1, b7, bd, c('branch_pool', pool('avgpool', x))], b.name);
+        break;
       }
-      case 'D': {
-        const b3 = c('branch3x3_2', c('branch3x3_1', x));
-        const b7 = c('branch7x7x3_4', c('branch7x7x3_3', c('branch7x7x3_2', c('branch7x7x3_1', x))));
-        const bp = tf.maxPool(x, 3, 2, 'valid');
-        return tf.concat([b3, b7, bp], 3);
-      }
+      case 'D':
+        h = concat(
+          [c('branch3x3_2', c('branch3x3_1', x)), c('branch7x7x3_4', c('branch7x7x3_3', c('branch7x7x3_2', c('branch7x7x3_1', x)))), maxPool32(x)],
+          b.name,
+        );
+        break;
       case 'E': {
         const b1 = c('branch1x1', x);
         const t3 = c('branch3x3_1', x);
-        const b3 = tf.concat([c('branch3x3_2a', t3), c('branch3x3_2b', t3)], 3);
+        const b3 = concat([c('branch3x3_2a', t3), c('branch3x3_2b', t3)], `${b.name}.b3`);
         const td = c('branch3x3dbl_2', c('branch3x3dbl_1', x));
-        const bd = tf.concat([c('branch3x3dbl_3a', td), c('branch3x3dbl_3b', td)], 3);
-        const bp = c('branch_pool', b.pool === 'max' ? maxPool3Same(x) : avgPool3ExcludePad(x));
-        return tf.concat([b1, b3, bd, bp], 3);
+        const bd = concat([c('branch3x3dbl_3a', td), c('branch3x3dbl_3b', td)], `${b.name}.bd`);
+        const bp = c('branch_pool', pool(b.pool === 'max' ? 'maxpool' : 'avgpool', x));
+        h = concat([b1, b3, bd, bp], b.name);
+        break;
       }
     }
   }
+  ops.push({ op: 'mean-hw', x: h, y: 'pool3' });
+  return { name: 'fid-inception', inputs: [{ name: 'images', channels: 3 }], outputs: ['pool3'], ops, params };
+}
+
+/** The FID InceptionV3 on one executor (tfjs or onnxruntime); call `dispose()` when done. */
+export class FidInception {
+  private constructor(private readonly runner: NetRunner) {}
+
+  /** Build from PyTorch state_dict names and shapes (see `fidInceptionParams`) on tfjs; throws DifftalkError('bad-weights'). */
+  static fromTensors(weights: ReadonlyMap<string, { shape: readonly number[]; data: unknown }>, source = 'FID Inception weights'): FidInception {
+    return new FidInception(new TfNet(fidInceptionGraph(weights, source)));
+  }
+
+  /** The same on `executor` ('auto': onnxruntime on the CPU when it loads, else tfjs). */
+  static async create(
+    weights: ReadonlyMap<string, { shape: readonly number[]; data: unknown }>,
+    executor: NetExecutor = 'tfjs',
+    source = 'FID Inception weights',
+  ): Promise<FidInception> {
+    return new FidInception(await createNetRunner(fidInceptionGraph(weights, source), executor));
+  }
+
+  /** What runs the network (`tfjs-wasm`, `onnxruntime-cpu (2 threads)` …). */
+  get executor(): string {
+    return this.runner.executor;
+  }
 
   /**
-   * pool3 features [N, 2048] of an NHWC batch of RGB images in [0,1] (any size): the pytorch-fid resize and 2x − 1,
-   * the network, and the adaptive average pool. Caller disposes the result.
+   * pool3 features [N, 2048] of an NHWC tf batch of RGB images in [0,1] (any size), on the tfjs executor only:
+   * the pytorch-fid resize and 2x − 1, the network, and the adaptive average pool. Caller disposes the result.
    */
   features(images01: tf.Tensor4D): tf.Tensor2D {
     if (images01.shape[3] !== 3) throw new DifftalkError('bad-input', `FID Inception: expected 3 channels, got ${images01.shape[3]}`);
-    return tf.tidy(() => {
-      let h = fidPreprocess(images01);
-      for (const b of FID_INCEPTION_BLOCKS) h = this.block(b, h);
-      return tf.mean(h, [1, 2]) as tf.Tensor2D;
-    });
+    if (!(this.runner instanceof TfNet)) throw new DifftalkError('internal', `FID Inception: features() takes tf tensors; ${this.executor} runs featuresOf()`);
+    return this.runner.forward({ images: images01 })[0] as tf.Tensor2D;
+  }
+
+  /** pool3 features (n × 2048, row-major) of `n` NHWC RGB images in [0,1] of height×width, on any executor. */
+  async featuresOf(images01: Float32Array, n: number, height: number, width: number): Promise<Float32Array> {
+    const [out] = await this.runner.run({ images: { data: images01, shape: [n, height, width, 3] } });
+    return out!.data;
   }
 
   dispose(): void {
-    for (const c of this.convs.values()) {
-      c.filter.dispose();
-      c.bias.dispose();
-    }
-    this.convs.clear();
+    this.runner.dispose();
   }
 }
 
@@ -365,11 +422,13 @@ registerWeightConverter('fid-inception', async ({ inputs }) => {
  * itself), else the imported `fid-inception` kind of the weights cache (DifftalkError('weights-missing') naming
  * pt_inception-2015-12-05-6726825d.pth and the import command when it was never imported).
  */
-export async function loadFidInception(options: { weights?: string; cacheDir?: string } = {}): Promise<{ net: FidInception; file: string }> {
+export async function loadFidInception(
+  options: { weights?: string; cacheDir?: string; executor?: NetExecutor } = {},
+): Promise<{ net: FidInception; file: string }> {
   if (!options.weights) {
     const file = await requireWeights('fid-inception', { cacheDir: options.cacheDir });
     const tensors = await loadWeights('fid-inception', { cacheDir: options.cacheDir, verify: false });
-    return { net: FidInception.fromTensors(tensors, file), file };
+    return { net: await FidInception.create(tensors, options.executor, file), file };
   }
   const file = path.resolve(options.weights);
   let tensors: Map<string, TensorData>;
@@ -379,5 +438,5 @@ export async function loadFidInception(options: { weights?: string; cacheDir?: s
     if (e instanceof DifftalkError) throw e;
     throw new DifftalkError('file-missing', `FID Inception weights ${file} do not exist or cannot be read`);
   }
-  return { net: FidInception.fromTensors(tensors, file), file };
+  return { net: await FidInception.create(tensors, options.executor, file), file };
 }

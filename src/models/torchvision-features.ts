@@ -1,11 +1,11 @@
 /**
- * torchvision `alexnet().features` and `vgg16().features` on TensorFlow.js (NHWC, float32), with the feature taps
+ * torchvision `alexnet().features` and `vgg16().features` as network-description ops (./netgraph.ts), with the feature taps
  * LPIPS uses (../shared/docs/eval-metrics.md §3). Layers follow torchvision exactly: Conv2d (zero padding, bias),
  * ReLU, MaxPool2d (no padding, floor mode — identical to tf 'valid' pooling). Weights use torchvision state_dict
  * names and PyTorch layout (`features.{i}.weight` [out, in, kh, kw], `features.{i}.bias` [out]).
  */
 import { DifftalkError } from '../util/errors.js';
-import { tf } from '../util/tf.js';
+import { pad2, type NetOp } from './netgraph.js';
 
 export type FeatureNet = 'alex' | 'vgg';
 
@@ -73,71 +73,58 @@ export interface NamedWeight {
   data: Float32Array;
 }
 
-/** A feature extractor holding its weights as tf tensors; call `dispose()` when done. */
-export class FeatureExtractor {
-  private readonly filters = new Map<number, { w: tf.Tensor4D; b: tf.Tensor1D }>();
-  readonly spec: NetSpec;
-
-  constructor(
-    readonly net: FeatureNet,
-    weights: ReadonlyMap<string, NamedWeight>,
-  ) {
-    this.spec = FEATURE_NETS[net];
-    for (const [name, shape] of featureParams(net)) {
-      const t = weights.get(name);
-      if (!t) throw new DifftalkError('bad-weights', `${net} backbone: weight ${name} is missing`);
-      if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-        throw new DifftalkError('bad-weights', `${net} backbone: ${name} has shape [${t.shape}], expected [${shape}]`);
-      }
-      if (!(t.data instanceof Float32Array)) throw new DifftalkError('bad-weights', `${net} backbone: ${name} is not float32`);
+/** Check a state_dict holds every backbone weight with its torchvision shape, float32; throws DifftalkError('bad-weights'). */
+export function checkFeatureWeights(net: FeatureNet, weights: ReadonlyMap<string, NamedWeight>): void {
+  for (const [name, shape] of featureParams(net)) {
+    const t = weights.get(name);
+    if (!t) throw new DifftalkError('bad-weights', `${net} backbone: weight ${name} is missing`);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new DifftalkError('bad-weights', `${net} backbone: ${name} has shape [${t.shape}], expected [${shape}]`);
     }
-    tf.tidy(() => {
-      for (const op of this.spec.ops) {
-        if (op.kind !== 'conv') continue;
-        const w = weights.get(`features.${op.index}.weight`)!;
-        const b = weights.get(`features.${op.index}.bias`)!;
-        // PyTorch [out, in, kh, kw] → tf [kh, kw, in, out]
-        const filter = tf.keep(tf.transpose(tf.tensor4d(w.data, [op.out, op.in, op.k, op.k]), [2, 3, 1, 0]) as tf.Tensor4D);
-        this.filters.set(op.index, { w: filter, b: tf.keep(tf.tensor1d(b.data)) });
-      }
-    });
+    if (!(t.data instanceof Float32Array)) throw new DifftalkError('bad-weights', `${net} backbone: ${name} is not float32`);
   }
+}
 
-  /** The tapped features (NHWC) of an NHWC float32 batch. Caller disposes the returned tensors. */
-  features(x: tf.Tensor4D): tf.Tensor4D[] {
-    return tf.tidy(() => {
-      const taps: tf.Tensor4D[] = [];
-      let h = x;
-      let next = 0;
-      for (let i = 0; i < this.spec.ops.length; i++) {
-        const op = this.spec.ops[i]!;
-        if (op.kind === 'conv') {
-          const { w, b } = this.filters.get(op.index)!;
-          const padded = op.pad
-            ? tf.pad(h, [
-                [0, 0],
-                [op.pad, op.pad],
-                [op.pad, op.pad],
-                [0, 0],
-              ])
-            : h;
-          h = tf.add(tf.conv2d(padded, w, op.stride, 'valid'), b);
-        } else if (op.kind === 'relu') h = tf.relu(h);
-        else h = tf.maxPool(h, op.k, op.stride, 'valid');
-        if (i + 1 === this.spec.taps[next]) {
-          taps.push(h);
-          next++;
-        }
-      }
-      return taps;
-    });
-  }
-
-  dispose(): void {
-    for (const { w, b } of this.filters.values()) {
-      w.dispose();
-      b.dispose();
+/**
+ * The backbone as network-description ops (./netgraph.ts) reading value `input` (NCHW semantics), naming its values
+ * `${prefix}…`: each Conv2d with the following ReLU fused (every LPIPS tap follows a ReLU). Returns the ops and the
+ * names of the tapped values. The weights are the torchvision names `features.{i}.weight|bias`, so two calls with
+ * different prefixes share them.
+ */
+export function featureOps(net: FeatureNet, input: string, prefix: string): { ops: NetOp[]; taps: string[] } {
+  const spec = FEATURE_NETS[net];
+  const ops: NetOp[] = [];
+  const taps: string[] = [];
+  let h = input;
+  let next = 0;
+  for (let i = 0; i < spec.ops.length; i++) {
+    const op = spec.ops[i]!;
+    const y = `${prefix}${i}`;
+    if (op.kind === 'conv') {
+      const relu = spec.ops[i + 1]?.kind === 'relu';
+      ops.push({
+        op: 'conv',
+        x: h,
+        y,
+        weight: `features.${op.index}.weight`,
+        bias: `features.${op.index}.bias`,
+        stride: [op.stride, op.stride],
+        pad: pad2(op.pad),
+        relu,
+      });
+      h = y;
+      if (relu) i++;
+    } else if (op.kind === 'relu') {
+      ops.push({ op: 'relu', x: h, y });
+      h = y;
+    } else {
+      ops.push({ op: 'maxpool', x: h, y, k: [op.k, op.k], stride: [op.stride, op.stride], pad: pad2(0) });
+      h = y;
     }
-    this.filters.clear();
+    if (i + 1 === spec.taps[next]) {
+      taps.push(h);
+      next++;
+    }
   }
+  return { ops, taps };
 }

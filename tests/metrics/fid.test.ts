@@ -47,6 +47,7 @@ import { importWeights } from '../../src/models/weights-store.js';
 import { runEval } from '../../src/eval/pipeline.js';
 import { runProcess, runTool } from '../../src/util/exec.js';
 import { encodeNpyFloat32 } from '../../src/weights/npy.js';
+import { heWeights } from './inception-weights.js';
 import { AOC_CLIP, ffmpegRgb, FIXTURES, MEDIA, ROOT, tmpDir } from '../helpers.js';
 import { writeLegacyTorch } from '../weights/legacy-writer.js';
 
@@ -164,32 +165,6 @@ function crop01(img: { width: number; data: Uint8Array }, y0: number, x0: number
   return tf.tensor4d(out, [1, h, w, 3]);
 }
 
-/**
- * Full-rank deterministic test weights (det() is rank 2 per layer — every filter is a phase-shifted copy of the same
- * sinusoid — so signals collapse to ~1e-8 after a few layers and cannot show input sensitivity): He-uniform conv
- * weights from a mulberry32 stream seeded by the name, BN γ=1, β=0, mean 0, var 1.
- */
-function heWeights(): Map<string, { shape: number[]; data: Float32Array }> {
-  const out = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [name, shape] of fidInceptionParams()) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(n);
-    if (name.endsWith('conv.weight')) {
-      let seed = 0;
-      for (let i = 0; i < name.length; i++) seed = (Math.imul(seed, 31) + name.charCodeAt(i)) | 0;
-      const bound = Math.sqrt(6 / (n / shape[0]!));
-      for (let k = 0; k < n; k++) {
-        seed = (seed + 0x6d2b79f5) | 0;
-        let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-        t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-        data[k] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * bound;
-      }
-    } else if (name.endsWith('bn.weight') || name.endsWith('running_var')) data.fill(1);
-    out.set(name, { shape, data });
-  }
-  return out;
-}
-
 describe('FID InceptionV3 layers', () => {
   before(async () => {
     await initBackend('wasm');
@@ -279,7 +254,7 @@ describe('FID InceptionV3 layers', () => {
     const x = tf.tensor4d(detInput([1, 9, 11, spec.cin], 0.5), [1, 9, 11, spec.cin]);
     const folded = tf.fused.conv2d({
       x,
-      filter: tf.tensor4d(filter, [spec.kh, spec.kw, spec.cin, spec.cout]),
+      filter: tf.transpose(tf.tensor4d(filter, [spec.cout, spec.cin, spec.kh, spec.kw]), [2, 3, 1, 0]) as tf.Tensor4D, // PyTorch layout → tf
       strides: 1,
       pad: 'same',
       bias: tf.tensor1d(bias),

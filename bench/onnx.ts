@@ -1,0 +1,106 @@
+/**
+ * `node --import tsx bench/onnx.ts`: frames/s of the eval networks on each executor of their one network description
+ * (src/models/netgraph.ts) — tfjs-wasm (one thread in Node), onnxruntime-node on all CPU cores — and PyTorch on the
+ * same CPU in the same run (bench/torch/nets_cpu.py, Debian python3-torch, all cores), interleaved, with the ratios.
+ * Frames are 256² RGB in batches of BENCH_ONNX_BATCH (default 4); a LPIPS frame is one pred/target pair; FID is the
+ * pool3 features at 299² (resize included). det()/He weights: the real shapes and FLOPs. Env: BENCH_PYTHON
+ * (default /usr/bin/python3), BENCH_ONNX_SECONDS per measurement (default 3), BENCH_ONNX_JSON=file.
+ */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Lpips } from '../src/metrics/lpips.js';
+import { FidInception, fidInceptionParams } from '../src/models/inception.js';
+import type { NetExecutor } from '../src/models/net-runner.js';
+import { featureParams, FEATURE_NETS, type NamedWeight } from '../src/models/torchvision-features.js';
+import { runProcess } from '../src/util/exec.js';
+import { initBackend } from '../src/util/tf.js';
+import { det } from '../src/weights/det.js';
+
+const SIZE = 256;
+const BATCH = Number(process.env.BENCH_ONNX_BATCH ?? 4);
+const SECONDS = Number(process.env.BENCH_ONNX_SECONDS ?? 3);
+
+async function rate(frames: number, fn: () => Promise<unknown>): Promise<number> {
+  await fn(); // warm-up
+  let runs = 0;
+  const t0 = performance.now();
+  do {
+    await fn();
+    runs++;
+  } while ((performance.now() - t0) / 1000 < SECONDS);
+  return (runs * frames) / ((performance.now() - t0) / 1000);
+}
+
+function input(seed: number, scale: (v: number) => number): Float32Array {
+  const x = new Float32Array(BATCH * SIZE * SIZE * 3);
+  for (let k = 0; k < x.length; k++) x[k] = scale(0.5 + 0.5 * Math.sin(0.37 * k + seed));
+  return x;
+}
+
+function lpipsWeights(net: 'alex' | 'vgg'): Map<string, NamedWeight> {
+  const w = new Map<string, NamedWeight>();
+  for (const [name, shape] of featureParams(net)) w.set(name, { shape, data: det(name, shape) });
+  FEATURE_NETS[net].channels.forEach((c, k) => w.set(`lin${k}.model.1.weight`, { shape: [1, c, 1, 1], data: det(`lin${k}`, [1, c, 1, 1]).map(Math.abs) }));
+  return w;
+}
+
+/** PyTorch frames/s of one network (a fresh process, so it runs right next to the difftalk measurements). */
+async function torchRate(net: string): Promise<[string, number]> {
+  const python = process.env.BENCH_PYTHON ?? '/usr/bin/python3';
+  const args = [path.join(import.meta.dirname, 'torch', 'nets_cpu.py'), String(SIZE), String(BATCH), String(SECONDS), net];
+  const r = JSON.parse((await runProcess(python, args, { timeoutMs: 15 * 60_000 })).stdout.toString()) as Record<string, number | string>;
+  return [`pytorch ${r.torch} cpu (${r.threads} threads)`, r[net] as number];
+}
+
+/**
+ * Per network, in one sitting and interleaved (PyTorch, tfjs-wasm, onnxruntime, PyTorch again; the PyTorch figure is
+ * the mean of its two runs) so that a shared machine's load drifts over all three alike.
+ */
+export async function benchOnnx(): Promise<Record<string, Record<string, number>>> {
+  await initBackend('wasm');
+  const out: Record<string, Record<string, number>> = {};
+  const x = input(0, (v) => 2 * v - 1);
+  const y = input(1, (v) => 2 * v - 1);
+  const img = input(2, (v) => v);
+  const measure = async (net: string, one: (executor: NetExecutor) => Promise<[string, number]>) => {
+    const row: Record<string, number> = {};
+    const [tk, t1] = await torchRate(net);
+    for (const executor of ['tfjs', 'onnx'] as NetExecutor[]) {
+      const [k, v] = await one(executor);
+      row[k] = v;
+    }
+    const [, t2] = await torchRate(net);
+    row[tk] = (t1 + t2) / 2;
+    out[net] = row;
+  };
+  for (const net of ['alex', 'vgg'] as const) {
+    await measure(`lpips-${net}`, async (executor) => {
+      const m = await Lpips.create(net, lpipsWeights(net), executor);
+      try {
+        return [m.executor, await rate(BATCH, () => m.distancesScaled(x, y, BATCH, SIZE, SIZE))];
+      } finally {
+        m.dispose();
+      }
+    });
+  }
+  await measure('fid', async (executor) => {
+    const f = await FidInception.create(new Map(fidInceptionParams().map(([n, s]) => [n, { shape: s, data: det(n, s) }])), executor);
+    try {
+      return [f.executor, await rate(BATCH, () => f.featuresOf(img, BATCH, SIZE, SIZE))];
+    } finally {
+      f.dispose();
+    }
+  });
+  return out;
+}
+
+if (process.argv[1] === import.meta.filename) {
+  const res = await benchOnnx();
+  for (const [net, row] of Object.entries(res)) {
+    const entries = Object.entries(row);
+    const torch = entries.find(([k]) => k.startsWith('pytorch'))![1];
+    process.stdout.write(`${net}\n`);
+    for (const [k, v] of entries) process.stdout.write(`  ${k.padEnd(40)} ${v.toFixed(2).padStart(9)} frames/s  ${(v / torch).toFixed(2)}× PyTorch\n`);
+  }
+  if (process.env.BENCH_ONNX_JSON) await writeFile(process.env.BENCH_ONNX_JSON, JSON.stringify(res, null, 2));
+}

@@ -1,0 +1,97 @@
+"""PyTorch CPU side of bench/onnx.ts: frames/s of the eval networks at the sizes difftalk runs them, fp32, intra-op
+threads = all cores (torch.set_num_threads(os.cpu_count())), no grad. Weights are random (torchvision init): same shapes and FLOPs.
+
+Usage: python3 bench/torch/nets_cpu.py SIZE BATCH SECONDS NETS   (NETS: comma-separated, of lpips-alex,lpips-vgg,fid)
+Output: one JSON object {"torch": version, "threads": n, <net>: fps …}
+- lpips-<net>: LPIPS v0.1 as the `lpips` package computes it (scaling layer, torchvision <net>.features taps,
+  channel unit-normalisation, squared difference, 1×1 linear heads, spatial mean), a frame = one pred/target pair;
+- fid: pytorch-fid's input path (bilinear resize to 299², align_corners=False, 2x − 1) and torchvision Inception-v3
+  to pool3 (the FID network has the same layers and FLOPs).
+"""
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+SIZE, BATCH, SECONDS = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+NETS = sys.argv[4].split(',')
+torch.manual_seed(0)
+# Debian's torch 1.13 starts with 1 OpenMP thread here (omp_get_max_threads() = 1); give it every core, as onnxruntime.
+torch.set_num_threads(os.cpu_count())
+
+
+def rate(frames, fn):
+    with torch.no_grad():
+        fn()
+        runs = 0
+        t0 = time.perf_counter()
+        while True:
+            fn()
+            runs += 1
+            if time.perf_counter() - t0 >= SECONDS:
+                break
+        return runs * frames / (time.perf_counter() - t0)
+
+
+TAPS = {'alex': [2, 5, 8, 10, 12], 'vgg': [4, 9, 16, 23, 30]}
+CHANNELS = {'alex': [64, 192, 384, 256, 256], 'vgg': [64, 128, 256, 512, 512]}
+SHIFT = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+SCALE = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+
+
+def lpips_fn(net):
+    feats = (torchvision.models.alexnet() if net == 'alex' else torchvision.models.vgg16()).features.eval()
+    lins = [torch.nn.Conv2d(c, 1, 1, bias=False) for c in CHANNELS[net]]
+    taps = TAPS[net]
+
+    def features(x):
+        out, h, j = [], x, 0
+        for i, layer in enumerate(feats):
+            if i >= taps[-1]:
+                break
+            h = layer(h)
+            if i + 1 == taps[j]:
+                out.append(h)
+                j += 1
+        return out
+
+    def run(x, y):
+        fx, fy = features((x - SHIFT) / SCALE), features((y - SHIFT) / SCALE)
+        total = 0
+        for k, (a, b) in enumerate(zip(fx, fy)):
+            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            total = total + lins[k]((a - b) ** 2).mean([2, 3])
+        return total
+
+    return run
+
+
+x = torch.rand(BATCH, 3, SIZE, SIZE) * 2 - 1
+y = torch.rand(BATCH, 3, SIZE, SIZE) * 2 - 1
+out = {'torch': torch.__version__, 'threads': torch.get_num_threads()}
+for net in ['alex', 'vgg']:
+    if f'lpips-{net}' in NETS:
+        fn = lpips_fn(net)
+        out[f'lpips-{net}'] = rate(BATCH, lambda: fn(x, y))
+
+if 'fid' not in NETS:
+    print(json.dumps(out))
+    sys.exit(0)
+inception = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
+inception.fc = torch.nn.Identity()
+inception.dropout = torch.nn.Identity()
+img = torch.rand(BATCH, 3, SIZE, SIZE)
+
+
+def fid():
+    h = F.interpolate(img, size=(299, 299), mode='bilinear', align_corners=False)
+    return inception(2 * h - 1)
+
+
+out['fid'] = rate(BATCH, fid)
+print(json.dumps(out))
