@@ -5,6 +5,7 @@ import { importWeights, listWeightKinds, weightsDir, type ImportResult } from '.
 import '../../models/syncnet-weights.js'; // registers the syncnet-v2 converter
 import '../../models/inception.js'; // registers the fid-inception converter
 import '../../models/vq-f4.js'; // registers the vq-f4 converter
+import '../../models/s3fd.js'; // registers the s3fd converter
 import '../../models/deepspeech.js'; // registers the deepspeech kind (DeepSpeech 0.1.0 frozen graph)
 
 export default class WeightsImport extends BaseCommand {
