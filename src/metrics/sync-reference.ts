@@ -150,6 +150,8 @@ export interface ReferenceSyncResult {
   tracking: TrackingResult;
   /** Mean over tracks (undefined when no track was found: see `notes`). */
   scores?: SyncScores;
+  /** The same crops scored with each of `alternates` (e.g. a shifted-audio baseline), mean over tracks. */
+  alternateScores: Array<SyncScores | undefined>;
   notes: string[];
   frames: number;
 }
@@ -157,6 +159,8 @@ export interface ReferenceSyncResult {
 export interface ReferenceSyncOptions extends ReferenceTrackOptions {
   /** Audio to score with instead of the input's own (16 kHz int16 units), e.g. the GT's or --audio. */
   audio?: AudioData;
+  /** More audio tracks to score the same crops with (detection and cropping run once). */
+  alternates?: readonly AudioData[];
   onEvent?: OnEvent;
   /** Where the temporary frames go (default: the OS temp folder); removed afterwards. */
   tmpRoot?: string;
@@ -204,16 +208,29 @@ export async function referenceSyncScores(
       );
     } else if (tracking.tracks.length > 1) notes.push(`reference SyncNet crop: ${tracking.tracks.length} face tracks, LSE is their mean`);
     const tracks: ReferenceTrackScore[] = [];
+    const alternates = opts.alternates ?? [];
+    const alt: SyncScores[][] = alternates.map(() => []);
+    const score = async (a: AudioData, crops: Uint8Array[], first: number, last: number): Promise<SyncScores> => {
+      const samples = a.samples.subarray(Math.min(a.samples.length, first * SAMPLES_PER_VIDEO_FRAME), (last + 1) * SAMPLES_PER_VIDEO_FRAME);
+      const stream = new SyncStream(nets.syncnet, { samples, sampleRate: a.sampleRate });
+      await stream.push(crops);
+      return stream.finish();
+    };
     for (const t of tracking.tracks) {
       const crops = await cropRoundTrip(await trackCrops(fr.files, t), work);
       const first = t.frames[0]!;
       const last = t.frames[t.frames.length - 1]!;
-      const samples = audio.samples.subarray(Math.min(audio.samples.length, first * SAMPLES_PER_VIDEO_FRAME), (last + 1) * SAMPLES_PER_VIDEO_FRAME);
-      const stream = new SyncStream(nets.syncnet, { samples, sampleRate: audio.sampleRate });
-      await stream.push(crops);
-      tracks.push({ first, last, detections: t.detections, scores: await stream.finish() });
+      tracks.push({ first, last, detections: t.detections, scores: await score(audio, crops, first, last) });
+      for (const [k, a] of alternates.entries()) alt[k]!.push(await score(a, crops, first, last));
     }
-    return { tracks, tracking, scores: tracks.length ? meanScores(tracks.map((t) => t.scores)) : undefined, notes, frames: fr.files.length };
+    return {
+      tracks,
+      tracking,
+      scores: tracks.length ? meanScores(tracks.map((t) => t.scores)) : undefined,
+      alternateScores: alt.map((a) => (a.length ? meanScores(a) : undefined)),
+      notes,
+      frames: fr.files.length,
+    };
   } finally {
     await rm(work, { recursive: true, force: true });
   }
