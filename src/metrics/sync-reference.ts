@@ -166,6 +166,14 @@ export interface ReferenceSyncOptions extends ReferenceTrackOptions {
   tmpRoot?: string;
 }
 
+/** SyncNet scores of one track's (round-tripped) crops with the audio of its frames [first, last]: samples [first·640, (last+1)·640). */
+export async function scoreTrackCrops(net: SyncNet, crops: readonly Uint8Array[], first: number, last: number, audio: AudioData): Promise<SyncScores> {
+  const samples = audio.samples.subarray(Math.min(audio.samples.length, first * SAMPLES_PER_VIDEO_FRAME), (last + 1) * SAMPLES_PER_VIDEO_FRAME);
+  const stream = new SyncStream(net, { samples, sampleRate: audio.sampleRate });
+  await stream.push(crops);
+  return stream.finish();
+}
+
 /** Mean of per-track scores (LatentSync's `fmean` over tracks); the mdist curve is averaged too. */
 function meanScores(s: readonly SyncScores[]): SyncScores {
   const m = (f: (x: SyncScores) => number) => s.reduce((a, x) => a + f(x), 0) / s.length;
@@ -210,18 +218,12 @@ export async function referenceSyncScores(
     const tracks: ReferenceTrackScore[] = [];
     const alternates = opts.alternates ?? [];
     const alt: SyncScores[][] = alternates.map(() => []);
-    const score = async (a: AudioData, crops: Uint8Array[], first: number, last: number): Promise<SyncScores> => {
-      const samples = a.samples.subarray(Math.min(a.samples.length, first * SAMPLES_PER_VIDEO_FRAME), (last + 1) * SAMPLES_PER_VIDEO_FRAME);
-      const stream = new SyncStream(nets.syncnet, { samples, sampleRate: a.sampleRate });
-      await stream.push(crops);
-      return stream.finish();
-    };
     for (const t of tracking.tracks) {
       const crops = await cropRoundTrip(await trackCrops(fr.files, t), work);
       const first = t.frames[0]!;
       const last = t.frames[t.frames.length - 1]!;
-      tracks.push({ first, last, detections: t.detections, scores: await score(audio, crops, first, last) });
-      for (const [k, a] of alternates.entries()) alt[k]!.push(await score(a, crops, first, last));
+      tracks.push({ first, last, detections: t.detections, scores: await scoreTrackCrops(nets.syncnet, crops, first, last, audio) });
+      for (const [k, a] of alternates.entries()) alt[k]!.push(await scoreTrackCrops(nets.syncnet, crops, first, last, a));
     }
     return {
       tracks,

@@ -1,5 +1,5 @@
 /**
- * `difftalk eval --sync-crop reference` end to end through the built CLI, on a real clip (the AOC clip at 256², 8 s,
+ * `difftalk eval --sync-crop reference` end to end through the built CLI, on a real clip (the AOC clip at 128², 8 s,
  * with its audio), with det() weights for S3FD (written as a PyTorch .pth and imported with `weights import --kind
  * s3fd`, as a user imports sfd_face.pth) and SyncNet.
  * det() weights score every prior ≈ 0.52 (< conf_th 0.9), so S3FD finds no face: the reference pipeline
@@ -28,12 +28,12 @@ const detTensors = (shapes: Array<[string, number[]]>): Map<string, TensorData> 
 
 describe('eval --sync-crop reference (CLI, det weights)', () => {
   const dir = tmpDir('difftalk-syncref-');
-  const clip = path.join(dir, 'aoc256.mp4');
+  const clip = path.join(dir, 'aoc128.mp4');
   const cache = path.join(dir, 'cache');
   const syncnet = path.join(dir, 'det-syncnet.safetensors');
 
   before(async () => {
-    await runTool('ffmpeg', ['-v', 'error', '-y', '-i', AOC_CLIP, '-vf', 'scale=256:256', '-c:v', 'libx264', '-crf', '18', '-c:a', 'copy', clip]);
+    await runTool('ffmpeg', ['-v', 'error', '-y', '-i', AOC_CLIP, '-vf', 'scale=128:128', '-c:v', 'libx264', '-crf', '18', '-c:a', 'copy', clip]);
     const pth = path.join(dir, 'sfd_face.pth');
     await writeTorchFile(pth, (tensor) => stateDictValue(detTensors(s3fdParamShapes()), tensor) as PickleValue);
     await writeSafetensors(syncnet, detTensors(syncnetParamShapes()));

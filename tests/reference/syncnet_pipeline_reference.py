@@ -14,6 +14,11 @@ independently in PyTorch / numpy / scipy (joonson/syncnet_python: detectors/s3fd
     python3 syncnet_pipeline_reference.py crop FRAMESDIR TRACK.json OUT.npy
         crop_video on the JPEG frames FRAMESDIR/%06d.jpg (PIL decode) for the track's frames/bbox: pad 110, slice,
         resize 224 (cv2 INTER_LINEAR in float, rounded); writes N×224×224×3 RGB uint8.
+    python3 syncnet_pipeline_reference.py score WORKDIR DETS.json
+        From run_pipeline.py step 1's output in WORKDIR (frames/%06d.jpg, audio.wav) and given detections: track_shot,
+        crop_video, the crop file round trip (ffmpeg mpeg4/XVID avi → JPEG frames, the same commands as difftalk) and
+        SyncNetInstance.evaluate (SyncNetModel.S with det weights, python_speech_features 0.6.1 MFCC written in numpy)
+        per track; prints [{"first", "last", "lse_d", "lse_c", "offset", "mdist"}].
     python3 syncnet_pipeline_reference.py frames VIDEO WORKDIR
         run_pipeline.py's ffmpeg steps: VIDEO → WORKDIR/video.avi (-qscale:v 2 -async 1 -r 25) → WORKDIR/frames/%06d.jpg
         (-qscale:v 2) and then S3FD (det weights, conf_th 0.9) on every frame; prints detections per frame.
@@ -279,6 +284,103 @@ def crop_frames(flist, track):
     return np.stack(out)
 
 
+# ----- SyncNetInstance.evaluate (SyncNetModel.S(1024), det weights) -----
+def bn_relu(cls, c):
+    return [cls(c), nn.ReLU()]
+
+
+class SyncNetS(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.netcnnaud = nn.Sequential(
+            nn.Conv2d(1, 64, 3, 1, 1), *bn_relu(nn.BatchNorm2d, 64), nn.MaxPool2d(1, 1),
+            nn.Conv2d(64, 192, 3, 1, 1), *bn_relu(nn.BatchNorm2d, 192), nn.MaxPool2d(3, (1, 2)),
+            nn.Conv2d(192, 384, 3, 1, 1), *bn_relu(nn.BatchNorm2d, 384),
+            nn.Conv2d(384, 256, 3, 1, 1), *bn_relu(nn.BatchNorm2d, 256),
+            nn.Conv2d(256, 256, 3, 1, 1), *bn_relu(nn.BatchNorm2d, 256), nn.MaxPool2d(3, 2),
+            nn.Conv2d(256, 512, (5, 4), 1, 0), *bn_relu(nn.BatchNorm2d, 512))
+        self.netfcaud = nn.Sequential(nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 1024))
+        self.netfclip = nn.Sequential(nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 1024))
+        self.netcnnlip = nn.Sequential(
+            nn.Conv3d(3, 96, (5, 7, 7), (1, 2, 2), 0), *bn_relu(nn.BatchNorm3d, 96), nn.MaxPool3d((1, 3, 3), (1, 2, 2)),
+            nn.Conv3d(96, 256, (1, 5, 5), (1, 2, 2), (0, 1, 1)), *bn_relu(nn.BatchNorm3d, 256),
+            nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+            nn.Conv3d(256, 256, (1, 3, 3), 1, (0, 1, 1)), *bn_relu(nn.BatchNorm3d, 256),
+            nn.Conv3d(256, 256, (1, 3, 3), 1, (0, 1, 1)), *bn_relu(nn.BatchNorm3d, 256),
+            nn.Conv3d(256, 256, (1, 3, 3), 1, (0, 1, 1)), *bn_relu(nn.BatchNorm3d, 256), nn.MaxPool3d((1, 3, 3), (1, 2, 2)),
+            nn.Conv3d(256, 512, (1, 6, 6), 1, 0), *bn_relu(nn.BatchNorm3d, 512))
+
+    def forward_aud(self, x):
+        return self.netfcaud(self.netcnnaud(x).view(x.shape[0], -1))
+
+    def forward_lip(self, x):
+        return self.netfclip(self.netcnnlip(x).view(x.shape[0], -1))
+
+
+def det_syncnet():
+    net = SyncNetS().eval()
+    net.load_state_dict({k: det(k, list(v.shape)) if not k.endswith('num_batches_tracked') else v for k, v in net.state_dict().items()})
+    return net
+
+
+def psf_mfcc(sig, rate=16000):
+    """python_speech_features 0.6.1 mfcc() defaults (eval-metrics.md §4), numpy float64."""
+    sig = np.asarray(sig, dtype=np.float64)
+    sig = np.append(sig[0], sig[1:] - 0.97 * sig[:-1])
+    flen, step, nfft = 400, 160, 512
+    n = 1 if len(sig) <= flen else 1 + int(math.ceil((len(sig) - flen) / step))
+    padded = np.concatenate([sig, np.zeros((n - 1) * step + flen - len(sig))])
+    idx = np.arange(flen)[None, :] + step * np.arange(n)[:, None]
+    pspec = np.abs(np.fft.rfft(padded[idx], nfft)) ** 2 / nfft
+    energy = pspec.sum(1)
+    energy = np.where(energy == 0, np.finfo(float).eps, energy)
+    hz2mel = lambda hz: 2595 * np.log10(1 + hz / 700.0)
+    mel2hz = lambda m: 700 * (10 ** (m / 2595.0) - 1)
+    bins = np.floor((nfft + 1) * mel2hz(np.linspace(hz2mel(0), hz2mel(rate / 2), 28)) / rate)
+    fb = np.zeros((26, nfft // 2 + 1))
+    for j in range(26):
+        for i in range(int(bins[j]), int(bins[j + 1])):
+            fb[j, i] = (i - bins[j]) / (bins[j + 1] - bins[j])
+        for i in range(int(bins[j + 1]), int(bins[j + 2])):
+            fb[j, i] = (bins[j + 2] - i) / (bins[j + 2] - bins[j + 1])
+    feat = pspec @ fb.T
+    feat = np.log(np.where(feat == 0, np.finfo(float).eps, feat))
+    from scipy.fftpack import dct
+    feat = dct(feat, type=2, axis=1, norm='ortho')[:, :13]
+    feat = feat * (1 + 11 * np.sin(np.pi * np.arange(13) / 22))
+    feat[:, 0] = np.log(energy)
+    return feat
+
+
+def sync_evaluate(net, images_bgr, audio, vshift=15):
+    im = torch.from_numpy(np.stack(images_bgr, 0).astype(np.float32)).permute(3, 0, 1, 2).unsqueeze(0)  # 1,3,T,H,W
+    cc = torch.from_numpy(psf_mfcc(audio).T.astype(np.float32))[None, None]  # 1,1,13,N
+    lastframe = min(len(images_bgr), len(audio) // 640) - 5
+    lip, aud = [], []
+    for i in range(0, lastframe, 20):
+        r = range(i, min(lastframe, i + 20))
+        lip.append(net.forward_lip(torch.cat([im[:, :, v:v + 5] for v in r], 0)))
+        aud.append(net.forward_aud(torch.cat([cc[:, :, :, 4 * v:4 * v + 20] for v in r], 0)))
+    lip, aud = torch.cat(lip, 0), torch.cat(aud, 0)
+    audp = F.pad(aud, (0, 0, vshift, vshift))
+    d = torch.stack([F.pairwise_distance(lip[[i], :].repeat(2 * vshift + 1, 1), audp[i:i + 2 * vshift + 1, :]) for i in range(len(lip))], 1)
+    mdist = d.mean(1)
+    minval, minidx = torch.min(mdist, 0)
+    return {'lse_d': float(minval), 'lse_c': float(torch.median(mdist) - minval), 'offset': int(vshift - minidx), 'mdist': mdist.tolist()}
+
+
+def crop_round_trip(crops_rgb, work):
+    avi = os.path.join(work, 'oracle-crop.avi')
+    out = os.path.join(work, 'oracle-crop-frames')
+    os.makedirs(out, exist_ok=True)
+    for f in glob.glob(os.path.join(out, '*.jpg')):
+        os.remove(f)
+    subprocess.run(['ffmpeg', '-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', '224x224', '-r', '25', '-i', '-',
+                    '-c:v', 'mpeg4', '-vtag', 'XVID', avi], input=crops_rgb.tobytes(), check=True)
+    subprocess.run(['ffmpeg', '-v', 'error', '-y', '-i', avi, '-threads', '1', '-f', 'image2', os.path.join(out, '%06d.jpg')], check=True)
+    return [np.asarray(Image.open(f).convert('RGB'))[:, :, ::-1] for f in sorted(glob.glob(os.path.join(out, '*.jpg')))]
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == 's3fd':
@@ -310,6 +412,21 @@ def main():
         flist = sorted(glob.glob(os.path.join(sys.argv[2], '*.jpg')))
         t = json.load(open(sys.argv[3]))
         np.save(sys.argv[4], crop_frames(flist, {'frame': np.array(t['frames']), 'bbox': np.array(t['bbox'])}))
+    elif cmd == 'score':
+        from scipy.io import wavfile
+        work = sys.argv[2]
+        spec = json.load(open(sys.argv[3]))
+        flist = sorted(glob.glob(os.path.join(work, 'frames', '*.jpg')))
+        _, audio = wavfile.read(os.path.join(work, 'audio.wav'))
+        faces = [[{'frame': f, 'bbox': b[:4], 'conf': b[4]} for b in d] for f, d in enumerate(spec['dets'])]
+        net = det_syncnet()
+        res = []
+        for t in track_shot(faces):
+            imgs = crop_round_trip(crop_frames(flist, t), work)
+            first, last = int(t['frame'][0]), int(t['frame'][-1])
+            r = sync_evaluate(net, imgs, audio[first * 640:(last + 1) * 640])
+            res.append({'first': first, 'last': last, **r})
+        print(json.dumps(res))
     elif cmd == 'frames':
         video, work = sys.argv[2], sys.argv[3]
         os.makedirs(os.path.join(work, 'frames'), exist_ok=True)
