@@ -271,7 +271,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       weights.push({ kind: sync.identity.source, file: sync.identity.file, sha256: sync.identity.sha256 });
       if (sync.identity.source !== 'syncnet-v2') deviations.push(`LSE uses ${sync.identity.description}`);
       if (reference) {
-        s3fd = await loadS3fd({ weights: opts.s3fdWeights, cacheDir: opts.weightsCacheDir });
+        s3fd = await loadS3fd({ weights: opts.s3fdWeights, cacheDir: opts.weightsCacheDir, fetch: true, onEvent });
         weights.push({ kind: 's3fd', file: s3fd.file, sha256: await sha256File(s3fd.file) });
         deviations.push(
           'LSE face crops by the reference pipeline (syncnet_python run_pipeline.py: S3FD, one shot, IoU tracking, JPEG frames); ' +

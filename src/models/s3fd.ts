@@ -16,6 +16,7 @@
  */
 import path from 'node:path';
 import { DifftalkError } from '../util/errors.js';
+import type { OnEvent } from '../util/events.js';
 import { tf } from '../util/tf.js';
 import { readSafetensors } from '../weights/safetensors.js';
 import { readTorchFile, stateDict, type TensorData } from '../weights/torch.js';
@@ -400,11 +401,14 @@ registerWeightConverter('s3fd', async ({ inputs }) => {
 
 /**
  * Load S3FD: from `weights` when given (the PyTorch sfd_face.pth or a converted .safetensors), else the imported
- * `s3fd` kind of the weights cache (DifftalkError('weights-missing') naming sfd_face.pth and the import command).
+ * `s3fd` kind of the weights cache (`fetch`: downloaded on first use, saying from where; else
+ * DifftalkError('weights-missing') naming sfd_face.pth and the import command).
  */
-export async function loadS3fd(options: { weights?: string; cacheDir?: string } = {}): Promise<{ net: S3fd; file: string }> {
+export async function loadS3fd(
+  options: { weights?: string; cacheDir?: string; fetch?: boolean; onEvent?: OnEvent } = {},
+): Promise<{ net: S3fd; file: string }> {
   if (!options.weights) {
-    const file = await requireWeights('s3fd', { cacheDir: options.cacheDir });
+    const file = await requireWeights('s3fd', { cacheDir: options.cacheDir, fetch: options.fetch, onEvent: options.onEvent });
     const tensors = await loadWeights('s3fd', { cacheDir: options.cacheDir, verify: false });
     return { net: S3fd.fromTensors(tensors, file), file };
   }

@@ -1,7 +1,7 @@
 /**
  * `difftalk eval --sync-crop reference` end to end through the built CLI, on a real clip (the AOC clip at 128², 8 s,
- * with its audio), with det() weights for S3FD (written as a PyTorch .pth and imported with `weights import --kind
- * s3fd`, as a user imports sfd_face.pth) and SyncNet.
+ * with its audio), with det() weights for S3FD (written as a PyTorch sfd_face.pth and fetched with `weights fetch s3fd`
+ * from a mirror on 127.0.0.1, as a user gets the official file) and SyncNet.
  * det() weights score every prior ≈ 0.52 (< conf_th 0.9), so S3FD finds no face: the reference pipeline
  * (tests/reference/syncnet_pipeline_reference.py `frames`: run_pipeline.py's ffmpeg steps, then S3FD in PyTorch on
  * every JPEG frame) finds none either, and the clip gets the "no face track" note instead of LSE — not a crash.
@@ -9,6 +9,8 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import type { PickleValue } from '../../src/weights/pickle-writer.js';
@@ -37,8 +39,23 @@ describe('eval --sync-crop reference (CLI, det weights)', () => {
     const pth = path.join(dir, 'sfd_face.pth');
     await writeTorchFile(pth, (tensor) => stateDictValue(detTensors(s3fdParamShapes()), tensor) as PickleValue);
     await writeSafetensors(syncnet, detTensors(syncnetParamShapes()));
-    const imp = await runCli(['weights', 'import', '--kind', 's3fd', '--model', pth, '--cache-dir', cache]);
-    assert.equal(imp.code, 0, imp.stderr);
+    // `weights fetch s3fd` from a mirror on 127.0.0.1 serving the det file under its upstream name (no published hash:
+    // labelled "unverified file <sha256[:12]>")
+    const body = readFileSync(pth);
+    const server = http.createServer((req, res) => {
+      if (req.url === '/sfd_face.pth') res.writeHead(200, { 'content-length': body.length }).end(body);
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const mirror = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const f = await runCli(['weights', 'fetch', 's3fd', '--mirror', mirror, '--cache-dir', cache]);
+      assert.equal(f.code, 0, f.stderr);
+      assert.match(f.stdout, /stored s3fd: .*s3fd\.safetensors/);
+      assert.match(f.stdout, /label: unverified file [0-9a-f]{12}/);
+    } finally {
+      server.close();
+    }
   });
 
   it('scores with the reference crop; no S3FD face → a recorded note, no LSE, exit 0; the PyTorch pipeline agrees', async () => {
