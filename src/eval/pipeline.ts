@@ -246,7 +246,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   if (!SYNC_CROPS.includes(syncCrop)) throw new DifftalkError('bad-option', `--sync-crop ${syncCrop} is not landmarks or reference`);
   const reference = syncCrop === 'reference' && metrics.includes('lse');
   let s3fd: { net: S3fd; file: string } | undefined;
-  const needLandmarks = crop === 'face' || (metrics.includes('lse') && !reference) || metrics.includes('lmd') || align.method === 'auto';
+  const frameCrops = crop === 'face' && (['psnr', 'ssim', 'lpips', 'fid'] as const).some((m) => metrics.includes(m));
+  const needLandmarks = frameCrops || (metrics.includes('lse') && !reference) || metrics.includes('lmd') || align.method === 'auto';
   const clips: ClipResult[] = [];
   const frames: FrameResult[] = [];
   const worst: WorstFrame[] = [];
