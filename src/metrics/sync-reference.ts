@@ -27,7 +27,7 @@ import type { SyncNet } from '../models/syncnet.js';
 import { SYNCNET_SIZE } from '../models/syncnet.js';
 import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
-import { runTool } from '../util/exec.js';
+import { runTool, spawnToolStream } from '../util/exec.js';
 import { SAMPLES_PER_VIDEO_FRAME, SyncStream, type SyncScores } from './lse.js';
 
 /** Frames and audio of run_pipeline.py's first step. */
@@ -52,10 +52,15 @@ export async function referenceFrames(input: ReferenceInput, work: string): Prom
   if (input.kind === 'file') {
     await runTool('ffmpeg', ['-v', 'error', '-y', '-i', `file:${path.resolve(input.file)}`, '-qscale:v', '2', '-async', '1', '-r', '25', avi]);
   } else {
-    const chunks: Uint8Array[] = [];
-    for await (const f of input.frames) chunks.push(f);
     const args = ['-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${input.width}x${input.height}`, '-r', String(input.fps), '-i', '-'];
-    await runTool('ffmpeg', [...args, '-qscale:v', '2', '-r', '25', avi], { input: Buffer.concat(chunks) });
+    const enc = spawnToolStream('ffmpeg', [...args, '-qscale:v', '2', '-r', '25', avi]);
+    try {
+      for await (const f of input.frames) await enc.write(f);
+    } catch (e) {
+      await enc.kill();
+      throw e;
+    }
+    await enc.end();
   }
   await runTool('ffmpeg', ['-v', 'error', '-y', '-i', avi, '-qscale:v', '2', '-threads', '1', '-f', 'image2', path.join(framesDir, '%06d.jpg')]);
   const files = (await readdir(framesDir))

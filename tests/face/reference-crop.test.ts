@@ -94,6 +94,15 @@ describe('reference face tracking and crop (run_pipeline.py)', () => {
     assert.equal(short.tracks.length, 0);
   });
 
+  it('sends raw frames (aligned or frames inputs) through the same avi/JPEG steps at 25 fps', async () => {
+    async function* frames(): AsyncGenerator<Uint8Array> {
+      for (let i = 0; i < 30; i++) yield new Uint8Array(64 * 48 * 3).fill(8 * i);
+    }
+    const r = await referenceFrames({ kind: 'raw', width: 64, height: 48, fps: 25, frames: frames() }, path.join(dir, 'raw'));
+    assert.equal(r.files.length, 30);
+    assert.deepEqual([r.width, r.height, r.audio], [64, 48, undefined]);
+  });
+
   describe('crops of a real clip (JPEG frames of run_pipeline.py step 1)', () => {
     let fr: ReferenceFrames;
     before(async () => {
