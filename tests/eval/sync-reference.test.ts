@@ -72,6 +72,7 @@ describe('eval --sync-crop reference (CLI, det weights)', () => {
       'lse',
       '--sync-crop',
       'reference',
+      '--baseline',
       '--syncnet-weights',
       syncnet,
       '--cache-dir',
@@ -81,6 +82,8 @@ describe('eval --sync-crop reference (CLI, det weights)', () => {
     assert.equal(r.code, 0, r.stderr);
     const csv = readFileSync(path.join(out, 'clips.csv'), 'utf8');
     assert.match(csv, /reference SyncNet crop: no face track \(S3FD found faces in 0\/20\d frames/);
+    // --baseline runs the GT through the same pipeline: no track there either, noted with a GT: prefix
+    assert.match(csv, /GT: reference SyncNet crop: no face track/);
     const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'));
     const text = JSON.stringify(summary);
     assert.match(text, /"syncCrop":"reference"/);
