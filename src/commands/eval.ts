@@ -41,6 +41,13 @@ export default class Eval extends BaseCommand {
     'syncnet-weights': Flags.string({
       summary: 'SyncNet weights (a `difftalk train syncnet` run or ckpt-* folder, a .safetensors file, or syncnet_v2.model); default: the imported syncnet-v2.',
     }),
+    'sync-crop': Flags.option({
+      options: ['landmarks', 'reference'] as const,
+      default: 'landmarks',
+      summary:
+        'Face crops for LSE: landmarks (SyncNet crop rule on landmark boxes) or reference (syncnet_python run_pipeline.py: S3FD, tracking, JPEG round trips; needs `weights fetch s3fd`).',
+    })(),
+    's3fd-weights': Flags.file({ summary: 'S3FD weights (sfd_face.pth or a converted .safetensors) for --sync-crop reference; default: the imported s3fd.' }),
     'landmark-engine': Flags.option({ options: ['tfjs', 'mediapipe'] as const, default: 'tfjs', summary: 'Landmark engine for face crops and LMD.' })(),
     'cache-dir': Flags.directory({ summary: 'Weights cache folder.' }),
     fps: Flags.string({ summary: `Frame rate of --pred/--gt given as folders of frames (default ${DEFAULT_FRAMES_FPS}; stated in the report).` }),
@@ -100,6 +107,8 @@ export default class Eval extends BaseCommand {
         ssimVariant: flags['ssim-variant'],
         lpipsNet: flags['lpips-net'],
         syncnetWeights: flags['syncnet-weights'],
+        syncCrop: flags['sync-crop'],
+        s3fdWeights: flags['s3fd-weights'],
         landmarkEngine: flags['landmark-engine'],
         weightsCacheDir: flags['cache-dir'],
         force: flags.force,

@@ -37,6 +37,8 @@ import { SsimMetric, type SsimVariant } from '../metrics/ssim.js';
 import type { NetExecutor } from '../models/net-runner.js';
 import { tf } from '../util/tf.js';
 import { loadFidInception, type FidInception } from '../models/inception.js';
+import { loadS3fd, type S3fd } from '../models/s3fd.js';
+import { referenceSyncScores, type ReferenceInput } from '../metrics/sync-reference.js';
 import { loadSyncNet, type LoadedSyncNet, type SyncNetIdentity } from '../models/syncnet-weights.js';
 import { SYNCNET_SIZE } from '../models/syncnet.js';
 import { DifftalkError } from '../util/errors.js';
@@ -44,11 +46,15 @@ import { silent, type OnEvent } from '../util/events.js';
 import { sha256File } from '../util/fs.js';
 import { VERSION } from '../util/version.js';
 import { chunkFrames, openClipReader, pairedChunks, selectFrames, type ClipReader, type Size } from './clip-reader.js';
+import type { Source } from './inputs.js';
 import { readDifftalkList } from './difftalk-input.js';
 import { pairClips } from './inputs.js';
 import { checkReportFolder } from './report.js';
 
 export { pairClips, type Source } from './inputs.js';
+
+export type SyncCrop = 'landmarks' | 'reference';
+export const SYNC_CROPS: readonly SyncCrop[] = ['landmarks', 'reference'];
 
 export type EvalMetric = 'psnr' | 'ssim' | 'lpips' | 'lse' | 'lmd' | 'fid';
 export const EVAL_METRICS: readonly EvalMetric[] = ['psnr', 'ssim', 'lpips', 'lse', 'lmd', 'fid'];
@@ -67,6 +73,13 @@ export interface EvalOptions {
   baselineShift?: number;
   /** SyncNet weights file; default: the imported `syncnet-v2` kind from the weights cache. */
   syncnetWeights?: string;
+  /**
+   * Face crops LSE scores: 'landmarks' (default: the SyncNet crop rule on the landmark engine's face boxes, face/sync-crop.ts)
+   * or 'reference' (syncnet_python's run_pipeline.py: S3FD, tracking, JPEG round trips; metrics/sync-reference.ts).
+   */
+  syncCrop?: SyncCrop;
+  /** S3FD weights file for `syncCrop: 'reference'`; default: the imported `s3fd` kind from the weights cache. */
+  s3fdWeights?: string;
   lpipsNet?: LpipsNet;
   ssimVariant?: SsimVariant;
   landmarkEngine?: LandmarkEngineName;
@@ -160,6 +173,8 @@ export interface EvalResult {
     framesFps?: number;
     crop: 'none' | 'face';
     cropSize: number;
+    /** How LSE's face crops were made (set when LSE ran). */
+    syncCrop?: SyncCrop;
     landmarkEngine?: { engine: string; model: string; sha256: string };
     syncnet?: SyncNetIdentity;
     baselineShift?: number;
@@ -241,7 +256,12 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   /** PSNR/SSIM on every core (worker threads, closed at the end). */
   const framePool = metrics.includes('psnr') || metrics.includes('ssim') ? new FramePool() : undefined;
   let engineInfo: EvalResult['protocol']['landmarkEngine'];
-  const needLandmarks = crop === 'face' || metrics.includes('lse') || metrics.includes('lmd') || align.method === 'auto';
+  const syncCrop = opts.syncCrop ?? 'landmarks';
+  if (!SYNC_CROPS.includes(syncCrop)) throw new DifftalkError('bad-option', `--sync-crop ${syncCrop} is not landmarks or reference`);
+  const reference = syncCrop === 'reference' && metrics.includes('lse');
+  let s3fd: { net: S3fd; file: string } | undefined;
+  const frameCrops = crop === 'face' && (['psnr', 'ssim', 'lpips', 'fid'] as const).some((m) => metrics.includes(m));
+  const needLandmarks = frameCrops || (metrics.includes('lse') && !reference) || metrics.includes('lmd') || align.method === 'auto';
   const clips: ClipResult[] = [];
   const frames: FrameResult[] = [];
   const worst: WorstFrame[] = [];
@@ -265,6 +285,15 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       sync = await loadSyncNet(opts.syncnetWeights, { cacheDir: opts.weightsCacheDir });
       weights.push({ kind: sync.identity.source, file: sync.identity.file, sha256: sync.identity.sha256 });
       if (sync.identity.source !== 'syncnet-v2') deviations.push(`LSE uses ${sync.identity.description}`);
+      if (reference) {
+        s3fd = await loadS3fd({ weights: opts.s3fdWeights, cacheDir: opts.weightsCacheDir, fetch: true, onEvent });
+        weights.push({ kind: 's3fd', file: s3fd.file, sha256: await sha256File(s3fd.file) });
+        deviations.push(
+          'LSE face crops by the reference pipeline (syncnet_python run_pipeline.py: S3FD, one shot, IoU tracking, JPEG frames); ' +
+            'differences: no PySceneDetect shot split, the crop avi written by ffmpeg mpeg4/XVID instead of OpenCV, JPEGs decoded by libjpeg-turbo (sharp), ' +
+            'cv2.resize in floating point; a clip score is the mean over its face tracks',
+        );
+      }
     }
     if (sync) networks.syncnet = `tfjs-${tf.getBackend()}`;
     if (metrics.includes('lpips')) {
@@ -283,10 +312,10 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       engine = created.engine;
       engineInfo = created.info;
       deviations.push(
-        `face boxes from the ${created.info.engine} landmark engine (mesh bounding box) instead of S3FD; no shot detection or multi-face tracking (one face per clip)`,
+        `${reference ? 'frame-metric face crops' : 'face boxes'} from the ${created.info.engine} landmark engine (mesh bounding box) instead of S3FD; no shot detection or multi-face tracking (one face per clip)`,
       );
     }
-    const lseLabel = sync ? sync.identity.label : '';
+    const lseLabel = sync ? lseLabelOf(sync.identity.label, syncCrop) : '';
     /** This clip's frame metrics, one set per system (fresh instances: update per chunk, compute per clip, then merge). */
     const makeFrameMetrics = (): MeanFrameMetric[] => [
       ...(metrics.includes('psnr') ? [new PsnrMetric({ withVariant: true, pool: framePool })] : []),
@@ -392,8 +421,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       if (predLms && noFace(predLms)) notes.push(`no face in ${noFace(predLms)} prediction frame(s): boxes interpolated`);
 
       const faceCrops = crop === 'face' && (metrics.includes('psnr') || metrics.includes('ssim') || metrics.includes('lpips') || fidNet !== undefined);
-      const gtTrack = gtLms && (faceCrops || (sync && opts.baseline)) ? syncnetCropTrack(gtLms.map(meshBox), `${pair.id} (GT)`) : undefined;
-      const predTrack = sync ? syncnetCropTrack(predLms!.map(meshBox), `${pair.id} (prediction)`) : undefined;
+      const gtTrack = gtLms && (faceCrops || (sync && !reference && opts.baseline)) ? syncnetCropTrack(gtLms.map(meshBox), `${pair.id} (GT)`) : undefined;
+      const predTrack = sync && !reference ? syncnetCropTrack(predLms!.map(meshBox), `${pair.id} (prediction)`) : undefined;
       const p68 = metrics.includes('lmd') ? ibug68FromResults(predLms!) : undefined;
       const g68 = metrics.includes('lmd') ? ibug68FromResults(gtLms!) : undefined;
 
@@ -405,6 +434,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         if (opts.baseline) gtMetrics.push(new LmdMetric(engine!, lmdLabel));
       }
       let predSync: SyncStream | undefined;
+      let refJob: { predAudio?: AudioData; gtAudio?: AudioData; shiftedAudio?: AudioData } | undefined;
       let gtSync: SyncStream | undefined;
       let shiftedSync: SyncStream | undefined;
       let gtAudio: AudioData | undefined;
@@ -424,8 +454,18 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         }
         if (!predHasAudio)
           notes.push(extraAudio ? `prediction has no audio track: LSE uses --audio ${opts.audio}` : 'prediction has no audio track: LSE uses the GT audio');
-        predSync = new SyncStream(sync.net, predAudio);
-        if (opts.baseline) {
+        if (reference) {
+          // the prediction's own audio (as the reference extracts it from its avi) when its file is used as is
+          const own = predHasAudio && predSkip === 0 && pair.pred.kind === 'video';
+          const shifted = gtAudio && {
+            samples: gtAudio.samples.subarray(Math.min(gtAudio.samples.length, shift * 640)),
+            sampleRate: gtAudio.sampleRate,
+            channels: 1,
+          };
+          refJob = { predAudio: own ? undefined : predAudio, gtAudio, shiftedAudio: shifted };
+          if (opts.baseline && !gtAudio) notes.push('GT has no audio (or is a prepared dataset): no LSE baselines');
+        } else predSync = new SyncStream(sync.net, predAudio);
+        if (opts.baseline && !reference) {
           if (!gtAudio) notes.push('GT has no audio (or is a prepared dataset): no LSE baselines');
           else {
             gtSync = new SyncStream(sync.net, gtAudio);
@@ -495,28 +535,48 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       const lseRows: ClipResult[] = [];
       const gtPath = pair.gt.kind === 'dataset' ? `${pair.gt.dir}#${pair.gt.id}` : pair.gt.file;
       const lseOf = (sys: SystemName) => runLse.get(sys) ?? runLse.set(sys, new LseMetric()).get(sys)!;
+      const baselineRows = (g: SyncScores, s: SyncScores) => {
+        const shiftedName: SystemName = `gt-shifted-audio(${shift >= 0 ? '+' : ''}${shift})`;
+        lseOf('gt').update(pair.id, g);
+        lseOf(shiftedName).update(pair.id, s);
+        lseRows.push({ clip: pair.id, system: 'gt', pred: gtPath, gt: gtPath, frames: n, scores: lseScores(g, lseLabel), lse: g, notes: [] });
+        lseRows.push({
+          clip: pair.id,
+          system: shiftedName,
+          pred: gtPath,
+          gt: gtPath,
+          frames: n,
+          scores: lseScores(s, lseLabel),
+          lse: s,
+          notes: [`GT video with its audio advanced by ${shift} frames`],
+        });
+      };
       if (predSync) {
         const ts = performance.now();
         lsePred = await predSync.finish();
         lseOf('pred').update(pair.id, lsePred);
         lseWindows += lsePred.windows;
-        if (gtSync && shiftedSync) {
-          const g = await gtSync.finish();
-          const s = await shiftedSync.finish();
-          const shiftedName: SystemName = `gt-shifted-audio(${shift >= 0 ? '+' : ''}${shift})`;
-          lseOf('gt').update(pair.id, g);
-          lseOf(shiftedName).update(pair.id, s);
-          lseRows.push({ clip: pair.id, system: 'gt', pred: gtPath, gt: gtPath, frames: n, scores: lseScores(g, lseLabel), lse: g, notes: [] });
-          lseRows.push({
-            clip: pair.id,
-            system: shiftedName,
-            pred: gtPath,
-            gt: gtPath,
-            frames: n,
-            scores: lseScores(s, lseLabel),
-            lse: s,
-            notes: [`GT video with its audio advanced by ${shift} frames`],
-          });
+        if (gtSync && shiftedSync) baselineRows(await gtSync.finish(), await shiftedSync.finish());
+        lseSeconds += (performance.now() - ts) / 1000;
+      }
+      if (refJob && sync && s3fd) {
+        const ts = performance.now();
+        const nets = { s3fd: s3fd.net, syncnet: sync.net };
+        const predIn = referenceInput(pr, pair.pred, { skip: predSkip, fps: predFps, count: n, size, hasAudio: predHasAudio });
+        if (predIn.kind === 'raw')
+          notes.push('reference SyncNet crop: the compared frames were re-encoded (aligned, resampled or frames input), not the file itself');
+        const r = await referenceSyncScores(predIn, nets, { audio: refJob.predAudio, onEvent });
+        notes.push(...r.notes);
+        lsePred = r.scores;
+        if (lsePred) {
+          lseOf('pred').update(pair.id, lsePred);
+          lseWindows += lsePred.windows;
+        }
+        if (opts.baseline && refJob.gtAudio && refJob.shiftedAudio) {
+          const gIn = referenceInput(gr, pair.gt, { skip: gtSkip, count: n, size, hasAudio: false });
+          const g = await referenceSyncScores(gIn, nets, { audio: refJob.gtAudio, alternates: [refJob.shiftedAudio], onEvent });
+          if (g.scores && g.alternateScores[0]) baselineRows(g.scores, g.alternateScores[0]);
+          else notes.push(...g.notes.map((x) => `GT: ${x}`));
         }
         lseSeconds += (performance.now() - ts) / 1000;
       }
@@ -556,6 +616,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   } finally {
     fidNet?.net.dispose();
     sync?.net.dispose();
+    s3fd?.net.dispose();
     lpips?.dispose();
     await framePool?.close();
     await engine?.close().catch(() => undefined);
@@ -573,7 +634,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     const l = runLse.get(sys);
     if (l && l.videos.length) {
       const r = l.compute();
-      const label = sync!.identity.label;
+      const label = lseLabelOf(sync!.identity.label, syncCrop);
       rows.push({ name: `lse-d(${label})`, value: r.lseD, direction: LseMetric.direction['lse-d'], averagedOver: 'videos', count: r.videos });
       rows.push({ name: `lse-c(${label})`, value: r.lseC, direction: LseMetric.direction['lse-c'], averagedOver: 'videos', count: r.videos });
       rows.push({ name: `av-offset(${label})`, value: r.offset, direction: LseMetric.direction['av-offset'], averagedOver: 'videos', count: r.videos });
@@ -598,6 +659,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       framesFps: pairs.some((p) => p.pred.kind === 'frames' || p.gt.kind === 'frames') ? framesFps : undefined,
       crop,
       cropSize,
+      syncCrop: sync ? syncCrop : undefined,
       landmarkEngine: engineInfo,
       syncnet: sync?.identity,
       baselineShift: opts.baseline ? shift : undefined,
@@ -709,4 +771,21 @@ function sizeMismatch(id: string, gt: { width: number; height: number }, pred: {
 /** Per-clip LSE scores by full name (`<part>(<weights label>)`, part as in LseMetric.direction). */
 function lseScores(s: SyncScores, label: string): Record<string, number> {
   return { [`lse-d(${label})`]: s.lseD, [`lse-c(${label})`]: s.lseC, [`av-offset(${label})`]: s.offset };
+}
+
+/** LSE metric names carry the crop when it is not the default: `lse-d(<weights label>,reference-crop)`. */
+function lseLabelOf(weightsLabel: string, syncCrop: SyncCrop): string {
+  return syncCrop === 'reference' ? `${weightsLabel},reference-crop` : weightsLabel;
+}
+
+/** The reference pipeline's input: the file itself when it is compared as is, else the compared frames, re-encoded. */
+function referenceInput(reader: ClipReader, src: Source, o: { skip: number; fps?: number; count: number; size: Size; hasAudio: boolean }): ReferenceInput {
+  if (src.kind === 'video' && o.skip === 0 && o.fps === undefined) return { kind: 'file', file: src.file, hasAudio: o.hasAudio };
+  async function* perFrame(): AsyncGenerator<Uint8Array> {
+    for await (const c of reader.frames({ skip: o.skip, count: o.count, chunk: 16, size: o.size, fps: o.fps })) {
+      const px = c.width * c.height * 3;
+      for (let i = 0; i < c.count; i++) yield c.data.slice(i * px, (i + 1) * px);
+    }
+  }
+  return { kind: 'raw', width: o.size.width, height: o.size.height, fps: o.fps ?? reader.fps, frames: perFrame() };
 }

@@ -109,19 +109,32 @@ export function syncnetCropTrack(boxes: ReadonlyArray<FaceBox | null>, what = 'v
   const s = medfiltK(bx.map((b) => Math.max(b.x2 - b.x1, b.y2 - b.y1) / 2));
   const x = medfiltK(bx.map((b) => (b.x1 + b.x2) / 2));
   const y = medfiltK(bx.map((b) => (b.y1 + b.y2) / 2));
+  return { rects: cropRects(s, x, y), interpolated };
+}
+
+/**
+ * crop_video's rectangles from the smoothed half-size s and centre (x, y) of each frame: the frame padded by
+ * bsi = int(1.8·s), rows [int(y + bsi − s), int(y + bsi + 1.8s)), columns [int(x + bsi − 1.4s), int(x + bsi + 1.4s))
+ * (Python int() truncation; slices clipped to the padded frame as numpy does), back in frame coordinates.
+ */
+export function cropRects(s: readonly number[], x: readonly number[], y: readonly number[], frame?: { width: number; height: number }): CropTrack['rects'] {
   const cs = SYNCNET_CROP_SCALE;
-  const rects = s.map((bs, i) => {
+  return s.map((bs, i) => {
     const bsi = Math.trunc(bs * (1 + 2 * cs));
     const my = y[i]! + bsi;
     const mx = x[i]! + bsi;
     // Indices in the padded frame, truncated like Python int(); back to frame coordinates by − bsi.
-    const r0 = Math.trunc(my - bs);
-    const r1 = Math.trunc(my + bs * (1 + 2 * cs));
-    const c0 = Math.trunc(mx - bs * (1 + cs));
-    const c1 = Math.trunc(mx + bs * (1 + cs));
+    let r0 = Math.trunc(my - bs);
+    let r1 = Math.trunc(my + bs * (1 + 2 * cs));
+    let c0 = Math.trunc(mx - bs * (1 + cs));
+    let c1 = Math.trunc(mx + bs * (1 + cs));
+    if (frame) {
+      const clip = (v: number, n: number) => Math.min(Math.max(v, 0), n);
+      [r0, r1] = [clip(r0, frame.height + 2 * bsi), clip(r1, frame.height + 2 * bsi)];
+      [c0, c1] = [clip(c0, frame.width + 2 * bsi), clip(c1, frame.width + 2 * bsi)];
+    }
     return { x0: c0 - bsi, y0: r0 - bsi, w: Math.max(1, c1 - c0), h: Math.max(1, r1 - r0) };
   });
-  return { rects, interpolated };
 }
 
 /**

@@ -421,10 +421,9 @@ registerWeightKind({
     },
   ],
 });
-// Networks not implemented in difftalk yet: `weights fetch` downloads and verifies their files; import says so.
 registerWeightKind({
   kind: 's3fd',
-  description: 'S3FD face detector (syncnet_python reference crop; network not implemented yet)',
+  description: 'S3FD face detector (syncnet_python reference crop, eval --sync-crop reference)',
   sources: [
     {
       flag: 'model',
@@ -435,6 +434,7 @@ registerWeightKind({
     },
   ],
 });
+// Networks not implemented in difftalk yet: `weights fetch` downloads and verifies their files; import says so.
 registerWeightKind({
   kind: 'i3d',
   description: 'I3D (FVD, StyleGAN-V protocol; network not implemented yet)',
