@@ -21,12 +21,14 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { FvdMetric } from '../../src/metrics/fvd.js';
 import { I3D_FEATURE_DIM, i3dParams, i3dTensorsFrom, loadI3d, type I3d } from '../../src/models/i3d.js';
-import { importWeights, weightsLabel } from '../../src/models/weights-store.js';
+import { fetchWeights, importWeights, weightsLabel } from '../../src/models/weights-store.js';
 import type { RgbFrames } from '../../src/media/types.js';
 import { DifftalkError } from '../../src/util/errors.js';
 import { runProcess, runTool } from '../../src/util/exec.js';
@@ -65,6 +67,26 @@ describe('i3d weights: TorchScript import', () => {
     assert.equal(i3dParams().length, 287);
     assert.equal(r.parameters, 12_711_824);
     assert.match(weightsLabel(r), /^unverified file [0-9a-f]{12}$/);
+  });
+
+  it('weights fetch i3d: downloads i3d_torchscript.pt (from a local mirror) and imports it like weights import', async () => {
+    const body = readFileSync(pt);
+    const server = http.createServer((req, res) => {
+      if (req.url !== '/i3d_torchscript.pt') return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-length': body.length }).end(body);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const mirror = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const r = await fetchWeights('i3d', { cacheDir: path.join(dir, 'cache-fetch'), mirror });
+      assert.equal(r.downloads[0]!.verified, 'unverified'); // no published hash for this file
+      assert.match(r.label, /^unverified file [0-9a-f]{12}$/);
+      assert.equal(r.imported!.tensors, 287);
+      const imported = await importWeights('i3d', { model: pt }, { cacheDir: path.join(dir, 'cache-again') });
+      assert.equal(r.imported!.sha256, imported.sha256); // the same converted file as `weights import`
+    } finally {
+      server.close();
+    }
   });
 
   it('refuses an I3D whose shapes differ, with one error naming the tensor and both shapes', async () => {
