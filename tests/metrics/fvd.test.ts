@@ -16,7 +16,7 @@
  *   low-rank route is checked against numpy in tests/metrics/fid.test.ts).
  * - eval CLI (`--metrics fvd`) on lossless videos of the same frames: equal to the metric's value above (1e-9 relative).
  *
- * Time: 8 clips of 16 frames through the I3D on tfjs-wasm (≈ 7–15 s a clip on this shared 2-core machine): 137 s in all
+ * Time: 8 clips of 16 frames through the I3D on tfjs-wasm (≈ 7–15 s a clip on this shared 2-core machine): 137–188 s in all
  * measured (`node --import tsx --test tests/metrics/fvd.test.ts`, after `npx tsc -p tsconfig.json` for the CLI test).
  */
 import assert from 'node:assert/strict';
