@@ -74,6 +74,10 @@ export default class Eval extends BaseCommand {
       summary: 'Names of the DiffTalk numeric ids: the clip_ids.csv of `difftalk export difftalk` or JSON {"<clip id>": <vid>}; default: the numeric id.',
       exists: true,
     }),
+    'fvd-clips': Flags.integer({
+      min: 1,
+      summary: 'FVD clips per video (default: every complete 16-frame window; 1 = StyleGAN-V, one clip per video).',
+    }),
     force: Flags.boolean({ summary: 'Write the report into a non-empty --out folder (its report files are replaced).', default: false }),
     backend: Flags.option({
       options: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const,
@@ -119,6 +123,7 @@ export default class Eval extends BaseCommand {
         audio: flags.audio,
         difftalkList: flags['difftalk-list'],
         difftalkMap: flags['difftalk-map'],
+        fvdClipsPerVideo: flags['fvd-clips'],
         fps: flags.fps === undefined ? undefined : Number(flags.fps),
         commandLine: [this.config.bin, this.id ?? 'eval', ...this.argv],
         onEvent: this.events(flags['log-level']),
@@ -128,7 +133,7 @@ export default class Eval extends BaseCommand {
       this.log(`${system}:`);
       for (const m of rows)
         this.log(
-          `  ${m.name} = ${m.value.toFixed(4)} (${DIRECTION_TEXT[m.direction]}; ${m.averagedOver === 'dataset' ? `one statistic over ${m.count} frames` : `mean over ${m.count} ${m.averagedOver}`})`,
+          `  ${m.name} = ${m.value.toFixed(4)} (${DIRECTION_TEXT[m.direction]}; ${m.averagedOver === 'dataset' ? `one statistic over ${m.count} frames` : m.averagedOver === 'clips' ? `one statistic over ${m.count} 16-frame clips` : `mean over ${m.count} ${m.averagedOver}`})`,
         );
     }
     for (const c of result.clips)

@@ -16,6 +16,8 @@
  * 6. `baseline`: the same scores for GT vs GT, and LSE of the GT video with its audio shifted by `baselineShift` frames.
  * 7. FID (pytorch-fid InceptionV3 pool3) between the set of all prediction crops and all GT crops (the frames the frame
  *    metrics see), one value per system for the whole run ('dataset' in the summary); biased by the sample count.
+ * 8. FVD (I3D Kinetics-400, StyleGAN-V / LatentSync protocol, metrics/fvd.ts) on clips of 16 consecutive compared
+ *    frames (the frames the frame metrics see), one value per run like FID.
  */
 import sharp from 'sharp';
 import { loadAudio16k, type AudioData } from '../audio/wav.js';
@@ -27,6 +29,7 @@ import type { FaceLandmarks, LandmarkEngine } from '../face/types.js';
 import { probeMedia } from '../media/probe.js';
 import type { RgbFrames } from '../media/types.js';
 import { FidMetric, inceptionFeatures } from '../metrics/fid.js';
+import { FvdMetric } from '../metrics/fvd.js';
 import { ibug68FromResults, LmdMetric } from '../metrics/lmd.js';
 import { loadLpips, LpipsMetric, type Lpips, type LpipsNet } from '../metrics/lpips.js';
 import { LseMetric, SAMPLES_PER_VIDEO_FRAME, SyncStream, type SyncScores } from '../metrics/lse.js';
@@ -39,6 +42,7 @@ import { tf } from '../util/tf.js';
 import { loadFidInception, type FidInception } from '../models/inception.js';
 import { loadS3fd, type S3fd } from '../models/s3fd.js';
 import { referenceSyncScores, type ReferenceInput } from '../metrics/sync-reference.js';
+import { loadI3d, type I3d } from '../models/i3d.js';
 import { loadSyncNet, type LoadedSyncNet, type SyncNetIdentity } from '../models/syncnet-weights.js';
 import { SYNCNET_SIZE } from '../models/syncnet.js';
 import { DifftalkError } from '../util/errors.js';
@@ -56,8 +60,8 @@ export { pairClips, type Source } from './inputs.js';
 export type SyncCrop = 'landmarks' | 'reference';
 export const SYNC_CROPS: readonly SyncCrop[] = ['landmarks', 'reference'];
 
-export type EvalMetric = 'psnr' | 'ssim' | 'lpips' | 'lse' | 'lmd' | 'fid';
-export const EVAL_METRICS: readonly EvalMetric[] = ['psnr', 'ssim', 'lpips', 'lse', 'lmd', 'fid'];
+export type EvalMetric = 'psnr' | 'ssim' | 'lpips' | 'lse' | 'lmd' | 'fid' | 'fvd';
+export const EVAL_METRICS: readonly EvalMetric[] = ['psnr', 'ssim', 'lpips', 'lse', 'lmd', 'fid', 'fvd'];
 export const DEFAULT_EVAL_METRICS: readonly EvalMetric[] = ['psnr', 'ssim', 'lmd'];
 
 export interface EvalOptions {
@@ -116,6 +120,8 @@ export interface EvalOptions {
   commandLine?: readonly string[];
   /** Worst frames per clip embedded in the HTML report (default 4). */
   worstFrames?: number;
+  /** FVD clips per video (default: every complete 16-frame window; 1 = StyleGAN-V's one clip per video). */
+  fvdClipsPerVideo?: number;
   onEvent?: OnEvent;
 }
 
@@ -156,8 +162,11 @@ export interface MetricSummary {
   value: number;
   /** From the metric itself (its class's `direction`), never from the name. */
   direction: MetricDirection;
-  /** 'frames' (mean of per-frame values), 'videos' (mean of per-video scores) or 'dataset' (one statistic over all frames: FID). */
-  averagedOver: 'frames' | 'videos' | 'dataset';
+  /**
+   * 'frames' (mean of per-frame values), 'videos' (mean of per-video scores), 'dataset' (one statistic over all frames:
+   * FID) or 'clips' (one statistic over all 16-frame clips: FVD; `count` = clips).
+   */
+  averagedOver: 'frames' | 'videos' | 'dataset' | 'clips';
   count: number;
 }
 
@@ -252,6 +261,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   let lpips: Lpips | undefined;
   let fidNet: { net: FidInception; file: string } | undefined;
   let fid: FidMetric | undefined;
+  let fvdNet: { net: I3d; file: string } | undefined;
+  let fvd: FvdMetric | undefined;
   let engine: LandmarkEngine | undefined;
   /** PSNR/SSIM on every core (worker threads, closed at the end). */
   const framePool = metrics.includes('psnr') || metrics.includes('ssim') ? new FramePool() : undefined;
@@ -260,7 +271,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   if (!SYNC_CROPS.includes(syncCrop)) throw new DifftalkError('bad-option', `--sync-crop ${syncCrop} is not landmarks or reference`);
   const reference = syncCrop === 'reference' && metrics.includes('lse');
   let s3fd: { net: S3fd; file: string } | undefined;
-  const frameCrops = crop === 'face' && (['psnr', 'ssim', 'lpips', 'fid'] as const).some((m) => metrics.includes(m));
+  const frameCrops = crop === 'face' && (['psnr', 'ssim', 'lpips', 'fid', 'fvd'] as const).some((m) => metrics.includes(m));
   const needLandmarks = frameCrops || (metrics.includes('lse') && !reference) || metrics.includes('lmd') || align.method === 'auto';
   const clips: ClipResult[] = [];
   const frames: FrameResult[] = [];
@@ -306,6 +317,12 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       const sha = await sha256File(fidNet.file);
       weights.push({ kind: 'fid-inception', file: fidNet.file, sha256: sha });
       fid = new FidMetric(sha.slice(0, 12));
+    }
+    if (metrics.includes('fvd')) {
+      fvdNet = await loadI3d({ cacheDir: opts.weightsCacheDir, fetch: true, onEvent });
+      const sha = await sha256File(fvdNet.file);
+      weights.push({ kind: 'i3d', file: fvdNet.file, sha256: sha });
+      fvd = new FvdMetric(fvdNet.net, sha.slice(0, 12), { clipsPerVideo: opts.fvdClipsPerVideo, onEvent });
     }
     if (needLandmarks) {
       const created = await createLandmarkEngine({ engine: opts.landmarkEngine ?? 'tfjs' });
@@ -420,7 +437,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       if (gtLms && noFace(gtLms)) notes.push(`no face in ${noFace(gtLms)} GT frame(s): boxes interpolated`);
       if (predLms && noFace(predLms)) notes.push(`no face in ${noFace(predLms)} prediction frame(s): boxes interpolated`);
 
-      const faceCrops = crop === 'face' && (metrics.includes('psnr') || metrics.includes('ssim') || metrics.includes('lpips') || fidNet !== undefined);
+      const faceCrops =
+        crop === 'face' && (metrics.includes('psnr') || metrics.includes('ssim') || metrics.includes('lpips') || fidNet !== undefined || fvd !== undefined);
       const gtTrack = gtLms && (faceCrops || (sync && !reference && opts.baseline)) ? syncnetCropTrack(gtLms.map(meshBox), `${pair.id} (GT)`) : undefined;
       const predTrack = sync && !reference ? syncnetCropTrack(predLms!.map(meshBox), `${pair.id} (prediction)`) : undefined;
       const p68 = metrics.includes('lmd') ? ibug68FromResults(predLms!) : undefined;
@@ -484,6 +502,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       const keyMetric = predMetrics[0];
       const worstK = opts.worstFrames ?? 4;
       let candidates: Array<{ i: number; v: number; p: Uint8Array; g: Uint8Array; w: number; h: number }> = [];
+      fvd?.beginVideo();
+      const fvdUnused = fvd?.unusedFrames ?? 0;
       for await (const c of stream()) {
         const sub = (t: CropTrack): CropTrack => ({ rects: t.rects.slice(c.start, c.start + c.pred.count), interpolated: [] });
         const evalP = faceCrops ? cropsToFrames(applyCropTrack(c.pred, sub(gtTrack!), cropSize), cropSize) : c.pred;
@@ -507,6 +527,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         if (opts.baseline) await feed(gtMetrics, evalG, evalG, g68, gtGtVals);
         if (fidNet && fid)
           fid.update(await inceptionFeatures(evalP, { net: fidNet.net, onEvent }), await inceptionFeatures(evalG, { net: fidNet.net, onEvent }));
+        if (fvd) await fvd.update(evalP, evalG);
         if (predSync) {
           const ts = performance.now();
           await predSync.push(applyCropTrack(c.pred, sub(predTrack!), SYNCNET_SIZE));
@@ -528,6 +549,12 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
             candidates = candidates.sort((x, y) => cmp(x.v, y.v) || x.i - y.i).slice(0, worstK);
           }
         }
+      }
+
+      if (fvd) {
+        fvd.endVideo();
+        const unused = fvd.unusedFrames - fvdUnused;
+        if (unused > 0) notes.push(`FVD: ${unused} of ${n} frames fall outside its ${fvd.clipFrames}-frame clips and are not used`);
       }
 
       // LSE of the clip (per video), through LseMetric
@@ -615,6 +642,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     onEvent({ type: 'stage-done', stage: 'eval', done: pairs.length, seconds: (performance.now() - t0) / 1000 });
   } finally {
     fidNet?.net.dispose();
+    fvdNet?.net.dispose();
     sync?.net.dispose();
     s3fd?.net.dispose();
     lpips?.dispose();
@@ -647,6 +675,14 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     if (opts.baseline && summary.gt) {
       const g = fid.compute(true);
       summary.gt = [...summary.gt, { name: g.name, value: g.value, direction: g.direction, averagedOver: 'dataset', count: g.frames }];
+    }
+  }
+  if (fvd) {
+    const r = fvd.compute();
+    summary.pred = [...(summary.pred ?? []), { name: r.name, value: r.value, direction: r.direction, averagedOver: 'clips', count: r.clips }];
+    if (opts.baseline && summary.gt) {
+      const g = fvd.compute(true);
+      summary.gt = [...summary.gt, { name: g.name, value: g.value, direction: g.direction, averagedOver: 'clips', count: g.clips }];
     }
   }
   return {

@@ -434,16 +434,16 @@ registerWeightKind({
     },
   ],
 });
-// Networks not implemented in difftalk yet: `weights fetch` downloads and verifies their files; import says so.
 registerWeightKind({
   kind: 'i3d',
-  description: 'I3D (FVD, StyleGAN-V protocol; network not implemented yet)',
+  description: 'I3D Kinetics-400 (FVD, StyleGAN-V / LatentSync protocol; converter in models/i3d.ts)',
   sources: [
     {
       flag: 'model',
       fileName: 'i3d_torchscript.pt',
       url: 'https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1 (the file StyleGAN-V src/metrics/frechet_video_distance.py downloads)',
-      description: 'I3D TorchScript used by StyleGAN-V for FVD (≈50 MB)',
+      description: 'I3D TorchScript used by StyleGAN-V and LatentSync for FVD (≈50 MB)',
+      // no published hash: a fetched file is labelled "unverified file <sha256[:12]>"
       download: { url: 'https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1', maxBytes: 150 * MB },
     },
   ],

@@ -3,6 +3,10 @@
  *
  * - zip format (torch.save default since 1.6): `<root>/data.pkl` pickles the object with persistent-id storages,
  *   `<root>/data/<key>` holds each storage's raw bytes, `<root>/byteorder` says 'little' or 'big'.
+ * - TorchScript archives (torch.jit.save) have the same `<root>/data.pkl` + `<root>/data/<key>` layout: data.pkl pickles
+ *   the `__torch__.*` module objects, which load as inert {@link PyObject}s whose BUILD state maps attribute names to
+ *   submodules, parameters and buffers, so `tensors` names them by attribute path (`Mixed_3b.b0.conv3d.weight`). The
+ *   archive's code/ and constants.pkl are never read or run.
  * - legacy format (`_use_new_zipfile_serialization=False`, all files before torch 1.6): five pickles
  *   (magic number, protocol 1001, sys_info, the object, the sorted list of storage keys) followed, per key,
  *   by an int64 element count and the raw bytes.

@@ -3,6 +3,7 @@ import { BaseCommand } from '../../cli/base-command.js';
 import { fetchWeights, listWeightKinds, type FetchResult } from '../../models/weights-store.js';
 import '../../models/syncnet-weights.js'; // registers the syncnet-v2 converter
 import '../../models/inception.js'; // registers the fid-inception converter
+import '../../models/i3d.js'; // registers the i3d converter (FVD)
 import '../../models/vq-f4.js'; // registers the vq-f4 converter
 import '../../models/s3fd.js'; // registers the s3fd converter
 import '../../models/deepspeech.js'; // registers the deepspeech kind (DeepSpeech 0.1.0 frozen graph)
@@ -14,8 +15,7 @@ export default class WeightsFetch extends BaseCommand {
   static override description =
     'Resumable (a rerun continues an interrupted download with an HTTP Range request), size-capped, and checked against ' +
     'the sha256 that upstream publishes (torchvision: the hash prefix in the file name). A file without a published ' +
-    'hash is kept and labelled "unverified file <sha256[:12]>". Kinds whose network is not implemented yet (i3d) ' +
-    'are downloaded and verified only. Kinds: ' +
+    'hash is kept and labelled "unverified file <sha256[:12]>". Kinds: ' +
     listWeightKinds()
       .map((k) => k.kind)
       .join(', ') +

@@ -4,6 +4,7 @@ import { DifftalkError } from '../../util/errors.js';
 import { importWeights, listWeightKinds, weightsDir, type ImportResult } from '../../models/weights-store.js';
 import '../../models/syncnet-weights.js'; // registers the syncnet-v2 converter
 import '../../models/inception.js'; // registers the fid-inception converter
+import '../../models/i3d.js'; // registers the i3d converter (FVD)
 import '../../models/vq-f4.js'; // registers the vq-f4 converter
 import '../../models/s3fd.js'; // registers the s3fd converter
 import '../../models/deepspeech.js'; // registers the deepspeech kind (DeepSpeech 0.1.0 frozen graph)
@@ -33,7 +34,7 @@ export default class WeightsImport extends BaseCommand {
     }),
     backbone: Flags.file({ summary: 'lpips-*: torchvision ImageNet checkpoint (alexnet-owt-7be5be79.pth / vgg16-397923af.pth).' }),
     linear: Flags.file({ summary: 'lpips-*: LPIPS v0.1 linear layers (alex.pth / vgg.pth from lpips/weights/v0.1).' }),
-    model: Flags.file({ summary: 'Single-file kinds (syncnet-v2, fid-inception, vq-f4, s3fd): the checkpoint.' }),
+    model: Flags.file({ summary: 'Single-file kinds (syncnet-v2, fid-inception, i3d, vq-f4, s3fd): the checkpoint.' }),
     source: Flags.string({ summary: 'Any other input of a kind as name=path (repeatable).', multiple: true }),
     'cache-dir': Flags.directory({ summary: 'Weights cache folder (default $DIFFTALK_CACHE/weights or ~/.cache/difftalk/weights).' }),
   };
