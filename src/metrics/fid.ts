@@ -342,22 +342,12 @@ export class FidMetric {
     return { pred: n(this.pred), gt: n(this.gt) };
   }
 
-  private static cat(xs: readonly Float32Array[]): Float32Array {
-    const all = new Float32Array(xs.reduce((a, x) => a + x.length, 0));
-    let o = 0;
-    for (const x of xs) {
-      all.set(x, o);
-      o += x.length;
-    }
-    return all;
-  }
-
   /** FID between all prediction and all GT features seen (`gtVsGt`: the GT set against itself, the baseline). */
   compute(gtVsGt = false): { name: string; value: number; frames: number; direction: MetricDirection } {
     const { pred, gt } = this.counts;
     if (gt < 2 || (!gtVsGt && pred < 2)) throw new DifftalkError('no-data', `FID needs at least 2 frames per set (prediction ${pred}, GT ${gt})`);
-    const g = FidMetric.cat(this.gt);
-    const p = gtVsGt ? g : FidMetric.cat(this.pred);
+    const g = concatFeatures(this.gt);
+    const p = gtVsGt ? g : concatFeatures(this.pred);
     const np = gtVsGt ? gt : pred;
     return { name: this.name, value: fidFromFeatures(p, np, g, gt, this.dim), frames: np, direction: this.direction };
   }
@@ -372,4 +362,15 @@ export class FidMetric {
     this.pred = [];
     this.gt = [];
   }
+}
+
+/** Feature rows gathered in chunks, as one array (FID and FVD statistics). */
+export function concatFeatures(xs: readonly Float32Array[]): Float32Array {
+  const all = new Float32Array(xs.reduce((a, x) => a + x.length, 0));
+  let o = 0;
+  for (const x of xs) {
+    all.set(x, o);
+    o += x.length;
+  }
+  return all;
 }

@@ -20,7 +20,7 @@ import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { tf } from '../util/tf.js';
 import { I3D_CLIP_FRAMES, I3D_FEATURE_DIM, type I3d } from '../models/i3d.js';
-import { fidFromFeatures } from './fid.js';
+import { concatFeatures, fidFromFeatures } from './fid.js';
 import type { MetricDirection } from './metric.js';
 
 /** I3D features [clips, 400] of `clips` clips given as consecutive frames (uint8 RGB, clip after clip). */
@@ -166,7 +166,7 @@ export class FvdMetric {
 
   /** The features seen so far, [clips, 400] row-major per side. */
   features(): { pred: Float32Array; gt: Float32Array } {
-    return { pred: cat(this.pred), gt: cat(this.gt) };
+    return { pred: concatFeatures(this.pred), gt: concatFeatures(this.gt) };
   }
 
   /** FVD between all prediction and all GT clips (`gtVsGt`: the GT set against itself, the baseline). */
@@ -177,8 +177,8 @@ export class FvdMetric {
         suggestion: `evaluate more or longer videos (each complete run of ${this.clipFrames} compared frames is one clip), or leave fvd out of --metrics`,
       });
     }
-    const g = cat(this.gt);
-    const p = gtVsGt ? g : cat(this.pred);
+    const g = concatFeatures(this.gt);
+    const p = gtVsGt ? g : concatFeatures(this.pred);
     const np = gtVsGt ? gt : pred;
     return { name: this.name, value: fidFromFeatures(p, np, g, gt, I3D_FEATURE_DIM), clips: np, direction: this.direction };
   }
@@ -198,14 +198,4 @@ export class FvdMetric {
     this.videoClips = 0;
     this.unusedFrames = 0;
   }
-}
-
-function cat(xs: readonly Float32Array[]): Float32Array {
-  const all = new Float32Array(xs.reduce((a, x) => a + x.length, 0));
-  let o = 0;
-  for (const x of xs) {
-    all.set(x, o);
-    o += x.length;
-  }
-  return all;
 }
