@@ -87,7 +87,7 @@ function difftalkItems(s: Sizes, minSeconds: number, quick: boolean, pool: Frame
       const name = `lin${k}.model.1.weight`;
       w.set(name, { shape: [1, c, 1, 1], data: det(name, [1, c, 1, 1]).map(Math.abs) });
     });
-    const model = new Lpips(net, w);
+    const model = await Lpips.create(net, w, 'auto'); // the executor eval picks without --backend
     try {
       const n = s.lpips_batch;
       const pa = synthetic(n, 0);
@@ -112,7 +112,7 @@ function difftalkItems(s: Sizes, minSeconds: number, quick: boolean, pool: Frame
     'lpips-alex': lpips('alex'),
     'lpips-vgg': lpips('vgg'),
     fid: async () => {
-      const net = FidInception.fromTensors(new Map(fidInceptionParams().map(([name, shape]) => [name, { shape, data: det(name, shape) }])));
+      const net = await FidInception.create(new Map(fidInceptionParams().map(([name, shape]) => [name, { shape, data: det(name, shape) }])), 'auto');
       try {
         const n = s.fid_batch;
         const frames = synthetic(n, 3);
