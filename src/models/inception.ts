@@ -29,7 +29,7 @@ import path from 'node:path';
 import { DifftalkError } from '../util/errors.js';
 import type { tf } from '../util/tf.js';
 import { readSafetensors } from '../weights/safetensors.js';
-import { loadWeights, registerWeightConverter, requireWeights } from './weights-store.js';
+import { loadWeights, pickFloat32Tensors, registerWeightConverter, requireWeights } from './weights-store.js';
 import { pad2, type NetGraph, type NetOp, type NetParam, type Pad4, type Pair } from './netgraph.js';
 import { TfNet } from './netgraph-tf.js';
 import { createNetRunner, type NetExecutor, type NetRunner } from './net-runner.js';
@@ -394,26 +394,16 @@ export class FidInception {
   }
 }
 
-/** Check and keep the pool3 tensors of a pytorch-fid state_dict (as float32, PyTorch names and layout). */
-function pickFidTensors(sd: Map<string, TensorData>, file: string): Map<string, TensorData> {
-  const out = new Map<string, TensorData>();
-  for (const [name, shape] of [...fidInceptionParams(), ...FID_INCEPTION_FC]) {
-    const t = sd.get(name);
-    if (!t) throw new DifftalkError('bad-weights', `${file}: tensor ${name} is missing (is this pt_inception-2015-12-05-6726825d.pth?)`);
-    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw new DifftalkError('bad-weights', `${file}: ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
-    }
-    if (!(t.data instanceof Float32Array)) throw new DifftalkError('bad-weights', `${file}: ${name} is ${t.dtype}, expected a float tensor`);
-    if (name.startsWith('fc.')) continue; // checked (right file), not stored: pool3 does not use the classifier
-    out.set(name, { dtype: 'float32', shape: [...shape], data: t.data });
-  }
-  return out;
-}
-
 /** Converter for `difftalk weights import --kind fid-inception --model pt_inception-2015-12-05-6726825d.pth`. */
 registerWeightConverter('fid-inception', async ({ inputs }) => {
   const file = inputs.model!;
-  const tensors = pickFidTensors(stateDict(await readTorchFile(file), { stripPrefix: 'module.' }), file);
+  const tensors = pickFloat32Tensors(
+    stateDict(await readTorchFile(file), { stripPrefix: 'module.' }),
+    [...fidInceptionParams(), ...FID_INCEPTION_FC],
+    file,
+    'pt_inception-2015-12-05-6726825d.pth',
+    (name) => !name.startsWith('fc.'), // checked (right file), not stored: pool3 does not use the classifier
+  );
   return { tensors, metadata: { format: 'difftalk-fid-inception', source: 'pytorch-fid pt_inception-2015-12-05', layout: 'pytorch-state-dict' } };
 });
 

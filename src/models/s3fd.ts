@@ -20,7 +20,7 @@ import type { OnEvent } from '../util/events.js';
 import { tf } from '../util/tf.js';
 import { readSafetensors } from '../weights/safetensors.js';
 import { readTorchFile, stateDict, type TensorData } from '../weights/torch.js';
-import { loadWeights, registerWeightConverter, requireWeights } from './weights-store.js';
+import { loadWeights, pickFloat32Tensors, registerWeightConverter, requireWeights } from './weights-store.js';
 
 export const S3FD_MIN_SIZES = [16, 32, 64, 128, 256, 512] as const;
 export const S3FD_STEPS = [4, 8, 16, 32, 64, 128] as const;
@@ -379,23 +379,10 @@ export class S3fd {
   }
 }
 
-function pickS3fd(sd: Map<string, TensorData>, file: string): Map<string, TensorData> {
-  const out = new Map<string, TensorData>();
-  for (const [name, shape] of s3fdParamShapes()) {
-    const t = sd.get(name);
-    if (!t) throw new DifftalkError('bad-weights', `${file}: tensor ${name} is missing (is this sfd_face.pth?)`);
-    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
-      throw new DifftalkError('bad-weights', `${file}: ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
-    if (!(t.data instanceof Float32Array)) throw new DifftalkError('bad-weights', `${file}: ${name} is ${t.dtype}, expected float32`);
-    out.set(name, { dtype: 'float32', shape: [...shape], data: t.data });
-  }
-  return out;
-}
-
 /** Converter for `difftalk weights import --kind s3fd --model sfd_face.pth` (and `weights fetch s3fd`). */
 registerWeightConverter('s3fd', async ({ inputs }) => {
   const file = inputs.model!;
-  const tensors = pickS3fd(stateDict(await readTorchFile(file), { stripPrefix: 'module.' }), file);
+  const tensors = pickFloat32Tensors(stateDict(await readTorchFile(file), { stripPrefix: 'module.' }), s3fdParamShapes(), file, 'sfd_face.pth');
   return { tensors, metadata: { format: 'difftalk-s3fd', source: 'syncnet_python detectors/s3fd sfd_face.pth', layout: 'pytorch-state-dict' } };
 });
 

@@ -64,6 +64,31 @@ export function registerWeightKind(spec: WeightKindSpec): void {
 }
 
 /** Attach (or replace) the converter of a kind that is already described. */
+/**
+ * The tensors `params` names, checked against a converter's input state_dict: each present, of that shape and float32
+ * (else DifftalkError('bad-weights') naming `file`, the tensor and, when missing, `hint`, the file the user meant).
+ * `keep` (default all) says which checked tensors are returned.
+ */
+export function pickFloat32Tensors(
+  sd: ReadonlyMap<string, TensorData>,
+  params: Iterable<readonly [string, readonly number[]]>,
+  file: string,
+  hint: string,
+  keep: (name: string) => boolean = () => true,
+): Map<string, TensorData> {
+  const out = new Map<string, TensorData>();
+  for (const [name, shape] of params) {
+    const t = sd.get(name);
+    if (!t) throw new DifftalkError('bad-weights', `${file}: tensor ${name} is missing (is this ${hint}?)`);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new DifftalkError('bad-weights', `${file}: ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+    }
+    if (!(t.data instanceof Float32Array)) throw new DifftalkError('bad-weights', `${file}: ${name} is ${t.dtype}, expected float32`);
+    if (keep(name)) out.set(name, { dtype: 'float32', shape: [...shape], data: t.data });
+  }
+  return out;
+}
+
 export function registerWeightConverter(kind: string, convert: NonNullable<WeightKindSpec['convert']>): void {
   const spec = getWeightKind(kind);
   KINDS.set(kind, { ...spec, convert });
