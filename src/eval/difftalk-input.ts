@@ -25,6 +25,8 @@ export interface DifftalkClip {
   frames: number[];
   /** Positions in the list (= the inference output's flat index) of those frames. */
   positions: number[];
+  /** The list's own text of each frame (`<vid>_<frame>`): DiffTalk reads `images/<text>.jpg`, leading zeros kept. */
+  names: string[];
 }
 
 export interface DifftalkList {
@@ -67,7 +69,7 @@ export async function readDifftalkList(file: string, opts: { mapping?: string; b
           suggestion: 'pass the mapping written with this data_test.txt, or none (clips are then named by their numeric id)',
         });
       }
-      byVid.set(vid, (c = { vid, id, frames: [], positions: [] }));
+      byVid.set(vid, (c = { vid, id, frames: [], positions: [], names: [] }));
     }
     const last = c.frames.at(-1);
     if (last !== undefined && frame <= last) {
@@ -81,6 +83,7 @@ export async function readDifftalkList(file: string, opts: { mapping?: string; b
     }
     c.frames.push(frame);
     c.positions.push(k);
+    c.names.push(m[0]);
   });
   if (lines.length === 0) throw new DifftalkError('bad-input', `${file} lists no frames`);
   return { file, clips: [...byVid.values()], lines: lines.length, batch: opts.batch ?? DIFFTALK_BATCH };
@@ -161,7 +164,7 @@ export async function difftalkImageClips(root: string, list: DifftalkList): Prom
   const images = path.join(root, 'images');
   const have = new Set(await readdir(images));
   return list.clips.map((c) => {
-    const frames = c.frames.map((f) => `${c.vid}_${f}.jpg`);
+    const frames = c.names.map((n) => `${n}.jpg`);
     const miss = frames.find((n) => !have.has(n));
     if (miss) throw new DifftalkError('frames-missing', `${images} has no ${miss} (listed in ${list.file})`);
     return { id: c.id, frames: frames.map((n) => path.join(images, n)), listed: c.frames };

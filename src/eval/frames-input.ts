@@ -2,7 +2,7 @@
  * Frame folders as eval inputs (issue 12 point 1): a folder of PNG/JPG/WebP frames in natural numeric order
  * (`2.png` before `10.png`), decoded losslessly with sharp (no re-encode), all frames the same size.
  */
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { RgbFrames } from '../media/types.js';
@@ -16,22 +16,47 @@ export function naturalCompare(a: string, b: string): number {
   return a.localeCompare(b, 'en', { numeric: true, sensitivity: 'variant' });
 }
 
-/** The frame files of `dir` (by extension), naturally ordered; [] when it holds none. */
+/**
+ * The frame files of `dir` (by extension), naturally ordered; [] when it holds none. Links to files count as frames
+ * (a dangling link is an error, never a silently missing frame); hidden files (`.name`, e.g. macOS `._0001.png`) are
+ * not frames. Two files for one frame (`7.png` and `7.jpg`, or `7.png` and `007.png`) are the error `frames-duplicate`.
+ */
 export async function listFrameFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true });
-  return entries
-    .filter((e) => e.isFile() && FRAME_EXT.has(path.extname(e.name).toLowerCase()))
-    .map((e) => e.name)
-    .sort(naturalCompare)
-    .map((n) => path.join(dir, n));
+  const names: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.name.startsWith('.') || !FRAME_EXT.has(path.extname(e.name).toLowerCase())) continue;
+    if (e.isSymbolicLink()) {
+      const target = await stat(path.join(dir, e.name)).catch(() => undefined);
+      if (!target)
+        throw new DifftalkError('bad-image', `${path.join(dir, e.name)} is a link to nothing`, { suggestion: 'restore its target or remove the link' });
+      if (!target.isFile()) continue;
+    } else if (!e.isFile()) continue;
+    names.push(e.name);
+  }
+  names.sort(naturalCompare);
+  const stem = (n: string) => n.slice(0, n.length - path.extname(n).length);
+  for (let i = 1; i < names.length; i++) {
+    if (naturalCompare(stem(names[i - 1]!), stem(names[i]!)) === 0) {
+      throw new DifftalkError('frames-duplicate', `${dir} holds ${names[i - 1]} and ${names[i]}: two files for one frame, so the frame order is ambiguous`, {
+        suggestion: 'keep one file per frame (move the other format or numbering elsewhere)',
+      });
+    }
+  }
+  return names.map((n) => path.join(dir, n));
 }
+
+/**
+ * How frames are decoded: the stored pixel values, as ffmpeg (the video path), OpenCV and PIL read them. sharp would
+ * otherwise convert an image with an embedded ICC profile (e.g. Display P3) to sRGB, changing every value.
+ */
+const DECODE = { ignoreIcc: true } as const;
 
 /** Size of the first frame (all others must match; checked by readFrames). */
 export async function frameSize(files: readonly string[]): Promise<{ width: number; height: number }> {
   const first = files[0];
   if (!first) throw new DifftalkError('no-frames', 'no frame files');
   try {
-    const m = await sharp(first).metadata();
+    const m = await sharp(first, DECODE).metadata();
     if (!m.width || !m.height) throw new Error('no size');
     return { width: m.width, height: m.height };
   } catch (e) {
@@ -48,7 +73,7 @@ export async function readFrames(files: readonly string[], size?: { width: numbe
   const n = width * height * 3;
   const data = new Uint8Array(files.length * n);
   for (const [i, f] of files.entries()) {
-    let img = sharp(f).removeAlpha().toColorspace('srgb');
+    let img = sharp(f, DECODE).removeAlpha().toColorspace('srgb');
     if (size) img = img.resize(width, height, { fit: 'fill' });
     let raw: { data: Buffer; info: { width: number; height: number; channels: number } };
     try {

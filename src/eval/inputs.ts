@@ -9,7 +9,7 @@ import path from 'node:path';
 import { iterateRows, listShards } from '../dataset/shard-reader.js';
 import { DifftalkError } from '../util/errors.js';
 import { exists } from '../util/fs.js';
-import { difftalkImageClips, difftalkOutputClips, isDifftalkOutput, type DifftalkList } from './difftalk-input.js';
+import { difftalkImageClips, difftalkOutputClips, difftalkOutputName, isDifftalkOutput, type DifftalkList } from './difftalk-input.js';
 import { FRAME_EXT, listFrameFiles, naturalCompare, parsePattern, patternFrameFiles } from './frames-input.js';
 
 const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff']);
@@ -34,6 +34,12 @@ export interface InputOptions {
 }
 
 export async function listSources(p: string, role: 'pred' | 'gt', opts: InputOptions = {}): Promise<Source[]> {
+  if (opts.difftalk && role === 'pred' && (parsePattern(p) !== undefined || (await exists(p))) && !(await isDifftalkOutput(p))) {
+    // The list maps only a DiffTalk inference folder; ignoring it for any other --pred would hide a mistaken command.
+    throw new DifftalkError('bad-option', `--difftalk-list is given but --pred ${p} is not a DiffTalk inference folder (it has no ${difftalkOutputName(0)})`, {
+      suggestion: 'drop --difftalk-list, or pass the folder scripts/inference.py wrote ({batch:04d}_{j:04d}.jpg) as --pred',
+    });
+  }
   if (parsePattern(p)) {
     const frames = await patternFrameFiles(p);
     return [{ kind: 'frames', id: path.basename(path.resolve(path.dirname(p))), file: p, frames }];
@@ -83,14 +89,22 @@ export async function listSources(p: string, role: 'pred' | 'gt', opts: InputOpt
     return ids.map((id) => ({ kind: 'dataset', id, dir: p }));
   }
   const frameFiles = await listFrameFiles(p);
+  const names = (await readdir(p)).filter((n) => !n.startsWith('.') && VIDEO_EXT.has(path.extname(n).toLowerCase())).sort();
+  if (frameFiles.length > 0 && names.length > 0) {
+    // A stray image beside videos (a thumbnail) would otherwise turn a folder of videos into a clip of frames.
+    throw new DifftalkError('mixed-inputs', `--${role} folder ${p} holds both videos (${names[0]}) and frames (${path.basename(frameFiles[0]!)})`, {
+      suggestion: 'keep one kind per folder: move the images (or the videos) elsewhere',
+    });
+  }
   if (frameFiles.length > 0) return [{ kind: 'frames', id: path.basename(path.resolve(p)), file: p, frames: frameFiles }];
-  const names = (await readdir(p)).filter((n) => VIDEO_EXT.has(path.extname(n).toLowerCase())).sort();
   if (names.length === 0) {
-    // A folder of frame folders: one clip each.
-    const subdirs = (await readdir(p, { withFileTypes: true }))
-      .filter((e) => e.isDirectory())
-      .map((e) => e.name)
-      .sort(naturalCompare);
+    // A folder of frame folders: one clip each (links to folders count).
+    const subdirs: string[] = [];
+    for (const e of await readdir(p, { withFileTypes: true })) {
+      if (e.name.startsWith('.')) continue;
+      if (e.isDirectory() || (e.isSymbolicLink() && (await stat(path.join(p, e.name)).catch(() => undefined))?.isDirectory())) subdirs.push(e.name);
+    }
+    subdirs.sort(naturalCompare);
     const clips: Source[] = [];
     for (const d of subdirs) {
       const files = await listFrameFiles(path.join(p, d));

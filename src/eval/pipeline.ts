@@ -237,7 +237,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     if (!EVAL_METRICS.includes(m)) throw new DifftalkError('bad-option', `unknown metric '${m}'`, { suggestion: `use ${EVAL_METRICS.join(', ')}` });
   const crop = opts.crop ?? 'face';
   const framesFps = opts.fps ?? DEFAULT_FRAMES_FPS;
-  if (!(framesFps > 0)) throw new DifftalkError('bad-option', `--fps must be positive, got ${framesFps}`);
+  if (!(framesFps > 0) || !Number.isFinite(framesFps)) throw new DifftalkError('bad-option', `--fps must be a positive number, got ${framesFps}`);
   const cropSize = opts.cropSize ?? SYNCNET_SIZE;
   const shift = opts.baselineShift ?? 10;
   const ssimVariant = opts.ssimVariant ?? 'gaussian';
@@ -254,6 +254,11 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   }
   const difftalk = opts.difftalkList ? await readDifftalkList(opts.difftalkList, { mapping: opts.difftalkMap }) : undefined;
   const { pairs, unmatched } = await pairClips(opts.pred, opts.gt, { difftalk });
+  if (opts.fps !== undefined && !pairs.some((p) => p.pred.kind === 'frames' || p.gt.kind === 'frames')) {
+    throw new DifftalkError('bad-option', `--fps ${opts.fps} gives the frame rate of frames, but neither --pred nor --gt is frames`, {
+      suggestion: 'drop --fps: videos and prepared datasets carry their own rate (a prediction at another rate than its GT is resampled, and noted)',
+    });
+  }
   const extraAudio = opts.audio ? await loadAudio16k(opts.audio) : undefined;
   const weights: EvalResult['protocol']['weights'] = [];
   const networks: Record<string, string> = {};
@@ -371,7 +376,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       }
       const predHasAudio = pair.pred.kind === 'video' && (await probeMedia(pair.pred.file)).hasAudio;
       const size = { width: pr.width, height: pr.height };
-      if (pair.gt.kind !== 'dataset' && (gr.width !== pr.width || gr.height !== pr.height)) {
+      if (gr.width !== pr.width || gr.height !== pr.height) {
         sizeMismatch(pair.id, gr, pr, opts.resize);
         notes.push(
           `GT is ${gr.width}×${gr.height}, prediction ${pr.width}×${pr.height}: ${pair.gt.kind === 'video' ? "GT decoded at the prediction's size" : "GT resized to the prediction's size"}`,
@@ -734,8 +739,10 @@ async function detectAll(engine: LandmarkEngine, chunks: AsyncIterable<RgbFrames
 /**
  * `--align auto`: the offset d (GT frame = prediction frame + d) within base ± AUTO_ALIGN_RANGE whose GT frames best
  * match 16 prediction frames above the mouth: rows above the subnasale (iBUG 33, the top of DiffTalk's test mask,
- * face/masks.ts maskRows) of the GT frame, compared at 64 px wide (mean squared difference). Ties go to the offset
- * nearest the base.
+ * face/masks.ts maskRows) of the GT frame, compared at 64 px wide (mean squared difference). Each offset compares the
+ * first 16 prediction frames that have a GT frame under it (from prediction frame max(0, −d)), so a short prediction
+ * or one that starts before its GT is searched too; offsets that leave fewer frames are not candidates. Ties go to
+ * the offset nearest the base.
  */
 async function autoOffset(
   pr: ClipReader,
@@ -743,19 +750,20 @@ async function autoOffset(
   o: { base: number; predCount: number; gtCount: number; predFps?: number; size: Size; engine: LandmarkEngine; id: string },
 ): Promise<number> {
   const R = AUTO_ALIGN_RANGE;
-  const pStart = Math.max(0, R - o.base);
-  const m = Math.min(AUTO_ALIGN_FRAMES, o.predCount - pStart);
-  const gFrom = Math.max(0, pStart + o.base - R);
-  const gTo = Math.min(o.gtCount, pStart + m + o.base + R);
-  if (m < 4 || gTo - gFrom < m) {
+  const m = Math.min(AUTO_ALIGN_FRAMES, o.predCount, o.gtCount);
+  const dLo = o.base - R;
+  const dHi = o.base + R;
+  const usable = (d: number) => Math.max(0, -d) + m <= o.predCount && Math.max(0, d) + m <= o.gtCount;
+  if (m < 4 || ![...Array(dHi - dLo + 1).keys()].some((k) => usable(dLo + k))) {
     throw new DifftalkError(
       'too-short',
-      `${o.id}: --align auto needs ${pStart + 4} prediction frames and GT frames around them (prediction ${o.predCount}, GT ${o.gtCount})`,
-      {
-        suggestion: 'pass --align offset:N with the known offset',
-      },
+      `${o.id}: --align auto compares ${AUTO_ALIGN_FRAMES} frames (at least 4) at offsets ${dLo}…${dHi}; the prediction has ${o.predCount} frames and the GT ${o.gtCount}`,
+      { suggestion: 'pass --align offset:N with the known offset' },
     );
   }
+  const pTo = Math.min(o.predCount, Math.max(0, -dLo) + m);
+  const gFrom = Math.min(o.gtCount, Math.max(0, dLo));
+  const gTo = Math.min(o.gtCount, Math.max(0, dHi) + m);
   const small = { width: AUTO_ALIGN_SIDE, height: Math.max(1, Math.round((AUTO_ALIGN_SIDE * o.size.height) / o.size.width)) };
   const chunk = chunkFrames(o.size.width, o.size.height);
   // Mask rows of the GT frames, from their landmarks at the prediction's size.
@@ -770,18 +778,16 @@ async function autoOffset(
     return Buffer.concat(parts);
   };
   const g = await collect(gr.frames({ skip: gFrom, count: gTo - gFrom, chunk: 64, size: small }));
-  const p = await collect(pr.frames({ skip: pStart, count: m, chunk: 64, size: small, fps: o.predFps }));
+  const p = await collect(pr.frames({ skip: 0, count: pTo, chunk: 64, size: small, fps: o.predFps }));
   const fb = small.width * small.height * 3;
   let best = { d: o.base, err: Infinity };
-  for (let d = o.base - R; d <= o.base + R; d++) {
+  for (let d = dLo; d <= dHi; d++) {
+    if (!usable(d)) continue;
+    const p0 = Math.max(0, -d);
     let se = 0;
     let cnt = 0;
-    for (let i = 0; i < m; i++) {
-      const gi = pStart + i + d - gFrom;
-      if (gi < 0 || gi >= gTo - gFrom) {
-        se = Infinity;
-        break;
-      }
+    for (let i = p0; i < p0 + m; i++) {
+      const gi = i + d - gFrom;
       const lim = rows[gi]! * small.width * 3;
       for (let k = 0; k < lim; k++) {
         const x = p[i * fb + k]! - g[gi * fb + k]!;
@@ -789,10 +795,9 @@ async function autoOffset(
       }
       cnt += lim;
     }
-    const err = cnt ? se / cnt : Infinity;
+    const err = se / cnt;
     if (err < best.err || (err === best.err && Math.abs(d - o.base) < Math.abs(best.d - o.base))) best = { d, err };
   }
-  if (!Number.isFinite(best.err)) throw new DifftalkError('too-short', `${o.id}: --align auto found no offset with GT frames for every compared frame`);
   return best.d;
 }
 
