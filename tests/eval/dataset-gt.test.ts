@@ -108,4 +108,16 @@ describe('eval and SyncNet training on a prepared dataset', () => {
     const psnr = r.summary.pred!.find((m) => m.name === 'psnr(rgb-255-cap100)')!;
     assert.equal(psnr.value, 100);
   });
+
+  it('a prediction at another size than the dataset is an error unless --resize (then noted)', async () => {
+    const big = path.join(dir, 'pred-512');
+    await mkdir(big, { recursive: true });
+    await runTool('ffmpeg', ['-v', 'error', '-i', AOC_CLIP, '-frames:v', String(N), '-c:v', 'ffv1', path.join(big, 'aoc.mkv')]);
+    await assert.rejects(
+      runEval({ pred: big, gt: ds, out: path.join(dir, 'out-512'), metrics: ['psnr'], crop: 'none' }),
+      (e: Error & { code?: string; suggestion?: string }) => e.code === 'size-mismatch' && /256×256/.test(e.message) && /--resize/.test(String(e.suggestion)),
+    );
+    const r = await runEval({ pred: big, gt: ds, out: path.join(dir, 'out-512r'), metrics: ['psnr'], crop: 'none', resize: true });
+    assert.ok(r.clips[0]!.notes.some((n) => /GT is 256×256, prediction 512×512: GT resized/.test(n)));
+  });
 });
