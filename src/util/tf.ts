@@ -82,7 +82,12 @@ async function tryTensorflow(): Promise<Attempt> {
 
 /** ' at <file:line>' of the first caller outside tfjs and this module, for the sync-read error. */
 function callerOf(): string {
-  const frames = (new Error().stack ?? '').split('\n').slice(1);
+  // a read from deep inside tfjs (e.g. moving a tensor between backends) is more than the default 10 frames down
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 64;
+  const stack = new Error().stack ?? '';
+  Error.stackTraceLimit = limit;
+  const frames = stack.split('\n').slice(1);
   const frame = frames.find((f) => !/tfjs|util[\\/]tf\.[jt]s|node:internal/.test(f));
   const m = frame && /\(?((?:file:\/\/)?[^()\s]+:\d+):\d+\)?\s*$/.exec(frame);
   return m ? ` at ${path.relative(process.cwd(), m[1]!.replace(/^file:\/\//, ''))}` : '';
