@@ -43,6 +43,8 @@ export interface BackendInfo {
 
 let lastInfo: BackendInfo | undefined;
 let webgpuDevice: GPUDevice | undefined;
+/** What tryWebgpu reported when it created webgpuDevice. */
+let webgpuStarted: Partial<BackendInfo> | undefined;
 const webgpuHooks = new Set<() => void>();
 
 /**
@@ -124,7 +126,8 @@ function isSoftware(adapter: GPUAdapter): boolean {
 
 async function tryWebgpu(allowSoftware = true): Promise<Attempt> {
   if (tf.findBackend('webgpu') && webgpuDevice) {
-    return (await tf.setBackend('webgpu')) ? { ok: true } : { ok: false, why: 'the webgpu backend registered earlier did not start' };
+    // the same device again (a later initBackend in this process): the same adapter, features and limits
+    return (await tf.setBackend('webgpu')) ? { ok: true, info: webgpuStarted } : { ok: false, why: 'the webgpu backend registered earlier did not start' };
   }
   let webgpu: { create(flags: string[]): GPU; globals: object };
   try {
@@ -173,7 +176,8 @@ async function tryWebgpu(allowSoftware = true): Promise<Attempt> {
   for (const hook of webgpuHooks) hook();
   const limits: Record<string, number> = {};
   for (const k of WANTED_LIMITS) if (requiredLimits[k] !== undefined) limits[k] = requiredLimits[k];
-  return { ok: true, info: { adapter: adapterSummary(adapter), features: [...device.features].map(String).sort(), limits } };
+  webgpuStarted = { adapter: adapterSummary(adapter), features: [...device.features].map(String).sort(), limits };
+  return { ok: true, info: webgpuStarted };
 }
 
 async function tryWasm(): Promise<Attempt> {
