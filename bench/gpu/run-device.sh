@@ -4,7 +4,10 @@
 # tfjs-webgpu with difftalk's kernels — in fp32 and, where the adapter has shader-f16, the GEMM items and the UNet
 # step again under --precision mixed, set against PyTorch bf16 autocast — then with tfjs's stock kernels if time
 # remains), and a summary. The kernel checks include tests/gpu/mixed.test.ts (the f16 GEMM kernels vs cpu).
-# Everything lands in $OUT: summary.md, probe.json, kernel-tests.tap, twin-check.json, bench-{custom,stock}.{json,md,log}.
+# The steps write into a work folder ($DEVICE_WORK, default a fresh temp folder); at the end (also on a timeout or
+# an error) $OUT gets at most 8 files, the most the `run` tool brings back: summary.md, log.txt, probe.json,
+# kernel-tests.tap, twin-check.json, bench-custom.json, bench-stock.json, and all.tar.gz with every file of the work
+# folder (unpack.txt, nvidia-smi.txt, the benches' .md/.log/.txt, stderr of each step).
 #
 # Here first: bench/gpu/pack.sh (fills .device/). On the GPU machine, from the project root (the `run` tool):
 #   command: bash bench/gpu/run-device.sh      carry: [".device"]      timeout_s: 420
@@ -14,46 +17,59 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$PWD/device-out}
 mkdir -p "$OUT"
+# the run tool brings back at most 8 files from $OUT: every step writes into W, and finish() picks what goes to $OUT
+W=${DEVICE_WORK:-$(mktemp -d)}
+mkdir -p "$W"
 start=$SECONDS
 TOTAL_S=${TOTAL_S:-330}
-log() { echo "[$((SECONDS - start)) s] $*" | tee -a "$OUT/log.txt"; }
+log() { echo "[$((SECONDS - start)) s] $*" | tee -a "$W/log.txt"; }
+finished=
+finish() {
+  [ -n "$finished" ] && return
+  finished=1
+  for f in summary.md log.txt probe.json kernel-tests.tap twin-check.json bench-custom.json bench-stock.json; do
+    [ -f "$W/$f" ] && cp "$W/$f" "$OUT/$f"
+  done
+  tar -czf "$OUT/all.tar.gz" -C "$W" . 2>/dev/null
+}
+trap finish EXIT
 
 if [ -z "${DEVICE_DRY:-}" ]; then
   # a dry run's link to this checkout's dawn.node must not shadow the one unpacked here
   [ -L .device/node_modules/webgpu/dist ] && rm .device/node_modules/webgpu/dist
   # node, the Vulkan loader and dawn.node (../shared/device/unpack.sh, copied into .device by pack.sh)
-  source .device/unpack.sh >"$OUT/unpack.txt" 2>&1 || { log "unpack failed"; cat "$OUT/unpack.txt"; }
-  nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
+  source .device/unpack.sh >"$W/unpack.txt" 2>&1 || { log "unpack failed"; cat "$W/unpack.txt"; }
+  nvidia-smi >"$W/nvidia-smi.txt" 2>&1
   export BENCH_PYTHON=${BENCH_PYTHON:-$(command -v python3)}
 else
   export BENCH_PYTHON=${BENCH_PYTHON:-/usr/bin/python3}
   # dry run: the bundles find webgpu's dawn.node in node_modules instead of unpacking .device/dawn.node.xz
   if [ ! -e .device/node_modules/webgpu/dist ]; then
     ln -s "$PWD/node_modules/webgpu/dist" .device/node_modules/webgpu/dist
-    trap 'rm -f .device/node_modules/webgpu/dist' EXIT
+    trap 'finish; rm -f .device/node_modules/webgpu/dist' EXIT
   fi
 fi
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
-export DIFFTALK_SHARED=$PWD/.device/shared BENCH_TORCH_DIR=$PWD/bench/torch DEVICE_OUT=$OUT
+export DIFFTALK_SHARED=$PWD/.device/shared BENCH_TORCH_DIR=$PWD/bench/torch DEVICE_OUT=$W
 log "node $(node --version 2>&1); python $BENCH_PYTHON; size ${BENCH_GPU_SIZE:-full}"
 
 log "probe"
-timeout 60 node .device/device.mjs probe >"$OUT/probe.txt" 2>&1 || log "probe failed (see probe.txt)"
+timeout 60 node .device/device.mjs probe >"$W/probe.txt" 2>&1 || log "probe failed (see probe.txt)"
 
 log "kernel checks (tests/gpu against the cpu backend)"
-timeout "${KERNEL_TESTS_S:-90}" node --test --test-reporter=tap .device/*.test.mjs >"$OUT/kernel-tests.tap" 2>&1 || log "kernel checks: failures or timeout (see kernel-tests.tap)"
-grep -E '^# (pass|fail|skipped)' "$OUT/kernel-tests.tap" | tee -a "$OUT/log.txt"
+timeout "${KERNEL_TESTS_S:-90}" node --test --test-reporter=tap .device/*.test.mjs >"$W/kernel-tests.tap" 2>&1 || log "kernel checks: failures or timeout (see kernel-tests.tap)"
+grep -E '^# (pass|fail|skipped)' "$W/kernel-tests.tap" | tee -a "$W/log.txt"
 
 log "PyTorch twin vs fixtures (CPU)"
-timeout 60 "$BENCH_PYTHON" bench/torch/check.py .device/shared/data/fixtures >"$OUT/twin-check.json" 2>"$OUT/twin-check.err" || log "twin check failed (see twin-check.err)"
+timeout 60 "$BENCH_PYTHON" bench/torch/check.py .device/shared/data/fixtures >"$W/twin-check.json" 2>"$W/twin-check.err" || log "twin check failed (see twin-check.err)"
 
 log "bench: PyTorch fp32/TF32/bf16, then tfjs-webgpu with difftalk's kernels"
-timeout "${BENCH_S:-210}" node .device/device.mjs bench custom >"$OUT/bench-custom.txt" 2>&1 || log "bench custom: failed or timed out (partial: bench-custom.log)"
+timeout "${BENCH_S:-210}" node .device/device.mjs bench custom >"$W/bench-custom.txt" 2>&1 || log "bench custom: failed or timed out (partial: bench-custom.log)"
 
 left=$((TOTAL_S - (SECONDS - start)))
 if [ "$left" -gt 60 ]; then
   log "bench: tfjs-webgpu with tfjs's stock kernels (DIFFTALK_WEBGPU_KERNELS=stock), $left s left"
-  DIFFTALK_WEBGPU_KERNELS=stock BENCH_TORCH_FROM=$OUT/bench-custom.json timeout "$left" node .device/device.mjs bench stock >"$OUT/bench-stock.txt" 2>&1 ||
+  DIFFTALK_WEBGPU_KERNELS=stock BENCH_TORCH_FROM=$W/bench-custom.json timeout "$left" node .device/device.mjs bench stock >"$W/bench-stock.txt" 2>&1 ||
     log "bench stock: failed or timed out (partial: bench-stock.log)"
 else
   log "bench stock: skipped ($left s left)"
@@ -61,4 +77,5 @@ fi
 
 timeout 20 node .device/device.mjs summary >/dev/null 2>&1
 log "done"
+finish
 cat "$OUT/summary.md"

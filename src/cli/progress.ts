@@ -135,6 +135,17 @@ export function jsonLinesRenderer(stream: NodeJS.WritableStream = process.stderr
 }
 
 /**
+ * A stage's rate: "12.3/s", or the time per item when that reads better than "0.0/s" (a slow step on a software GPU):
+ * "26.0 s/clip". '-' before anything is done.
+ */
+export function rateText(done: number, seconds: number, unit: string): string {
+  if (!(done > 0) || !(seconds > 0)) return '-';
+  const perSecond = done / seconds;
+  if (perSecond >= 1) return `${perSecond.toFixed(1)}/s`;
+  return `${(seconds / done).toFixed(1)} s/${unit.replace(/s$/, '') || 'item'}`;
+}
+
+/**
  * Human output: one bar per running stage with count, rate and ETA (cli-progress), plus log and drop lines. A training
  * stage (unit 'steps') shows smoothed loss, lr, samples/s, step time and ETA and is redrawn at every step.
  * Without a TTY (CI logs) bars are replaced by a line per stage start/finish, and a training stage writes one line
@@ -148,7 +159,7 @@ export function barRenderer(stream: NodeJS.WriteStream = process.stderr, logLeve
           stream,
           clearOnComplete: false,
           hideCursor: true,
-          format: ' {stage} |{bar}| {value}/{total} {unit} | {rate}/s | ETA {eta_formatted} {detail}',
+          format: ' {stage} |{bar}| {value}/{total} {unit} | {rate} | ETA {eta_formatted} {detail}',
           etaBuffer: 50,
           fps: 5,
         },
@@ -163,7 +174,7 @@ export function barRenderer(stream: NodeJS.WriteStream = process.stderr, logLeve
   const fields = (stage: string, done: number, unit: string, t0: number, detail = '') => ({
     stage: stage.padEnd(12),
     unit,
-    rate: (done / Math.max(1e-3, (performance.now() - t0) / 1000)).toFixed(1),
+    rate: rateText(done, (performance.now() - t0) / 1000, unit),
     detail,
   });
   const onEvent = (e: ProgressEvent) => {
@@ -204,14 +215,14 @@ export function barRenderer(stream: NodeJS.WriteStream = process.stderr, logLeve
         const b = bars.get(e.stage);
         // A training stage counts the steps run here (e.done is the absolute step, which includes a resumed run's).
         const done = b?.train ? b.train.stepsRun : e.done;
-        const rate = e.seconds > 0 ? (done / e.seconds).toFixed(1) : '-';
+        const rate = rateText(done, e.seconds, b?.unit ?? '');
         if (b?.bar) {
           b.bar.setTotal(Math.max(e.done, b.total ?? 0));
           b.bar.update(e.done, { ...fields(e.stage, e.done, b.unit, b.t0), detail: b.train?.fields() ?? '' });
           b.bar.stop();
         } else {
           const upTo = b?.train && done !== e.done ? ` (to step ${e.done})` : '';
-          line(`< ${e.stage}: ${done} ${b?.unit ?? ''}${upTo} in ${e.seconds.toFixed(1)} s (${rate}/s)`);
+          line(`< ${e.stage}: ${done} ${b?.unit ?? ''}${upTo} in ${e.seconds.toFixed(1)} s (${rate})`);
         }
         bars.delete(e.stage);
         break;

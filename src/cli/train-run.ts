@@ -9,7 +9,7 @@ import { checkPresetFits, type PresetFit, type PresetName, type StepBackend } fr
 import { tensorBoardSink } from '../train/tensorboard.js';
 import type { TrainResult } from '../train/core.js';
 import type { OnEvent } from '../util/events.js';
-import { initBackend, type BackendName } from '../util/tf.js';
+import { backendInfo, initBackend, type BackendInfo, type BackendName } from '../util/tf.js';
 import { bestValidation, statsTap, summaryLines } from './progress.js';
 import { stopSignals } from './stop-signals.js';
 
@@ -29,12 +29,21 @@ export function checkPreset(preset: PresetName, stages: readonly ('autoencoder' 
  * Start the backend (initBackend's header line: adapter, features, limits) and resolve --precision on it (a line
  * saying which precision and why); --precision mixed where it cannot run is an error (exit 2) before any work.
  */
-export async function startBackend(backend: string, precision: string, onEvent: OnEvent): Promise<{ backend: string; precision: Precision }> {
+export async function startBackend(
+  backend: string,
+  precision: string,
+  onEvent: OnEvent,
+): Promise<{ backend: string; precision: Precision; device?: GpuDevice }> {
   const started = await initBackend(backend as BackendName, onEvent);
   const p = resolvePrecision(precision as PrecisionChoice);
   onEvent({ type: 'log', level: 'info', message: describePrecision(p) });
-  return { backend: started, precision: p.precision };
+  const info = backendInfo();
+  const device = info?.adapter ? { adapter: info.adapter, features: info.features ?? [], limits: info.limits ?? {} } : undefined;
+  return { backend: started, precision: p.precision, ...(device ? { device } : {}) };
 }
+
+/** The WebGPU adapter a command ran on (its name, features and limits): part of the --json result on webgpu. */
+export type GpuDevice = Required<Pick<BackendInfo, 'adapter' | 'features' | 'limits'>>;
 
 /** Run one trainer with TensorBoard files in `out` and return its result with the summary lines. */
 export async function recordedRun<R extends TrainResult>(

@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
 import { backendFlag, numberFlag, precisionFlag } from '../cli/flags.js';
-import { startBackend } from '../cli/train-run.js';
+import { startBackend, type GpuDevice } from '../cli/train-run.js';
 import { DEFAULT_RENDER, renderVideo, type RenderResult } from '../render/render.js';
 
 export default class Render extends BaseCommand {
@@ -38,10 +38,10 @@ export default class Render extends BaseCommand {
     precision: precisionFlag(),
   };
 
-  async run(): Promise<RenderResult & { backend: string; precision: string }> {
+  async run(): Promise<RenderResult & { backend: string; precision: string; device?: GpuDevice }> {
     const { flags } = await this.parse(Render);
     const onEvent = this.events(flags['log-level']);
-    const { backend, precision } = await startBackend(flags.backend, flags.precision, onEvent);
+    const { backend, precision, device } = await startBackend(flags.backend, flags.precision, onEvent);
     const result = await renderVideo({
       checkpoint: flags.checkpoint,
       video: flags.video,
@@ -66,6 +66,6 @@ export default class Render extends BaseCommand {
     this.log(
       `${result.out}: ${result.frames} frames (${result.seconds.toFixed(2)} s) at ${result.framesPerSecond.toFixed(2)} frames/s, checkpoint ${result.checkpoint}`,
     );
-    return { ...result, backend, precision };
+    return { ...result, backend, precision, ...(device ? { device } : {}) };
   }
 }

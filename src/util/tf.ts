@@ -43,6 +43,8 @@ export interface BackendInfo {
 
 let lastInfo: BackendInfo | undefined;
 let webgpuDevice: GPUDevice | undefined;
+/** What tryWebgpu reported when it created webgpuDevice. */
+let webgpuStarted: Partial<BackendInfo> | undefined;
 const webgpuHooks = new Set<() => void>();
 
 /**
@@ -82,7 +84,12 @@ async function tryTensorflow(): Promise<Attempt> {
 
 /** ' at <file:line>' of the first caller outside tfjs and this module, for the sync-read error. */
 function callerOf(): string {
-  const frames = (new Error().stack ?? '').split('\n').slice(1);
+  // a read from deep inside tfjs (e.g. moving a tensor between backends) is more than the default 10 frames down
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 64;
+  const stack = new Error().stack ?? '';
+  Error.stackTraceLimit = limit;
+  const frames = stack.split('\n').slice(1);
   const frame = frames.find((f) => !/tfjs|util[\\/]tf\.[jt]s|node:internal/.test(f));
   const m = frame && /\(?((?:file:\/\/)?[^()\s]+:\d+):\d+\)?\s*$/.exec(frame);
   return m ? ` at ${path.relative(process.cwd(), m[1]!.replace(/^file:\/\//, ''))}` : '';
@@ -119,7 +126,8 @@ function isSoftware(adapter: GPUAdapter): boolean {
 
 async function tryWebgpu(allowSoftware = true): Promise<Attempt> {
   if (tf.findBackend('webgpu') && webgpuDevice) {
-    return (await tf.setBackend('webgpu')) ? { ok: true } : { ok: false, why: 'the webgpu backend registered earlier did not start' };
+    // the same device again (a later initBackend in this process): the same adapter, features and limits
+    return (await tf.setBackend('webgpu')) ? { ok: true, info: webgpuStarted } : { ok: false, why: 'the webgpu backend registered earlier did not start' };
   }
   let webgpu: { create(flags: string[]): GPU; globals: object };
   try {
@@ -168,7 +176,8 @@ async function tryWebgpu(allowSoftware = true): Promise<Attempt> {
   for (const hook of webgpuHooks) hook();
   const limits: Record<string, number> = {};
   for (const k of WANTED_LIMITS) if (requiredLimits[k] !== undefined) limits[k] = requiredLimits[k];
-  return { ok: true, info: { adapter: adapterSummary(adapter), features: [...device.features].map(String).sort(), limits } };
+  webgpuStarted = { adapter: adapterSummary(adapter), features: [...device.features].map(String).sort(), limits };
+  return { ok: true, info: webgpuStarted };
 }
 
 async function tryWasm(): Promise<Attempt> {

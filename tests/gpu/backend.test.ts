@@ -38,7 +38,7 @@ async function compare(fn: () => tf.Tensor[]): Promise<number> {
   return maxRelDiff(gpu, cpu);
 }
 
-test('webgpu: adapter name, features and limits are reported', (t) => {
+test('webgpu: adapter name, features and limits are reported (again by a later initBackend on the same device)', async (t) => {
   if (unavailable) return t.skip(unavailable);
   const info = backendInfo();
   assert.equal(tf.getBackend(), 'webgpu');
@@ -49,6 +49,11 @@ test('webgpu: adapter name, features and limits are reported', (t) => {
   const log = events.find((e) => e.type === 'log' && e.message.startsWith('TensorFlow.js backend: webgpu'));
   assert.ok(log, 'one log event names the backend');
   assert.match((log as { message: string }).message, /features: .*limits: maxBufferSize \d+/);
+  await initBackend('webgpu');
+  assert.deepEqual(
+    { adapter: backendInfo()?.adapter, features: backendInfo()?.features, limits: backendInfo()?.limits },
+    { adapter: info.adapter, features: info.features, limits: info.limits },
+  );
 });
 
 test('webgpu: conv2d (odd size, padding, stride 2), its input and filter gradients and a batched matmul match cpu', async (t) => {

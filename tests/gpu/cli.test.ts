@@ -37,6 +37,8 @@ interface RunResult {
   valLoss: number;
   checkpoint: string;
   backend: string;
+  /** --json on webgpu: the adapter, its features and limits. */
+  device?: { adapter: { description: string }; features: string[]; limits: Record<string, number> };
   frames?: number;
 }
 
@@ -124,6 +126,9 @@ describe('--backend webgpu from the CLI', { timeout: 1_200_000 }, () => {
     const gpu = await run(t, aeArgs(path.join(work, 'ae-gpu'), 'webgpu'));
     if (!gpu || !ref) return;
     assert.equal(gpu.backend, 'webgpu');
+    assert.ok(gpu.device && gpu.device.adapter.description && gpu.device.features.includes('shader-f16'), `--json device: ${JSON.stringify(gpu.device)}`);
+    assert.ok(gpu.device.limits.maxStorageBufferBindingSize! > 0);
+    assert.equal(ref.device, undefined, 'no device on wasm');
     assert.equal(gpu.step, 2);
     assert.ok(rel(gpu.firstLoss, ref.firstLoss) < FIRST_LOSS_TOL, `first loss ${gpu.firstLoss} vs ${ref.firstLoss}`);
     assert.ok(rel(gpu.lastLoss, ref.lastLoss) < LOSS_TOL, `last loss ${gpu.lastLoss} vs ${ref.lastLoss}`);

@@ -6,6 +6,8 @@
  * - FID Inception (no PyTorch fixture exists for it, see tests/metrics/fid.test.ts): 2048-d features of 2 real face
  *   crops on webgpu against the wasm backend, max difference 1e-4 × max |feature| (deterministic full-rank weights).
  * Where tfjs-webgpu lacks a kernel a network needs, the test says so (skip with the kernel's name).
+ * Memory: each network is called again and tf.memory().numTensors / numBytes after the repeat equal those after the
+ * first call (a leak per call shows; eval calls each network once per chunk of frames).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -43,6 +45,15 @@ function kernelGap(e: unknown): string | undefined {
   return m ? `tfjs-webgpu has no ${m[1] ?? m[2]} kernel: ${errorMessage(e)}` : undefined;
 }
 
+/** tf.memory()'s tensors and bytes after one call of `call` and after two more: equal, or a leak per call. */
+async function assertFlat(what: string, call: () => Promise<unknown>): Promise<void> {
+  await call();
+  const one = { tensors: tf.memory().numTensors, bytes: tf.memory().numBytes };
+  await call();
+  await call();
+  assert.deepEqual({ tensors: tf.memory().numTensors, bytes: tf.memory().numBytes }, one, `${what}: memory after 3 calls vs after 1`);
+}
+
 function close(a: number, b: number, rel: number, what: string): void {
   assert.ok(Math.abs(a - b) <= rel * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
 }
@@ -75,6 +86,8 @@ test('webgpu: LPIPS-alex matches the PyTorch fixture (1e-4 relative)', async (t)
     const r = await model.distances(frames(crop(a, 0, 0, 128, 128)), frames(crop(a, 1, 1, 128, 128)));
     const want = ref.values.crop128_shift1!.lpips;
     assert.ok(Math.abs(r.total[0]! - want) <= 1e-4 * want, `total ${r.total[0]} vs ${want}`);
+    const small = [frames(crop(a, 0, 0, 64, 64)), frames(crop(a, 1, 1, 64, 64))] as const;
+    await assertFlat('LPIPS', () => model.distances(...small));
   } finally {
     model.dispose();
   }
@@ -88,11 +101,19 @@ test('webgpu: SyncNet v2 window-0 embeddings match the PyTorch fixture (1e-4 rel
     const m = syncMfcc(wav.samples, wav.sampleRate);
     const xv = packLipWindows(await syncFrames(['00', '01', '02', '03', '04']), [0]);
     const xa = packAudioWindows(m.data, m.frames, [0]);
+    const read = async (t: tf.Tensor) => {
+      try {
+        return (await t.data()) as Float32Array;
+      } finally {
+        t.dispose();
+      }
+    };
     let lip: Float32Array;
     let aud: Float32Array;
     try {
-      lip = (await net.forwardLip(xv).data()) as Float32Array;
-      aud = (await net.forwardAud(xa).data()) as Float32Array;
+      lip = await read(net.forwardLip(xv));
+      aud = await read(net.forwardAud(xa));
+      await assertFlat('SyncNet', async () => [await read(net.forwardLip(xv)), await read(net.forwardAud(xa))]);
     } catch (e) {
       const gap = kernelGap(e);
       if (gap) return t.skip(gap);
@@ -139,7 +160,12 @@ test('webgpu: FID Inception features match the wasm backend (1e-4 × max |featur
     await initBackend(backend);
     const net = FidInception.fromTensors(he);
     try {
-      return await inceptionFeatures(crops, { net, batchSize: 2 });
+      const f = await inceptionFeatures(crops, { net, batchSize: 2 });
+      if (backend === 'webgpu') {
+        const one: RgbFrames = { ...crops, count: 1, data: crops.data.subarray(0, 224 * 224 * 3) };
+        await assertFlat('FID Inception', () => inceptionFeatures(one, { net, batchSize: 1 }));
+      }
+      return f;
     } finally {
       net.dispose();
     }

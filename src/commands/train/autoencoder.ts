@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { commonTrainFlags, commonTrainOptions, nonNegativeNumber } from '../../cli/flags.js';
-import { checkPreset, startBackend, stoppableRun } from '../../cli/train-run.js';
+import { checkPreset, startBackend, stoppableRun, type GpuDevice } from '../../cli/train-run.js';
 import { trainAutoencoder } from '../../train/autoencoder.js';
 import { DEFAULT_TRAIN, type TrainResult } from '../../train/core.js';
 
@@ -22,13 +22,13 @@ export default class TrainAutoencoder extends BaseCommand {
     'mouth-weight': Flags.string({ default: '0', summary: 'Extra L1 weight inside the jaw polygon (0: plain L1, as VQGAN).' }),
   };
 
-  async run(): Promise<TrainResult & { backend: string }> {
+  async run(): Promise<TrainResult & { backend: string; device?: GpuDevice }> {
     const { flags } = await this.parse(TrainAutoencoder);
     const onEvent = this.events(flags['log-level'], flags['log-every']);
     const mouthWeight = nonNegativeNumber('mouth-weight', flags['mouth-weight']);
     const batch = flags.batch * flags.accumulate;
     if (flags.backend !== 'auto') checkPreset(flags.preset, ['autoencoder'], flags.backend, batch);
-    const { backend, precision } = await startBackend(flags.backend, flags.precision, onEvent);
+    const { backend, precision, device } = await startBackend(flags.backend, flags.precision, onEvent);
     checkPreset(flags.preset, ['autoencoder'], backend, batch);
     const next = `${this.config.bin} train ldm --data ${flags.data} --first-stage ${flags.out} --out <ldm run> --preset ${flags.preset}`;
     const result = await stoppableRun(this, 'autoencoder', flags.out, onEvent, next, (ev, signal) =>
@@ -43,6 +43,6 @@ export default class TrainAutoencoder extends BaseCommand {
         signal,
       }),
     );
-    return { ...result, backend };
+    return { ...result, backend, ...(device ? { device } : {}) };
   }
 }

