@@ -167,8 +167,10 @@ interface PyResult {
  * so a machine whose load drifts during the bench skews each ratio less than two long separate passes would).
  */
 export async function benchMetrics(
-  options: { backend?: BackendName; minSeconds?: number; quick?: boolean; python?: string; log?: (line: string) => void } = {},
+  options: { backend?: BackendName; minSeconds?: number; quick?: boolean; python?: string; metrics?: readonly string[]; log?: (line: string) => void } = {},
 ): Promise<MetricBench> {
+  const unknown = options.metrics?.filter((m) => !METRIC_BENCH_METRICS.includes(m)) ?? [];
+  if (unknown.length) throw new Error(`metric bench: unknown metric(s) ${unknown.join(', ')} (known: ${METRIC_BENCH_METRICS.join(', ')})`);
   const quick = options.quick ?? false;
   const minSeconds = options.minSeconds ?? 2;
   const log = options.log ?? (() => undefined);
@@ -184,7 +186,7 @@ export async function benchMetrics(
   let threads = 0;
   try {
     const items = difftalkItems(sizes, minSeconds, quick, pool);
-    for (const [metric, refs] of PAIRS) {
+    for (const [metric, refs] of PAIRS.filter(([m]) => !options.metrics || options.metrics.includes(m))) {
       log(`metric bench: ${metric} (difftalk, then ${refs.join(', ')})`);
       const ours = await items[metric]!();
       const spec = path.join(dir, `${metric}.json`);
