@@ -26,7 +26,7 @@ import { inceptionFeatures } from '../src/metrics/fid.js';
 import { lmd } from '../src/metrics/lmd.js';
 import { syncScores } from '../src/metrics/lse.js';
 import { FidInception, fidInceptionParams } from '../src/models/inception.js';
-import { SyncNet, syncnetParamShapes } from '../src/models/syncnet.js';
+import { SyncNetRunner, syncnetParamShapes } from '../src/models/syncnet.js';
 import { runProcess } from '../src/util/exec.js';
 
 const SIZE = 256;
@@ -123,7 +123,8 @@ function difftalkItems(s: Sizes, minSeconds: number, quick: boolean, pool: Frame
     },
     // `windows` windows: windows + 5 face crops and the matching audio (640 samples per frame at 16 kHz).
     lse: async () => {
-      const net = SyncNet.fromTensors(new Map(syncnetParamShapes().map(([name, shape]) => [name, { shape, data: det(name, shape) }])));
+      const w = new Map(syncnetParamShapes().map(([name, shape]) => [name, { shape, data: det(name, shape) }]));
+      const net = await SyncNetRunner.create(w, undefined, 'auto'); // the executor eval picks without --backend
       try {
         const windows = s.sync_windows;
         const crops = Array.from({ length: windows + 5 }, (_, i) => synthetic(1, i).data.subarray(0, 224 * 224 * 3));

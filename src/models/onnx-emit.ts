@@ -171,7 +171,16 @@ export function emitOnnx(g: NetGraph): Uint8Array {
         break;
       }
     }
-    rank.set(op.y, op.op === 'mean-hw' || op.op === 'flatten' || op.op === 'linear' ? 2 : op.op === 'concat' ? rank.get(op.xs[0]!)! : op.op === 'sqdiff' ? rank.get(op.a)! : rank.get(op.x)!);
+    rank.set(
+      op.y,
+      op.op === 'mean-hw' || op.op === 'flatten' || op.op === 'linear'
+        ? 2
+        : op.op === 'concat'
+          ? rank.get(op.xs[0]!)!
+          : op.op === 'sqdiff'
+            ? rank.get(op.a)!
+            : rank.get(op.x)!,
+    );
   }
   const outputs: ProtoWriter[] = [];
   for (const o of g.outputs) {

@@ -102,7 +102,10 @@ registerWeightConverter('syncnet-v2', async ({ inputs }) => {
  * syncnet_v2.model), else the imported `syncnet-v2` kind from the weights cache (a clear
  * DifftalkError('weights-missing') with the import command when it was never imported).
  */
-export async function readSyncNetWeights(file?: string, options: { cacheDir?: string } = {}): Promise<{ tensors: Map<string, NamedTensor>; identity: SyncNetIdentity }> {
+export async function readSyncNetWeights(
+  file?: string,
+  options: { cacheDir?: string } = {},
+): Promise<{ tensors: Map<string, NamedTensor>; identity: SyncNetIdentity }> {
   if (!file) {
     const cached = await requireWeights('syncnet-v2', options);
     const tensors = await loadWeights('syncnet-v2', options);

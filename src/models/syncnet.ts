@@ -463,7 +463,8 @@ export function syncnetGraphs(weights: NamedTensors, config: SyncNetConfig = SYN
             const k2 = kh * kw;
             for (let oi = 0; oi < o; oi++)
               for (let ci = 0; ci < c; ci++)
-                for (let ti = 0; ti < t; ti++) data.set(w.data.subarray(((oi * c + ci) * t + ti) * k2, ((oi * c + ci) * t + ti + 1) * k2), ((oi * t + ti) * c + ci) * k2);
+                for (let ti = 0; ti < t; ti++)
+                  data.set(w.data.subarray(((oi * c + ci) * t + ti) * k2, ((oi * c + ci) * t + ti + 1) * k2), ((oi * t + ti) * c + ci) * k2);
             shape = [o, t * c, kh, kw];
           }
           params.set(`${l.name}.weight`, { shape, data });

@@ -149,7 +149,8 @@ describe('ONNX executor', () => {
           assert.ok(maxAbs > 0.1, `${k} embeddings are not degenerate (max ${maxAbs})`);
           assert.ok(maxDiff <= 1e-5 * maxAbs, `${executor} ${k}: max diff ${maxDiff} vs max |embedding| ${maxAbs}`);
           const r = ref[`${k}_emb_window0`];
-          const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b)), `${executor} ${what}: ${a} vs ${b}`);
+          const close = (a: number, b: number, what: string) =>
+            assert.ok(Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b)), `${executor} ${what}: ${a} vs ${b}`);
           close(
             got[k].subarray(0, 1024).reduce((a, v) => a + Math.abs(v), 0),
             r.abs_sum,
@@ -185,17 +186,25 @@ describe('ONNX executor', () => {
     // PyTorch order: flat[c·H·W + h·W + w] = x[h, w, c]
     const flat = new Float32Array(C * H * W);
     for (let c = 0; c < C; c++) for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) flat[(c * H + h) * W + w] = x[(h * W + w) * C + c]!;
-    const y = Array.from({ length: O }, (_, o) => Math.max(0, flat.reduce((a, v, i) => a + v * wt[o * flat.length + i]!, b[o]!)));
+    const y = Array.from({ length: O }, (_, o) =>
+      Math.max(
+        0,
+        flat.reduce((a, v, i) => a + v * wt[o * flat.length + i]!, b[o]!),
+      ),
+    );
     assert.ok(y.some((v) => v === 0) && y.some((v) => v > 0), `the ReLU is exercised: ${y}`);
     const onnx = await OnnxNet.create(g);
     const tfjs = new TfNet(g);
     try {
       for (const runner of [onnx, tfjs]) {
         const [f, out] = await runner.run({ x: { data: x, shape: [1, H, W, C] } });
-        assert.deepEqual([f!.shape, out!.shape], [
-          [1, C * H * W],
-          [1, O],
-        ]);
+        assert.deepEqual(
+          [f!.shape, out!.shape],
+          [
+            [1, C * H * W],
+            [1, O],
+          ],
+        );
         flat.forEach((v, i) => assert.ok(Math.abs(f!.data[i]! - v) < 1e-6, `${runner.executor} flat[${i}]`));
         y.forEach((v, i) => assert.ok(Math.abs(out!.data[i]! - v) < 1e-6, `${runner.executor} y[${i}] ${out!.data[i]} vs ${v}`));
       }
