@@ -26,7 +26,7 @@ import { inceptionFeatures } from '../src/metrics/fid.js';
 import { lmd } from '../src/metrics/lmd.js';
 import { syncScores } from '../src/metrics/lse.js';
 import { FidInception, fidInceptionParams } from '../src/models/inception.js';
-import { SyncNet, syncnetParamShapes } from '../src/models/syncnet.js';
+import { SyncNetRunner, syncnetParamShapes } from '../src/models/syncnet.js';
 import { runProcess } from '../src/util/exec.js';
 
 const SIZE = 256;
@@ -123,7 +123,8 @@ function difftalkItems(s: Sizes, minSeconds: number, quick: boolean, pool: Frame
     },
     // `windows` windows: windows + 5 face crops and the matching audio (640 samples per frame at 16 kHz).
     lse: async () => {
-      const net = SyncNet.fromTensors(new Map(syncnetParamShapes().map(([name, shape]) => [name, { shape, data: det(name, shape) }])));
+      const w = new Map(syncnetParamShapes().map(([name, shape]) => [name, { shape, data: det(name, shape) }]));
+      const net = await SyncNetRunner.create(w, undefined, 'auto'); // the executor eval picks without --backend
       try {
         const windows = s.sync_windows;
         const crops = Array.from({ length: windows + 5 }, (_, i) => synthetic(1, i).data.subarray(0, 224 * 224 * 3));
@@ -167,8 +168,10 @@ interface PyResult {
  * so a machine whose load drifts during the bench skews each ratio less than two long separate passes would).
  */
 export async function benchMetrics(
-  options: { backend?: BackendName; minSeconds?: number; quick?: boolean; python?: string; log?: (line: string) => void } = {},
+  options: { backend?: BackendName; minSeconds?: number; quick?: boolean; python?: string; metrics?: readonly string[]; log?: (line: string) => void } = {},
 ): Promise<MetricBench> {
+  const unknown = options.metrics?.filter((m) => !METRIC_BENCH_METRICS.includes(m)) ?? [];
+  if (unknown.length) throw new Error(`metric bench: unknown metric(s) ${unknown.join(', ')} (known: ${METRIC_BENCH_METRICS.join(', ')})`);
   const quick = options.quick ?? false;
   const minSeconds = options.minSeconds ?? 2;
   const log = options.log ?? (() => undefined);
@@ -184,7 +187,7 @@ export async function benchMetrics(
   let threads = 0;
   try {
     const items = difftalkItems(sizes, minSeconds, quick, pool);
-    for (const [metric, refs] of PAIRS) {
+    for (const [metric, refs] of PAIRS.filter(([m]) => !options.metrics || options.metrics.includes(m))) {
       log(`metric bench: ${metric} (difftalk, then ${refs.join(', ')})`);
       const ours = await items[metric]!();
       const spec = path.join(dir, `${metric}.json`);

@@ -3,13 +3,16 @@
  * (src/models/netgraph.ts) — tfjs-wasm (one thread in Node), onnxruntime-node on all CPU cores — and PyTorch on the
  * same CPU in the same run (bench/torch/nets_cpu.py, Debian python3-torch, all cores), interleaved, with the ratios.
  * Frames are 256² RGB in batches of BENCH_ONNX_BATCH (default 4); a LPIPS frame is one pred/target pair; FID is the
- * pool3 features at 299² (resize included). det()/He weights: the real shapes and FLOPs. Env: BENCH_PYTHON
- * (default /usr/bin/python3), BENCH_ONNX_SECONDS per measurement (default 3), BENCH_ONNX_JSON=file.
+ * pool3 features at 299² (resize included); SyncNet is both branches on BENCH_ONNX_SYNC_WINDOWS windows per call
+ * (default 19, the metric bench's; a frame = one window of 5 × 224² crops + 13×20 MFCC). det()/He weights: the real
+ * shapes and FLOPs. Env: BENCH_PYTHON (default /usr/bin/python3), BENCH_ONNX_SECONDS per measurement (default 3),
+ * BENCH_ONNX_JSON=file, BENCH_ONNX_NETS=lpips-alex,lpips-vgg,fid,syncnet (a subset; default all).
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Lpips } from '../src/metrics/lpips.js';
 import { FidInception, fidInceptionParams } from '../src/models/inception.js';
+import { SyncNetRunner, syncnetParamShapes } from '../src/models/syncnet.js';
 import type { NetExecutor } from '../src/models/net-runner.js';
 import { featureParams, FEATURE_NETS, type NamedWeight } from '../src/models/torchvision-features.js';
 import { runProcess } from '../src/util/exec.js';
@@ -19,6 +22,9 @@ import { det } from '../src/weights/det.js';
 const SIZE = 256;
 const BATCH = Number(process.env.BENCH_ONNX_BATCH ?? 4);
 const SECONDS = Number(process.env.BENCH_ONNX_SECONDS ?? 3);
+const SYNC_WINDOWS = Number(process.env.BENCH_ONNX_SYNC_WINDOWS ?? 19);
+/** BENCH_ONNX_NETS=syncnet,fid: only those networks (default: all). */
+const NETS = process.env.BENCH_ONNX_NETS?.split(',').filter(Boolean);
 
 async function rate(frames: number, fn: () => Promise<unknown>): Promise<number> {
   await fn(); // warm-up
@@ -47,7 +53,7 @@ function lpipsWeights(net: 'alex' | 'vgg'): Map<string, NamedWeight> {
 /** PyTorch frames/s of one network (a fresh process, so it runs right next to the difftalk measurements). */
 async function torchRate(net: string): Promise<[string, number]> {
   const python = process.env.BENCH_PYTHON ?? '/usr/bin/python3';
-  const args = [path.join(import.meta.dirname, 'torch', 'nets_cpu.py'), String(SIZE), String(BATCH), String(SECONDS), net];
+  const args = [path.join(import.meta.dirname, 'torch', 'nets_cpu.py'), String(SIZE), String(BATCH), String(SECONDS), net, String(SYNC_WINDOWS)];
   const r = JSON.parse((await runProcess(python, args, { timeoutMs: 15 * 60_000 })).stdout.toString()) as Record<string, number | string>;
   return [`pytorch ${r.torch} cpu (${r.threads} threads)`, r[net] as number];
 }
@@ -63,6 +69,7 @@ export async function benchOnnx(): Promise<Record<string, Record<string, number>
   const y = input(1, (v) => 2 * v - 1);
   const img = input(2, (v) => v);
   const measure = async (net: string, one: (executor: NetExecutor) => Promise<[string, number]>) => {
+    if (NETS && !NETS.includes(net)) return;
     const row: Record<string, number> = {};
     const [tk, t1] = await torchRate(net);
     for (const executor of ['tfjs', 'onnx'] as NetExecutor[]) {
@@ -89,6 +96,19 @@ export async function benchOnnx(): Promise<Record<string, Record<string, number>
       return [f.executor, await rate(BATCH, () => f.featuresOf(img, BATCH, SIZE, SIZE))];
     } finally {
       f.dispose();
+    }
+  });
+  const lip = {
+    data: Float32Array.from({ length: SYNC_WINDOWS * 224 * 224 * 15 }, (_, k) => 127.5 + 127.5 * Math.sin(0.37 * k)),
+    shape: [SYNC_WINDOWS, 224, 224, 15],
+  };
+  const aud = { data: Float32Array.from({ length: SYNC_WINDOWS * 13 * 20 }, (_, k) => 10 * Math.sin(0.91 * k)), shape: [SYNC_WINDOWS, 13, 20, 1] };
+  await measure('syncnet', async (executor) => {
+    const s = await SyncNetRunner.create(new Map(syncnetParamShapes().map(([n, sh]) => [n, { shape: sh, data: det(n, sh) }])), undefined, executor);
+    try {
+      return [s.executor, await rate(SYNC_WINDOWS, () => s.embed(lip, aud))];
+    } finally {
+      s.dispose();
     }
   });
   return out;

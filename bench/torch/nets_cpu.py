@@ -1,12 +1,15 @@
 """PyTorch CPU side of bench/onnx.ts: frames/s of the eval networks at the sizes difftalk runs them, fp32, intra-op
 threads = all cores (torch.set_num_threads(os.cpu_count())), no grad. Weights are random (torchvision init): same shapes and FLOPs.
 
-Usage: python3 bench/torch/nets_cpu.py SIZE BATCH SECONDS NETS   (NETS: comma-separated, of lpips-alex,lpips-vgg,fid)
+Usage: python3 bench/torch/nets_cpu.py SIZE BATCH SECONDS NETS [SYNC_WINDOWS]
+       (NETS: comma-separated, of lpips-alex,lpips-vgg,fid,syncnet)
 Output: one JSON object {"torch": version, "threads": n, <net>: fps …}
 - lpips-<net>: LPIPS v0.1 as the `lpips` package computes it (scaling layer, torchvision <net>.features taps,
   channel unit-normalisation, squared difference, 1×1 linear heads, spatial mean), a frame = one pred/target pair;
 - fid: pytorch-fid's input path (bilinear resize to 299², align_corners=False, 2x − 1) and torchvision Inception-v3
-  to pool3 (the FID network has the same layers and FLOPs).
+  to pool3 (the FID network has the same layers and FLOPs);
+- syncnet: SyncNetModel.S both branches (metrics_bench.py SyncNetTwin) on SYNC_WINDOWS windows of 5 × 224² frames and
+  13×20 MFCC per call (default 19), a frame = one window.
 """
 import json
 import os
@@ -15,7 +18,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-import torchvision
 
 SIZE, BATCH, SECONDS = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 NETS = sys.argv[4].split(',')
@@ -44,6 +46,7 @@ SCALE = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
 
 
 def lpips_fn(net):
+    import torchvision  # only where needed: the syncnet row runs without it
     feats = (torchvision.models.alexnet() if net == 'alex' else torchvision.models.vgg16()).features.eval()
     lins = [torch.nn.Conv2d(c, 1, 1, bias=False) for c in CHANNELS[net]]
     taps = TAPS[net]
@@ -79,9 +82,19 @@ for net in ['alex', 'vgg']:
         fn = lpips_fn(net)
         out[f'lpips-{net}'] = rate(BATCH, lambda: fn(x, y))
 
+if 'syncnet' in NETS:
+    from metrics_bench import SyncNetTwin  # noqa: E402 (same folder)
+    windows = int(sys.argv[5]) if len(sys.argv) > 5 else 19
+    sync = SyncNetTwin().eval()
+    video = torch.rand(windows, 3, 5, 224, 224) * 255
+    mfcc = torch.randn(windows, 1, 13, 20)
+    out['syncnet'] = rate(windows, lambda: sync(video, mfcc))
+
 if 'fid' not in NETS:
     print(json.dumps(out))
     sys.exit(0)
+import torchvision  # noqa: E402
+
 inception = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
 inception.fc = torch.nn.Identity()
 inception.dropout = torch.nn.Identity()

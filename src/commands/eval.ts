@@ -81,10 +81,10 @@ export default class Eval extends BaseCommand {
     force: Flags.boolean({ summary: 'Write the report into a non-empty --out folder (its report files are replaced).', default: false }),
     backend: Flags.option({
       options: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const,
-      summary: 'TensorFlow.js backend for every network. Default: LPIPS and FID on onnxruntime-node (all CPU cores) when it loads, the rest on wasm.',
+      summary: 'TensorFlow.js backend for every network. Default: LPIPS, FID and SyncNet on onnxruntime-node (all CPU cores) when it loads, the rest on wasm.',
       description:
-        'Not given: the LPIPS and FID Inception networks run on onnxruntime-node (native, multi-threaded CPU kernels; ' +
-        'the optional dependency) when it loads, else on tfjs-wasm; SyncNet, landmarks and the rest run on tfjs-wasm. ' +
+        'Not given: the LPIPS, FID Inception and SyncNet (LSE) networks run on onnxruntime-node (native, multi-threaded CPU ' +
+        'kernels; the optional dependency) when it loads, else on tfjs-wasm; landmarks and the rest run on tfjs-wasm. ' +
         'Given: every network runs on that tfjs backend (webgpu on a GPU; see `difftalk doctor`). The report names what ran each network.',
     })(),
   };

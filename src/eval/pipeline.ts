@@ -38,12 +38,11 @@ import { FramePool } from '../metrics/frame-pool.js';
 import { PsnrMetric } from '../metrics/psnr.js';
 import { SsimMetric, type SsimVariant } from '../metrics/ssim.js';
 import type { NetExecutor } from '../models/net-runner.js';
-import { tf } from '../util/tf.js';
 import { loadFidInception, type FidInception } from '../models/inception.js';
 import { loadS3fd, type S3fd } from '../models/s3fd.js';
 import { referenceSyncScores, type ReferenceInput } from '../metrics/sync-reference.js';
 import { loadI3d, type I3d } from '../models/i3d.js';
-import { loadSyncNet, type LoadedSyncNet, type SyncNetIdentity } from '../models/syncnet-weights.js';
+import { loadSyncNetRunner, type SyncNetIdentity } from '../models/syncnet-weights.js';
 import { SYNCNET_SIZE } from '../models/syncnet.js';
 import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
@@ -111,9 +110,9 @@ export interface EvalOptions {
   /** Write over a non-empty --out folder (checked before any work; default: refuse). */
   force?: boolean;
   /**
-   * Executor of the LPIPS and FID networks (src/models/net-runner.ts): 'tfjs' (the initialised backend; default),
-   * 'onnx' (onnxruntime-node on all CPU cores) or 'auto' (onnx when onnxruntime-node loads, else tfjs). Recorded in
-   * the report's protocol. SyncNet runs on tfjs.
+   * Executor of the LPIPS, FID Inception and SyncNet networks (src/models/net-runner.ts): 'tfjs' (the initialised
+   * backend; default), 'onnx' (onnxruntime-node on all CPU cores) or 'auto' (onnx when onnxruntime-node loads, else
+   * tfjs). Recorded in the report's protocol.
    */
   netExecutor?: NetExecutor;
   /** The command line as typed (recorded in the report). */
@@ -262,7 +261,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const extraAudio = opts.audio ? await loadAudio16k(opts.audio) : undefined;
   const weights: EvalResult['protocol']['weights'] = [];
   const networks: Record<string, string> = {};
-  let sync: LoadedSyncNet | undefined;
+  let sync: Awaited<ReturnType<typeof loadSyncNetRunner>> | undefined;
   let lpips: Lpips | undefined;
   let fidNet: { net: FidInception; file: string } | undefined;
   let fid: FidMetric | undefined;
@@ -298,7 +297,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const chunkSizes: number[] = [];
   try {
     if (metrics.includes('lse')) {
-      sync = await loadSyncNet(opts.syncnetWeights, { cacheDir: opts.weightsCacheDir });
+      sync = await loadSyncNetRunner(opts.syncnetWeights, { cacheDir: opts.weightsCacheDir, executor: opts.netExecutor });
       weights.push({ kind: sync.identity.source, file: sync.identity.file, sha256: sync.identity.sha256 });
       if (sync.identity.source !== 'syncnet-v2') deviations.push(`LSE uses ${sync.identity.description}`);
       if (reference) {
@@ -311,7 +310,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         );
       }
     }
-    if (sync) networks.syncnet = `tfjs-${tf.getBackend()}`;
+    if (sync) networks.syncnet = sync.net.executor;
     if (metrics.includes('lpips')) {
       lpips = await loadLpips(opts.lpipsNet ?? 'alex', { cacheDir: opts.weightsCacheDir, fetch: true, onEvent, executor: opts.netExecutor });
       networks[lpips.name] = lpips.executor;

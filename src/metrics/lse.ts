@@ -13,8 +13,7 @@ import { mfcc } from '../audio/mfcc.js';
 import { DifftalkError } from '../util/errors.js';
 import type { OnEvent } from '../util/events.js';
 import { silent } from '../util/events.js';
-import { tf } from '../util/tf.js';
-import { packAudioWindows, packLipWindows, SYNCNET_FRAMES, SYNCNET_MFCC_DIM, SYNCNET_SIZE, type SyncNet } from '../models/syncnet.js';
+import { audioWindowsHost, lipWindowsHost, SYNCNET_FRAMES, SYNCNET_MFCC_DIM, SYNCNET_SIZE, type SyncEmbedder } from '../models/syncnet.js';
 import type { MetricDirection } from './metric.js';
 
 /** The scripts pass vshift = 15 (the function default is 10). */
@@ -96,7 +95,7 @@ export interface SyncInput {
 }
 
 export interface SyncOptions {
-  /** Windows per forward pass (default 8). */
+  /** Windows per forward pass (default: the embedder's, 32 on onnxruntime, 8 on tfjs). */
   batch?: number;
   onEvent?: OnEvent;
   /** Stage name for progress events. */
@@ -114,10 +113,10 @@ export function syncMfcc(samples: ArrayLike<number>, sampleRate: number): { data
 }
 
 /** Lip and audio embeddings of every reference window. */
-export async function syncEmbeddings(net: SyncNet, input: SyncInput, opts: SyncOptions = {}): Promise<SyncEmbeddings> {
+export async function syncEmbeddings(net: SyncEmbedder, input: SyncInput, opts: SyncOptions = {}): Promise<SyncEmbeddings> {
   const onEvent = opts.onEvent ?? silent;
   const stage = opts.stage ?? 'syncnet';
-  const batch = Math.max(1, opts.batch ?? 8);
+  const batch = Math.max(1, opts.batch ?? net.batch);
   for (const [i, f] of input.frames.entries()) {
     if (f.length !== SYNCNET_SIZE * SYNCNET_SIZE * 3) {
       throw new DifftalkError('bad-input', `LSE frame ${i} is not a ${SYNCNET_SIZE}×${SYNCNET_SIZE} RGB crop (${f.length} bytes)`);
@@ -138,13 +137,9 @@ export async function syncEmbeddings(net: SyncNet, input: SyncInput, opts: SyncO
   const t0 = performance.now();
   for (let i = 0; i < n; i += batch) {
     const starts = Array.from({ length: Math.min(batch, n - i) }, (_, k) => i + k);
-    const xv = packLipWindows(input.frames, starts);
-    const xa = packAudioWindows(m.data, m.frames, starts);
-    const ev = net.forwardLip(xv);
-    const ea = net.forwardAud(xa);
-    lip.set(await ev.data(), i * dim);
-    aud.set(await ea.data(), i * dim);
-    tf.dispose([xv, xa, ev, ea]);
+    const e = await net.embed(lipWindowsHost(input.frames, starts), audioWindowsHost(m.data, m.frames, starts));
+    lip.set(e.lip, i * dim);
+    aud.set(e.aud, i * dim);
     onEvent({ type: 'progress', stage, done: i + starts.length, total: n });
   }
   onEvent({ type: 'stage-done', stage, done: n, seconds: (performance.now() - t0) / 1000 });
@@ -152,7 +147,7 @@ export async function syncEmbeddings(net: SyncNet, input: SyncInput, opts: SyncO
 }
 
 /** LSE-D, LSE-C and offset of one video (one face track). */
-export async function syncScores(net: SyncNet, input: SyncInput, opts: SyncOptions = {}): Promise<SyncScores> {
+export async function syncScores(net: SyncEmbedder, input: SyncInput, opts: SyncOptions = {}): Promise<SyncScores> {
   return syncScoresFromEmbeddings(await syncEmbeddings(net, input, opts));
 }
 
@@ -219,11 +214,11 @@ export class SyncStream {
   private next = 0;
 
   constructor(
-    private readonly net: SyncNet,
+    private readonly net: SyncEmbedder,
     audio: { samples: ArrayLike<number>; sampleRate: number },
     opts: Pick<SyncOptions, 'batch'> = {},
   ) {
-    this.batch = Math.max(1, opts.batch ?? 8);
+    this.batch = Math.max(1, opts.batch ?? net.batch);
     this.mfcc = syncMfcc(audio.samples, audio.sampleRate);
     // syncWindowCount with an unbounded video: the audio's limit on windows.
     this.samples = audio.samples.length;
@@ -249,17 +244,14 @@ export class SyncStream {
 
   private async run(count: number): Promise<void> {
     const starts = Array.from({ length: count }, (_, k) => this.next + k);
-    const xv = packLipWindows(
-      this.held,
-      starts.map((s) => s - this.base),
+    const { lip: lv, aud: av } = await this.net.embed(
+      lipWindowsHost(
+        this.held,
+        starts.map((s) => s - this.base),
+      ),
+      audioWindowsHost(this.mfcc.data, this.mfcc.frames, starts),
     );
-    const xa = packAudioWindows(this.mfcc.data, this.mfcc.frames, starts);
-    const ev = this.net.forwardLip(xv);
-    const ea = this.net.forwardAud(xa);
     const dim = this.net.config.embedDim;
-    const lv = await ev.data();
-    const av = await ea.data();
-    tf.dispose([xv, xa, ev, ea]);
     for (let b = 0; b < count; b++) {
       this.lip.push(Array.from(lv.subarray(b * dim, (b + 1) * dim)));
       this.aud.push(Array.from(av.subarray(b * dim, (b + 1) * dim)));

@@ -23,8 +23,7 @@ import { loadAudio16k, type AudioData } from '../audio/wav.js';
 import { referenceCropTrack, trackFaces, type FaceTrack, type ReferenceTrackOptions, type TrackingResult } from '../face/reference-crop.js';
 import { applyCropTrack } from '../face/sync-crop.js';
 import type { S3fd } from '../models/s3fd.js';
-import type { SyncNet } from '../models/syncnet.js';
-import { SYNCNET_SIZE } from '../models/syncnet.js';
+import { SYNCNET_SIZE, type SyncEmbedder } from '../models/syncnet.js';
 import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
 import { runTool, spawnToolStream } from '../util/exec.js';
@@ -172,7 +171,7 @@ export interface ReferenceSyncOptions extends ReferenceTrackOptions {
 }
 
 /** SyncNet scores of one track's (round-tripped) crops with the audio of its frames [first, last]: samples [first·640, (last+1)·640). */
-export async function scoreTrackCrops(net: SyncNet, crops: readonly Uint8Array[], first: number, last: number, audio: AudioData): Promise<SyncScores> {
+export async function scoreTrackCrops(net: SyncEmbedder, crops: readonly Uint8Array[], first: number, last: number, audio: AudioData): Promise<SyncScores> {
   const samples = audio.samples.subarray(Math.min(audio.samples.length, first * SAMPLES_PER_VIDEO_FRAME), (last + 1) * SAMPLES_PER_VIDEO_FRAME);
   const stream = new SyncStream(net, { samples, sampleRate: audio.sampleRate });
   await stream.push(crops);
@@ -197,7 +196,7 @@ function meanScores(s: readonly SyncScores[]): SyncScores {
  */
 export async function referenceSyncScores(
   input: ReferenceInput,
-  nets: { s3fd: S3fd; syncnet: SyncNet },
+  nets: { s3fd: S3fd; syncnet: SyncEmbedder },
   opts: ReferenceSyncOptions = {},
 ): Promise<ReferenceSyncResult> {
   const work = await mkdtemp(path.join(opts.tmpRoot ?? os.tmpdir(), 'difftalk-syncref-'));

@@ -1,7 +1,8 @@
 /**
  * The TensorFlow.js executor of a network description (./netgraph.ts): NHWC tensors on whatever tfjs backend is
  * active (cpu, wasm, webgpu). Weights are converted once from PyTorch layout ([out, in, kh, kw] → [kh, kw, in, out]).
- * Convolutions run as tf.fused.conv2d with explicit padding (bias and ReLU fused); 'same'-shaped pools map to tf
+ * Convolutions run as tf.fused.conv2d with explicit padding (bias and ReLU fused), linear layers as tf.fused.matMul
+ * ([out, in] → [in, out]), flatten transposes to NCHW first (PyTorch's element order); 'same'-shaped pools map to tf
  * 'same' pooling (tf excludes padding from the average count and never lets it win a max, as PyTorch with
  * count_include_pad=False / −∞ padding); other padded max pools pad with −∞ first.
  */
@@ -35,10 +36,12 @@ export class TfNet implements NetRunner {
     this.executor = `tfjs-${tf.getBackend()}`;
     tf.tidy(() => {
       for (const op of graph.ops) {
-        if (op.op !== 'conv') continue;
+        if (op.op !== 'conv' && op.op !== 'linear') continue;
         if (!this.weights.has(op.weight)) {
           const w = graph.params.get(op.weight)!;
-          this.weights.set(op.weight, tf.keep(tf.transpose(tf.tensor4d(w.data, w.shape as [number, number, number, number]), [2, 3, 1, 0])));
+          // conv [out, in, kh, kw] → [kh, kw, in, out]; linear [out, in] → [in, out]
+          const perm = op.op === 'conv' ? [2, 3, 1, 0] : [1, 0];
+          this.weights.set(op.weight, tf.keep(tf.transpose(tf.tensor(w.data, w.shape as number[], 'float32'), perm)));
         }
         if (op.bias && !this.weights.has(op.bias)) this.weights.set(op.bias, tf.keep(tf.tensor1d(graph.params.get(op.bias)!.data)));
       }
@@ -110,6 +113,18 @@ export class TfNet implements NetRunner {
         const x = get(op.x);
         return x.shape[1] === op.size[0] && x.shape[2] === op.size[1] ? x : tf.image.resizeBilinear(x, op.size as [number, number], false, true);
       }
+      case 'flatten': {
+        // NHWC → NCHW first, so the element order is PyTorch's.
+        const x = get(op.x);
+        return tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [x.shape[0], -1]);
+      }
+      case 'linear':
+        return tf.fused.matMul({
+          a: v.get(op.x)! as tf.Tensor2D,
+          b: this.weights.get(op.weight) as tf.Tensor2D,
+          bias: op.bias ? this.weights.get(op.bias) : undefined,
+          activation: op.relu ? 'relu' : 'linear',
+        });
     }
   }
 

@@ -37,7 +37,11 @@ export type NetOp =
   /** Global average over H and W: [N, C, H, W] → [N, C]. */
   | { op: 'mean-hw'; x: string; y: string }
   /** Bilinear resize to `size` (align_corners=False: half-pixel centres, source clamped at 0, no antialias). */
-  | { op: 'resize'; x: string; y: string; size: Pair };
+  | { op: 'resize'; x: string; y: string; size: Pair }
+  /** Flatten [N, C, H, W] → [N, C·H·W] in PyTorch's (NCHW) element order (torch.flatten / `x.view(N, -1)`). */
+  | { op: 'flatten'; x: string; y: string }
+  /** Linear on [N, in]: y = x·Wᵀ (+ bias), weight [out, in], optional bias [out], optional fused ReLU → [N, out]. */
+  | { op: 'linear'; x: string; y: string; weight: string; bias?: string; relu?: boolean };
 
 export interface NetGraph {
   /** A label for messages (e.g. 'lpips-alex'). */
@@ -50,7 +54,7 @@ export interface NetGraph {
   params: ReadonlyMap<string, NetParam>;
 }
 
-/** Conv weights [out, in, kh, kw] of an op, checked present. */
+/** Conv weights [out, in, kh, kw] (or linear weights [out, in]) of an op, checked present. */
 export function convWeight(g: NetGraph, name: string): NetParam {
   const p = g.params.get(name);
   if (!p) throw new DifftalkError('internal', `${g.name}: parameter ${name} missing from the network description`);
@@ -72,9 +76,10 @@ export function validateGraph(g: NetGraph): void {
     if (op.op === 'concat') op.xs.forEach(need);
     else if (op.op === 'sqdiff') [op.a, op.b].forEach(need);
     else need(op.x);
-    if (op.op === 'conv') {
+    if (op.op === 'conv' || op.op === 'linear') {
       const w = convWeight(g, op.weight);
-      if (w.shape.length !== 4) throw new DifftalkError('internal', `${g.name}: ${op.weight} is not a 4-D conv weight`);
+      const rank = op.op === 'conv' ? 4 : 2;
+      if (w.shape.length !== rank) throw new DifftalkError('internal', `${g.name}: ${op.weight} is not a ${rank}-D ${op.op} weight`);
       if (op.bias) {
         const b = convWeight(g, op.bias);
         if (b.shape.length !== 1 || b.shape[0] !== w.shape[0]) throw new DifftalkError('internal', `${g.name}: ${op.bias} does not match ${op.weight}`);

@@ -7,7 +7,8 @@
  * Op mapping: conv → Conv (+ Relu), maxpool → MaxPool (−∞ padding), avgpool → AveragePool(count_include_pad=0),
  * concat → Concat(axis 1), affine → Sub, Div by [1, C, 1, 1] constants, l2norm → ReduceSumSquare(axis 1), Sqrt,
  * Add eps, Div; sqdiff → Sub, Mul; mean-hw → GlobalAveragePool, Flatten; resize → Resize(linear, half_pixel) to
- * sizes built from the input's own N and C (Shape, Slice, Concat).
+ * sizes built from the input's own N and C (Shape, Slice, Concat); flatten → Flatten(axis 1); linear → Gemm(transB 1)
+ * (+ Relu).
  */
 import { availableParallelism } from 'node:os';
 import { loadOnnxRuntime, type OrtModule, type OrtSession } from '../audio/onnx.js';
@@ -157,8 +158,29 @@ export function emitOnnx(g: NetGraph): Uint8Array {
         node('Resize', [v(op.x), '', '', sizes], [y], { mode: 'linear', coordinate_transformation_mode: 'half_pixel' });
         break;
       }
+      case 'flatten':
+        node('Flatten', [v(op.x)], [y], { axis: 1 });
+        break;
+      case 'linear': {
+        const ins = [v(op.x), param(op.weight), ...(op.bias ? [param(op.bias)] : [])];
+        if (op.relu) {
+          const c = tmp('gemm');
+          node('Gemm', ins, [c], { transB: 1 });
+          node('Relu', [c], [y]);
+        } else node('Gemm', ins, [y], { transB: 1 });
+        break;
+      }
     }
-    rank.set(op.y, op.op === 'mean-hw' ? 2 : op.op === 'concat' ? rank.get(op.xs[0]!)! : op.op === 'sqdiff' ? rank.get(op.a)! : rank.get(op.x)!);
+    rank.set(
+      op.y,
+      op.op === 'mean-hw' || op.op === 'flatten' || op.op === 'linear'
+        ? 2
+        : op.op === 'concat'
+          ? rank.get(op.xs[0]!)!
+          : op.op === 'sqdiff'
+            ? rank.get(op.a)!
+            : rank.get(op.x)!,
+    );
   }
   const outputs: ProtoWriter[] = [];
   for (const o of g.outputs) {

@@ -2,7 +2,8 @@
  * Where SyncNet weights come from, and how scores name them.
  * - The official syncnet_v2.model (joonson/syncnet_python `download_model.sh`) is a PyTorch state_dict; it is
  *   imported once into the weights cache as kind `syncnet-v2` (`difftalk weights import --kind syncnet-v2
- *   --model syncnet_v2.model`; this module registers the converter) and loaded with `loadSyncNet()`.
+ *   --model syncnet_v2.model`; this module registers the converter) and loaded with `loadSyncNetRunner()` (eval, on
+ *   tfjs or onnxruntime) or `loadSyncNet()` (the tfjs training network).
  * - A file can also be given directly: a run or checkpoint folder of `difftalk train syncnet` (its model.safetensors
  *   metadata carries the width/embedding config and `difftalk.trained_by`), such a `.safetensors` file itself, or any
  *   PyTorch file holding the state_dict.
@@ -18,7 +19,8 @@ import { readSafetensors } from '../weights/safetensors.js';
 import { loadWeights, registerWeightConverter, requireWeights } from './weights-store.js';
 import { resolveCheckpoint } from './checkpoint.js';
 import { readTorchFile, stateDict, type TensorData } from '../weights/torch.js';
-import { SyncNet, SYNCNET_V2_CONFIG, syncnetParamShapes, type NamedTensor, type SyncNetConfig } from './syncnet.js';
+import type { NetExecutor } from './net-runner.js';
+import { SyncNet, SyncNetRunner, SYNCNET_V2_CONFIG, syncnetParamShapes, type NamedTensor, type SyncNetConfig } from './syncnet.js';
 
 export interface SyncNetIdentity {
   /**
@@ -95,17 +97,19 @@ registerWeightConverter('syncnet-v2', async ({ inputs }) => {
 });
 
 /**
- * Load SyncNet weights: from `file` when given (a run or checkpoint folder of `difftalk train syncnet` — its
- * model.safetensors —, a .safetensors file, or a PyTorch state_dict
- * such as syncnet_v2.model), else the imported `syncnet-v2` kind from the weights cache (a clear
+ * Read SyncNet weights (PyTorch layout and names) and their identity: from `file` when given (a run or checkpoint
+ * folder of `difftalk train syncnet` — its model.safetensors —, a .safetensors file, or a PyTorch state_dict such as
+ * syncnet_v2.model), else the imported `syncnet-v2` kind from the weights cache (a clear
  * DifftalkError('weights-missing') with the import command when it was never imported).
  */
-export async function loadSyncNet(file?: string, options: { cacheDir?: string } = {}): Promise<LoadedSyncNet> {
+export async function readSyncNetWeights(
+  file?: string,
+  options: { cacheDir?: string } = {},
+): Promise<{ tensors: Map<string, NamedTensor>; identity: SyncNetIdentity }> {
   if (!file) {
     const cached = await requireWeights('syncnet-v2', options);
     const tensors = await loadWeights('syncnet-v2', options);
-    const net = SyncNet.fromTensors(toNamed(tensors, cached), SYNCNET_V2_CONFIG);
-    return { net, identity: identityOf('syncnet-v2', cached, await sha256File(cached), SYNCNET_V2_CONFIG) };
+    return { tensors: toNamed(tensors, cached), identity: identityOf('syncnet-v2', cached, await sha256File(cached), SYNCNET_V2_CONFIG) };
   }
   let abs = path.resolve(file);
   if (await isDirectory(abs)) {
@@ -127,12 +131,28 @@ export async function loadSyncNet(file?: string, options: { cacheDir?: string } 
     const cfgJson = st.metadata['difftalk.syncnet_config'];
     const config: SyncNetConfig = cfgJson ? (JSON.parse(cfgJson) as SyncNetConfig) : SYNCNET_V2_CONFIG;
     const trained = st.metadata['difftalk.trained_by'] === 'difftalk';
-    const net = SyncNet.fromTensors(toNamed(st.tensors, abs), config);
-    return { net, identity: identityOf(trained ? 'difftalk-trained' : 'user', abs, sha, config) };
+    return { tensors: toNamed(st.tensors, abs), identity: identityOf(trained ? 'difftalk-trained' : 'user', abs, sha, config) };
   }
   const sd = stateDict(await readTorchFile(abs), { stripPrefix: 'module.' });
-  const net = SyncNet.fromTensors(toNamed(sd, abs), SYNCNET_V2_CONFIG);
-  return { net, identity: identityOf('syncnet-v2', abs, sha, SYNCNET_V2_CONFIG) };
+  return { tensors: toNamed(sd, abs), identity: identityOf('syncnet-v2', abs, sha, SYNCNET_V2_CONFIG) };
+}
+
+/** SyncNet weights (readSyncNetWeights) as the tfjs `SyncNet` (training, and scoring a training run's own network). */
+export async function loadSyncNet(file?: string, options: { cacheDir?: string } = {}): Promise<LoadedSyncNet> {
+  const { tensors, identity } = await readSyncNetWeights(file, options);
+  return { net: SyncNet.fromTensors(tensors, identity.config), identity };
+}
+
+/**
+ * SyncNet weights (readSyncNetWeights) as the scoring network of eval: both branches' network descriptions on
+ * `executor` ('tfjs' default, 'onnx', or 'auto': onnxruntime when it loads, else tfjs; models/syncnet.ts SyncNetRunner).
+ */
+export async function loadSyncNetRunner(
+  file?: string,
+  options: { cacheDir?: string; executor?: NetExecutor } = {},
+): Promise<{ net: SyncNetRunner; identity: SyncNetIdentity }> {
+  const { tensors, identity } = await readSyncNetWeights(file, options);
+  return { net: await SyncNetRunner.create(tensors, identity.config, options.executor), identity };
 }
 
 async function isDirectory(p: string): Promise<boolean> {

@@ -12,10 +12,18 @@
  *
  * `width` scales every channel count (1 = the published architecture); anything else is a different network and
  * is labelled as such by whoever reports its scores.
+ *
+ * One architecture (the Layer lists below), two uses: the `SyncNet` class runs it on tfjs with trainable variables
+ * (training, ../train/syncnet.ts); `syncnetGraphs` turns the same lists into network descriptions (./netgraph.ts, BatchNorm
+ * folded into the preceding conv/linear in eval mode) that `SyncNetRunner` runs on either executor (tfjs or onnxruntime
+ * on all CPU cores, ./net-runner.ts) — what eval scores LSE with.
  */
 import { DifftalkError } from '../util/errors.js';
 import { tf } from '../util/tf.js';
 import { mulberry32 } from '../util/random.js';
+import { pad2, type NetGraph, type NetOp, type NetParam } from './netgraph.js';
+import { TfNet } from './netgraph-tf.js';
+import { createNetRunner, type HostTensor, type NetExecutor, type NetRunner } from './net-runner.js';
 
 /** A PyTorch-layout tensor: row-major float32 data and its shape (as a state_dict entry). */
 export interface NamedTensor {
@@ -216,8 +224,43 @@ export function trainableConv2d(x: tf.Tensor4D, w: tf.Tensor4D, stride: [number,
   return f(x, w) as tf.Tensor4D;
 }
 
-export class SyncNet {
+/** Every parameter of `SyncNetModel.S` at `config` present in `map` with its exact shape (num_batches_tracked aside). */
+export function checkSyncNetWeights(map: NamedTensors, config: SyncNetConfig): void {
+  for (const [name, shape] of syncnetParamShapes(config)) {
+    if (name.endsWith('num_batches_tracked')) continue;
+    const t = map.get(name);
+    if (!t) {
+      throw new DifftalkError('weights-mismatch', `SyncNet weights lack '${name}' (expected shape [${shape.join(', ')}])`, {
+        suggestion: 'pass a syncnet_v2 state_dict (joonson/syncnet_python data/syncnet_v2.model) or a checkpoint from `difftalk train syncnet`',
+      });
+    }
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new DifftalkError(
+        'weights-mismatch',
+        `SyncNet weight '${name}' has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}] (width ${config.width}, embed ${config.embedDim})`,
+      );
+    }
+  }
+}
+
+/**
+ * What LSE scoring needs from a SyncNet: embeddings of packed windows (`lipWindowsHost` / `audioWindowsHost` layout),
+ * on whichever executor runs it. `batch` is the number of windows per call the scorer should use.
+ */
+export interface SyncEmbedder {
   readonly config: SyncNetConfig;
+  /** What runs it, for reports (`tfjs-<backend>` or `onnxruntime-cpu (<n> threads)`). */
+  readonly executor: string;
+  readonly batch: number;
+  /** lip (B, 224, 224, 15) and aud (B, 13, 20, 1), NHWC host arrays → B × embedDim embeddings each. */
+  embed(lip: HostTensor, aud: HostTensor): Promise<{ lip: Float32Array; aud: Float32Array }>;
+  dispose(): void;
+}
+
+export class SyncNet implements SyncEmbedder {
+  readonly config: SyncNetConfig;
+  /** Windows per embed() call when LSE scores with this (training) network. */
+  readonly batch = 8;
   /** TF-layout tensors by PyTorch name (Variables when built for training). */
   private readonly params = new Map<string, tf.Tensor>();
   private readonly shapes: Array<[string, number[]]>;
@@ -232,23 +275,11 @@ export class SyncNet {
    * Every key must be present with its exact shape; `module.` prefixes are not accepted silently.
    */
   static fromTensors(map: NamedTensors, config: SyncNetConfig = SYNCNET_V2_CONFIG, opts: { trainable?: boolean } = {}): SyncNet {
+    checkSyncNetWeights(map, config);
     const net = new SyncNet(config);
     for (const [name, shape] of net.shapes) {
       if (name.endsWith('num_batches_tracked')) continue;
-      const t = map.get(name);
-      if (!t) {
-        net.dispose();
-        throw new DifftalkError('weights-mismatch', `SyncNet weights lack '${name}' (expected shape [${shape.join(', ')}])`, {
-          suggestion: 'pass a syncnet_v2 state_dict (joonson/syncnet_python data/syncnet_v2.model) or a checkpoint from `difftalk train syncnet`',
-        });
-      }
-      if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-        net.dispose();
-        throw new DifftalkError(
-          'weights-mismatch',
-          `SyncNet weight '${name}' has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}] (width ${config.width}, embed ${config.embedDim})`,
-        );
-      }
+      const t = map.get(name)!;
       const tt = toTf(name, shape, t.data);
       const trainable = opts.trainable === true && !name.includes('running_');
       if (opts.trainable) {
@@ -375,9 +406,154 @@ export class SyncNet {
     });
   }
 
+  get executor(): string {
+    return `tfjs-${tf.getBackend()}`;
+  }
+
+  /** SyncEmbedder on this network's tf tensors (eval-mode BatchNorm): what a training run scores its validation with. */
+  async embed(lip: HostTensor, aud: HostTensor): Promise<{ lip: Float32Array; aud: Float32Array }> {
+    const xv = tf.tensor4d(lip.data, lip.shape as [number, number, number, number]);
+    const xa = tf.tensor4d(aud.data, aud.shape as [number, number, number, number]);
+    const ev = this.forwardLip(xv);
+    const ea = this.forwardAud(xa);
+    try {
+      return { lip: (await ev.data()) as Float32Array, aud: (await ea.data()) as Float32Array };
+    } finally {
+      tf.dispose([xv, xa, ev, ea]);
+    }
+  }
+
   dispose(): void {
     for (const t of this.params.values()) t.dispose();
     this.params.clear();
+  }
+}
+
+/**
+ * The two branches of SyncNet as network descriptions (./netgraph.ts), built from the same Layer lists as the `SyncNet`
+ * class: `video` takes `lip` (B, 224, 224, 15) — the 5-frame Conv3d as a 2-D conv over channel t·3+c — and `audio`
+ * takes `aud` (B, 13, 20, 1); each returns its embedding (B, embedDim), the last fc layer's output. BatchNorm in eval mode is folded into the conv or
+ * linear before it (W·γ/√(σ²+ε), (b − μ)·γ/√(σ²+ε) + β, in float64 then rounded to float32) and the ReLU after it
+ * fused; max pools pad with −∞ (PyTorch's MaxPool2d); the conv stack's [N, C, 1, 1] output is flattened as PyTorch's
+ * `view(N, -1)`.
+ */
+export function syncnetGraphs(weights: NamedTensors, config: SyncNetConfig = SYNCNET_V2_CONFIG): { video: NetGraph; audio: NetGraph } {
+  checkSyncNetWeights(weights, config);
+  const branch = (name: string, input: string, channels: number, conv: Layer[], fc: Layer[]): NetGraph => {
+    const params = new Map<string, NetParam>();
+    const ops: NetOp[] = [];
+    let x = input;
+    /** The conv/linear whose output is `x` while BatchNorm and ReLU may still fold into it. */
+    let open: Extract<NetOp, { op: 'conv' | 'linear' }> | undefined;
+    const push = (op: NetOp) => {
+      ops.push(op);
+      x = op.y;
+      open = op.op === 'conv' || op.op === 'linear' ? op : undefined;
+    };
+    const layer = (l: Layer) => {
+      switch (l.kind) {
+        case 'conv': {
+          const w = weights.get(`${l.name}.weight`)!;
+          let data = w.data;
+          let shape = [...w.shape];
+          if (shape.length === 5) {
+            // Conv3d (O, C, T, kh, kw) → conv2d (O, T·C, kh, kw), input channel t·C + c (the lip input packing).
+            const [o, c, t, kh, kw] = shape as [number, number, number, number, number];
+            data = new Float32Array(data.length);
+            const k2 = kh * kw;
+            for (let oi = 0; oi < o; oi++)
+              for (let ci = 0; ci < c; ci++)
+                for (let ti = 0; ti < t; ti++)
+                  data.set(w.data.subarray(((oi * c + ci) * t + ti) * k2, ((oi * c + ci) * t + ti + 1) * k2), ((oi * t + ti) * c + ci) * k2);
+            shape = [o, t * c, kh, kw];
+          }
+          params.set(`${l.name}.weight`, { shape, data });
+          params.set(`${l.name}.bias`, weights.get(`${l.name}.bias`)!);
+          push({ op: 'conv', x, y: l.name, weight: `${l.name}.weight`, bias: `${l.name}.bias`, stride: l.stride, pad: pad2(l.pad) });
+          break;
+        }
+        case 'fc':
+          params.set(`${l.name}.weight`, weights.get(`${l.name}.weight`)!);
+          params.set(`${l.name}.bias`, weights.get(`${l.name}.bias`)!);
+          push({ op: 'linear', x, y: l.name, weight: `${l.name}.weight`, bias: `${l.name}.bias` });
+          break;
+        case 'bn': {
+          if (!open || open.relu || !open.bias) throw new DifftalkError('internal', `${name}: BatchNorm ${l.name} does not follow a conv or linear layer`);
+          const [w, b] = [params.get(open.weight)!, params.get(open.bias)!];
+          const [gamma, beta, mean, variance] = ['weight', 'bias', 'running_mean', 'running_var'].map((p) => weights.get(`${l.name}.${p}`)!.data);
+          const per = w.data.length / l.ch;
+          const fw = new Float32Array(w.data.length);
+          const fb = new Float32Array(l.ch);
+          for (let o = 0; o < l.ch; o++) {
+            const scale = gamma![o]! / Math.sqrt(variance![o]! + BN_EPS);
+            for (let k = 0; k < per; k++) fw[o * per + k] = w.data[o * per + k]! * scale;
+            fb[o] = (b.data[o]! - mean![o]!) * scale + beta![o]!;
+          }
+          params.set(open.weight, { shape: w.shape, data: fw });
+          params.set(open.bias, { shape: b.shape, data: fb });
+          break;
+        }
+        case 'relu':
+          if (open && !open.relu) open.relu = true;
+          else push({ op: 'relu', x, y: `${x}.relu` });
+          break;
+        case 'pool':
+          push({ op: 'maxpool', x, y: `${x}.pool`, k: l.k, stride: l.stride, pad: pad2(l.pad) });
+          break;
+      }
+    };
+    conv.forEach(layer);
+    push({ op: 'flatten', x, y: 'flat' });
+    fc.forEach(layer);
+    return { name, inputs: [{ name: input, channels }], outputs: [x], ops, params };
+  };
+  return {
+    video: branch('syncnet-lip', 'lip', SYNCNET_FRAMES * 3, lipLayers(config.width), fcLayers('netfclip', config)),
+    audio: branch('syncnet-aud', 'aud', 1, audioLayers(config.width), fcLayers('netfcaud', config)),
+  };
+}
+
+/**
+ * SyncNet for scoring: both branches' network descriptions (`syncnetGraphs`) on one executor — 'tfjs' (the active
+ * backend), 'onnx' (onnxruntime-node, all CPU cores) or 'auto' (onnx when it loads, else tfjs; both branches on the
+ * same one). Batches of 32 windows on onnxruntime (it gains from larger batches), 8 on tfjs.
+ */
+export class SyncNetRunner implements SyncEmbedder {
+  private constructor(
+    readonly config: SyncNetConfig,
+    private readonly lip: NetRunner,
+    private readonly aud: NetRunner,
+  ) {}
+
+  static async create(weights: NamedTensors, config: SyncNetConfig = SYNCNET_V2_CONFIG, executor: NetExecutor = 'tfjs'): Promise<SyncNetRunner> {
+    const g = syncnetGraphs(weights, config);
+    const lip = await createNetRunner(g.video, executor);
+    try {
+      const aud = await createNetRunner(g.audio, executor === 'auto' ? (lip instanceof TfNet ? 'tfjs' : 'onnx') : executor);
+      return new SyncNetRunner(config, lip, aud);
+    } catch (e) {
+      lip.dispose();
+      throw e;
+    }
+  }
+
+  get executor(): string {
+    return this.lip.executor;
+  }
+
+  get batch(): number {
+    return this.lip instanceof TfNet ? 8 : 32;
+  }
+
+  async embed(lip: HostTensor, aud: HostTensor): Promise<{ lip: Float32Array; aud: Float32Array }> {
+    const [ev] = await this.lip.run({ lip });
+    const [ea] = await this.aud.run({ aud });
+    return { lip: ev!.data, aud: ea!.data };
+  }
+
+  dispose(): void {
+    this.lip.dispose();
+    this.aud.dispose();
   }
 }
 
@@ -386,6 +562,12 @@ export class SyncNet {
  * Output (B, 224, 224, 15) float32, channel t·3+c with c in BGR order (SyncNet was trained on cv2 BGR frames).
  */
 export function packLipWindows(frames: readonly Uint8Array[], starts: readonly number[], size = SYNCNET_SIZE): tf.Tensor4D {
+  const h = lipWindowsHost(frames, starts, size);
+  return tf.tensor4d(h.data, h.shape as [number, number, number, number]);
+}
+
+/** packLipWindows as a host array (for any executor). */
+export function lipWindowsHost(frames: readonly Uint8Array[], starts: readonly number[], size = SYNCNET_SIZE): HostTensor {
   const px = size * size;
   const C = SYNCNET_FRAMES * 3;
   const out = new Float32Array(starts.length * px * C);
@@ -402,7 +584,7 @@ export function packLipWindows(frames: readonly Uint8Array[], starts: readonly n
       }
     }
   });
-  return tf.tensor4d(out, [starts.length, size, size, C]);
+  return { data: out, shape: [starts.length, size, size, C] };
 }
 
 /**
@@ -410,6 +592,12 @@ export function packLipWindows(frames: readonly Uint8Array[], starts: readonly n
  * Output (B, 13, 20, 1): row = coefficient, column = time (SyncNetInstance's `cct[:, :, :, 4i:4i+20]`).
  */
 export function packAudioWindows(mfcc: ArrayLike<number>, mfccFrames: number, starts: readonly number[], dim = SYNCNET_MFCC_DIM): tf.Tensor4D {
+  const h = audioWindowsHost(mfcc, mfccFrames, starts, dim);
+  return tf.tensor4d(h.data, h.shape as [number, number, number, number]);
+}
+
+/** packAudioWindows as a host array (for any executor). */
+export function audioWindowsHost(mfcc: ArrayLike<number>, mfccFrames: number, starts: readonly number[], dim = SYNCNET_MFCC_DIM): HostTensor {
   const W = SYNCNET_MFCC_WINDOW;
   const out = new Float32Array(starts.length * dim * W);
   starts.forEach((s, b) => {
@@ -417,5 +605,5 @@ export function packAudioWindows(mfcc: ArrayLike<number>, mfccFrames: number, st
     if (f0 + W > mfccFrames) throw new DifftalkError('bad-input', `SyncNet audio window ${s} needs MFCC frames ${f0}..${f0 + W - 1}, have ${mfccFrames}`);
     for (let c = 0; c < dim; c++) for (let t = 0; t < W; t++) out[b * dim * W + c * W + t] = mfcc[(f0 + t) * dim + c]!;
   });
-  return tf.tensor4d(out, [starts.length, dim, W, 1]);
+  return { data: out, shape: [starts.length, dim, W, 1] };
 }

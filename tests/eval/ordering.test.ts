@@ -83,7 +83,7 @@ describe('difftalk eval: sane ordering on the AOC clip', () => {
       weightsCacheDir: cache,
       syncnetWeights: trained.checkpoint,
       maxLengthDiff: 200, // the prediction covers the GT's first FRAMES frames
-      netExecutor: 'onnx', // LPIPS through the eval wiring on onnxruntime (tests/models/onnx-executor.test.ts: vs tfjs)
+      netExecutor: 'onnx', // LPIPS and SyncNet through the eval wiring on onnxruntime (tests/models/onnx-executor.test.ts: vs tfjs)
     });
   });
 
@@ -99,7 +99,7 @@ describe('difftalk eval: sane ordering on the AOC clip', () => {
     assert.equal(s.ssim[0], 1);
     assert.equal(s.lpips[0], 0); // identical inputs → identical features → 0 exactly
     assert.match(r.protocol.networks['lpips(alex-v0.1)']!, /^onnxruntime-cpu \(\d+ threads\)$/); // the report says what ran it
-    assert.match(r.protocol.networks.syncnet!, /^tfjs-/);
+    assert.match(r.protocol.networks.syncnet!, /^onnxruntime-cpu \(\d+ threads\)$/);
     assert.ok(s.psnr[1]! < s.psnr[0]! && s.psnr[1]! > 15, `psnr ${s.psnr[1]}`);
     assert.ok(s.ssim[1]! < s.ssim[0]!, `ssim ${s.ssim[1]}`);
     assert.ok(s.lpips[1]! > s.lpips[0]!, `lpips ${s.lpips[1]}`);

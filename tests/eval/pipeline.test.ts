@@ -93,7 +93,33 @@ describe('difftalk eval pipeline (AOC clip vs a JPEG-like recompressed copy)', (
     const file = path.join(dir, 'det-syncnet.safetensors');
     const shapes = syncnetParamShapes().filter(([n]) => !n.endsWith('num_batches_tracked'));
     await writeSafetensors(file, new Map(shapes.map(([n, s]) => [n, { dtype: 'float32' as const, shape: s, data: det(n, s) }])));
-    const r = await runEval({ pred, gt: AOC_CLIP, out: path.join(dir, 'out2'), metrics: ['lse'], syncnetWeights: file, maxLengthDiff: 140 });
+    // 'auto' (eval without --backend: onnxruntime when it loads) and 'tfjs' (--backend given): the same network
+    // description on two executors; LSE-D / LSE-C agree to float32 round-off (1e-5 relative; measured embeddings ≤ 2e-6).
+    const r = await runEval({
+      pred,
+      gt: AOC_CLIP,
+      out: path.join(dir, 'out2'),
+      metrics: ['lse'],
+      syncnetWeights: file,
+      maxLengthDiff: 140,
+      netExecutor: 'auto',
+    });
+    const rt = await runEval({
+      pred,
+      gt: AOC_CLIP,
+      out: path.join(dir, 'out3'),
+      metrics: ['lse'],
+      syncnetWeights: file,
+      maxLengthDiff: 140,
+      netExecutor: 'tfjs',
+    });
+    assert.match(r.protocol.networks.syncnet!, /^onnxruntime-cpu \(\d+ threads\)$/);
+    assert.equal(rt.protocol.networks.syncnet, 'tfjs-wasm');
+    for (const k of ['lseD', 'lseC'] as const) {
+      const [a, b] = [r.clips[0]!.lse![k], rt.clips[0]!.lse![k]];
+      assert.ok(Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b)), `${k}: auto ${a} vs tfjs ${b}`);
+    }
+    assert.equal(r.clips[0]!.lse!.offset, rt.clips[0]!.lse!.offset);
     const row = r.clips[0]!;
     const names = Object.keys(row.scores);
     assert.ok(

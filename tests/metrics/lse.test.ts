@@ -1,6 +1,8 @@
 /**
  * LSE-D / LSE-C parity with joonson/syncnet_python `SyncNetInstance.evaluate` (reference: fixtures/expected.json
- * `syncnet`, PyTorch 2.11 float32 CPU, SyncNetModel.S(1024) with det() weights; fixtures/README.md).
+ * `syncnet`, PyTorch 2.11 float32 CPU, SyncNetModel.S(1024) with det() weights; fixtures/README.md), with the tfjs
+ * SyncNet class (the training network) and with eval's scoring network on onnxruntime (SyncNetRunner: the network
+ * description, BatchNorm folded), both within the README's 1e-4 relative.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -17,7 +19,7 @@ import {
   syncWindowCount,
   type SyncEmbeddings,
 } from '../../src/metrics/lse.js';
-import { SyncNet, syncnetParamShapes } from '../../src/models/syncnet.js';
+import { SyncNet, SyncNetRunner, syncnetParamShapes } from '../../src/models/syncnet.js';
 import { readWav } from '../../src/audio/wav.js';
 import { initBackend } from '../../src/util/tf.js';
 import { det } from '../../src/weights/det.js';
@@ -64,11 +66,13 @@ function checkSummary(x: Float32Array, s: Summary, what: string): void {
 
 describe('LSE on the syncnet fixture (det weights)', () => {
   let emb: SyncEmbeddings;
+  let embOnnx: SyncEmbeddings;
   let samples: Float32Array;
 
   before(async () => {
     await initBackend('wasm');
-    const net = SyncNet.fromTensors(new Map(syncnetParamShapes().map(([n, s]) => [n, { shape: s, data: det(n, s) }])));
+    const weights = new Map(syncnetParamShapes().map(([n, s]) => [n, { shape: s, data: det(n, s) }]));
+    const net = SyncNet.fromTensors(weights);
     const frames: Uint8Array[] = [];
     for (let i = 0; i < 24; i++) {
       const file = path.join(FIXTURES, 'syncnet_frames', `${String(i).padStart(2, '0')}.png`);
@@ -79,6 +83,9 @@ describe('LSE on the syncnet fixture (det weights)', () => {
     samples = wav.samples;
     emb = await syncEmbeddings(net, { frames, samples: wav.samples, sampleRate: wav.sampleRate }, { batch: 10 });
     net.dispose();
+    const onnx = await SyncNetRunner.create(weights, undefined, 'onnx');
+    embOnnx = await syncEmbeddings(onnx, { frames, samples: wav.samples, sampleRate: wav.sampleRate }); // its own batch (32)
+    onnx.dispose();
   });
 
   it('uses the reference window rule and MFCC', () => {
@@ -104,6 +111,17 @@ describe('LSE on the syncnet fixture (det weights)', () => {
     s.mdist.forEach((v, k) => close(v, exp.mdist[k]!, 1e-4, `mdist[${k}]`));
     close(s.lseD, exp.lse_d, 1e-4, 'lse_d');
     close(s.lseC, exp.lse_c, 1e-4, 'lse_c');
+    assert.equal(s.offset, exp.av_offset);
+  });
+
+  it("on onnxruntime (eval's scoring network): the reference embeddings, mdist, LSE-D, LSE-C and offset (1e-4 relative)", () => {
+    assert.equal(embOnnx.windows, exp.num_windows);
+    checkSummary(embOnnx.lip, exp.lip_emb_all, 'onnx lip_emb_all');
+    checkSummary(embOnnx.aud, exp.aud_emb_all, 'onnx aud_emb_all');
+    const s = syncScoresFromEmbeddings(embOnnx);
+    s.mdist.forEach((v, k) => close(v, exp.mdist[k]!, 1e-4, `onnx mdist[${k}]`));
+    close(s.lseD, exp.lse_d, 1e-4, 'onnx lse_d');
+    close(s.lseC, exp.lse_c, 1e-4, 'onnx lse_c');
     assert.equal(s.offset, exp.av_offset);
   });
 

@@ -4,7 +4,8 @@
  * trip, PIL JPEG decoding, SyncNetModel.S in PyTorch 1.13 and python_speech_features' MFCC in numpy — that oracle
  * reproduces fixtures/expected.json `syncnet` to float32 round-off), SyncNet with det() weights on both sides.
  * det() S3FD weights find no face, so the detections are given: a face box over the AOC face in frames 0–105 with a
- * 4-frame gap, and a small second face (dropped by min_face_size). Tolerance: LSE-D, LSE-C and all 31 mdist values
+ * 4-frame gap, and a small second face (dropped by min_face_size). SyncNet runs as eval runs it by default (the network
+ * description on onnxruntime, models/syncnet.ts SyncNetRunner). Tolerance: LSE-D, LSE-C and all 31 mdist values
  * within 1e-4 relative (the SyncNet parity tolerance of fixtures/README.md), offset equal.
  */
 import assert from 'node:assert/strict';
@@ -13,7 +14,7 @@ import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { trackFaces } from '../../src/face/reference-crop.js';
 import { cropRoundTrip, referenceFrames, scoreTrackCrops, trackCrops, type ReferenceFrames } from '../../src/metrics/sync-reference.js';
-import { SyncNet, syncnetParamShapes } from '../../src/models/syncnet.js';
+import { SyncNetRunner, syncnetParamShapes } from '../../src/models/syncnet.js';
 import { runProcess } from '../../src/util/exec.js';
 import { initBackend } from '../../src/util/tf.js';
 import { det } from '../../src/weights/det.js';
@@ -58,7 +59,8 @@ describe('reference SyncNet pipeline on given detections (AOC clip)', () => {
     assert.equal(tracking.dropped.small, 1);
     const t = tracking.tracks[0]!;
     assert.deepEqual([t.frames[0], t.frames.at(-1)], [want[0]!.first, want[0]!.last]);
-    const net = SyncNet.fromTensors(new Map(syncnetParamShapes().map(([n, s]) => [n, { shape: s, data: det(n, s) }])));
+    // eval's scoring network on onnxruntime (what `difftalk eval` uses without --backend)
+    const net = await SyncNetRunner.create(new Map(syncnetParamShapes().map(([n, s]) => [n, { shape: s, data: det(n, s) }])), undefined, 'onnx');
     const crops = await cropRoundTrip(await trackCrops(fr.files, t), work);
     assert.equal(crops.length, t.frames.length);
     const got = await scoreTrackCrops(net, crops, t.frames[0]!, t.frames.at(-1)!, fr.audio!);

@@ -8,8 +8,13 @@
  * - FID Inception (deterministic full-rank He weights; no PyTorch fixture exists for it, tests/metrics/fid.test.ts):
  *   pool3 features of 3 real 256² frames (resized to 299² inside the network) against the tfjs executor, max
  *   difference ≤ 1e-4 × max |feature| (float32, 94 convolutions, different algorithms; the wasm-vs-webgpu bound).
+ * - SyncNet v2 (det() weights, BatchNorm folded into the convs / linears of the description): embeddings of 8 real
+ *   windows (../shared/data/fixtures/syncnet_frames + syncnet_audio.wav) on onnxruntime and on the tfjs executor
+ *   against the tfjs `SyncNet` class (unfolded BatchNorm, the training network): max difference ≤ 1e-5 × max |embedding|
+ *   (float32 with different conv algorithms and the BN fold's rounding; measured ≤ 2.1e-6); window 0 against the
+ *   PyTorch fixture (expected.json syncnet, 1e-4 relative, as tests/models/syncnet.test.ts).
  * - single ops on hand-computed values: padded average pool excludes the padding, padded max pool never picks it
- *   (1e-6 absolute).
+ *   (1e-6 absolute); flatten keeps PyTorch's NCHW order and linear is x·Wᵀ + b with the fused ReLU (1e-6 absolute).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -19,6 +24,10 @@ import { decodeFrames } from '../../src/media/frames.js';
 import type { RgbFrames } from '../../src/media/types.js';
 import { Lpips, type LpipsNet } from '../../src/metrics/lpips.js';
 import { FidInception } from '../../src/models/inception.js';
+import { audioWindowsHost, lipWindowsHost, SyncNet, SyncNetRunner, syncnetParamShapes } from '../../src/models/syncnet.js';
+import { syncMfcc } from '../../src/metrics/lse.js';
+import { readWav } from '../../src/audio/wav.js';
+import sharp from 'sharp';
 import { heWeights } from '../metrics/inception-weights.js';
 import type { NetGraph } from '../../src/models/netgraph.js';
 import { TfNet } from '../../src/models/netgraph-tf.js';
@@ -102,6 +111,103 @@ describe('ONNX executor', () => {
       }
       assert.ok(maxAbs > 1e-3, `features are not degenerate (max ${maxAbs})`);
       assert.ok(maxDiff <= 1e-4 * maxAbs, `max diff ${maxDiff} vs max |feature| ${maxAbs}`);
+    } finally {
+      onnx.dispose();
+      tfjs.dispose();
+    }
+  });
+
+  it('SyncNet: onnxruntime and tfjs executors match the tfjs SyncNet class on real windows, and PyTorch on window 0', async () => {
+    const w = new Map(syncnetParamShapes().map(([n, s]) => [n, { shape: s, data: det(n, s) }]));
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i < 24; i++) {
+      const file = path.join(FIXTURES, 'syncnet_frames', `${String(i).padStart(2, '0')}.png`);
+      frames.push(new Uint8Array(await sharp(file).removeAlpha().raw().toBuffer()));
+    }
+    const wav = await readWav(path.join(FIXTURES, 'syncnet_audio.wav'));
+    const m = syncMfcc(wav.samples, wav.sampleRate);
+    const starts = Array.from({ length: 8 }, (_, i) => 2 * i);
+    const lip = lipWindowsHost(frames, starts);
+    const aud = audioWindowsHost(m.data, m.frames, starts);
+    const cls = SyncNet.fromTensors(w);
+    const want = await cls.embed(lip, aud);
+    cls.dispose();
+    const ref = expected.syncnet as Record<'lip_emb_window0' | 'aud_emb_window0', { abs_sum: number; first8: number[]; last8: number[] }>;
+    for (const executor of ['onnx', 'tfjs'] as const) {
+      const net = await SyncNetRunner.create(w, undefined, executor);
+      try {
+        assert.match(net.executor, executor === 'onnx' ? /^onnxruntime-cpu \(\d+ threads\)$/ : /^tfjs-wasm$/);
+        const got = await net.embed(lip, aud);
+        for (const k of ['lip', 'aud'] as const) {
+          assert.equal(got[k].length, 8 * 1024);
+          let maxAbs = 0;
+          let maxDiff = 0;
+          for (let i = 0; i < got[k].length; i++) {
+            maxAbs = Math.max(maxAbs, Math.abs(want[k][i]!));
+            maxDiff = Math.max(maxDiff, Math.abs(got[k][i]! - want[k][i]!));
+          }
+          assert.ok(maxAbs > 0.1, `${k} embeddings are not degenerate (max ${maxAbs})`);
+          assert.ok(maxDiff <= 1e-5 * maxAbs, `${executor} ${k}: max diff ${maxDiff} vs max |embedding| ${maxAbs}`);
+          const r = ref[`${k}_emb_window0`];
+          const close = (a: number, b: number, what: string) =>
+            assert.ok(Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b)), `${executor} ${what}: ${a} vs ${b}`);
+          close(
+            got[k].subarray(0, 1024).reduce((a, v) => a + Math.abs(v), 0),
+            r.abs_sum,
+            `${k} abs_sum`,
+          );
+          r.first8.forEach((v, i) => close(got[k][i]!, v, `${k}[${i}]`));
+          r.last8.forEach((v, i) => close(got[k][1016 + i]!, v, `${k}[${1016 + i}]`));
+        }
+      } finally {
+        net.dispose();
+      }
+    }
+  });
+
+  it('flatten keeps the NCHW order; linear is x·Wᵀ + b with a fused ReLU (hand loops, 1e-6)', async () => {
+    const [H, W, C, O] = [2, 3, 2, 3];
+    const x = Float32Array.from({ length: H * W * C }, (_, k) => Math.cos(0.7 * k) * 2); // NHWC
+    const wt = Float32Array.from({ length: O * C * H * W }, (_, k) => Math.sin(0.3 * k + 1));
+    const b = Float32Array.from([0.5, -4, 0.25]);
+    const g: NetGraph = {
+      name: 'fc',
+      inputs: [{ name: 'x', channels: C }],
+      outputs: ['flat', 'y'],
+      ops: [
+        { op: 'flatten', x: 'x', y: 'flat' },
+        { op: 'linear', x: 'flat', y: 'y', weight: 'w', bias: 'b', relu: true },
+      ],
+      params: new Map([
+        ['w', { shape: [O, C * H * W], data: wt }],
+        ['b', { shape: [O], data: b }],
+      ]),
+    };
+    // PyTorch order: flat[c·H·W + h·W + w] = x[h, w, c]
+    const flat = new Float32Array(C * H * W);
+    for (let c = 0; c < C; c++) for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) flat[(c * H + h) * W + w] = x[(h * W + w) * C + c]!;
+    const y = Array.from({ length: O }, (_, o) =>
+      Math.max(
+        0,
+        flat.reduce((a, v, i) => a + v * wt[o * flat.length + i]!, b[o]!),
+      ),
+    );
+    assert.ok(y.some((v) => v === 0) && y.some((v) => v > 0), `the ReLU is exercised: ${y}`);
+    const onnx = await OnnxNet.create(g);
+    const tfjs = new TfNet(g);
+    try {
+      for (const runner of [onnx, tfjs]) {
+        const [f, out] = await runner.run({ x: { data: x, shape: [1, H, W, C] } });
+        assert.deepEqual(
+          [f!.shape, out!.shape],
+          [
+            [1, C * H * W],
+            [1, O],
+          ],
+        );
+        flat.forEach((v, i) => assert.ok(Math.abs(f!.data[i]! - v) < 1e-6, `${runner.executor} flat[${i}]`));
+        y.forEach((v, i) => assert.ok(Math.abs(out!.data[i]! - v) < 1e-6, `${runner.executor} y[${i}] ${out!.data[i]} vs ${v}`));
+      }
     } finally {
       onnx.dispose();
       tfjs.dispose();
