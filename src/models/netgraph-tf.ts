@@ -9,12 +9,12 @@
  * the explicit spatial padding) on the time-padded frame stack: the same arithmetic as Conv3d through the backends'
  * fast conv2d kernels (measured on tfjs-wasm: its own conv3d took 34–60 s for I3D's 16.6 GFLOP Conv3d_2c_3x3 layer,
  * the tap sum 0.6 s; one conv2d over the taps stacked on the channel axis was 1.5–1.8× slower for the whole I3D).
- * Weights [out, in, kt, kh, kw] are split once into kt filters [kh, kw, in, out]. 3-D max pools whose padding is TF
- * 'SAME' for the input at hand use tf 'same' pooling, others pad with −∞ first.
+ * Weights [out, in, kt, kh, kw] are split once into kt filters [kh, kw, in, out]. 3-D max pools run the same way: a
+ * 2-D max pool per frame, then the maximum over the temporal taps (−∞ padding on all three axes).
  */
 import { DifftalkError } from '../util/errors.js';
 import { tf } from '../util/tf.js';
-import { samePad6, validateGraph, type NetGraph, type NetOp, type Pad4, type Pad6, type Pair, type Triple } from './netgraph.js';
+import { validateGraph, type NetGraph, type NetOp, type Pad4, type Pad6, type Pair, type Triple } from './netgraph.js';
 import type { HostTensor, NetRunner } from './net-runner.js';
 
 function isSame(k: Pair, stride: Pair, pad: Pad4): boolean {
@@ -38,65 +38,96 @@ function conv3dTaps(shape: readonly number[], data: Float32Array): tf.Tensor4D[]
 }
 
 /**
- * Conv3d (+ bias, + ReLU) of an NDHWC tensor as a sum over the temporal taps of conv2d on frame stacks: pad time,
- * pick each tap's input frames (stride in time by gather), conv2d with the spatial stride and padding, add.
+ * The temporal taps of a 3-D window op on an NDHWC tensor: the time axis padded with `fill` ([front, back]), then for
+ * each tap dt the frames it reads at every output step (t = j·stride + dt) as one frame stack [n·tOut, h, w, c].
  */
-function conv3dByTaps(x: tf.Tensor5D, taps: readonly tf.Tensor4D[], bias: tf.Tensor1D | undefined, stride: Triple, pad: Pad6, relu: boolean): tf.Tensor5D {
+function temporalTaps(x: tf.Tensor5D, kt: number, stride: number, front: number, back: number, fill: number): { taps: tf.Tensor4D[]; tOut: number } {
   const [n, t, h, w, c] = x.shape;
-  const kt = taps.length;
-  const [front, top, left, back, bottom, right] = pad;
-  const spatial: 'valid' | [[number, number], [number, number], [number, number], [number, number]] =
-    top === 0 && left === 0 && bottom === 0 && right === 0
-      ? 'valid'
-      : [
-          [0, 0],
-          [top, bottom],
-          [left, right],
-          [0, 0],
-        ];
-  const st = stride[0];
   const tPadded = t + front + back;
-  const tOut = Math.floor((tPadded - kt) / st) + 1;
-  if (tOut < 1) throw new DifftalkError('bad-input', `conv3d: ${t} time steps are too few for a ${kt}-tap kernel`);
+  const tOut = Math.floor((tPadded - kt) / stride) + 1;
+  if (tOut < 1) throw new DifftalkError('bad-input', `3-D window of ${kt} steps over ${t} time steps: no output`);
   const xp =
     front || back
-      ? tf.pad(x, [
-          [0, 0],
-          [front, back],
-          [0, 0],
-          [0, 0],
-          [0, 0],
-        ])
+      ? tf.pad(
+          x,
+          [
+            [0, 0],
+            [front, back],
+            [0, 0],
+            [0, 0],
+            [0, 0],
+          ],
+          fill,
+        )
       : x;
-  let sum: tf.Tensor4D | undefined;
+  const taps: tf.Tensor4D[] = [];
   for (let dt = 0; dt < kt; dt++) {
     const picked =
-      st === 1
+      stride === 1
         ? tOut === tPadded
           ? xp
           : tf.slice(xp, [0, dt, 0, 0, 0], [n, tOut, h, w, c])
         : tf.gather(
             xp,
             tf.tensor1d(
-              Array.from({ length: tOut }, (_, j) => j * st + dt),
+              Array.from({ length: tOut }, (_, j) => j * stride + dt),
               'int32',
             ),
             1,
           );
-    const frames = tf.reshape(picked, [n * tOut, h, w, c]) as tf.Tensor4D;
-    const first = dt === 0;
+    taps.push(tf.reshape(picked, [n * tOut, h, w, c]));
+  }
+  return { taps, tOut };
+}
+
+/** Explicit NHWC conv / pool padding from the spatial part of a Pad6 ('valid' when it is all zero). */
+function spatialPad(pad: Pad6): 'valid' | [[number, number], [number, number], [number, number], [number, number]] {
+  const [, top, left, , bottom, right] = pad;
+  return top === 0 && left === 0 && bottom === 0 && right === 0
+    ? 'valid'
+    : [
+        [0, 0],
+        [top, bottom],
+        [left, right],
+        [0, 0],
+      ];
+}
+
+/** Conv3d (+ bias, + ReLU) of an NDHWC tensor as a sum over the temporal taps of conv2d on frame stacks. */
+function conv3dByTaps(x: tf.Tensor5D, filters: readonly tf.Tensor4D[], bias: tf.Tensor1D | undefined, stride: Triple, pad: Pad6, relu: boolean): tf.Tensor5D {
+  const kt = filters.length;
+  const { taps, tOut } = temporalTaps(x, kt, stride[0], pad[0], pad[3], 0);
+  let sum: tf.Tensor4D | undefined;
+  taps.forEach((frames, dt) => {
     const y = tf.fused.conv2d({
       x: frames,
-      filter: taps[dt]!,
+      filter: filters[dt]!,
       strides: [stride[1], stride[2]],
-      pad: spatial,
-      bias: first ? bias : undefined,
-      activation: first && kt === 1 && relu ? 'relu' : 'linear',
+      pad: spatialPad(pad),
+      bias: dt === 0 ? bias : undefined,
+      activation: kt === 1 && relu ? 'relu' : 'linear',
     });
     sum = sum ? (tf.add(sum, y) as tf.Tensor4D) : y;
-  }
+  });
   const out = kt > 1 && relu ? tf.relu(sum!) : sum!;
-  return tf.reshape(out, [n, tOut, out.shape[1], out.shape[2], out.shape[3]]);
+  return tf.reshape(out, [x.shape[0], tOut, out.shape[1], out.shape[2], out.shape[3]]);
+}
+
+/**
+ * 3-D max pool (−∞ padding) of an NDHWC tensor: a 2-D max pool of every frame, then the maximum over the temporal
+ * taps (separable, exact). Not tf.maxPool3d: tfjs-wasm's starts its maximum at FLT_MIN (a tiny positive number), so
+ * a window of negative values came out as 1.2e-38 (measured with tfjs-backend-wasm 4.22.0).
+ */
+function maxPool3dByTaps(x: tf.Tensor5D, k: Triple, stride: Triple, pad: Pad6): tf.Tensor5D {
+  const [n, t, h, w, c] = x.shape;
+  const frames = tf.reshape(x, [n * t, h, w, c]) as tf.Tensor4D;
+  const sp = spatialPad(pad);
+  const padded = sp === 'valid' ? frames : tf.pad(frames, sp, -Infinity);
+  const pooled = tf.maxPool(padded, [k[1], k[2]], [stride[1], stride[2]], 'valid');
+  const [, ho, wo] = pooled.shape;
+  const { taps, tOut } = temporalTaps(tf.reshape(pooled, [n, t, ho, wo, c]), k[0], stride[0], pad[0], pad[3], -Infinity);
+  const m = taps.reduce((a, b) => tf.maximum(a, b));
+  return tf.reshape(m, [n, tOut, ho, wo, c]);
 }
 
 /** A network description bound to tf tensors; `dispose()` frees its weights. */
@@ -210,28 +241,8 @@ export class TfNet implements NetRunner {
           op.pad,
           op.relu ?? false,
         );
-      case 'maxpool3d': {
-        const x = get5(op.x);
-        const k = op.k as [number, number, number];
-        const s = op.stride as [number, number, number];
-        const same = samePad6([x.shape[1], x.shape[2], x.shape[3]], op.k, op.stride).pad;
-        if (same.every((p, i) => p === op.pad[i])) return tf.maxPool3d(x, k, s, 'same');
-        const [f, t, l, b, bo, r] = op.pad;
-        const padded = zero(op.pad)
-          ? x
-          : tf.pad(
-              x,
-              [
-                [0, 0],
-                [f, b],
-                [t, bo],
-                [l, r],
-                [0, 0],
-              ],
-              -Infinity,
-            );
-        return tf.maxPool3d(padded, k, s, 'valid');
-      }
+      case 'maxpool3d':
+        return maxPool3dByTaps(get5(op.x), op.k, op.stride, op.pad);
       case 'avgpool3d':
         return tf.avgPool3d(get5(op.x), op.k as [number, number, number], op.stride as [number, number, number], 'valid');
       case 'mean-dhw':
