@@ -1,12 +1,14 @@
 """PyTorch CPU side of bench/onnx.ts: frames/s of the eval networks at the sizes difftalk runs them, fp32, intra-op
 threads = all cores (torch.set_num_threads(os.cpu_count())), no grad. Weights are random (torchvision init): same shapes and FLOPs.
 
-Usage: python3 bench/torch/nets_cpu.py SIZE BATCH SECONDS NETS   (NETS: comma-separated, of lpips-alex,lpips-vgg,fid)
-Output: one JSON object {"torch": version, "threads": n, <net>: fps …}
+Usage: python3 bench/torch/nets_cpu.py SIZE BATCH SECONDS NETS   (NETS: comma-separated, of lpips-alex,lpips-vgg,fid,i3d)
+Output: one JSON object {"torch": version, "threads": n, <net>: fps …} (i3d: clips/s)
 - lpips-<net>: LPIPS v0.1 as the `lpips` package computes it (scaling layer, torchvision <net>.features taps,
   channel unit-normalisation, squared difference, 1×1 linear heads, spatial mean), a frame = one pred/target pair;
 - fid: pytorch-fid's input path (bilinear resize to 299², align_corners=False, 2x − 1) and torchvision Inception-v3
   to pool3 (the FID network has the same layers and FLOPs).
+- i3d: the FVD I3D (tests/reference/i3d_reference.py's PyTorch I3D, torch-initialised weights) on one clip of 16
+  frames of SIZE², resized to 224² (bilinear, align_corners=False), x/127.5 − 1, to the 400-d logits; clips/s.
 """
 import json
 import os
@@ -78,6 +80,19 @@ for net in ['alex', 'vgg']:
     if f'lpips-{net}' in NETS:
         fn = lpips_fn(net)
         out[f'lpips-{net}'] = rate(BATCH, lambda: fn(x, y))
+
+if 'i3d' in NETS:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'tests', 'reference'))
+    import i3d_reference
+    torch.set_num_threads(os.cpu_count())  # the oracle module sets one thread on import
+    i3d = i3d_reference.I3D().eval()
+    clip = torch.rand(16, 3, SIZE, SIZE) * 255
+
+    def i3d_clip():
+        h = F.interpolate(clip, size=(224, 224), mode='bilinear', align_corners=False) / 127.5 - 1
+        return i3d(h.permute(1, 0, 2, 3).unsqueeze(0), rescale=False, resize=False, return_features=True)
+
+    out['i3d'] = rate(1, i3d_clip)
 
 if 'fid' not in NETS:
     print(json.dumps(out))
