@@ -5,7 +5,8 @@
  * difftalk runs through the metric objects eval uses (PsnrMetric/SsimMetric on a FramePool, LpipsMetric,
  * inceptionFeatures, syncScores, lmd), so whatever executor they pick by default is what is timed. Networks carry det()
  * weights (same shapes and FLOPs as the real ones; the values do not matter for speed), the reference random ones.
- * Sizes (both sides): 256×256 RGB frames for PSNR/SSIM/LPIPS and FID (resized to 299² inside), SyncNet windows of
+ * Sizes (both sides): 256×256 RGB frames for PSNR/SSIM/LPIPS and FID (resized to 299² inside), FVD clips of 16 such
+ * frames (resized to 224² inside; clips/s: one prediction and one GT clip per FvdMetric update), SyncNet windows of
  * 5 face crops of 224² + 13×20 MFCC, LMD on 68-point sets.
  * `quick`: one timed run per item on small batches, no warm-up (for tests: proves every row runs; the timings mean
  * nothing then).
@@ -26,6 +27,8 @@ import { inceptionFeatures } from '../src/metrics/fid.js';
 import { lmd } from '../src/metrics/lmd.js';
 import { syncScores } from '../src/metrics/lse.js';
 import { FidInception, fidInceptionParams } from '../src/models/inception.js';
+import { FvdMetric } from '../src/metrics/fvd.js';
+import { I3d, I3D_CLIP_FRAMES, i3dParams } from '../src/models/i3d.js';
 import { SyncNetRunner, syncnetParamShapes } from '../src/models/syncnet.js';
 import { runProcess } from '../src/util/exec.js';
 
@@ -33,7 +36,7 @@ const SIZE = 256;
 
 export interface MetricBenchRow {
   metric: string;
-  /** difftalk frames/s (LSE: windows/s). */
+  /** difftalk frames/s (LSE: windows/s, FVD: clips/s). */
   difftalk: number;
   /** The reference's frames/s (NaN when it failed; see `referenceError`). */
   reference: number;
@@ -72,6 +75,7 @@ interface Sizes {
   frames: number;
   lpips_batch: number;
   fid_batch: number;
+  fvd_clips: number;
   sync_windows: number;
   lmd_frames: number;
 }
@@ -121,6 +125,24 @@ function difftalkItems(s: Sizes, minSeconds: number, quick: boolean, pool: Frame
         net.dispose();
       }
     },
+    // FvdMetric.update with 16 paired frames: one prediction and one GT clip through the I3D.
+    fvd: async () => {
+      const net = await I3d.create(new Map(i3dParams().map(([name, shape]) => [name, { dtype: 'float32' as const, shape, data: det(name, shape) }])), {
+        executor: 'auto',
+      });
+      try {
+        const metric = new FvdMetric(net, 'bench');
+        const pred = synthetic(I3D_CLIP_FRAMES, 5);
+        const gt = synthetic(I3D_CLIP_FRAMES, 6);
+        return await rate(2, minSeconds, quick, async () => {
+          metric.beginVideo();
+          await metric.update(pred, gt);
+          metric.endVideo();
+        });
+      } finally {
+        net.dispose();
+      }
+    },
     // `windows` windows: windows + 5 face crops and the matching audio (640 samples per frame at 16 kHz).
     lse: async () => {
       const w = new Map(syncnetParamShapes().map(([name, shape]) => [name, { shape, data: det(name, shape) }]));
@@ -151,6 +173,7 @@ const PAIRS: Array<[string, string[]]> = [
   ['lpips-alex', ['lpips_alex']],
   ['lpips-vgg', ['lpips_vgg']],
   ['fid', ['fid']],
+  ['fvd', ['fvd']],
   ['lse', ['lse']],
   ['lmd', ['lmd']],
 ];
@@ -178,8 +201,8 @@ export async function benchMetrics(
   const python = options.python ?? process.env.BENCH_PYTHON ?? '/usr/bin/python3';
   await initBackend(options.backend ?? 'auto');
   const sizes: Sizes = quick
-    ? { frames: 2, lpips_batch: 1, fid_batch: 1, sync_windows: 2, lmd_frames: 16 }
-    : { frames: 16, lpips_batch: 4, fid_batch: 8, sync_windows: 19, lmd_frames: 200 };
+    ? { frames: 2, lpips_batch: 1, fid_batch: 1, fvd_clips: 2, sync_windows: 2, lmd_frames: 16 }
+    : { frames: 16, lpips_batch: 4, fid_batch: 8, fvd_clips: 2, sync_windows: 19, lmd_frames: 200 };
   const dir = await mkdtemp(path.join(os.tmpdir(), 'difftalk-metric-bench-'));
   const pool = new FramePool();
   const rows: MetricBenchRow[] = [];
@@ -219,11 +242,12 @@ export async function benchMetrics(
   return { rows, backend: tf.getBackend(), torch, threads, cores: os.cpus().length };
 }
 
-/** The table `npm run bench` prints: metric, difftalk frames/s, reference frames/s, ratio (difftalk / reference). */
+/** The table `npm run bench` prints: metric, difftalk frames/s, reference frames/s, ratio (difftalk / reference); LSE in windows/s, FVD in clips/s. */
 export function renderMetricBench(r: MetricBench): string {
   const fmt = (x: number) => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x.toFixed(1)) : 'n/a');
   const lines = [
     `difftalk: tfjs backend ${r.backend}, PSNR/SSIM on a ${r.cores}-thread FramePool; reference: PyTorch ${r.torch} CPU (${r.threads} threads), numpy, scikit-image`,
+    'rates are frames/s, except lse (windows/s) and fvd (16-frame clips/s)',
     '',
     '| metric | difftalk frames/s | reference frames/s | ratio | reference |',
     '| --- | --- | --- | --- | --- |',

@@ -4,15 +4,17 @@
  * same CPU in the same run (bench/torch/nets_cpu.py, Debian python3-torch, all cores), interleaved, with the ratios.
  * Frames are 256² RGB in batches of BENCH_ONNX_BATCH (default 4); a LPIPS frame is one pred/target pair; FID is the
  * pool3 features at 299² (resize included); SyncNet is both branches on BENCH_ONNX_SYNC_WINDOWS windows per call
- * (default 19, the metric bench's; a frame = one window of 5 × 224² crops + 13×20 MFCC). det()/He weights: the real
- * shapes and FLOPs. Env: BENCH_PYTHON (default /usr/bin/python3), BENCH_ONNX_SECONDS per measurement (default 3),
- * BENCH_ONNX_JSON=file, BENCH_ONNX_NETS=lpips-alex,lpips-vgg,fid,syncnet (a subset; default all).
+ * (default 19, the metric bench's; a frame = one window of 5 × 224² crops + 13×20 MFCC); FVD's I3D runs one clip of 16
+ * such frames per call (resized to 224² inside) and is counted in clips/s. det()/He weights: the real shapes and
+ * FLOPs. Env: BENCH_PYTHON (default /usr/bin/python3), BENCH_ONNX_SECONDS per measurement (default 3),
+ * BENCH_ONNX_JSON=file, BENCH_ONNX_NETS=lpips-alex,lpips-vgg,fid,syncnet,i3d (a subset; default all).
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Lpips } from '../src/metrics/lpips.js';
 import { FidInception, fidInceptionParams } from '../src/models/inception.js';
 import { SyncNetRunner, syncnetParamShapes } from '../src/models/syncnet.js';
+import { I3d, I3D_CLIP_FRAMES, i3dParams } from '../src/models/i3d.js';
 import type { NetExecutor } from '../src/models/net-runner.js';
 import { featureParams, FEATURE_NETS, type NamedWeight } from '../src/models/torchvision-features.js';
 import { runProcess } from '../src/util/exec.js';
@@ -25,6 +27,8 @@ const SECONDS = Number(process.env.BENCH_ONNX_SECONDS ?? 3);
 const SYNC_WINDOWS = Number(process.env.BENCH_ONNX_SYNC_WINDOWS ?? 19);
 /** BENCH_ONNX_NETS=syncnet,fid: only those networks (default: all). */
 const NETS = process.env.BENCH_ONNX_NETS?.split(',').filter(Boolean);
+/** Per network, what one unit of its rate is. */
+export const ONNX_BENCH_UNITS: Record<string, string> = { i3d: 'clips/s' };
 
 async function rate(frames: number, fn: () => Promise<unknown>): Promise<number> {
   await fn(); // warm-up
@@ -111,6 +115,15 @@ export async function benchOnnx(): Promise<Record<string, Record<string, number>
       s.dispose();
     }
   });
+  await measure('i3d', async (executor) => {
+    const net = await I3d.create(new Map(i3dParams().map(([n, s]) => [n, { dtype: 'float32' as const, shape: s, data: det(n, s) }])), { executor });
+    const clip = Float32Array.from({ length: I3D_CLIP_FRAMES * SIZE * SIZE * 3 }, (_, k) => 127.5 + 127.5 * Math.sin(0.37 * k));
+    try {
+      return [net.executor, await rate(1, () => net.featuresOf(clip, 1, SIZE, SIZE))];
+    } finally {
+      net.dispose();
+    }
+  });
   return out;
 }
 
@@ -120,7 +133,8 @@ if (process.argv[1] === import.meta.filename) {
     const entries = Object.entries(row);
     const torch = entries.find(([k]) => k.startsWith('pytorch'))![1];
     process.stdout.write(`${net}\n`);
-    for (const [k, v] of entries) process.stdout.write(`  ${k.padEnd(40)} ${v.toFixed(2).padStart(9)} frames/s  ${(v / torch).toFixed(2)}× PyTorch\n`);
+    const unit = ONNX_BENCH_UNITS[net] ?? 'frames/s';
+    for (const [k, v] of entries) process.stdout.write(`  ${k.padEnd(40)} ${v.toFixed(2).padStart(9)} ${unit}  ${(v / torch).toFixed(2)}× PyTorch\n`);
   }
   if (process.env.BENCH_ONNX_JSON) await writeFile(process.env.BENCH_ONNX_JSON, JSON.stringify(res, null, 2));
 }

@@ -4,7 +4,7 @@
  *   one run with the clip alone (startup included) and one with several copies (startup amortised);
  * - metrics: frames/s of each eval metric side by side with its Python reference (PyTorch 1.13 CPU, numpy, scikit-image)
  *   in the same run, and the ratio (bench/metrics.ts, bench/torch/metrics_bench.py; BENCH_METRICS_QUICK=1: one run each;
- *   BENCH_METRICS=lse,fid: only those rows);
+ *   BENCH_METRICS=lse,fvd: only those rows);
  * - gpu: tfjs-webgpu against PyTorch in the same run, per op and whole UNet step / eval networks (bench/gpu.ts), when a
  *   WebGPU adapter exists (else it says why). BENCH_GPU_SIZE=full (default: gpu.md's shapes, the paper UNet) or tiny
  *   (toy sizes: lavapipe + torch on CPU in seconds), BENCH_GPU_EVAL=0 (no eval networks: on lavapipe FID's 299² alone
@@ -103,7 +103,7 @@ const only = process.env.BENCH_ONLY;
 out(`# difftalk bench — ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}, node ${process.version}\n`);
 if (!only || only === 'prep') await benchPrep();
 if (!only || only === 'metrics') {
-  out('\n## metrics: difftalk vs the Python reference, same machine, same run (frames/s; LSE: windows/s; ratio = difftalk / reference)\n');
+  out('\n## metrics: difftalk vs the Python reference, same machine, same run (frames/s; LSE: windows/s; FVD: clips/s; ratio = difftalk / reference)\n');
   const r = await benchMetrics({
     quick: process.env.BENCH_METRICS_QUICK === '1',
     metrics: process.env.BENCH_METRICS?.split(',').filter(Boolean),

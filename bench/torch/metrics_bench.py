@@ -3,7 +3,7 @@ this machine's CPU, at the sizes difftalk's bench uses, one JSON object on stdou
 
 Usage: python3 bench/torch/metrics_bench.py SPEC.json
 SPEC: {"budget_s": seconds per item, "quick": bool (one timed run per item, no warm-up), "frames": PSNR/SSIM batch,
-       "lpips_batch", "fid_batch", "sync_windows", "lmd_frames", "items": names to run (default: all)}
+       "lpips_batch", "fid_batch", "fvd_clips", "sync_windows", "lmd_frames", "items": names to run (default: all)}
 Output: {"torch": version, "threads": n, "results": {item: {"fps": frames (or windows) per second, "impl": what ran}}}
 
 Items (frames of 256×256 RGB uint8 unless stated):
@@ -15,6 +15,8 @@ Items (frames of 256×256 RGB uint8 unless stated):
   unit-normalise, squared difference, 1×1 heads (no bias), spatial mean, summed (../shared/docs/eval-metrics.md §3;
   the `lpips` package is not installed, so this is its computation with random weights: same shapes and FLOPs).
 - fid: pytorch-fid's resize to 299² (bilinear) and torchvision Inception-v3 to pool3 (2048-d), random weights.
+- fvd: the FVD I3D (the PyTorch I3D of tests/reference/i3d_reference.py, torch-initialised weights) on clips of 16
+  frames of 256² resized to 224² (F.interpolate bilinear), x/127.5 − 1, return_features=True; clips per second.
 - lse: SyncNet v2 (syncnet_python SyncNetModel: Conv3d lip branch on 5×224×224 BGR crops, Conv2d audio branch on
   13×20 MFCC, both to 1024-d) and calc_pdist over ±15 shifts; windows per second.
 - lmd: numpy landmark distance on mouth points (48–67) after mean-centring, mean over points, per frame.
@@ -187,6 +189,27 @@ def fid(s):
     return f'PyTorch {torch.__version__} CPU, torchvision Inception-v3 to pool3, 256² resized to 299²', fb, run
 
 
+def i3d_reference():
+    """The oracle's PyTorch I3D (tests/reference/i3d_reference.py); its import sets one thread, so all cores again."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'tests', 'reference'))
+    import i3d_reference
+    torch.set_num_threads(os.cpu_count() or 1)
+    return i3d_reference.I3D().eval()
+
+
+def fvd(s):
+    net = i3d_reference()
+    nc = s['fvd_clips']
+    clips = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (nc * 16, 3, 256, 256)).astype(np.float32))
+
+    def run():
+        with torch.no_grad():
+            x = F.interpolate(clips, size=(224, 224), mode='bilinear', align_corners=False) / 127.5 - 1
+            x = x.reshape(nc, 16, 3, 224, 224).permute(0, 2, 1, 3, 4)
+            return net(x, rescale=False, resize=False, return_features=True)
+    return f'PyTorch {torch.__version__} CPU, I3D (16 frames, 224²) to the 400-d logits', nc, run
+
+
 def lse(s):
     sync = SyncNetTwin().eval()
     w = s['sync_windows']
@@ -214,7 +237,7 @@ def lmd(s):
 
 
 ITEMS = {'psnr_skimage': psnr_skimage, 'psnr_numpy': psnr_numpy, 'ssim_gaussian': ssim_gaussian, 'ssim_skimage': ssim_skimage,
-         'lpips_alex': lpips('alex'), 'lpips_vgg': lpips('vgg'), 'fid': fid, 'lse': lse, 'lmd': lmd}
+         'lpips_alex': lpips('alex'), 'lpips_vgg': lpips('vgg'), 'fid': fid, 'fvd': fvd, 'lse': lse, 'lmd': lmd}
 
 
 if __name__ == '__main__':

@@ -2,14 +2,16 @@
 threads = all cores (torch.set_num_threads(os.cpu_count())), no grad. Weights are random (torchvision init): same shapes and FLOPs.
 
 Usage: python3 bench/torch/nets_cpu.py SIZE BATCH SECONDS NETS [SYNC_WINDOWS]
-       (NETS: comma-separated, of lpips-alex,lpips-vgg,fid,syncnet)
-Output: one JSON object {"torch": version, "threads": n, <net>: fps …}
+       (NETS: comma-separated, of lpips-alex,lpips-vgg,fid,syncnet,i3d)
+Output: one JSON object {"torch": version, "threads": n, <net>: fps …} (i3d: clips/s)
 - lpips-<net>: LPIPS v0.1 as the `lpips` package computes it (scaling layer, torchvision <net>.features taps,
   channel unit-normalisation, squared difference, 1×1 linear heads, spatial mean), a frame = one pred/target pair;
 - fid: pytorch-fid's input path (bilinear resize to 299², align_corners=False, 2x − 1) and torchvision Inception-v3
   to pool3 (the FID network has the same layers and FLOPs);
 - syncnet: SyncNetModel.S both branches (metrics_bench.py SyncNetTwin) on SYNC_WINDOWS windows of 5 × 224² frames and
-  13×20 MFCC per call (default 19), a frame = one window.
+  13×20 MFCC per call (default 19), a frame = one window;
+- i3d: the FVD I3D (tests/reference/i3d_reference.py's PyTorch I3D, torch-initialised weights) on one clip of 16
+  frames of SIZE², resized to 224² (bilinear, align_corners=False), x/127.5 − 1, to the 400-d logits; clips/s.
 """
 import json
 import os
@@ -89,6 +91,18 @@ if 'syncnet' in NETS:
     video = torch.rand(windows, 3, 5, 224, 224) * 255
     mfcc = torch.randn(windows, 1, 13, 20)
     out['syncnet'] = rate(windows, lambda: sync(video, mfcc))
+if 'i3d' in NETS:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'tests', 'reference'))
+    import i3d_reference
+    torch.set_num_threads(os.cpu_count())  # the oracle module sets one thread on import
+    i3d = i3d_reference.I3D().eval()
+    clip = torch.rand(16, 3, SIZE, SIZE) * 255
+
+    def i3d_clip():
+        h = F.interpolate(clip, size=(224, 224), mode='bilinear', align_corners=False) / 127.5 - 1
+        return i3d(h.permute(1, 0, 2, 3).unsqueeze(0), rescale=False, resize=False, return_features=True)
+
+    out['i3d'] = rate(1, i3d_clip)
 
 if 'fid' not in NETS:
     print(json.dumps(out))

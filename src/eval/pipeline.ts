@@ -110,9 +110,9 @@ export interface EvalOptions {
   /** Write over a non-empty --out folder (checked before any work; default: refuse). */
   force?: boolean;
   /**
-   * Executor of the LPIPS, FID Inception and SyncNet networks (src/models/net-runner.ts): 'tfjs' (the initialised
-   * backend; default), 'onnx' (onnxruntime-node on all CPU cores) or 'auto' (onnx when onnxruntime-node loads, else
-   * tfjs). Recorded in the report's protocol.
+   * Executor of the LPIPS, FID Inception, SyncNet and FVD (I3D) networks (src/models/net-runner.ts): 'tfjs' (the
+   * initialised backend; default), 'onnx' (onnxruntime-node on all CPU cores) or 'auto' (onnx when onnxruntime-node
+   * loads, else tfjs). Recorded in the report's protocol.
    */
   netExecutor?: NetExecutor;
   /** The command line as typed (recorded in the report). */
@@ -323,7 +323,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       fid = new FidMetric(sha.slice(0, 12));
     }
     if (metrics.includes('fvd')) {
-      fvdNet = await loadI3d({ cacheDir: opts.weightsCacheDir, fetch: true, onEvent });
+      fvdNet = await loadI3d({ cacheDir: opts.weightsCacheDir, fetch: true, onEvent, executor: opts.netExecutor });
+      networks.i3d = fvdNet.net.executor;
       const sha = await sha256File(fvdNet.file);
       weights.push({ kind: 'i3d', file: fvdNet.file, sha256: sha });
       fvd = new FvdMetric(fvdNet.net, sha.slice(0, 12), { clipsPerVideo: opts.fvdClipsPerVideo, onEvent });

@@ -18,7 +18,6 @@
 import type { RgbFrames } from '../media/types.js';
 import { DifftalkError } from '../util/errors.js';
 import { silent, type OnEvent } from '../util/events.js';
-import { tf } from '../util/tf.js';
 import { I3D_CLIP_FRAMES, I3D_FEATURE_DIM, type I3d } from '../models/i3d.js';
 import { concatFeatures, fidFromFeatures } from './fid.js';
 import type { MetricDirection } from './metric.js';
@@ -28,17 +27,8 @@ export async function i3dFeatures(net: I3d, frames: RgbFrames, clips: number): P
   const { width, height, count } = frames;
   if (frames.data.length !== count * width * height * 3)
     throw new DifftalkError('bad-input', `FVD: frames hold ${frames.data.length} bytes for ${count} × ${width}×${height}×3`);
-  const x = tf.tensor4d(Float32Array.from(frames.data), [count, height, width, 3]);
-  try {
-    const f = net.features(x, clips);
-    try {
-      return (await f.data()) as Float32Array;
-    } finally {
-      f.dispose();
-    }
-  } finally {
-    x.dispose();
-  }
+  if (count !== clips * net.clipFrames) throw new DifftalkError('bad-input', `FVD: ${count} frames are not ${clips} clip(s) of ${net.clipFrames}`);
+  return net.featuresOf(Float32Array.from(frames.data), clips, height, width);
 }
 
 /** Buffers one side's frames of the current video until a clip is complete. */

@@ -1,7 +1,8 @@
 /**
  * The I3D of FVD (Inception-v1 inflated to 3D, trained on Kinetics-400: the TF-Hub module deepmind/i3d-kinetics-400
  * that google-research's frechet_video_distance.py embeds videos with, and the TorchScript port `i3d_torchscript.pt`
- * that StyleGAN-V's src/metrics/frechet_video_distance.py and LatentSync's eval/fvd.py load) on TensorFlow.js, NHWC.
+ * that StyleGAN-V's src/metrics/frechet_video_distance.py and LatentSync's eval/fvd.py load) as one network description
+ * (./netgraph.ts, `i3dGraph`) run by the tfjs executor (any backend) or onnxruntime on the CPU (./net-runner.ts).
  *
  * - Unit3D = Conv3d (no bias) with TensorFlow "SAME" padding (per axis total max((⌈n/s⌉ − 1)·s + k − n, 0), the
  *   smaller half first) → BatchNorm (eps 1e-3, eval statistics, folded into the conv at load time in float64) → ReLU.
@@ -16,10 +17,8 @@
  *   align_corners=False / tf.image.resize_bilinear with half-pixel centres) and scaled to [-1, 1] as x/127.5 − 1
  *   (TF-Hub's range; the TorchScript's `rescale=False, resize=False` call expects the caller to have done both).
  *
- * Each 3-D convolution runs as a sum over its temporal taps of 2-D convolutions (tfjs conv2d with TF 'same' spatial
- * padding) on the time-padded frame stack: the same arithmetic as Conv3d, through the backends' fast conv2d kernels
- * (measured on tfjs-wasm: its own conv3d took 34–60 s for the 16.6 GFLOP Conv3d_2c_3x3 layer, the tap sum 0.6 s;
- * one conv2d over the taps stacked on the channel axis was 1.5–1.8× slower than the tap sum for the whole network).
+ * Executors: onnxruntime runs native 3-D Conv / MaxPool / AveragePool on all cores; the tfjs executor runs each 3-D
+ * convolution as a sum over its temporal taps of 2-D convolutions (./netgraph-tf.ts).
  *
  * Weights: the `i3d` kind, imported from i3d_torchscript.pt (a TorchScript archive: readTorchFile walks its module
  * tree; `i3dTensorsFrom` maps the names). Parameter names are those of the common PyTorch I3D layout
@@ -30,10 +29,11 @@
 import path from 'node:path';
 import { DifftalkError } from '../util/errors.js';
 import type { OnEvent } from '../util/events.js';
-import { tf } from '../util/tf.js';
 import { readSafetensors } from '../weights/safetensors.js';
 import { readTorchFile, type TensorData } from '../weights/torch.js';
 import { loadWeights, registerWeightConverter, requireWeights } from './weights-store.js';
+import { createNetRunner, type NetExecutor, type NetRunner } from './net-runner.js';
+import { foldBatchNorm, samePad6, type NetGraph, type NetOp, type NetParam, type Triple } from './netgraph.js';
 
 /** Frames per FVD clip (StyleGAN-V's and LatentSync's clip length). */
 export const I3D_CLIP_FRAMES = 16;
@@ -188,166 +188,118 @@ export function i3dTensorsFrom(source: ReadonlyMap<string, TensorData>, file: st
   return out;
 }
 
-/** TF "SAME" padding along one axis: [before, after]. */
-export function samePadding(size: number, k: number, stride: number): [number, number] {
-  const out = Math.ceil(size / stride);
-  const total = Math.max((out - 1) * stride + k - size, 0);
-  return [Math.floor(total / 2), total - Math.floor(total / 2)];
-}
-
-interface FoldedUnit {
-  spec: I3dUnit;
-  /** One conv2d filter [k, k, cin, cout] per temporal tap. */
-  taps: tf.Tensor4D[];
-  bias: tf.Tensor1D;
-}
-
-/** A clip batch as a frame stack: x is [n·t, h, w, c]. */
-interface Clips {
-  x: tf.Tensor4D;
-  n: number;
-  t: number;
-}
-
-/** Fold BN into the conv (float64): per temporal tap dt a tf filter [kh, kw, cin, cout]; PyTorch weight [o, i, t, y, x]. */
-export function foldUnit(spec: I3dUnit, weights: ReadonlyMap<string, { data: Float32Array }>): { taps: Float32Array[]; bias: Float32Array } {
-  const { name, cin, cout, k, bn } = spec;
-  const w = weights.get(`${name}.conv3d.weight`)!.data;
-  const scale = new Float64Array(cout).fill(1);
-  const bias = new Float32Array(cout);
-  if (bn) {
-    const gamma = weights.get(`${name}.bn.weight`)!.data;
-    const beta = weights.get(`${name}.bn.bias`)!.data;
-    const mean = weights.get(`${name}.bn.running_mean`)!.data;
-    const variance = weights.get(`${name}.bn.running_var`)!.data;
-    for (let o = 0; o < cout; o++) {
-      scale[o] = gamma[o]! / Math.sqrt(variance[o]! + I3D_BN_EPS);
-      bias[o] = beta[o]! - mean[o]! * scale[o]!;
-    }
-  } else bias.set(weights.get(`${name}.conv3d.bias`)!.data);
-  const taps: Float32Array[] = [];
-  for (let dt = 0; dt < k; dt++) {
-    const f = new Float32Array(k * k * cin * cout);
-    for (let o = 0; o < cout; o++)
-      for (let i = 0; i < cin; i++)
-        for (let y = 0; y < k; y++)
-          for (let x = 0; x < k; x++) f[((y * k + x) * cin + i) * cout + o] = w[(((o * cin + i) * k + dt) * k + y) * k + x]! * scale[o]!;
-    taps.push(f);
+/**
+ * The network's weights as description parameters: per unit `<name>.w` (Conv3d weight [out, in, k, k, k], PyTorch
+ * layout, BatchNorm folded in at float64) and `<name>.b` (the folded shift, or the logits' own bias).
+ */
+export function i3dNetParams(weights: ReadonlyMap<string, { data: Float32Array }>): Map<string, NetParam> {
+  const params = new Map<string, NetParam>();
+  for (const { name, cin, cout, k, bn } of i3dUnits()) {
+    const get = (p: string) => weights.get(`${name}.${p}`)!.data;
+    const folded = bn
+      ? foldBatchNorm(
+          get('conv3d.weight'),
+          { gamma: get('bn.weight'), beta: get('bn.bias'), mean: get('bn.running_mean'), variance: get('bn.running_var') },
+          I3D_BN_EPS,
+        )
+      : { filter: get('conv3d.weight'), bias: get('conv3d.bias') };
+    params.set(`${name}.w`, { shape: [cout, cin, k, k, k], data: folded.filter });
+    params.set(`${name}.b`, { shape: [cout], data: folded.bias });
   }
-  return { taps, bias };
+  return params;
 }
 
-/** The I3D holding its folded weights as tf tensors; call `dispose()` when done. */
+/**
+ * The I3D as ONE network description (./netgraph.ts) for clips of `frames` frames: input `frames` (NHWC RGB in
+ * [0, 255], any size, clip after clip: [N·frames, H, W, 3]), output `features` [N, 400]. Every padding is TF 'SAME'
+ * spelled out for the sizes this clip length gives (224² after the resize).
+ */
+export function i3dGraph(params: ReadonlyMap<string, NetParam>, frames: number = I3D_CLIP_FRAMES): NetGraph {
+  if (!Number.isInteger(frames) || frames < 9)
+    throw new DifftalkError('bad-input', `I3D: clips of ${frames} frames are too short (at least 9; FVD uses ${I3D_CLIP_FRAMES})`);
+  const ops: NetOp[] = [
+    { op: 'resize', x: 'frames', y: 'resized', size: [I3D_SIZE, I3D_SIZE] },
+    { op: 'affine', x: 'resized', y: 'scaled', sub: [127.5, 127.5, 127.5], div: [127.5, 127.5, 127.5] }, // x/127.5 − 1
+    { op: 'clips', x: 'scaled', y: 'x', frames },
+  ];
+  let size: Triple = [frames, I3D_SIZE, I3D_SIZE];
+  let n = 0;
+  const units = new Map(i3dUnits().map((u) => [u.name, u]));
+  const conv = (name: string, x: string, at: Triple = size): { y: string; size: Triple } => {
+    const u = units.get(name)!;
+    const { pad, out } = samePad6(at, [u.k, u.k, u.k], [u.stride, u.stride, u.stride]);
+    ops.push({ op: 'conv3d', x, y: name, weight: `${name}.w`, bias: `${name}.b`, stride: [u.stride, u.stride, u.stride], pad, relu: u.bn });
+    return { y: name, size: out };
+  };
+  const maxPool = (x: string, k: Triple, stride: Triple, at: Triple = size): { y: string; size: Triple } => {
+    const { pad, out } = samePad6(at, k, stride);
+    const y = `maxpool#${n++}`;
+    ops.push({ op: 'maxpool3d', x, y, k, stride, pad });
+    return { y, size: out };
+  };
+  const step = (r: { y: string; size: Triple }): string => {
+    size = r.size;
+    return r.y;
+  };
+  let h = step(conv('Conv3d_1a_7x7', 'x'));
+  h = step(maxPool(h, [1, 3, 3], [1, 2, 2]));
+  h = step(conv('Conv3d_2c_3x3', step(conv('Conv3d_2b_1x1', h))));
+  h = step(maxPool(h, [1, 3, 3], [1, 2, 2]));
+  const mixed = (name: string, x: string): string => {
+    const b = (s: string, t: string) => conv(`${name}.${s}`, t).y;
+    ops.push({ op: 'concat', xs: [b('b0', x), b('b1b', b('b1a', x)), b('b2b', b('b2a', x)), b('b3b', maxPool(x, [3, 3, 3], [1, 1, 1]).y)], y: name });
+    return name;
+  };
+  for (const [name] of I3D_MIXED.slice(0, 2)) h = mixed(name, h);
+  h = step(maxPool(h, [3, 3, 3], [2, 2, 2]));
+  for (const [name] of I3D_MIXED.slice(2, 7)) h = mixed(name, h);
+  h = step(maxPool(h, [2, 2, 2], [2, 2, 2]));
+  for (const [name] of I3D_MIXED.slice(7)) h = mixed(name, h);
+  if (size[1] !== 7 || size[2] !== 7) throw new DifftalkError('internal', `I3D: final map is ${size[1]}×${size[2]}, expected 7×7`);
+  // AvgPool 2×7×7 stride 1 VALID, the logits (1×1×1 conv with bias, no BN/ReLU), the mean over the remaining time steps.
+  ops.push({ op: 'avgpool3d', x: h, y: 'pooled', k: [2, 7, 7], stride: [1, 1, 1] });
+  size = [size[0] - 1, 1, 1];
+  ops.push({ op: 'mean-dhw', x: step(conv('logits', 'pooled')), y: 'features' });
+  return { name: 'i3d', inputs: [{ name: 'frames', channels: 3 }], outputs: ['features'], ops, params };
+}
+
+/** The I3D on one executor (tfjs or onnxruntime), for clips of a fixed length; call `dispose()` when done. */
 export class I3d {
-  private readonly units = new Map<string, FoldedUnit>();
+  private constructor(
+    private readonly runner: NetRunner,
+    /** Frames per clip this instance takes. */
+    readonly clipFrames: number,
+  ) {}
 
-  private constructor(weights: ReadonlyMap<string, { data: Float32Array }>) {
-    for (const spec of i3dUnits()) {
-      const { taps, bias } = foldUnit(spec, weights);
-      this.units.set(spec.name, { spec, taps: taps.map((t) => tf.tensor4d(t, [spec.k, spec.k, spec.cin, spec.cout])), bias: tf.tensor1d(bias) });
-    }
+  /**
+   * Build from canonical names (as `i3dTensorsFrom` returns or the `i3d` cache kind holds) on `executor` (default
+   * tfjs; 'auto': onnxruntime on the CPU when it loads); throws DifftalkError('bad-weights').
+   */
+  static async create(weights: ReadonlyMap<string, TensorData>, options: { executor?: NetExecutor; source?: string; clipFrames?: number } = {}): Promise<I3d> {
+    const canonical = i3dTensorsFrom(weights, options.source ?? 'I3D weights') as ReadonlyMap<string, { data: Float32Array }>;
+    const frames = options.clipFrames ?? I3D_CLIP_FRAMES;
+    return new I3d(await createNetRunner(i3dGraph(i3dNetParams(canonical), frames), options.executor), frames);
   }
 
-  /** Build from canonical names (as `i3dTensorsFrom` returns or the `i3d` cache kind holds); throws DifftalkError('bad-weights'). */
-  static fromTensors(weights: ReadonlyMap<string, TensorData>, source = 'I3D weights'): I3d {
-    return new I3d(i3dTensorsFrom(weights, source) as ReadonlyMap<string, { data: Float32Array }>);
-  }
-
-  /** Conv3d (TF SAME) + folded BN (+ ReLU) as a sum of conv2d over temporal taps. */
-  private unit(name: string, c: Clips): Clips {
-    const u = this.units.get(name);
-    if (!u) throw new DifftalkError('internal', `I3D: no unit ${name}`);
-    const { k, stride } = u.spec;
-    const activation = u.spec.bn ? 'relu' : 'linear';
-    if (k === 1) return { x: tf.fused.conv2d({ x: c.x, filter: u.taps[0]!, strides: 1, pad: 'same', bias: u.bias, activation }), n: c.n, t: c.t };
-    const [h, w, ch] = [c.x.shape[1], c.x.shape[2], c.x.shape[3]];
-    const [before, after] = samePadding(c.t, k, stride);
-    const tOut = Math.ceil(c.t / stride);
-    const x5 = tf.pad(c.x.reshape([c.n, c.t, h, w, ch]), [
-      [0, 0],
-      [before, after],
-      [0, 0],
-      [0, 0],
-      [0, 0],
-    ]);
-    let sum: tf.Tensor4D | undefined;
-    for (let dt = 0; dt < k; dt++) {
-      const picked =
-        stride === 1
-          ? tf.slice(x5, [0, dt, 0, 0, 0], [c.n, tOut, h, w, ch])
-          : tf.gather(
-              x5,
-              tf.tensor1d(
-                Array.from({ length: tOut }, (_, j) => j * stride + dt),
-                'int32',
-              ),
-              1,
-            );
-      const frames = picked.reshape([c.n * tOut, h, w, ch]) as tf.Tensor4D;
-      const y = tf.conv2d(frames, u.taps[dt]!, stride, 'same');
-      sum = sum ? (tf.add(sum, y) as tf.Tensor4D) : y;
-    }
-    const out = tf.add(sum!, u.bias) as tf.Tensor4D;
-    return { x: activation === 'relu' ? tf.relu(out) : out, n: c.n, t: tOut };
-  }
-
-  /** Max pool with TF SAME padding, kernel [kt, k, k], stride [st, s, s]. */
-  private static maxPool(c: Clips, kt: number, k: number, st: number, s: number): Clips {
-    const [h, w, ch] = [c.x.shape[1], c.x.shape[2], c.x.shape[3]];
-    if (kt === 1 && st === 1) return { x: tf.maxPool(c.x, k, s, 'same'), n: c.n, t: c.t };
-    const y = tf.maxPool3d(c.x.reshape([c.n, c.t, h, w, ch]) as tf.Tensor5D, [kt, k, k], [st, s, s], 'same');
-    return { x: y.reshape([c.n * y.shape[1], y.shape[2], y.shape[3], ch]) as tf.Tensor4D, n: c.n, t: y.shape[1] };
-  }
-
-  private mixed(name: string, c: Clips): Clips {
-    const u = (s: string, x: Clips) => this.unit(`${name}.${s}`, x);
-    const b0 = u('b0', c);
-    const b1 = u('b1b', u('b1a', c));
-    const b2 = u('b2b', u('b2a', c));
-    const b3 = u('b3b', I3d.maxPool(c, 3, 3, 1, 1));
-    return { x: tf.concat([b0.x, b1.x, b2.x, b3.x], 3), n: c.n, t: c.t };
+  /** What runs the network (`tfjs-wasm`, `onnxruntime-cpu (2 threads)` …). */
+  get executor(): string {
+    return this.runner.executor;
   }
 
   /**
-   * FVD features [N, 400] of N clips given as frames [N·T, H, W, 3] (clip after clip, RGB in [0, 255], any size; T
-   * ≥ 9 frames so that the 2×7×7 average pool has a window — FVD uses 16): resize to 224², x/127.5 − 1, the network,
-   * the mean of the logits over time. Caller disposes the result.
+   * FVD features (clips × 400, row-major) of `clips` clips given as frames [clips·clipFrames, height, width, 3]
+   * (float32 RGB in [0, 255], clip after clip, any size): resize to 224², x/127.5 − 1, the network, the mean of
+   * the logits over time.
    */
-  features(frames255: tf.Tensor4D, clips: number): tf.Tensor2D {
-    const [count, , , channels] = frames255.shape;
-    if (channels !== 3) throw new DifftalkError('bad-input', `I3D: expected 3 channels, got ${channels}`);
-    if (clips < 1 || count % clips !== 0) throw new DifftalkError('bad-input', `I3D: ${count} frames do not split into ${clips} clips`);
-    const t = count / clips;
-    if (t < 9) throw new DifftalkError('bad-input', `I3D: clips of ${t} frames are too short (at least 9; FVD uses ${I3D_CLIP_FRAMES})`);
-    return tf.tidy(() => {
-      const resized =
-        frames255.shape[1] === I3D_SIZE && frames255.shape[2] === I3D_SIZE ? frames255 : tf.image.resizeBilinear(frames255, [I3D_SIZE, I3D_SIZE], false, true);
-      let c: Clips = { x: tf.sub(tf.div(resized, 127.5), 1) as tf.Tensor4D, n: clips, t };
-      c = this.unit('Conv3d_1a_7x7', c);
-      c = I3d.maxPool(c, 1, 3, 1, 2);
-      c = this.unit('Conv3d_2c_3x3', this.unit('Conv3d_2b_1x1', c));
-      c = I3d.maxPool(c, 1, 3, 1, 2);
-      for (const m of ['Mixed_3b', 'Mixed_3c']) c = this.mixed(m, c);
-      c = I3d.maxPool(c, 3, 3, 2, 2);
-      for (const m of ['Mixed_4b', 'Mixed_4c', 'Mixed_4d', 'Mixed_4e', 'Mixed_4f']) c = this.mixed(m, c);
-      c = I3d.maxPool(c, 2, 2, 2, 2);
-      for (const m of ['Mixed_5b', 'Mixed_5c']) c = this.mixed(m, c);
-      // AvgPool 2×7×7 stride 1 VALID on a 7×7 map: the spatial mean, then the mean of each pair of neighbouring steps.
-      const [h, w, ch] = [c.x.shape[1], c.x.shape[2], c.x.shape[3]];
-      if (h !== 7 || w !== 7) throw new DifftalkError('internal', `I3D: final map is ${h}×${w}, expected 7×7`);
-      const s = tf.mean(c.x, [1, 2]).reshape([c.n, c.t, ch]);
-      const pooled = tf.div(tf.add(s.slice([0, 0, 0], [c.n, c.t - 1, ch]), s.slice([0, 1, 0], [c.n, c.t - 1, ch])), 2) as tf.Tensor3D;
-      const logits = this.unit('logits', { x: pooled.reshape([c.n * (c.t - 1), 1, 1, ch]) as tf.Tensor4D, n: c.n, t: c.t - 1 });
-      return tf.mean(logits.x.reshape([c.n, c.t - 1, I3D_FEATURE_DIM]), 1) as tf.Tensor2D;
-    });
+  async featuresOf(frames255: Float32Array, clips: number, height: number, width: number): Promise<Float32Array> {
+    if (!(Number.isInteger(clips) && clips >= 1) || frames255.length !== clips * this.clipFrames * height * width * 3)
+      throw new DifftalkError('bad-input', `I3D: ${frames255.length} values are not ${clips} clip(s) of ${this.clipFrames} frames of ${width}×${height}×3`);
+    const [out] = await this.runner.run({ frames: { data: frames255, shape: [clips * this.clipFrames, height, width, 3] } });
+    return out!.data;
   }
 
   dispose(): void {
-    for (const u of this.units.values()) {
-      for (const t of u.taps) t.dispose();
-      u.bias.dispose();
-    }
-    this.units.clear();
+    this.runner.dispose();
   }
 }
 
@@ -363,13 +315,15 @@ registerWeightConverter('i3d', async ({ inputs }) => {
  * else the imported `i3d` kind of the weights cache (fetched on first use with `fetch`; otherwise
  * DifftalkError('weights-missing') naming the file and the import command).
  */
-export async function loadI3d(options: { weights?: string; cacheDir?: string; fetch?: boolean; onEvent?: OnEvent } = {}): Promise<{ net: I3d; file: string }> {
+export async function loadI3d(
+  options: { weights?: string; cacheDir?: string; fetch?: boolean; onEvent?: OnEvent; executor?: NetExecutor } = {},
+): Promise<{ net: I3d; file: string }> {
   if (!options.weights) {
     const file = await requireWeights('i3d', { cacheDir: options.cacheDir, fetch: options.fetch, onEvent: options.onEvent });
     const tensors = await loadWeights('i3d', { cacheDir: options.cacheDir, verify: false });
-    return { net: I3d.fromTensors(tensors, file), file };
+    return { net: await I3d.create(tensors, { executor: options.executor, source: file }), file };
   }
   const file = path.resolve(options.weights);
   const tensors = file.endsWith('.safetensors') ? (await readSafetensors(file)).tensors : (await readTorchFile(file)).tensors;
-  return { net: I3d.fromTensors(tensors, file), file };
+  return { net: await I3d.create(tensors, { executor: options.executor, source: file }), file };
 }

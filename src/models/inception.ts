@@ -30,7 +30,7 @@ import { DifftalkError } from '../util/errors.js';
 import type { tf } from '../util/tf.js';
 import { readSafetensors } from '../weights/safetensors.js';
 import { loadWeights, pickFloat32Tensors, registerWeightConverter, requireWeights } from './weights-store.js';
-import { pad2, type NetGraph, type NetOp, type NetParam, type Pad4, type Pair } from './netgraph.js';
+import { foldBatchNorm, pad2, type NetGraph, type NetOp, type NetParam, type Pad4, type Pair } from './netgraph.js';
 import { TfNet } from './netgraph-tf.js';
 import { createNetRunner, type NetExecutor, type NetRunner } from './net-runner.js';
 import { readTorchFile, stateDict, type TensorData } from '../weights/torch.js';
@@ -202,27 +202,12 @@ function checkWeights(weights: ReadonlyMap<string, { shape: readonly number[]; d
  * Returns the filter in PyTorch layout [out, in, kh, kw] and the bias.
  */
 export function foldBasicConv(spec: ConvSpec, weights: ReadonlyMap<string, NamedWeight>): { filter: Float32Array; bias: Float32Array } {
-  const w = weights.get(`${spec.name}.conv.weight`)!.data;
-  const gamma = weights.get(`${spec.name}.bn.weight`)!.data;
-  const beta = weights.get(`${spec.name}.bn.bias`)!.data;
-  const mean = weights.get(`${spec.name}.bn.running_mean`)!.data;
-  const variance = weights.get(`${spec.name}.bn.running_var`)!.data;
-  const { cout, cin, kh, kw } = spec;
-  const filter = new Float32Array(w.length);
-  const bias = new Float32Array(cout);
-  for (let o = 0; o < cout; o++) {
-    const scale = gamma[o]! / Math.sqrt(variance[o]! + BN_EPS);
-    bias[o] = beta[o]! - mean[o]! * scale;
-    for (let i = 0; i < cin; i++) {
-      for (let y = 0; y < kh; y++) {
-        for (let x = 0; x < kw; x++) {
-          const k = ((o * cin + i) * kh + y) * kw + x;
-          filter[k] = w[k]! * scale;
-        }
-      }
-    }
-  }
-  return { filter, bias };
+  const get = (p: string) => weights.get(`${spec.name}.${p}`)!.data;
+  return foldBatchNorm(
+    get('conv.weight'),
+    { gamma: get('bn.weight'), beta: get('bn.bias'), mean: get('bn.running_mean'), variance: get('bn.running_var') },
+    BN_EPS,
+  );
 }
 
 /** The pytorch-fid input transform as description ops: bilinear 299² (align_corners=False, no antialias), then 2x − 1. */

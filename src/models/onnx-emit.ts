@@ -8,7 +8,9 @@
  * concat → Concat(axis 1), affine → Sub, Div by [1, C, 1, 1] constants, l2norm → ReduceSumSquare(axis 1), Sqrt,
  * Add eps, Div; sqdiff → Sub, Mul; mean-hw → GlobalAveragePool, Flatten; resize → Resize(linear, half_pixel) to
  * sizes built from the input's own N and C (Shape, Slice, Concat); flatten → Flatten(axis 1); linear → Gemm(transB 1)
- * (+ Relu).
+ * (+ Relu); clips → Reshape to [−1, frames, C, H, W] (C, H, W from Shape) and Transpose to NCDHW; conv3d → 3-D Conv
+ * (+ Relu), maxpool3d → 3-D MaxPool, avgpool3d → 3-D AveragePool, mean-dhw → GlobalAveragePool, Flatten. 5-D outputs
+ * are transposed back to NDHWC.
  */
 import { availableParallelism } from 'node:os';
 import { loadOnnxRuntime, type OrtModule, type OrtSession } from '../audio/onnx.js';
@@ -170,16 +172,50 @@ export function emitOnnx(g: NetGraph): Uint8Array {
         } else node('Gemm', ins, [y], { transB: 1 });
         break;
       }
+      case 'clips': {
+        const [shape, chw, dims, r] = [tmp('shape'), tmp('chw'), tmp('dims'), tmp('clips')];
+        node('Shape', [v(op.x)], [shape]);
+        node('Slice', [shape, constI('start', [1]), constI('end', [4])], [chw]);
+        node('Concat', [constI('nt', [-1, op.frames]), chw], [dims], { axis: 0 });
+        node('Reshape', [v(op.x), dims], [r]);
+        node('Transpose', [r], [y], { perm: [0, 2, 1, 3, 4] });
+        break;
+      }
+      case 'conv3d': {
+        const w = g.params.get(op.weight)!;
+        const ins = [v(op.x), param(op.weight), ...(op.bias ? [param(op.bias)] : [])];
+        const attrs = { kernel_shape: w.shape.slice(2), strides: op.stride, pads: op.pad, dilations: [1, 1, 1], group: 1 };
+        if (op.relu) {
+          const c = tmp('conv3d');
+          node('Conv', ins, [c], attrs);
+          node('Relu', [c], [y]);
+        } else node('Conv', ins, [y], attrs);
+        break;
+      }
+      case 'maxpool3d':
+        node('MaxPool', [v(op.x)], [y], { kernel_shape: op.k, strides: op.stride, pads: op.pad, ceil_mode: 0 });
+        break;
+      case 'avgpool3d':
+        node('AveragePool', [v(op.x)], [y], { kernel_shape: op.k, strides: op.stride, pads: [0, 0, 0, 0, 0, 0], ceil_mode: 0, count_include_pad: 0 });
+        break;
+      case 'mean-dhw': {
+        const p = tmp('gap3d');
+        node('GlobalAveragePool', [v(op.x)], [p]);
+        node('Flatten', [p], [y], { axis: 1 });
+        break;
+      }
     }
     rank.set(
       op.y,
-      op.op === 'mean-hw' || op.op === 'flatten' || op.op === 'linear'
-        ? 2
-        : op.op === 'concat'
-          ? rank.get(op.xs[0]!)!
-          : op.op === 'sqdiff'
-            ? rank.get(op.a)!
-            : rank.get(op.x)!,
+      op.op === 'clips'
+        ? 5
+        : op.op === 'mean-hw' || op.op === 'mean-dhw' || op.op === 'flatten' || op.op === 'linear'
+          ? 2
+          : op.op === 'concat'
+            ? rank.get(op.xs[0]!)!
+            : op.op === 'sqdiff'
+              ? rank.get(op.a)!
+              : rank.get(op.x)!,
     );
   }
   const outputs: ProtoWriter[] = [];
@@ -187,6 +223,9 @@ export function emitOnnx(g: NetGraph): Uint8Array {
     if (rank.get(o) === 4) {
       node('Transpose', [v(o)], [o], { perm: [0, 2, 3, 1] });
       outputs.push(valueInfo(o, ['N', 'H', 'W', 'C']));
+    } else if (rank.get(o) === 5) {
+      node('Transpose', [v(o)], [o], { perm: [0, 2, 3, 4, 1] });
+      outputs.push(valueInfo(o, ['N', 'D', 'H', 'W', 'C']));
     } else {
       node('Identity', [v(o)], [o]);
       outputs.push(valueInfo(o, ['N', 'C']));

@@ -12,9 +12,9 @@ test('metric bench, quick: every metric beside its Python reference with a finit
   const r = await benchMetrics({ quick: true, backend: 'auto', python: '/usr/bin/python3' });
   assert.deepEqual(
     r.rows.map((x) => x.metric),
-    ['psnr', 'ssim-gaussian', 'ssim-skimage', 'lpips-alex', 'lpips-vgg', 'fid', 'lse', 'lmd'],
+    ['psnr', 'ssim-gaussian', 'ssim-skimage', 'lpips-alex', 'lpips-vgg', 'fid', 'fvd', 'lse', 'lmd'],
   );
-  assert.deepEqual(METRIC_BENCH_METRICS, ['psnr', 'ssim-gaussian', 'ssim-skimage', 'lpips-alex', 'lpips-vgg', 'fid', 'lse', 'lmd']);
+  assert.deepEqual(METRIC_BENCH_METRICS, ['psnr', 'ssim-gaussian', 'ssim-skimage', 'lpips-alex', 'lpips-vgg', 'fid', 'fvd', 'lse', 'lmd']);
   for (const x of r.rows) {
     assert.equal(x.referenceError, undefined, `${x.metric}: ${x.referenceError}`);
     assert.ok(x.difftalk > 0 && Number.isFinite(x.difftalk), `${x.metric} difftalk ${x.difftalk}`);

@@ -27,7 +27,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { FvdMetric } from '../../src/metrics/fvd.js';
-import { I3D_FEATURE_DIM, i3dParams, i3dTensorsFrom, loadI3d, type I3d } from '../../src/models/i3d.js';
+import { I3d, I3D_FEATURE_DIM, i3dParams, i3dTensorsFrom, loadI3d } from '../../src/models/i3d.js';
 import { fetchWeights, importWeights, weightsLabel } from '../../src/models/weights-store.js';
 import type { RgbFrames } from '../../src/media/types.js';
 import { DifftalkError } from '../../src/util/errors.js';
@@ -139,13 +139,16 @@ describe('FVD on real frames vs the PyTorch I3D oracle', () => {
   let aoc: Uint8Array;
   let ls: Uint8Array;
   let fvdValue = 0;
+  /** The oracle's features of the first AOC clip (set by the first test). */
+  let oracleClip0: Float32Array | undefined;
 
   it('streams frames into 16-frame clips: features and FVD match the oracle (features 1e-4 rel., FVD 1e-5 rel.)', async () => {
     aoc = await ffmpegRgb(AOC_CLIP, { frames: FRAMES });
     ls = await ffmpegRgb(LATENTSYNC, { frames: FRAMES, vf: LS_VF });
     let net: I3d | undefined;
     try {
-      net = (await loadI3d({ cacheDir: cache })).net;
+      net = (await loadI3d({ cacheDir: cache, executor: 'auto' })).net; // what eval picks without --backend
+      console.log(`# I3D executor: ${net.executor}`);
       const metric = new FvdMetric(net, 'test');
       metric.beginVideo();
       // Uneven chunks (a clip is cut across chunk boundaries).
@@ -180,6 +183,7 @@ describe('FVD on real frames vs the PyTorch I3D oracle', () => {
         return new Float32Array(buf.buffer.slice(buf.byteOffset + 10 + hlen, buf.byteOffset + buf.length));
       };
       const ref = { pred: readNpy(refP), gt: readNpy(refG) };
+      oracleClip0 = ref.pred.slice(0, I3D_FEATURE_DIM);
       for (const side of ['pred', 'gt'] as const) {
         assert.equal(ref[side].length, 2 * I3D_FEATURE_DIM);
         let maxDiff = 0;
@@ -188,7 +192,7 @@ describe('FVD on real frames vs the PyTorch I3D oracle', () => {
           maxDiff = Math.max(maxDiff, Math.abs(ref[side][i]! - feats[side][i]!));
           maxAbs = Math.max(maxAbs, Math.abs(ref[side][i]!));
         }
-        console.log(`# I3D features (${side}): max |tfjs − torch| ${maxDiff.toExponential(2)}, max |feature| ${maxAbs.toFixed(3)}`);
+        console.log(`# I3D features (${side}): max |${net.executor} − torch| ${maxDiff.toExponential(2)}, max |feature| ${maxAbs.toFixed(3)}`);
         assert.ok(maxAbs > 0.1, 'features are not degenerate');
         assert.ok(maxDiff <= 1e-4 * maxAbs, `features differ by ${maxDiff}`);
       }
@@ -212,6 +216,34 @@ describe('FVD on real frames vs the PyTorch I3D oracle', () => {
       assert.ok(Math.abs(a.compute(true).value) < 1e-9 * fvdValue);
     } finally {
       net?.dispose();
+    }
+  });
+
+  it('both executors of the one I3D description (tfjs-wasm, onnxruntime) match the oracle and each other on a real clip (1e-4 rel.)', async () => {
+    assert.ok(oracleClip0, 'runs after the test above');
+    const { tensors } = await readTorchFile(pt);
+    const clip = Float32Array.from(aoc.subarray(0, 16 * SIDE * SIDE * 3));
+    const got: Record<string, Float32Array> = {};
+    for (const executor of ['tfjs', 'onnx'] as const) {
+      const net = await I3d.create(tensors, { executor });
+      try {
+        const t0 = performance.now();
+        got[executor] = await net.featuresOf(clip, 1, SIDE, SIDE);
+        console.log(`# I3D on ${net.executor}: ${((performance.now() - t0) / 1000).toFixed(1)} s for one 16-frame clip`);
+      } finally {
+        net.dispose();
+      }
+    }
+    const maxAbs = oracleClip0.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+    for (const [what, d] of [
+      ['tfjs − torch', maxDiff(got.tfjs!, oracleClip0)],
+      ['onnx − torch', maxDiff(got.onnx!, oracleClip0)],
+      ['onnx − tfjs', maxDiff(got.onnx!, got.tfjs!)],
+    ] as const) {
+      console.log(`# I3D features, first AOC clip: max |${what}| ${d.toExponential(2)} (max |feature| ${maxAbs.toFixed(3)})`);
+      // float32 on every side, ~60 convolutions with different algorithms and summation orders
+      assert.ok(d <= 1e-4 * maxAbs, `${what}: ${d}`);
     }
   });
 

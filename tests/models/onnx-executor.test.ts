@@ -14,7 +14,10 @@
  *   (float32 with different conv algorithms and the BN fold's rounding; measured ≤ 2.1e-6); window 0 against the
  *   PyTorch fixture (expected.json syncnet, 1e-4 relative, as tests/models/syncnet.test.ts).
  * - single ops on hand-computed values: padded average pool excludes the padding, padded max pool never picks it
- *   (1e-6 absolute); flatten keeps PyTorch's NCHW order and linear is x·Wᵀ + b with the fused ReLU (1e-6 absolute).
+ *   (1e-6 absolute); flatten keeps PyTorch's NCHW order and linear is x·Wᵀ + b with the fused ReLU (1e-6 absolute);
+ *   the 3-D ops of the I3D (clips, conv3d with time/space strides and asymmetric padding, −∞-padded maxpool3d,
+ *   avgpool3d, mean-dhw) against hand loops on a 2-clip 5×4×5 input (1e-5 absolute; the I3D itself is checked against
+ *   its PyTorch oracle on both executors in tests/metrics/fvd.test.ts).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -254,6 +257,110 @@ describe('ONNX executor', () => {
             assert.ok(Math.abs(max!.data[y * W + x]! - e.max) < 1e-6, `${runner.executor} max [${y},${x}]`);
           }
         for (let y = 0; y < 2; y++) for (let x = 0; x < 3; x++) assert.ok(Math.abs(max2!.data[y * 3 + x]! - window(2 * y - 1, 2 * x - 1).max) < 1e-6);
+      }
+    } finally {
+      onnx.dispose();
+      tfjs.dispose();
+    }
+  });
+
+  it('3-D ops (clips, conv3d with strides and asymmetric padding, maxpool3d, avgpool3d, mean-dhw): both executors match hand loops (1e-5)', async () => {
+    const [N, T, H, W, C, O] = [2, 5, 4, 5, 2, 3];
+    const K = [3, 2, 3] as const;
+    const wgt = Float32Array.from({ length: O * C * K[0] * K[1] * K[2] }, (_, k) => Math.sin(0.7 * k + 0.3));
+    const bias = Float32Array.from([0.1, -0.2, 0.05]);
+    const x = Float32Array.from({ length: N * T * H * W * C }, (_, k) => Math.cos(0.91 * k) * 2 - 2.5); // mostly negative
+    const at = (n: number, t: number, h: number, w: number, c: number) => x[(((n * T + t) * H + h) * W + w) * C + c]!;
+    const conv = { stride: [2, 1, 2] as const, pad: [1, 0, 1, 1, 1, 0] as const };
+    const pool = { k: [2, 2, 2] as const, stride: [2, 1, 2] as const, pad: [0, 1, 0, 1, 0, 1] as const };
+    const g: NetGraph = {
+      name: 'ops3d',
+      inputs: [{ name: 'x', channels: C }],
+      outputs: ['conv', 'max', 'avg', 'mean'],
+      ops: [
+        { op: 'clips', x: 'x', y: 'v', frames: T },
+        { op: 'conv3d', x: 'v', y: 'conv', weight: 'w', bias: 'b', ...conv, relu: true },
+        { op: 'maxpool3d', x: 'v', y: 'max', ...pool },
+        { op: 'avgpool3d', x: 'v', y: 'avg', k: [2, 3, 3], stride: [1, 1, 1] },
+        { op: 'mean-dhw', x: 'conv', y: 'mean' },
+      ],
+      params: new Map([
+        ['w', { shape: [O, C, ...K], data: wgt }],
+        ['b', { shape: [O], data: bias }],
+      ]),
+    };
+    const outSize = (size: number, k: number, s: number, before: number, after: number) => Math.floor((size + before + after - k) / s) + 1;
+    const dims = (k: readonly number[], s: readonly number[], p: readonly number[]) =>
+      [T, H, W].map((size, a) => outSize(size, k[a]!, s[a]!, p[a]!, p[a + 3]!));
+    /** Hand loop over output positions: f(n, t0, h0, w0, channel) for the window starting at (t0, h0, w0). */
+    const loop = (d: number[], channels: number, f: (n: number, t0: number, h0: number, w0: number, o: number) => number) => {
+      const out: number[] = [];
+      for (let n = 0; n < N; n++)
+        for (let t = 0; t < d[0]!; t++)
+          for (let h = 0; h < d[1]!; h++) for (let w = 0; w < d[2]!; w++) for (let o = 0; o < channels; o++) out.push(f(n, t, h, w, o));
+      return out;
+    };
+    const inside = (t: number, h: number, w: number) => t >= 0 && t < T && h >= 0 && h < H && w >= 0 && w < W;
+    const dc = dims(K, conv.stride, conv.pad);
+    const wantConv = loop(dc, O, (n, t0, h0, w0, o) => {
+      let s = bias[o]!;
+      for (let c = 0; c < C; c++)
+        for (let a = 0; a < K[0]; a++)
+          for (let b = 0; b < K[1]; b++)
+            for (let e = 0; e < K[2]; e++) {
+              const [t, h, w] = [t0 * conv.stride[0] - conv.pad[0] + a, h0 * conv.stride[1] - conv.pad[1] + b, w0 * conv.stride[2] - conv.pad[2] + e];
+              if (inside(t, h, w)) s += at(n, t, h, w, c) * wgt[(((o * C + c) * K[0] + a) * K[1] + b) * K[2] + e]!;
+            }
+      return Math.max(s, 0);
+    });
+    const dm = dims(pool.k, pool.stride, pool.pad);
+    const wantMax = loop(dm, C, (n, t0, h0, w0, c) => {
+      let m = -Infinity;
+      for (let a = 0; a < 2; a++)
+        for (let b = 0; b < 2; b++)
+          for (let e = 0; e < 2; e++) {
+            const [t, h, w] = [t0 * pool.stride[0] - pool.pad[0] + a, h0 * pool.stride[1] - pool.pad[1] + b, w0 * pool.stride[2] - pool.pad[2] + e];
+            if (inside(t, h, w)) m = Math.max(m, at(n, t, h, w, c));
+          }
+      return m;
+    });
+    const da = dims([2, 3, 3], [1, 1, 1], [0, 0, 0, 0, 0, 0]);
+    const wantAvg = loop(da, C, (n, t0, h0, w0, c) => {
+      let s = 0;
+      for (let a = 0; a < 2; a++) for (let b = 0; b < 3; b++) for (let e = 0; e < 3; e++) s += at(n, t0 + a, h0 + b, w0 + e, c);
+      return s / 18;
+    });
+    const per = dc[0]! * dc[1]! * dc[2]!;
+    const wantMean = loop([1, 1, 1], O, (n, _t, _h, _w, o) => {
+      let s = 0;
+      for (let k = 0; k < per; k++) s += wantConv[(n * per + k) * O + o]!;
+      return s / per;
+    });
+    assert.deepEqual(
+      [dc, dm, da],
+      [
+        [3, 4, 2],
+        [3, 4, 3],
+        [4, 2, 3],
+      ],
+    );
+    assert.ok(wantConv.some((v) => v > 0) && wantConv.some((v) => v === 0), 'the ReLU is exercised');
+    const onnx = await OnnxNet.create(g);
+    const tfjs = new TfNet(g);
+    try {
+      for (const runner of [onnx, tfjs]) {
+        const outs = await runner.run({ x: { data: x, shape: [N * T, H, W, C] } });
+        const want = [wantConv, wantMax, wantAvg, wantMean];
+        const shapes = [
+          [N, ...dc, O],
+          [N, ...dm, C],
+          [N, ...da, C],
+          [N, O],
+        ];
+        outs.forEach((o, i) => {
+          assert.deepEqual(o.shape, shapes[i], `${runner.executor} ${g.outputs[i]} shape`);
+          o.data.forEach((v, k) => assert.ok(Math.abs(v - want[i]![k]!) <= 1e-5, `${runner.executor} ${g.outputs[i]}[${k}]: ${v} vs ${want[i]![k]}`));
+        });
       }
     } finally {
       onnx.dispose();
