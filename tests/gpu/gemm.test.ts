@@ -14,6 +14,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { useSubgroups } from '../../src/models/kernels/features.js';
+import { conv2d, linear, Params, spec } from '../../src/models/blocks.js';
 import { gemmVariant, type GemmVariant } from '../../src/models/kernels/gemm.js';
 import { initBackend, tf } from '../../src/util/tf.js';
 import { compare } from './compare.js';
@@ -166,4 +167,33 @@ test('gemm: fused conv and linear with bias (as blocks.conv2d / blocks.linear ca
   });
   t.diagnostic(`worst ${worst.toExponential(2)}`);
   assert.ok(worst <= TOL, `fused gradients: worst ${worst}`);
+});
+
+test('gemm: blocks.conv2d (3×3 p1, VQ (0,1,0,1) s2) and blocks.linear with bias: fused on webgpu, im2col + add on cpu; outputs and gradients w.r.t. input and every parameter match', async (t) => {
+  if (unavailable) return t.skip(unavailable);
+  const specs = [...spec.conv2d('c', 24, 40, 3), ...spec.conv2d('d', 40, 16, 3), ...spec.linear('l', 16, 12)];
+  const names = specs.map((s) => s.name);
+  const p0 = new Params(specs, 'det');
+  const x0 = tf.ones([1, 5, 5, 24]) as tf.Tensor4D;
+  const { kernelNames } = await tf.profile(() => linear(p0, 'l', conv2d(p0, 'd', conv2d(p0, 'c', x0))));
+  p0.vars.forEach((v) => v.dispose());
+  x0.dispose();
+  assert.ok(kernelNames.includes('FusedConv2D') && kernelNames.includes('_FusedMatMul'), `webgpu runs the fused kernels: ${kernelNames.join(', ')}`);
+  assert.ok(!kernelNames.includes('Add'), 'no separate bias add');
+  const worst = await compare([[2, 11, 9, 24]], (x) => {
+    const p = new Params(specs, 'det');
+    try {
+      const { value, grads } = tf.variableGrads(() => {
+        const h = conv2d(p, 'c', x as tf.Tensor4D);
+        const d = conv2d(p, 'd', h, { stride: 2, pad: [0, 1, 0, 1] });
+        return tf.sum(tf.mul(linear(p, 'l', d), tf.linspace(-1, 1, 12)));
+      }, [...p.vars.values()]);
+      const gx = tf.grad((xx: tf.Tensor) => tf.sum(linear(p, 'l', conv2d(p, 'd', conv2d(p, 'c', xx as tf.Tensor4D), { stride: 2, pad: [0, 1, 0, 1] }))))(x!);
+      return [value, gx, ...names.map((n) => grads[p.get(n).name]!)];
+    } finally {
+      p.vars.forEach((v) => v.dispose());
+    }
+  });
+  t.diagnostic(`worst ${worst.toExponential(2)}`);
+  assert.ok(worst <= TOL, `blocks with fused bias: worst ${worst}`);
 });
