@@ -1,6 +1,6 @@
 /**
  * The GEMM cores shared by matmul and conv2d (implicit GEMM): C[b, m, n] = epilogue(Σ_k A(b, m, k) · B(b, k, n), n).
- * Two variants; `planGemm` picks one per call from the shape and the device (both give the same result up to the f32
+ * Two variants; `gemmVariant` picks one per call from the shape and the device (both give the same result up to the f32
  * summation order):
  *
  * - tiled (every device): one 64×64 tile of C per workgroup (16×16 threads, each thread 4×4 outputs at rows
