@@ -4,9 +4,10 @@
  * device has `subgroups`, the tiled grid is small and K deep) and the tiled core (`useSubgroups(false)`), at the shapes
  * where the choice matters: the paper UNet's deep layers at batch 1 (512 channels at 8×8, K = 4608; 384 at odd 7×5), a stride-2 downsample and VQ-f4's asymmetric (0,1,0,1) stride 2 at odd sizes, a 1×1 skip, and matmuls with
  * transposes (A read along m, B along k) and batches. Conv cases: forward and the gradient to the input (the two
- * passes with deep K; the filter gradient reduces over the few output pixels, tiled either way, and is covered in
- * kernels.test.ts). Then the fused epilogue (FusedConv2D, _FusedMatMul: bias per column or scalar, tfjs's
- * activations except prelu) under both cores, and the fused ops' gradients (tfjs's own formulas over our passes).
+ * passes with deep K there; their filter gradients reduce over the few output pixels, tiled either way, and are covered
+ * in kernels.test.ts), plus a filter gradient whose K (output pixels) is deep. Then the fused epilogue (FusedConv2D,
+ * _FusedMatMul: bias per column or scalar, tfjs's activations except prelu) under both cores, the fused ops'
+ * gradients (tfjs's own formulas over our passes), and blocks.conv2d / blocks.linear, which call them on webgpu.
  * Tolerance, as kernels.test.ts: max |gpu − cpu| ≤ 1e-4 · max(1, max |cpu|) (float32, another summation order).
  * The 'mixed' (f16 operand) variants of both cores are in mixed.test.ts. Without an adapter the tests skip; without
  * `subgroups` the split-K half skips.
@@ -84,6 +85,24 @@ for (const c of CONVS)
       assert.ok(worst <= TOL, `${c.what}: worst ${worst}`);
     });
   }
+
+for (const v of VARIANTS) {
+  test(`gemm ${v.want}: conv2d gradient to the filter with deep K (3×3 16→8, batch 2, 16×16: K = 512 output pixels, M = 144) matches cpu`, async (t) => {
+    if (unavailable) return t.skip(unavailable);
+    if (!force(t, v.sub)) return t.skip('this adapter has no `subgroups` feature');
+    assert.equal(gemmVariant(144, 8, 512, 1), v.want);
+    const worst = await compare(
+      [
+        [2, 16, 16, 16],
+        [3, 3, 16, 8],
+        [2, 16, 16, 8],
+      ],
+      (x, w, dy) => [tf.grad((ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x as tf.Tensor4D, ww as tf.Tensor4D, 1, 'same'), dy!)))(w!)],
+    );
+    t.diagnostic(`worst ${worst.toExponential(2)}`);
+    assert.ok(worst <= TOL, `filter gradient: worst ${worst}`);
+  });
+}
 
 test('gemm: the split-K core really runs (its result differs in the last bits from the tiled one: another summation order)', async (t) => {
   if (unavailable) return t.skip(unavailable);
