@@ -3,7 +3,8 @@
  * DIFFTALK_WEBGPU_KERNELS=stock) against PyTorch on the same machine, in the same run.
  *
  * - per op (the table in ../shared/docs/gpu.md): conv 3×3 forward, conv backprop to input, conv backprop to filter,
- *   GroupNorm(32)+SiLU, attention (QKᵀ, softmax, ·V), attention_train (its forward and the gradients w.r.t. q, k, v),
+ *   a deep small-spatial conv (+ bias) and its input gradient at sampling batch (conv_deep_*: where our split-K
+ *   subgroup GEMM core applies; timed with subgroups off too, the 'tfjs subgroups off' column), GroupNorm(32)+SiLU, attention (QKᵀ, softmax, ·V), attention_train (its forward and the gradients w.r.t. q, k, v),
  *   matmul;
  * - whole: the UNet train step (forward, MSE, gradients of every parameter, AdamW) and the denoiser forward, the
  *   paper preset at batch 8 / 32; the eval networks' frames/s (LPIPS-alex, SyncNet video branch, FID Inception).
@@ -23,6 +24,7 @@ import path from 'node:path';
 import { table } from '../src/cli/summary.js';
 import { Lpips } from '../src/metrics/lpips.js';
 import { attention, groupNormSilu, Params, spec, tfShape, type ParamSpec } from '../src/models/blocks.js';
+import { subgroupsWanted, useSubgroups } from '../src/models/kernels/features.js';
 import { customKernelsActive, kernelPrecision, mixedUnavailable, setKernelPrecision } from '../src/models/kernels/index.js';
 import { FidInception, fidInceptionParams } from '../src/models/inception.js';
 import { PRESETS } from '../src/models/presets.js';
@@ -43,6 +45,8 @@ export interface GpuBenchSpec {
   max_iters: number;
   modes: string[];
   conv: { batch: number; channels: number; size: number };
+  /** A deep, small-spatial layer at sampling batch: where the split-K subgroup GEMM core (kernels/gemm.ts) applies. */
+  conv_deep: { batch: number; channels: number; size: number };
   gn_silu: { batch: number; channels: number; size: number };
   attention: { batch: number; tokens: number; heads: number; head_dim: number };
   matmul: { size: number };
@@ -62,6 +66,7 @@ export function gpuBenchSpec(size: GpuBenchSize, opts: { unet?: boolean; eval?: 
         max_iters: 50,
         modes: MODES,
         conv: { batch: 16, channels: 128, size: 64 },
+        conv_deep: { batch: 2, channels: 1024, size: 8 },
         gn_silu: { batch: 16, channels: 512, size: 32 },
         attention: { batch: 16, tokens: 1024, heads: 16, head_dim: 32 },
         matmul: { size: 4096 },
@@ -72,6 +77,7 @@ export function gpuBenchSpec(size: GpuBenchSize, opts: { unet?: boolean; eval?: 
         max_iters: 3,
         modes: MODES,
         conv: { batch: 2, channels: 16, size: 16 },
+        conv_deep: { batch: 1, channels: 64, size: 8 },
         gn_silu: { batch: 2, channels: 64, size: 8 },
         attention: { batch: 2, tokens: 64, heads: 2, head_dim: 8 },
         matmul: { size: 128 },
@@ -101,6 +107,8 @@ interface Item {
   budget?: number;
   /** Its time is in the GEMM kernels: timed under 'mixed' precision too, where the adapter can. */
   gemm?: true;
+  /** Its GEMMs take the split-K subgroup core: timed with subgroups off too (the tiled core), where the device has them. */
+  splitk?: true;
 }
 
 /**
@@ -161,6 +169,10 @@ function opItems(s: GpuBenchSpec, keep: tf.Tensor[]): Item[] {
   const a = s.attention;
   const inner = a.heads * a.head_dim;
   const [q, kk, v, dya] = [5, 6, 7, 10].map((i) => k(randn([a.batch, a.tokens, inner], i)));
+  const d = s.conv_deep;
+  const xd = k(randn([d.batch, d.size, d.size, d.channels], 11)) as tf.Tensor4D;
+  const wd = k(tf.mul(randn([3, 3, d.channels, d.channels], 12), 1 / Math.sqrt(9 * d.channels))) as tf.Tensor4D;
+  const bd = k(randn([d.channels], 13));
   const ma = k(randn([s.matmul.size, s.matmul.size], 8)) as tf.Tensor2D;
   const mb = k(randn([s.matmul.size, s.matmul.size], 9)) as tf.Tensor2D;
   return [
@@ -178,6 +190,8 @@ function opItems(s: GpuBenchSpec, keep: tf.Tensor[]): Item[] {
             { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, c.channels, c.channels] },
           ) as tf.Tensor,
     },
+    { name: 'conv_deep_fwd', run: () => tf.fused.conv2d({ x: xd, filter: wd, strides: 1, pad: 'same', bias: bd }), gemm: true, splitk: true },
+    { name: 'conv_deep_dgrad', run: () => tf.conv2dTranspose(xd, wd, xd.shape, 1, 'same'), gemm: true, splitk: true },
     { name: 'gn_silu', run: () => tf.tidy(() => groupNormSilu(gp, 'gn', xg, 32, 1e-5)) },
     { name: 'attention', run: () => tf.tidy(() => attention(q!, kk!, v!, a.heads)) },
     {
@@ -281,6 +295,8 @@ export interface GpuBenchResult {
     features?: string[];
     kernels: string;
     results: Record<string, Timing & { fps?: number }>;
+    /** The split-K items again with subgroups off (our tiled GEMM core); absent where the device has no subgroups. */
+    plain?: Record<string, Timing>;
     /** The GEMM items under 'mixed' precision (f16 operands, f32 sums); absent where the adapter has no shader-f16. */
     mixed?: Record<string, Timing>;
     mixedUnavailable?: string;
@@ -312,6 +328,7 @@ export async function benchWebgpu(s: GpuBenchSpec, log: (line: string) => void =
   const results: GpuBenchResult['webgpu']['results'] = {};
   const noMixed = mixedUnavailable();
   const mixed: Record<string, Timing> | undefined = noMixed ? undefined : {};
+  const plain: Record<string, Timing> | undefined = customKernelsActive() && subgroupsWanted() ? {} : undefined;
   const kernels = customKernelsActive() ? "difftalk's (src/models/kernels)" : 'stock (DIFFTALK_WEBGPU_KERNELS=stock)';
   try {
     const groups: (() => Item[])[] = [() => opItems(s, keep)];
@@ -334,6 +351,17 @@ export async function benchWebgpu(s: GpuBenchSpec, log: (line: string) => void =
           // one item failing (a buffer over the adapter's binding limit, out of memory) leaves the others' numbers
           results[item.name] = { ms: NaN, iters: 0, error: (e as Error).message.split('\n')[0]!.slice(0, 300) };
           log(`webgpu ${item.name}: error ${results[item.name]!.error}`);
+        }
+        if (plain && item.splitk) {
+          useSubgroups(false);
+          try {
+            plain[item.name] = await time(item, item.budget ?? s.budget_s, s.max_iters);
+            log(`webgpu subgroups off ${item.name}: ${plain[item.name]!.ms.toFixed(2)} ms (${plain[item.name]!.iters} runs)`);
+          } catch (e) {
+            plain[item.name] = { ms: NaN, iters: 0, error: (e as Error).message.split('\n')[0]!.slice(0, 300) };
+          } finally {
+            useSubgroups(true);
+          }
         }
         if (mixed && item.gemm) {
           setKernelPrecision('mixed');
@@ -361,6 +389,7 @@ export async function benchWebgpu(s: GpuBenchSpec, log: (line: string) => void =
     features: info?.features,
     kernels,
     results,
+    ...(plain ? { plain } : {}),
     ...(mixed ? { mixed } : { mixedUnavailable: noMixed }),
   };
 }
@@ -376,6 +405,7 @@ const ratio = (a: number | null | undefined, b: number | null | undefined) =>
 export function renderGpuBench(r: GpuBenchResult): string {
   const modes = r.torch ? Object.keys(r.torch.results) : [];
   const mixed = r.webgpu.mixed;
+  const plain = r.webgpu.plain;
   const bf16 = modes.includes('bf16');
   const head = [
     'item',
@@ -383,6 +413,7 @@ export function renderGpuBench(r: GpuBenchResult): string {
     ...modes.map((m) => `torch ${m} ms`),
     ...modes.map((m) => `ratio vs ${m}`),
     'tfjs frames/s',
+    ...(plain ? ['tfjs subgroups off ms'] : []),
     ...(mixed ? ['tfjs-webgpu mixed ms', ...(bf16 ? ['mixed ratio vs bf16'] : [])] : []),
   ];
   const names = new Set([...Object.keys(r.webgpu.results), ...modes.flatMap((m) => Object.keys(r.torch!.results[m]!))]);
@@ -395,7 +426,8 @@ export function renderGpuBench(r: GpuBenchResult): string {
     const mx = mixed?.[n] && (mixed[n].error ? NaN : mixed[n].ms);
     const bf = bf16 ? r.torch!.results.bf16![n] : undefined;
     const extra = mixed ? [fmt(mx), ...(bf16 ? [ratio(mx, bf && (bf.error ? NaN : bf.ms))] : [])] : [];
-    return [n, fmt(w?.ms), ...t.map(fmt), ...t.map((tm) => ratio(w?.ms, tm)), w?.fps ? w.fps.toFixed(1) : '', ...extra];
+    const off = plain ? [plain[n] ? fmt(plain[n].error ? NaN : plain[n].ms) : ''] : [];
+    return [n, fmt(w?.ms), ...t.map(fmt), ...t.map((tm) => ratio(w?.ms, tm)), w?.fps ? w.fps.toFixed(1) : '', ...off, ...extra];
   });
   const md = (rs: string[][]) => rs.map((x) => `| ${x.join(' | ')} |`).join('\n');
   return [

@@ -6,6 +6,8 @@
  * GEMM ops (matmul, the conv passes) are also timed under 'mixed' precision (f16 operands, f32 sums) where the adapter
  * has shader-f16, with the difference to our fp32 result (max |mixed − fp32| / max(1, max |fp32|)): on lavapipe that
  * column is the check, the time says nothing.
+ * The split-K subgroup GEMM core (a deep 8² conv at sampling batch: 1024 ch, B=2 with gpu shapes; 256 ch, B=1 here)
+ * is set against our own tiled core (subgroups off), and the fused conv + bias against our conv followed by tf.add.
  */
 import { fusedAttention } from '../src/models/kernels/attention.js';
 import { useSubgroups } from '../src/models/kernels/features.js';
@@ -86,6 +88,15 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
   const ma = tf.randomNormal([mm, mm], 0, 1, 'float32', 5);
   const mb = tf.randomNormal([mm, mm], 0, 1, 'float32', 6);
   const dyq = tf.randomNormal(qkv.shape, 0, 1, 'float32', 8) as tf.Tensor3D;
+  // a deep, small-spatial layer at sampling batch: the split-K subgroup GEMM core's case (kernels/gemm.ts)
+  const [db, dc] = gpuShapes ? [2, 1024] : [1, 256];
+  const xd = tf.randomNormal([db, 8, 8, dc], 0, 1, 'float32', 9) as tf.Tensor4D;
+  const wd = tf.randomNormal([3, 3, dc, dc], 0, 0.05, 'float32', 10) as tf.Tensor4D;
+  const bd = tf.randomNormal([dc], 0, 1, 'float32', 11);
+  const oursTiled = () => {
+    useCustomKernels(true);
+    useSubgroups(false);
+  };
   const attnLoss = (f: (x: tf.Tensor3D) => tf.Tensor) => () => tf.grads((qq: tf.Tensor) => tf.sum(tf.mul(f(qq as tf.Tensor3D), dyq)))([qkv]);
   const gnLoss = () => tf.grads((xx: tf.Tensor) => tf.sum(groupNormAct(xx as tf.Tensor4D, gamma, beta, 32, 1e-5, true)))([gx]);
   /** `baseline` (default: tfjs's stock kernels) is what the stock column runs under. */
@@ -138,6 +149,27 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
         useSubgroups(false);
       },
     },
+    {
+      op: `conv 3×3 ${dc}→${dc}, 8², B=${db}, forward, split-K subgroup core; stock column: our tiled core`,
+      ours: () => [tf.conv2d(xd, wd, 1, 'same')],
+      stock: () => [tf.conv2d(xd, wd, 1, 'same')],
+      baseline: oursTiled,
+      gemm: true,
+    },
+    {
+      op: 'same, backprop to input, split-K subgroup core; stock column: our tiled core',
+      ours: () => [tf.conv2dTranspose(xd, wd, xd.shape, 1, 'same')],
+      stock: () => [tf.conv2dTranspose(xd, wd, xd.shape, 1, 'same')],
+      baseline: oursTiled,
+      gemm: true,
+    },
+    {
+      op: 'same, forward + bias fused in the store; stock column: our conv, then tf.add',
+      ours: () => [tf.fused.conv2d({ x: xd, filter: wd, strides: 1, pad: 'same', bias: bd })],
+      stock: () => [tf.add(tf.conv2d(xd, wd, 1, 'same'), bd)],
+      baseline: () => useCustomKernels(true),
+      gemm: true,
+    },
     { op: `matmul ${mm}²`, ours: () => [tf.matMul(ma, mb)], stock: () => [tf.matMul(ma, mb)], gemm: true },
   ];
   const rows: KernelRow[] = [];
@@ -167,7 +199,7 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
     setKernelPrecision('fp32');
     useCustomKernels(true);
     useSubgroups(true);
-    tf.dispose([x, w, dy, gx, gamma, beta, qkv, dyq, ma, mb]);
+    tf.dispose([x, w, dy, gx, gamma, beta, qkv, dyq, ma, mb, xd, wd, bd]);
   }
   const info = (await import('../src/util/tf.js')).backendInfo();
   const a = info?.adapter;

@@ -3,7 +3,7 @@ TF32 and bf16 autocast, one JSON object on stdout.
 
 Usage: python3 bench/torch/bench.py SPEC.json   (SPEC written by bench/gpu.ts: sizes, modes, time budget per item)
 Output: {"torch": ver, "device": name, "results": {mode: {item: {"ms": per-iteration ms, "iters": n}}}}
-Items: conv_fwd, conv_dgrad, conv_wgrad, gn_silu, attention (q·kᵀ, softmax, ·v as the project computes it),
+Items: conv_fwd, conv_dgrad, conv_wgrad, conv_deep_fwd (+ bias), conv_deep_dgrad, gn_silu, attention (q·kᵀ, softmax, ·v as the project computes it),
 attention_train (that forward and autograd's gradients w.r.t. q, k, v),
 attention_sdpa (F.scaled_dot_product_attention where torch has it), matmul, unet_train (UNet twin, MSE, backward,
 AdamW step), unet_fwd (no grad), lpips_alex (torchvision AlexNet features + LPIPS 1×1 heads), syncnet (the video
@@ -87,6 +87,7 @@ def op_items(s, dev):
     q, k, v = (randn(a['batch'], a['tokens'], inner, dev=dev) for _ in range(3))
     m = s['matmul']
     ma, mb = randn(m['size'], m['size'], dev=dev), randn(m['size'], m['size'], dev=dev)
+    d = s.get('conv_deep')
 
     def heads(t):
         return t.reshape(a['batch'], a['tokens'], a['heads'], a['head_dim']).transpose(1, 2)
@@ -99,6 +100,13 @@ def op_items(s, dev):
         'attention': lambda: twin.attention(q, k, v, a['heads']),
         'matmul': lambda: ma @ mb,
     }
+    if d:
+        # a deep, small-spatial UNet layer at sampling batch (conv + bias as blocks.conv2d), and its input gradient
+        xd = randn(d['batch'], d['channels'], d['size'], d['size'], dev=dev)
+        wd = randn(d['channels'], d['channels'], 3, 3, dev=dev) * (1 / math.sqrt(9 * d['channels']))
+        bd = randn(d['channels'], dev=dev)
+        items['conv_deep_fwd'] = lambda: F.conv2d(xd, wd, bd, padding=1)
+        items['conv_deep_dgrad'] = lambda: torch.nn.grad.conv2d_input(xd.shape, wd, xd, padding=1)
     qg, kg, vg = (t.clone().requires_grad_(True) for t in (q, k, v))
     dya = randn(a['batch'], a['tokens'], inner, dev=dev) * 0.5
 

@@ -247,7 +247,7 @@ export class Params {
  * Computed as im2col + one matMul (1×1 convs as a plain matMul): the gradients then come from slice/concat/matMul,
  * which every backend has and which are fast on cpu/wasm (tfjs-cpu's Conv2DBackpropFilter takes ~50 s for one
  * 3×3 32-channel 64² batch-8 layer, and wasm has no Conv2DBackpropFilter at all). On webgpu with difftalk's kernels
- * on, tf.conv2d instead: our implicit-GEMM forward and gradient kernels (kernels/conv2d.ts).
+ * on, tf.fused.conv2d (conv + bias) instead: our implicit-GEMM forward and gradient kernels (kernels/conv2d.ts).
  */
 export function conv2d(p: Params, name: string, x: tf.Tensor4D, opts: { stride?: number; pad?: number | [number, number, number, number] } = {}): tf.Tensor4D {
   const w = p.get(`${name}.weight`) as unknown as tf.Tensor4D;
@@ -259,14 +259,17 @@ export function conv2d(p: Params, name: string, x: tf.Tensor4D, opts: { stride?:
   const ho = Math.floor((h + t + b - kh) / stride) + 1;
   const wo = Math.floor((wd + l + r - kw) / stride) + 1;
   let y: tf.Tensor;
+  const bias = p.has(`${name}.bias`) ? p.get(`${name}.bias`) : undefined;
   if (customKernelsActive() && tf.getBackend() === 'webgpu') {
-    // difftalk's implicit-GEMM kernels (kernels/conv2d.ts) for the forward pass and both gradients: no im2col copy
-    y = tf.conv2d(x, w, stride, [
+    // difftalk's implicit-GEMM kernels (kernels/conv2d.ts) for the forward pass (bias added in its store) and both
+    // gradients: no im2col copy; tf.fused.conv2d's gradient is the two backprop passes plus Σ dy for the bias
+    const explicit: [[0, 0], [number, number], [number, number], [0, 0]] = [
       [0, 0],
       [t, b],
       [l, r],
       [0, 0],
-    ]);
+    ];
+    return tf.fused.conv2d({ x, filter: w, strides: stride, pad: explicit, bias });
   } else if (kh === 1 && kw === 1 && stride === 1 && !(t || b || l || r)) {
     y = tf.matMul(x.reshape([n * h * wd, cin]), w.reshape([cin, cout]));
   } else {
@@ -292,7 +295,7 @@ export function conv2d(p: Params, name: string, x: tf.Tensor4D, opts: { stride?:
     }
     y = tf.matMul(tf.concat(taps, 1), w.reshape([kh * kw * cin, cout]));
   }
-  if (p.has(`${name}.bias`)) y = tf.add(y, p.get(`${name}.bias`));
+  if (bias) y = tf.add(y, bias);
   return y.reshape([n, ho, wo, cout]);
 }
 
@@ -325,8 +328,11 @@ export function linear(p: Params, name: string, x: tf.Tensor): tf.Tensor {
   const w = p.get(`${name}.weight`) as unknown as tf.Tensor2D;
   const shape = x.shape;
   const x2 = x.reshape([-1, shape[shape.length - 1]!]) as tf.Tensor2D;
-  let y: tf.Tensor = tf.matMul(x2, w);
-  if (p.has(`${name}.bias`)) y = tf.add(y, p.get(`${name}.bias`));
+  const bias = p.has(`${name}.bias`) ? p.get(`${name}.bias`) : undefined;
+  let y: tf.Tensor;
+  // webgpu with difftalk's kernels: the bias add happens in the matmul's store (kernels/matmul.ts, _FusedMatMul)
+  if (bias && customKernelsActive() && tf.getBackend() === 'webgpu') y = tf.fused.matMul({ a: x2, b: w, bias });
+  else y = bias ? tf.add(tf.matMul(x2, w), bias) : tf.matMul(x2, w);
   return y.reshape([...shape.slice(0, -1), w.shape[1]]);
 }
 

@@ -1,5 +1,7 @@
-/** The GPU tests' one comparison: max over outputs of max |a−b| / max(1, max |b|), the reference `b` computed on cpu. */
+/** The GPU tests' one comparison (and the runner of most of them, `compare`): max over outputs of max |a−b| / max(1, max |b|), the reference `b` computed on cpu. */
 import assert from 'node:assert/strict';
+import { customKernelsActive } from '../../src/models/kernels/index.js';
+import { tf } from '../../src/util/tf.js';
 
 export function maxRelDiff(gpu: ArrayLike<number>[], cpu: ArrayLike<number>[]): number {
   assert.equal(gpu.length, cpu.length);
@@ -13,4 +15,38 @@ export function maxRelDiff(gpu: ArrayLike<number>[], cpu: ArrayLike<number>[]): 
     for (let j = 0; j < b.length; j++) worst = Math.max(worst, Math.abs(a[j]! - b[j]!) / maxB);
   }
   return worst;
+}
+
+/** Deterministic values in [-1, 1) (LCG), the same on both backends. */
+export function values(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+export const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+/**
+ * Run fn on webgpu (our kernels) and cpuFn (default: fn) on cpu with the same inputs; worst |a−b| / max(1, max |b|)
+ * over the outputs.
+ */
+export async function compare(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor[], cpuFn = fn): Promise<number> {
+  const data = shapes.map((s, i) => values(size(s), 17 + 31 * i));
+  const run = async (backend: string) => {
+    await tf.setBackend(backend);
+    const f = backend === 'cpu' ? cpuFn : fn;
+    const outs = tf.tidy(() => f(...shapes.map((s, i) => tf.tensor(data[i]!, s))));
+    const res = await Promise.all(outs.map((t) => t.data()));
+    tf.dispose(outs);
+    return res;
+  };
+  assert.ok(customKernelsActive(), 'our kernels are the registered ones');
+  const gpu = await run('webgpu');
+  const cpu = await run('cpu');
+  await tf.setBackend('webgpu');
+  return maxRelDiff(gpu, cpu);
 }

@@ -7,6 +7,8 @@
  * both gradients (tfjs's conv gradients take dilation 1 only). The filter-gradient reference is patchesᵀ·dy (im2col
  * in plain JS + tfjs-cpu matMul), as tfjs-cpu's own Conv2DBackpropFilter is too slow for these shapes.
  * Tolerance: max |gpu − cpu| ≤ 1e-4 · max(1, max |cpu|) (float32, different summation order; K up to 4608).
+ * Where the adapter has `subgroups` (lavapipe does), the deep-K cases here (ResBlock, downsample, 1×1 skip, VQ forward
+ * and input gradient; the 768-wide linear) run on the split-K subgroup GEMM core; gemm.test.ts forces each core in turn.
  * Without an adapter the tests skip and say why.
  */
 import assert from 'node:assert/strict';
@@ -16,7 +18,7 @@ import { hoistEnables, subgroupsWanted, useSubgroups } from '../../src/models/ke
 import { groupNormAct, groupNormActAvailable } from '../../src/models/kernels/group-norm.js';
 import { CUSTOM_KERNELS, customKernelsActive, useCustomKernels } from '../../src/models/kernels/index.js';
 import { initBackend, tf } from '../../src/util/tf.js';
-import { maxRelDiff } from './compare.js';
+import { compare } from './compare.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const TOL = 1e-4;
@@ -28,43 +30,9 @@ try {
   unavailable = `no WebGPU adapter here (${(e as Error).message}); .ci/run installs Mesa ≥ 25 lavapipe`;
 }
 
-/** Deterministic values in [-1, 1) (LCG), the same on both backends. */
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
-
-const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-
-/**
- * Run fn on webgpu (our kernels) and cpuFn (default: fn) on cpu with the same inputs; worst |a−b| / max(1, max |b|)
- * over the outputs.
- */
-async function compare(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor[], cpuFn = fn): Promise<number> {
-  const data = shapes.map((s, i) => values(size(s), 17 + 31 * i));
-  const run = async (backend: string) => {
-    await tf.setBackend(backend);
-    const f = backend === 'cpu' ? cpuFn : fn;
-    const outs = tf.tidy(() => f(...shapes.map((s, i) => tf.tensor(data[i]!, s))));
-    const res = await Promise.all(outs.map((t) => t.data()));
-    tf.dispose(outs);
-    return res;
-  };
-  assert.ok(customKernelsActive(), 'our kernels are the registered ones');
-  const gpu = await run('webgpu');
-  const cpu = await run('cpu');
-  await tf.setBackend('webgpu');
-  return maxRelDiff(gpu, cpu);
-}
-
 test('kernels: registered over tfjs-webgpu by default, and switchable back to the stock ones', (t) => {
   if (unavailable) return t.skip(unavailable);
-  assert.deepEqual(CUSTOM_KERNELS, ['BatchMatMul', 'Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput']);
+  assert.deepEqual(CUSTOM_KERNELS, ['BatchMatMul', 'Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'FusedConv2D', '_FusedMatMul']);
   assert.equal(customKernelsActive(), true, 'on by default on webgpu');
   assert.equal(useCustomKernels(false), false);
   assert.equal(tf.getKernel('DifftalkGroupNormStats', 'webgpu'), undefined, 'fused GroupNorm off with them');

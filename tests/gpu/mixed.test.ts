@@ -11,14 +11,18 @@
  *   ≈ 2e-4 relative to max |output|, independent of K; 2e-3 leaves a 10× margin. The test also checks the difference
  *   is above 1e-6 (the f16 rounding really happens: an fp32 kernel would be within ~1e-7 here).
  * - the overflow contract the loss scaler relies on: an operand beyond f16's range gives ±inf, one within it stays exact.
+ * Cases whose shape picks the split-K subgroup GEMM core (gemm.ts) where the adapter has `subgroups` (lavapipe does)
+ * run twice, on it and forced onto the tiled core; the overflow contract is checked on both cores.
  * Shapes: the paper UNet's linears and attention products, a ResBlock conv (channels reduced to 64 so that tfjs-cpu's
  * filter gradient stays fast), VQ-f4's asymmetric stride-2 conv and a 1×1 skip, odd sizes included.
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+import { subgroupsWanted, useSubgroups } from '../../src/models/kernels/features.js';
+import { gemmVariant, type GemmVariant } from '../../src/models/kernels/gemm.js';
 import { customKernelsActive, mixedUnavailable, setKernelPrecision } from '../../src/models/kernels/index.js';
 import { initBackend, tf } from '../../src/util/tf.js';
-import { maxRelDiff } from './compare.js';
+import { maxRelDiff, size, values } from './compare.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const TOL_F16_INPUTS = 1e-4;
@@ -49,18 +53,6 @@ function f16Round(x: number): number {
   if (d > 0.5 || (d === 0.5 && f % 2 === 1)) f++;
   return Math.sign(x) * f * q;
 }
-
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
-
-const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** fn on webgpu with mixed kernels; on cpu with f16-rounded and with raw inputs: [worst vs rounded, worst vs raw]. */
 async function compareMixed(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor[]): Promise<[number, number]> {
@@ -110,11 +102,27 @@ const MATMULS = [
   { what: 'both transposed, batch 3, 33×17 / 9×33', a: [3, 33, 17], b: [3, 9, 33], ta: true, tb: true },
 ];
 
+/** The GEMM cores a case is run on: both where the shape picks split-K with subgroups (then also forced tiled). */
+function cores(...mnk: Array<[number, number, number]>): Array<{ sub: boolean; core: GemmVariant }> {
+  const split = !unavailable && subgroupsWanted() && mnk.some(([m, n, k]) => gemmVariant(m, n, k, 1) === 'splitk');
+  return split
+    ? [
+        { sub: true, core: 'splitk' },
+        { sub: false, core: 'tiled' },
+      ]
+    : [{ sub: true, core: 'tiled' }];
+}
+
 for (const m of MATMULS) {
-  test(`mixed: matMul ${m.what} matches cpu`, async (t) => {
-    if (unavailable) return t.skip(unavailable);
-    check(t, m.what, await compareMixed([m.a, m.b], (a, b) => [tf.matMul(a!, b!, m.ta ?? false, m.tb ?? false)]));
-  });
+  const [ra, rb] = [m.a.length, m.b.length];
+  const mnk: [number, number, number] = [m.ta ? m.a[ra - 1]! : m.a[ra - 2]!, m.tb ? m.b[rb - 2]! : m.b[rb - 1]!, m.ta ? m.a[ra - 2]! : m.a[ra - 1]!];
+  for (const { sub, core } of cores(mnk))
+    test(`mixed (${core} core): matMul ${m.what} matches cpu`, async (t) => {
+      if (unavailable) return t.skip(unavailable);
+      useSubgroups(sub);
+      t.after(() => useSubgroups(true));
+      check(t, m.what, await compareMixed([m.a, m.b], (a, b) => [tf.matMul(a!, b!, m.ta ?? false, m.tb ?? false)]));
+    });
 }
 
 const CONVS: Array<{ what: string; x: number[]; w: number[]; stride: number; pad: number | [[0, 0], [0, 1], [0, 1], [0, 0]] }> = [
@@ -135,16 +143,21 @@ const CONVS: Array<{ what: string; x: number[]; w: number[]; stride: number; pad
 ];
 
 for (const c of CONVS) {
-  test(`mixed: conv2d ${c.what}, forward and both gradients, match cpu`, async (t) => {
-    if (unavailable) return t.skip(unavailable);
-    const yShape = tf.tidy(() => tf.conv2d(tf.zeros(c.x) as unknown as tf.Tensor4D, tf.zeros(c.w) as unknown as tf.Tensor4D, c.stride, c.pad).shape);
-    const conv = (x: tf.Tensor, w: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.stride, c.pad);
-    const res = await compareMixed([c.x, c.w, yShape], (x, w, dy) => [
-      conv(x!, w!),
-      ...tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(conv(xx, ww), dy!)))([x!, w!]),
-    ]);
-    check(t, c.what, res);
-  });
+  const [kh, kw, ci, co] = c.w;
+  const pixels = c.x[0]! * c.x[1]! * c.x[2]!; // input pixels; output pixels ≤ these (an upper bound is enough here)
+  for (const { sub, core } of cores([pixels, co!, kh! * kw! * ci!], [pixels, ci!, kh! * kw! * co!]))
+    test(`mixed (${core} core): conv2d ${c.what}, forward and both gradients, match cpu`, async (t) => {
+      if (unavailable) return t.skip(unavailable);
+      useSubgroups(sub);
+      t.after(() => useSubgroups(true));
+      const yShape = tf.tidy(() => tf.conv2d(tf.zeros(c.x) as unknown as tf.Tensor4D, tf.zeros(c.w) as unknown as tf.Tensor4D, c.stride, c.pad).shape);
+      const conv = (x: tf.Tensor, w: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.stride, c.pad);
+      const res = await compareMixed([c.x, c.w, yShape], (x, w, dy) => [
+        conv(x!, w!),
+        ...tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(conv(xx, ww), dy!)))([x!, w!]),
+      ]);
+      check(t, c.what, res);
+    });
 }
 
 test('mixed: an operand beyond f16 range gives ±inf (what the loss scaler detects); one within it stays exact', async (t) => {
@@ -158,6 +171,15 @@ test('mixed: an operand beyond f16 range gives ±inf (what the loss scaler detec
     const f32 = tf.matMul(tf.tensor2d([70000, 0], [1, 2]), tf.tensor2d([1, 1], [2, 1]));
     assert.deepEqual([...(await f32.data())], [70000]);
     f32.dispose();
+    if (subgroupsWanted()) {
+      // the split-K core (K = 512, one tile): the overflow survives its subgroup reduction
+      setKernelPrecision('mixed');
+      assert.equal(gemmVariant(2, 1, 512, 1), 'splitk');
+      const row = (v: number) => Array.from({ length: 512 }, (_, i) => (i === 300 ? v : 0.5));
+      const split = tf.matMul(tf.tensor2d([...row(70000), ...row(-70000)], [2, 512]), tf.ones([512, 1]));
+      assert.deepEqual([...(await split.data())], [Infinity, -Infinity]);
+      split.dispose();
+    }
   } finally {
     setKernelPrecision('fp32');
   }

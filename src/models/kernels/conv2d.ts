@@ -8,11 +8,17 @@
  * gradient reduces over the output pixels (K = batch·outH·outW), the input gradient over taps × outC.
  * Any stride, dilation and padding (same/valid/explicit, as computeConv2DInfo resolves them). Assumes float32, NHWC
  * (channelsLast) and a single group; anything else goes to the stock kernel. Under 'mixed' precision (program.ts)
- * every pass rounds both operands (x or dy, and the filter or dy) to f16 and sums in f32 (gemm.ts).
+ * every pass rounds both operands (x or dy, and the filter or dy) to f16 and sums in f32 (gemm.ts). Each pass runs
+ * on the tiled core or, where the device has subgroups and the tiled grid would be small (deep layers at small batch),
+ * on the split-K subgroup core (gemm.ts `gemmVariant`).
+ * FusedConv2D (tf.fused.conv2d, which blocks.conv2d uses on webgpu) is the forward pass with the bias add and the
+ * activation in the GEMM's store (gemm.ts `Epilogue`): bias of one value per output channel or one for all, and
+ * tfjs's activations except prelu; anything else goes to the stock kernel. Its gradients are tfjs's own (the two
+ * backprop passes here, and the bias gradient as a sum of dy).
  */
 import type { tf } from '../../util/tf.js';
-import { gemmDispatch, gemmFits, gemmSource, WORKGROUP } from './gemm.js';
-import { allFloat32, gridLayout, kernelPrecision, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
+import { epilogueOf, gemmProgram, type Fusion } from './gemm.js';
+import { allFloat32, kernelPrecision, type WebGPUBackendLike } from './program.js';
 
 /** The implicit im2col matrix A[m, k]: output pixel m = (img, oy, ox), k = (ky, kx, ci); zero in the padding. */
 const GATHER_X = `
@@ -101,19 +107,23 @@ function passOf(pass: Pass, info: tf.backend_util.Conv2DInfo) {
 
 /**
  * Run one conv pass as implicit GEMM: 'forward' (inputs x, filter), 'filter' (backprop to the filter; inputs x, dy)
- * or 'input' (backprop to the input; inputs dy, filter). Undefined when the kernel does not cover the case.
+ * or 'input' (backprop to the input; inputs dy, filter); `fused` (forward only) adds the bias and activation in the
+ * store. Undefined when the kernel does not cover the case.
  */
 export function runConv2dPass(
   backend: WebGPUBackendLike,
   pass: Pass,
   inputs: [tf.TensorInfo, tf.TensorInfo],
   info: tf.backend_util.Conv2DInfo,
+  fused?: Fusion,
 ): tf.TensorInfo | undefined {
   if (!allFloat32(inputs) || info.dataFormat !== 'channelsLast') return undefined;
   const p = passOf(pass, info);
   const precision = kernelPrecision();
   const [m, n, k] = p.mnk as [number, number, number];
-  if (m === 0 || n === 0 || k === 0 || !gemmFits(m, n, 1)) return undefined;
+  if (m === 0 || n === 0 || k === 0) return undefined;
+  const epilogue = fused ? epilogueOf(fused, n) : undefined;
+  if (fused && (!epilogue || pass !== 'forward' || (fused.bias && !allFloat32([fused.bias])))) return undefined;
   const values: Record<string, number> = {
     M: m,
     N: n,
@@ -132,19 +142,22 @@ export function runConv2dPass(
     dilH: info.dilationHeight,
     dilW: info.dilationWidth,
   };
-  const program: WebGPUProgram = {
-    outputShape: p.shape,
-    shaderKey: `difftalkConv2dGemm_${pass}_${precision}`,
-    dispatchLayout: gridLayout(),
-    dispatch: gemmDispatch(m, n, 1),
-    variableNames: p.names,
-    uniforms: UNIFORMS.map((u) => `${u} : i32,`).join(' '),
-    workgroupSize: [...WORKGROUP],
-    getUserCode: () => gemmSource(p.gemm, precision),
-  };
+  const withBias = fused?.bias !== undefined;
+  const program = gemmProgram(
+    {
+      outputShape: p.shape,
+      shaderKey: `difftalkConv2dGemm_${pass}`,
+      variableNames: withBias ? [...p.names, 'Bias'] : p.names,
+      uniforms: UNIFORMS.map((u) => `${u} : i32,`).join(' '),
+    },
+    { m, n, k, batch: 1 },
+    { ...p.gemm, epilogue },
+    precision,
+  );
+  if (!program) return undefined;
   return backend.runWebGPUProgram(
     program,
-    inputs,
+    withBias ? [...inputs, fused!.bias!] : inputs,
     'float32',
     UNIFORMS.map((u) => ({ type: 'int32' as const, data: [values[u]!] })),
   );

@@ -5,14 +5,15 @@
  *
  * | kernel      | file        | replaces            |
  * |-------------|-------------|---------------------|
- * | tiled GEMM  | gemm.ts     | (core of matmul and the three conv passes) |
- * | matmul      | matmul.ts   | BatchMatMul (tf.matMul, all ranks, transposes: linears, attention's gradient, im2col convs off webgpu) |
- * | conv2d      | conv2d.ts   | Conv2D, Conv2DBackpropFilter, Conv2DBackpropInput (NHWC, implicit GEMM, all three passes) |
+ * | GEMM cores  | gemm.ts     | (core of matmul and the conv passes: 64×64-tiled in workgroup memory; split-K with subgroupAdd for small grids, deep K; fused bias/activation store) |
+ * | matmul      | matmul.ts   | BatchMatMul (tf.matMul, all ranks, transposes: attention's gradient, im2col convs off webgpu), _FusedMatMul (tf.fused.matMul: blocks.linear) |
+ * | conv2d      | conv2d.ts   | Conv2D, Conv2DBackpropFilter, Conv2DBackpropInput (NHWC, implicit GEMM, all three passes), FusedConv2D (tf.fused.conv2d: blocks.conv2d, bias in the store) |
  * | attention   | attention.ts | new kernels `DifftalkAttention*` behind blocks.attention (fused forward and backward, no score matrix) |
  * | GroupNorm(+SiLU) | group-norm.ts | new kernels `Difftalk*` behind blocks.groupNorm / groupNormSilu (forward and backward) |
  *
  * features.ts says which optional WGSL features (subgroups) the kernels may use and lets a program carry its own
- * `enable` directive; `DIFFTALK_WEBGPU_SUBGROUPS=off` forces the plain variants.
+ * `enable` directive; `DIFFTALK_WEBGPU_SUBGROUPS=off` forces the plain variants (GroupNorm's tree reductions, the
+ * tiled GEMM everywhere).
  * Precision: the GEMM kernels (matmul, conv2d) have an f16-operand variant for `--precision mixed` (program.ts
  * `kernelPrecision`, set by the run; `resolvePrecision` below decides what a run may use). No subgroup-matrix
  * (tensor-core) variant: lavapipe, the only adapter here, does not offer chromium-experimental-subgroup-matrix, so it
@@ -83,6 +84,23 @@ function conv2d(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
   return runConv2dPass(args.backend as WebGPUBackendLike, 'forward', [x!, filter!], info) ?? fallback('Conv2D', args);
 }
 
+type FusionAttrs = { activation?: string; leakyreluAlpha?: number };
+
+function fusedConv2d(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+  const { x, filter, bias } = args.inputs;
+  const at = args.attrs as ConvAttrs & FusionAttrs;
+  const info = convInfo(x!.shape, filter!.shape, at);
+  const fused = { bias, activation: at.activation, leakyreluAlpha: at.leakyreluAlpha };
+  return runConv2dPass(args.backend as WebGPUBackendLike, 'forward', [x!, filter!], info, fused) ?? fallback('FusedConv2D', args);
+}
+
+function fusedMatMul(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+  const { a, b, bias } = args.inputs;
+  const at = args.attrs as { transposeA?: boolean; transposeB?: boolean } & FusionAttrs;
+  const fused = { bias, activation: at.activation, leakyreluAlpha: at.leakyreluAlpha };
+  return runMatMul(args.backend as WebGPUBackendLike, a!, b!, Boolean(at.transposeA), Boolean(at.transposeB), fused) ?? fallback('_FusedMatMul', args);
+}
+
 function conv2dBackpropFilter(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
   const { x, dy } = args.inputs;
   const at = args.attrs as ConvAttrs;
@@ -102,6 +120,8 @@ const OURS: Record<string, (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]
   Conv2D: conv2d,
   Conv2DBackpropFilter: conv2dBackpropFilter,
   Conv2DBackpropInput: conv2dBackpropInput,
+  FusedConv2D: fusedConv2d,
+  _FusedMatMul: fusedMatMul,
 };
 
 /** Whether the environment asks for tfjs's stock kernels (DIFFTALK_WEBGPU_KERNELS=stock|off|0). */

@@ -2,11 +2,13 @@
  * BatchMatMul (tf.matMul, every rank ≥ 2, transposeA/B): the tiled GEMM of gemm.ts with plain strided loads.
  * Assumes float32 and batch dimensions that are equal or where one side's batch is 1 (broadcast); anything else
  * (int32, general broadcasting such as [2,1]×[1,3]) goes to the stock tfjs-webgpu kernel. Under 'mixed' precision
- * (program.ts) the operands are rounded to f16, the sums stay f32 (gemm.ts).
+ * (program.ts) the operands are rounded to f16, the sums stay f32 (gemm.ts). Tiled or split-K subgroup core as
+ * gemm.ts `gemmVariant` picks. _FusedMatMul (tf.fused.matMul, blocks.linear on webgpu) is the same with the bias add
+ * and activation in the store (gemm.ts `Epilogue`; prelu and other bias shapes go to the stock kernel).
  */
 import type { tf } from '../../util/tf.js';
-import { gemmDispatch, gemmFits, gemmSource, WORKGROUP } from './gemm.js';
-import { allFloat32, gridLayout, kernelPrecision, type Precision, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
+import { epilogueOf, gemmProgram, type Epilogue, type Fusion } from './gemm.js';
+import { allFloat32, kernelPrecision, type Precision, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 
 export interface MatMulDims {
   batch: number;
@@ -41,30 +43,46 @@ export function matMulDims(aShape: readonly number[], bShape: readonly number[],
   return { batch, batchA, batchB, m, n, k: ka, outShape: [...outer, m, n] };
 }
 
-function program(d: MatMulDims, transposeA: boolean, transposeB: boolean, precision: Precision): WebGPUProgram {
+function program(d: MatMulDims, transposeA: boolean, transposeB: boolean, precision: Precision, epilogue: Epilogue | undefined): WebGPUProgram | undefined {
   const aIndex = transposeA ? 'k * uniforms.M + m' : 'm * uniforms.K + k';
   const bIndex = transposeB ? 'n * uniforms.K + k' : 'k * uniforms.N + n';
   const loaders = `
 fn loadA(b : i32, m : i32, k : i32) -> f32 { return f32(A[b * uniforms.strideA + ${aIndex}]); }
 fn loadB(b : i32, k : i32, n : i32) -> f32 { return f32(B[b * uniforms.strideB + ${bIndex}]); }`;
-  return {
-    outputShape: d.outShape,
-    shaderKey: `difftalkMatMul_${transposeA}_${transposeB}_${precision}`,
-    dispatchLayout: gridLayout(),
-    dispatch: gemmDispatch(d.m, d.n, d.batch),
-    variableNames: ['A', 'B'],
-    uniforms: 'M : i32, N : i32, K : i32, strideA : i32, strideB : i32,',
-    workgroupSize: [...WORKGROUP],
-    getUserCode: () => gemmSource({ loaders, aAlongK: !transposeA, bAlongN: !transposeB, outIndex: '(b * M + m) * N + n' }, precision),
-  };
+  const withBias = epilogue !== undefined && epilogue.bias !== 'none';
+  return gemmProgram(
+    {
+      outputShape: d.outShape,
+      shaderKey: `difftalkMatMul_${transposeA}_${transposeB}`,
+      variableNames: withBias ? ['A', 'B', 'Bias'] : ['A', 'B'],
+      uniforms: 'M : i32, N : i32, K : i32, strideA : i32, strideB : i32,',
+    },
+    { m: d.m, n: d.n, k: d.k, batch: d.batch },
+    { loaders, aAlongK: !transposeA, bAlongN: !transposeB, outIndex: '(b * M + m) * N + n', epilogue },
+    precision,
+  );
 }
 
-/** Run the tiled matmul on the webgpu backend (undefined when matMulDims does not cover the shapes). */
-export function runMatMul(backend: WebGPUBackendLike, a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transposeB: boolean): tf.TensorInfo | undefined {
+/**
+ * Run our matmul on the webgpu backend (undefined when matMulDims does not cover the shapes); `fused` (_FusedMatMul)
+ * adds the bias and activation in the store.
+ */
+export function runMatMul(
+  backend: WebGPUBackendLike,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+  fused?: Fusion,
+): tf.TensorInfo | undefined {
   if (!allFloat32([a, b])) return undefined;
   const d = matMulDims(a.shape, b.shape, transposeA, transposeB);
   if (!d) return undefined;
-  if (d.m * d.n * d.batch === 0 || d.k === 0 || !gemmFits(d.m, d.n, d.batch)) return undefined;
+  if (d.m * d.n * d.batch === 0 || d.k === 0) return undefined;
+  const epilogue = fused ? epilogueOf(fused, d.n) : undefined;
+  if (fused && (!epilogue || (fused.bias && !allFloat32([fused.bias])))) return undefined;
+  const p = program(d, transposeA, transposeB, kernelPrecision(), epilogue);
+  if (!p) return undefined;
   const uniforms = [d.m, d.n, d.k, d.batchA === 1 ? 0 : d.m * d.k, d.batchB === 1 ? 0 : d.k * d.n].map((v) => ({ type: 'int32' as const, data: [v] }));
-  return backend.runWebGPUProgram(program(d, transposeA, transposeB, kernelPrecision()), [a, b], 'float32', uniforms);
+  return backend.runWebGPUProgram(p, fused?.bias ? [a, b, fused.bias] : [a, b], 'float32', uniforms);
 }
