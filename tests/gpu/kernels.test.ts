@@ -16,7 +16,7 @@ import { hoistEnables, subgroupsWanted, useSubgroups } from '../../src/models/ke
 import { groupNormAct, groupNormActAvailable } from '../../src/models/kernels/group-norm.js';
 import { CUSTOM_KERNELS, customKernelsActive, useCustomKernels } from '../../src/models/kernels/index.js';
 import { initBackend, tf } from '../../src/util/tf.js';
-import { maxRelDiff } from './compare.js';
+import { attentionRef, maxRelDiff } from './compare.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const TOL = 1e-4;
@@ -251,16 +251,6 @@ test('kernels: matMul and conv2d of float32 tensors cast from int32 (their GPU b
   t.diagnostic(`worst ${worst.toExponential(2)}`);
   assert.ok(worst <= TOL, `worst ${worst}`);
 });
-
-/** The reference: blocks.ts's composite attention (head split, QKᵀ/√d, softmax, ·V). */
-function attentionRef(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number): tf.Tensor {
-  const [b, n, inner] = q.shape as [number, number, number];
-  const m = k.shape[1]!;
-  const d = inner / heads;
-  const split = (x: tf.Tensor, len: number) => x.reshape([b, len, heads, d]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
-  const sim = tf.mul(tf.matMul(split(q, n), split(k, m), false, true), 1 / Math.sqrt(d));
-  return tf.matMul(tf.softmax(sim, -1), split(v, m)).transpose([0, 2, 1, 3]).reshape([b, n, inner]);
-}
 
 const ATTNS = [
   { what: 'self-attention at 16² (256 tokens), 768 ch = 24 heads × 32', q: [1, 256, 768], m: 256, heads: 24 },

@@ -16,9 +16,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+import { fusedAttention, fusedAttentionAvailable } from '../../src/models/kernels/attention.js';
 import { customKernelsActive, mixedUnavailable, setKernelPrecision } from '../../src/models/kernels/index.js';
 import { initBackend, tf } from '../../src/util/tf.js';
-import { maxRelDiff } from './compare.js';
+import { attentionRef, maxRelDiff } from './compare.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const TOL_F16_INPUTS = 1e-4;
@@ -160,5 +161,67 @@ test('mixed: an operand beyond f16 range gives ±inf (what the loss scaler detec
     f32.dispose();
   } finally {
     setKernelPrecision('fp32');
+  }
+});
+
+const ATTNS = [
+  { what: 'self-attention at 32² (1024 tokens), 2 heads × 32', q: [1, 1024, 64], m: 1024, heads: 2 },
+  { what: 'self-attention at 16² (256 tokens), 8 heads × 32', q: [1, 256, 256], m: 256, heads: 8 },
+  { what: 'cross-attention, 64 queries, 11 context tokens, 32 heads × 32, batch 2', q: [2, 64, 1024], m: 11, heads: 32 },
+  { what: 'odd sizes: 77 queries, 45 keys, 3 heads × 64', q: [1, 77, 192], m: 45, heads: 3 },
+  { what: 'odd sizes: 255 queries, 97 keys, 2 heads × 20', q: [1, 255, 40], m: 97, heads: 2 },
+];
+
+/** Fused attention on webgpu, the composite reference elsewhere: [output, dq, dk, dv] for the loss Σ out·dy. */
+function attentionAndGrads(heads: number) {
+  return (q: tf.Tensor | undefined, k: tf.Tensor | undefined, v: tf.Tensor | undefined, dy: tf.Tensor | undefined): tf.Tensor[] => {
+    // q, k × 2: scores of a few units, as trained attention (softmax neither uniform nor one-hot); × 2 is exact in f16
+    const [qs, ks] = [tf.mul(q!, 2), tf.mul(k!, 2)];
+    const fused = tf.getBackend() === 'webgpu';
+    if (fused) assert.ok(fusedAttentionAvailable(qs, ks, heads));
+    const f = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
+      fused ? fusedAttention(qq as tf.Tensor3D, kk as tf.Tensor3D, vv as tf.Tensor3D, heads) : attentionRef(qq, kk, vv, heads);
+    const loss = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => tf.sum(tf.mul(f(qq, kk, vv), dy!));
+    return [f(qs, ks, v!), ...tf.grads(loss)([qs, ks, v!])];
+  };
+}
+
+for (const a of ATTNS) {
+  test(`mixed: fused attention ${a.what}, forward and gradients w.r.t. q, k, v, match cpu`, async (t) => {
+    if (unavailable) return t.skip(unavailable);
+    const kv = [a.q[0]!, a.m, a.q[2]!];
+    const fn = attentionAndGrads(a.heads);
+    check(t, a.what, await compareMixed([a.q, kv, kv, a.q], (q, k, v, dy) => fn(q, k, v, dy)));
+  });
+}
+
+test('mixed: attention with Q beyond f16 range, or dO beyond it, gives non-finite results (the loss scaler skips); fp32 stays finite', async (t) => {
+  if (unavailable) return t.skip(unavailable);
+  const [n, m, heads, d] = [5, 7, 1, 32]; // d 32: the programs the cases above compiled
+  const q = tf.tensor3d(values(n * heads * d, 3), [1, n, heads * d]);
+  const k = tf.tensor3d(values(m * heads * d, 4), [1, m, heads * d]);
+  const v = tf.tensor3d(values(m * heads * d, 5), [1, m, heads * d]);
+  const big = (x: tf.Tensor3D) => tf.add(x, tf.oneHot([0], x.size).reshape(x.shape).mul(70000)) as tf.Tensor3D;
+  const grads = (dy: tf.Tensor) =>
+    tf.grads((qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
+      tf.sum(tf.mul(fusedAttention(qq as tf.Tensor3D, kk as tf.Tensor3D, vv as tf.Tensor3D, heads), dy)),
+    )([q, k, v]);
+  const finite = async (ts: tf.Tensor[]) => {
+    const data = await Promise.all(ts.map((x) => x.data()));
+    tf.dispose(ts);
+    return data.map((a) => a.every(Number.isFinite));
+  };
+  try {
+    for (const p of ['mixed', 'fp32'] as const) {
+      setKernelPrecision(p);
+      const fwd = await finite([fusedAttention(big(q), k, v, heads)]);
+      const bwd = await finite(grads(big(tf.onesLike(q) as tf.Tensor3D)));
+      const ok = p === 'fp32';
+      assert.deepEqual(fwd, [ok], `${p}: forward with a Q element of 70000`);
+      assert.deepEqual(bwd, [ok, ok, ok], `${p}: dq, dk, dv with a dO element of 70000`);
+    }
+  } finally {
+    setKernelPrecision('fp32');
+    tf.dispose([q, k, v]);
   }
 });

@@ -21,7 +21,7 @@
  * 1115 ms fused vs 1068 ms stock composite; tested against tf.grads of the composite on cpu within 1e-4 (≤ 9e-7 seen).
  */
 import { tf } from '../../util/tf.js';
-import type { WebGPUBackendLike, WebGPUProgram } from './program.js';
+import { F16_SUPPORT, kernelPrecision, type Precision, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 
 const KERNEL = 'DifftalkAttention';
 const GRAD_Q = 'DifftalkAttentionGradQ';
@@ -29,18 +29,28 @@ const GRAD_KV = 'DifftalkAttentionGradKV';
 export const MAX_HEAD_DIM = 64;
 const ROWS = 64;
 
-function forwardProgram(b: number, n: number, heads: number, inner: number, stats: boolean): WebGPUProgram {
+/**
+ * The operand arithmetic of one precision: the WGSL prelude, the element type `t` of staged tiles and of the
+ * per-thread Q/K/V/dO vectors, and `stage(v)`, how a loaded f32 becomes a `t` ('mixed': `toF16`, overflow to ±inf).
+ * Every use widens with f32(…), so the products are of `t` operands and all sums, the softmax and the outputs f32.
+ */
+function operands(p: Precision): { prelude: string; t: string; stage: (v: string) => string } {
+  return p === 'mixed' ? { prelude: F16_SUPPORT, t: 'f16', stage: (v) => `toF16(${v})` } : { prelude: '', t: 'f32', stage: (v) => v };
+}
+
+function forwardProgram(b: number, n: number, heads: number, inner: number, stats: boolean, p: Precision): WebGPUProgram {
+  const { prelude, t, stage } = operands(p);
   return {
     outputShape: stats ? [b * n * (inner + heads)] : [b, n, inner],
-    shaderKey: `difftalkAttention_${stats}`,
+    shaderKey: `difftalkAttention_${stats}_${p}`,
     dispatchLayout: { x: [0], y: [1], z: [2] },
     dispatch: [Math.ceil(n / ROWS), b * heads, 1],
     variableNames: ['Q', 'Kt', 'Vt'],
     uniforms: 'B : i32, N : i32, M : i32, H : i32, D : i32, scale : f32,',
     workgroupSize: [ROWS, 1, 1],
-    getUserCode: () => `
-var<workgroup> ks : array<f32, 2048>; // [32 keys][64]
-var<workgroup> vs : array<f32, 2048>;
+    getUserCode: () => `${prelude}
+var<workgroup> ks : array<${t}, 2048>; // [32 keys][64]
+var<workgroup> vs : array<${t}, 2048>;
 fn main() {
   let tid = i32(localId.x);
   let row = i32(workgroupId.x) * ${ROWS} + tid;
@@ -50,11 +60,11 @@ fn main() {
   let D = uniforms.D;
   let inner = uniforms.H * D;
   let valid = row < uniforms.N;
-  var q : array<f32, 64>;
+  var q : array<${t}, 64>;
   var acc : array<f32, 64>;
-  for (var j = 0; j < 64; j++) { q[j] = 0.0; acc[j] = 0.0; }
+  for (var j = 0; j < 64; j++) { q[j] = ${t}(0.0); acc[j] = 0.0; }
   if (valid) {
-    for (var j = 0; j < D; j++) { q[j] = f32(Q[(b * uniforms.N + row) * inner + h * D + j]) * uniforms.scale; }
+    for (var j = 0; j < D; j++) { q[j] = ${stage('f32(Q[(b * uniforms.N + row) * inner + h * D + j])')}; }
   }
   var mx = -3.0e38;
   var sum = 0.0;
@@ -69,8 +79,8 @@ fn main() {
         kv = f32(Kt[src]);
         vv = f32(Vt[src]);
       }
-      ks[kk * 64 + j] = kv;
-      vs[kk * 64 + j] = vv;
+      ks[kk * 64 + j] = ${stage('kv')};
+      vs[kk * 64 + j] = ${stage('vv')};
     }
     workgroupBarrier();
     let count = min(32, uniforms.M - k0);
@@ -78,9 +88,9 @@ fn main() {
     var tmax = -3.0e38;
     for (var kk = 0; kk < count; kk++) {
       var dot = 0.0;
-      for (var j = 0; j < D; j++) { dot = fma(q[j], ks[kk * 64 + j], dot); }
-      s[kk] = dot;
-      tmax = max(tmax, dot);
+      for (var j = 0; j < D; j++) { dot = fma(f32(q[j]), f32(ks[kk * 64 + j]), dot); }
+      s[kk] = dot * uniforms.scale;
+      tmax = max(tmax, s[kk]);
     }
     let mnew = max(mx, tmax);
     let corr = exp(mx - mnew);
@@ -89,7 +99,7 @@ fn main() {
     for (var kk = 0; kk < count; kk++) {
       let p = exp(s[kk] - mnew);
       sum += p;
-      for (var j = 0; j < D; j++) { acc[j] = fma(p, vs[kk * 64 + j], acc[j]); }
+      for (var j = 0; j < D; j++) { acc[j] = fma(p, f32(vs[kk * 64 + j]), acc[j]); }
     }
     mx = mnew;
     workgroupBarrier();
@@ -102,14 +112,14 @@ fn main() {
   };
 }
 
-/** Cooperative load of `rows` rows × d columns of head h from a [B, len, H·d] input into a workgroup array. */
-const tileLoad = (dst: string, src: string, rows: number, d: number, first: string, len: string, scale = '') => `
+/** Cooperative load of `rows` rows × d columns of head h from a [B, len, H·d] input into a workgroup array, staged. */
+const tileLoad = (dst: string, src: string, rows: number, d: number, first: string, len: string, stage: (v: string) => string) => `
   for (var e = tid; e < ${rows * d}; e += ${ROWS}) {
     let r = e / ${d};
     let j = e % ${d};
     var val = 0.0;
-    if (${first} + r < ${len}) { val = f32(${src}[(b * ${len} + ${first} + r) * inner + h * ${d} + j])${scale}; }
-    ${dst}[e] = val;
+    if (${first} + r < ${len}) { val = f32(${src}[(b * ${len} + ${first} + r) * inner + h * ${d} + j]); }
+    ${dst}[e] = ${stage('val')};
   }`;
 
 const PROLOGUE = (d: number) => `
@@ -121,45 +131,46 @@ const PROLOGUE = (d: number) => `
   let inner = uniforms.H * ${d};`;
 
 /** dQ: thread = query row; K/V tiles of 32 keys in workgroup memory. */
-function gradQProgram(b: number, n: number, heads: number, d: number): WebGPUProgram {
+function gradQProgram(b: number, n: number, heads: number, d: number, p: Precision): WebGPUProgram {
   const T = 32;
+  const { prelude, t, stage } = operands(p);
   return {
     outputShape: [b, n, heads * d],
-    shaderKey: `difftalkAttentionGradQ_${d}`,
+    shaderKey: `difftalkAttentionGradQ_${d}_${p}`,
     dispatchLayout: { x: [0], y: [1], z: [2] },
     dispatch: [Math.ceil(n / ROWS), b * heads, 1],
     variableNames: ['Q', 'Kt', 'Vt', 'Dout', 'Lse', 'Dsum'],
     uniforms: 'B : i32, N : i32, M : i32, H : i32, scale : f32,',
     workgroupSize: [ROWS, 1, 1],
-    getUserCode: () => `
-var<workgroup> ks : array<f32, ${T * d}>;
-var<workgroup> vs : array<f32, ${T * d}>;
+    getUserCode: () => `${prelude}
+var<workgroup> ks : array<${t}, ${T * d}>;
+var<workgroup> vs : array<${t}, ${T * d}>;
 fn main() {${PROLOGUE(d)}
   let valid = row < uniforms.N;
-  var q : array<f32, ${d}>;
-  var g : array<f32, ${d}>;
+  var q : array<${t}, ${d}>;
+  var g : array<${t}, ${d}>;
   var dq : array<f32, ${d}>;
   var lse = 0.0;
   var dd = 0.0;
-  for (var j = 0; j < ${d}; j++) { q[j] = 0.0; g[j] = 0.0; dq[j] = 0.0; }
+  for (var j = 0; j < ${d}; j++) { q[j] = ${t}(0.0); g[j] = ${t}(0.0); dq[j] = 0.0; }
   if (valid) {
     let base = (b * uniforms.N + row) * inner + h * ${d};
-    for (var j = 0; j < ${d}; j++) { q[j] = f32(Q[base + j]) * uniforms.scale; g[j] = f32(Dout[base + j]); }
+    for (var j = 0; j < ${d}; j++) { q[j] = ${stage('f32(Q[base + j])')}; g[j] = ${stage('f32(Dout[base + j])')}; }
     lse = f32(Lse[(b * uniforms.N + row) * uniforms.H + h]);
     dd = f32(Dsum[(b * uniforms.N + row) * uniforms.H + h]);
   }
-  for (var k0 = 0; k0 < uniforms.M; k0 += ${T}) {${tileLoad('ks', 'Kt', T, d, 'k0', 'uniforms.M')}${tileLoad('vs', 'Vt', T, d, 'k0', 'uniforms.M')}
+  for (var k0 = 0; k0 < uniforms.M; k0 += ${T}) {${tileLoad('ks', 'Kt', T, d, 'k0', 'uniforms.M', stage)}${tileLoad('vs', 'Vt', T, d, 'k0', 'uniforms.M', stage)}
     workgroupBarrier();
     let count = min(${T}, uniforms.M - k0);
     for (var kk = 0; kk < count; kk++) {
       var s = 0.0;
       var dp = 0.0;
       for (var j = 0; j < ${d}; j++) {
-        s = fma(q[j], ks[kk * ${d} + j], s);
-        dp = fma(g[j], vs[kk * ${d} + j], dp);
+        s = fma(f32(q[j]), f32(ks[kk * ${d} + j]), s);
+        dp = fma(f32(g[j]), f32(vs[kk * ${d} + j]), dp);
       }
-      let ds = exp(s - lse) * (dp - dd);
-      for (var j = 0; j < ${d}; j++) { dq[j] = fma(ds, ks[kk * ${d} + j], dq[j]); }
+      let ds = exp(s * uniforms.scale - lse) * (dp - dd);
+      for (var j = 0; j < ${d}; j++) { dq[j] = fma(ds, f32(ks[kk * ${d} + j]), dq[j]); }
     }
     workgroupBarrier();
   }
@@ -171,34 +182,35 @@ fn main() {${PROLOGUE(d)}
   };
 }
 
-/** dK and dV: thread = key row; Q (pre-scaled), dO, L, D tiles of T queries in workgroup memory. */
-function gradKVProgram(b: number, m: number, heads: number, d: number): WebGPUProgram {
+/** dK and dV: thread = key row; Q, dO, L, D tiles of T queries in workgroup memory. */
+function gradKVProgram(b: number, m: number, heads: number, d: number, p: Precision): WebGPUProgram {
   const T = d <= 32 ? 32 : 16;
+  const { prelude, t, stage } = operands(p);
   return {
     outputShape: [2, b, m, heads * d],
-    shaderKey: `difftalkAttentionGradKV_${d}`,
+    shaderKey: `difftalkAttentionGradKV_${d}_${p}`,
     dispatchLayout: { x: [0], y: [1], z: [2] },
     dispatch: [Math.ceil(m / ROWS), b * heads, 1],
     variableNames: ['Q', 'Kt', 'Vt', 'Dout', 'Lse', 'Dsum'],
     uniforms: 'B : i32, N : i32, M : i32, H : i32, scale : f32,',
     workgroupSize: [ROWS, 1, 1],
-    getUserCode: () => `
-var<workgroup> qs : array<f32, ${T * d}>;
-var<workgroup> gs : array<f32, ${T * d}>;
+    getUserCode: () => `${prelude}
+var<workgroup> qs : array<${t}, ${T * d}>;
+var<workgroup> gs : array<${t}, ${T * d}>;
 var<workgroup> ls : array<f32, ${T}>;
 var<workgroup> ds_ : array<f32, ${T}>;
 fn main() {${PROLOGUE(d)}
   let valid = row < uniforms.M;
-  var k : array<f32, ${d}>;
-  var v : array<f32, ${d}>;
+  var k : array<${t}, ${d}>;
+  var v : array<${t}, ${d}>;
   var dk : array<f32, ${d}>;
   var dv : array<f32, ${d}>;
-  for (var j = 0; j < ${d}; j++) { k[j] = 0.0; v[j] = 0.0; dk[j] = 0.0; dv[j] = 0.0; }
+  for (var j = 0; j < ${d}; j++) { k[j] = ${t}(0.0); v[j] = ${t}(0.0); dk[j] = 0.0; dv[j] = 0.0; }
   if (valid) {
     let base = (b * uniforms.M + row) * inner + h * ${d};
-    for (var j = 0; j < ${d}; j++) { k[j] = f32(Kt[base + j]); v[j] = f32(Vt[base + j]); }
+    for (var j = 0; j < ${d}; j++) { k[j] = ${stage('f32(Kt[base + j])')}; v[j] = ${stage('f32(Vt[base + j])')}; }
   }
-  for (var q0 = 0; q0 < uniforms.N; q0 += ${T}) {${tileLoad('qs', 'Q', T, d, 'q0', 'uniforms.N', ' * uniforms.scale')}${tileLoad('gs', 'Dout', T, d, 'q0', 'uniforms.N')}
+  for (var q0 = 0; q0 < uniforms.N; q0 += ${T}) {${tileLoad('qs', 'Q', T, d, 'q0', 'uniforms.N', stage)}${tileLoad('gs', 'Dout', T, d, 'q0', 'uniforms.N', stage)}
     if (tid < ${T}) {
       var l = 0.0;
       var dd = 0.0;
@@ -215,14 +227,14 @@ fn main() {${PROLOGUE(d)}
       var s = 0.0;
       var dp = 0.0;
       for (var j = 0; j < ${d}; j++) {
-        s = fma(qs[i * ${d} + j], k[j], s);
-        dp = fma(gs[i * ${d} + j], v[j], dp);
+        s = fma(f32(qs[i * ${d} + j]), f32(k[j]), s);
+        dp = fma(f32(gs[i * ${d} + j]), f32(v[j]), dp);
       }
-      let p = exp(s - ls[i]);
+      let p = exp(s * uniforms.scale - ls[i]);
       let ds = p * (dp - ds_[i]);
       for (var j = 0; j < ${d}; j++) {
-        dv[j] = fma(p, gs[i * ${d} + j], dv[j]);
-        dk[j] = fma(ds, qs[i * ${d} + j], dk[j]);
+        dv[j] = fma(p, f32(gs[i * ${d} + j]), dv[j]);
+        dk[j] = fma(ds, f32(qs[i * ${d} + j]), dk[j]);
       }
     }
     workgroupBarrier();
@@ -230,7 +242,7 @@ fn main() {${PROLOGUE(d)}
   if (valid) {
     let base = (b * uniforms.M + row) * inner + h * ${d};
     let half = uniforms.B * uniforms.M * inner;
-    for (var j = 0; j < ${d}; j++) { result[base + j] = dk[j]; result[half + base + j] = dv[j]; }
+    for (var j = 0; j < ${d}; j++) { result[base + j] = dk[j] * uniforms.scale; result[half + base + j] = dv[j]; }
   }
 }`,
   };
@@ -243,7 +255,7 @@ function attentionKernel({ inputs, attrs, backend }: Args): tf.TensorInfo {
   const [b, n, inner] = inputs.q!.shape as [number, number, number];
   const m = inputs.k!.shape[1]!;
   const d = inner / heads;
-  const p = forwardProgram(b, n, heads, inner, Boolean(stats));
+  const p = forwardProgram(b, n, heads, inner, Boolean(stats), kernelPrecision());
   return (backend as WebGPUBackendLike).runWebGPUProgram(p, [inputs.q!, inputs.k!, inputs.v!], 'float32', [
     { type: 'int32', data: [b] },
     { type: 'int32', data: [n] },
@@ -260,7 +272,8 @@ function gradKernel(which: 'q' | 'kv') {
     const [b, n, inner] = inputs.q!.shape as [number, number, number];
     const m = inputs.k!.shape[1]!;
     const d = inner / heads;
-    const p = which === 'q' ? gradQProgram(b, n, heads, d) : gradKVProgram(b, m, heads, d);
+    const prec = kernelPrecision();
+    const p = which === 'q' ? gradQProgram(b, n, heads, d, prec) : gradKVProgram(b, m, heads, d, prec);
     const ins = [inputs.q!, inputs.k!, inputs.v!, inputs.dy!, inputs.lse!, inputs.dsum!];
     return (backend as WebGPUBackendLike).runWebGPUProgram(p, ins, 'float32', [
       { type: 'int32', data: [b] },
