@@ -15,8 +15,21 @@
  *   dV = Σ p·dO, dK = Σ ds·q/√d; both written to one buffer [2, B, M, H·d] and split.
  * WebGPU has no float atomics, so dQ and dK/dV are two passes (scores recomputed twice: ~3.5 forward's work in all,
  * against 2.5 for FlashAttention-2's atomic dQ). The backward programs are compiled per head dim (arrays sized d).
- * Subgroup operations are not used: every row's max and sum are one thread's own registers, with no cross-thread
- * reduction for subgroupMax/subgroupAdd to replace. f32 throughout. Assumes float32, d ≤ 64.
+ * Precision (program.ts `kernelPrecision`, part of each shader key): 'fp32' is f32 throughout; 'mixed' rounds Q, K, V
+ * and dO to f16 (`toF16`, overflow to ±inf so that the loss scaler sees it) as they are staged: the workgroup tiles
+ * (K/V in the forward and dQ pass, Q/dO in the dK/dV pass: half the workgroup memory and its traffic) and each
+ * thread's own row vectors are f16, widened for an f32 fma, so QKᵀ, dO·Vᵀ and the P·V / dS·K / Pᵀ·dO / dSᵀ·Q sums
+ * are f32 sums of products of f16 inputs. The scale 1/√d is applied to the f32 dot product, so it adds no rounding
+ * of its own. Softmax statistics (running max, sum, log-sum-exp), P and dS (registers, never staged), D (tf ops on
+ * the f32 dO and O) and every output stay f32: as FlashAttention under autocast except that P and dS are not rounded to f16 before their products
+ * (a tensor-core kernel must round them; on this scalar-fma path it would only cost accuracy).
+ * Subgroup operations are not used, in either precision: every row's max, sum and dot products are one thread's own
+ * registers (a thread per row), so there is no cross-thread row reduction for subgroupMax/subgroupAdd to replace.
+ * Using them would mean splitting a row over the lanes of a subgroup (keys or head dim across lanes, then the row's
+ * max/sum/output combined with subgroupMax/subgroupAdd), a different kernel; without assuming a subgroup size or
+ * which invocations form one, each subgroup would have to claim its rows at run time (a workgroup atomic) and keep
+ * their running state in workgroup memory. That pays where a thread per row leaves the GPU idle (few rows: cross
+ * attention at small batch), which lavapipe cannot show, so it is left for a GPU session. Assumes float32, d ≤ 64.
  * Measured on lavapipe (docs/benchmarks.md, a CPU, not a speed claim): 256 tokens × 8 heads × 32, forward+backward
  * 1115 ms fused vs 1068 ms stock composite; tested against tf.grads of the composite on cpu within 1e-4 (≤ 9e-7 seen).
  */
