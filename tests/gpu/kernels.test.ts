@@ -260,21 +260,24 @@ const ATTNS = [
   { what: 'odd sizes: 15×17 = 255 queries, 97 keys, 2 heads × 20', q: [1, 255, 40], m: 97, heads: 2 },
 ];
 
-for (const a of ATTNS) {
-  test(`kernels: fused attention ${a.what}, forward and gradients w.r.t. q, k, v match cpu`, async (t) => {
-    if (unavailable) return t.skip(unavailable);
-    const kv = [a.q[0]!, a.m, a.q[2]!];
-    const worst = await compare([a.q, kv, kv, a.q], (q, k, v, dy) => {
-      // scores of a few units, as trained attention: softmax neither uniform nor one-hot
-      const [qs, ks] = [tf.mul(q!, 2), tf.mul(k!, 2)];
-      const fused = tf.getBackend() === 'webgpu';
-      if (fused) assert.ok(fusedAttentionAvailable(qs, ks, a.heads));
-      const f = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
-        fused ? fusedAttention(qq as tf.Tensor3D, kk as tf.Tensor3D, vv as tf.Tensor3D, a.heads) : attentionRef(qq, kk, vv, a.heads);
-      const loss = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => tf.sum(tf.mul(f(qq, kk, vv), dy!));
-      return [f(qs, ks, v!), ...tf.grads(loss)([qs, ks, v!])];
+for (const a of ATTNS)
+  for (const sub of [true, false]) {
+    test(`kernels: fused attention ${a.what}, ${sub ? 'subgroup (a quad per row)' : 'plain (a thread per row)'} variant, forward and gradients w.r.t. q, k, v match cpu`, async (t) => {
+      if (unavailable) return t.skip(unavailable);
+      if (useSubgroups(sub) !== sub) return t.skip('this adapter has no `subgroups` feature (lavapipe ≥ Mesa 25 has)');
+      t.after(() => useSubgroups(true));
+      const kv = [a.q[0]!, a.m, a.q[2]!];
+      const worst = await compare([a.q, kv, kv, a.q], (q, k, v, dy) => {
+        // scores of a few units, as trained attention: softmax neither uniform nor one-hot
+        const [qs, ks] = [tf.mul(q!, 2), tf.mul(k!, 2)];
+        const fused = tf.getBackend() === 'webgpu';
+        if (fused) assert.ok(fusedAttentionAvailable(qs, ks, a.heads));
+        const f = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
+          fused ? fusedAttention(qq as tf.Tensor3D, kk as tf.Tensor3D, vv as tf.Tensor3D, a.heads) : attentionRef(qq, kk, vv, a.heads);
+        const loss = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => tf.sum(tf.mul(f(qq, kk, vv), dy!));
+        return [f(qs, ks, v!), ...tf.grads(loss)([qs, ks, v!])];
+      });
+      t.diagnostic(`worst ${worst.toExponential(2)}`);
+      assert.ok(worst <= TOL, `attention ${a.what}: worst ${worst}`);
     });
-    t.diagnostic(`worst ${worst.toExponential(2)}`);
-    assert.ok(worst <= TOL, `attention ${a.what}: worst ${worst}`);
-  });
-}
+  }
