@@ -132,6 +132,15 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
       baseline: () => useCustomKernels(true),
     },
     {
+      op: 'attention fwd+bwd, subgroup variant (a quad per row); stock column: our plain variant (a thread per row)',
+      ours: attnLoss((x) => fusedAttention(x, x, x, heads)),
+      stock: attnLoss((x) => fusedAttention(x, x, x, heads)),
+      baseline: () => {
+        useCustomKernels(true);
+        useSubgroups(false);
+      },
+    },
+    {
       op: 'GroupNorm+SiLU fwd+bwd, subgroupAdd; stock column: our plain tree reductions',
       ours: gnLoss,
       stock: gnLoss,

@@ -17,6 +17,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { fusedAttention, fusedAttentionAvailable } from '../../src/models/kernels/attention.js';
+import { useSubgroups } from '../../src/models/kernels/features.js';
 import { customKernelsActive, mixedUnavailable, setKernelPrecision } from '../../src/models/kernels/index.js';
 import { initBackend, tf } from '../../src/util/tf.js';
 import { attentionRef, maxRelDiff } from './compare.js';
@@ -63,8 +64,17 @@ function values(n: number, seed: number): Float32Array {
 
 const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-/** fn on webgpu with mixed kernels; on cpu with f16-rounded and with raw inputs: [worst vs rounded, worst vs raw]. */
-async function compareMixed(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor[]): Promise<[number, number]> {
+/**
+ * fn on webgpu with mixed kernels; on cpu with f16-rounded and with raw inputs: [worst vs rounded, worst vs raw].
+ * `setup`: run the webgpu side once per entry (a kernel variant), each against the same cpu results; one pair each.
+ */
+async function compareMixed(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor[]): Promise<[number, number]>;
+async function compareMixed(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor[], setup: Array<() => void>): Promise<Array<[number, number]>>;
+async function compareMixed(
+  shapes: number[][],
+  fn: (...xs: tf.Tensor[]) => tf.Tensor[],
+  setup?: Array<() => void>,
+): Promise<[number, number] | Array<[number, number]>> {
   const raw = shapes.map((s, i) => values(size(s), 101 + 37 * i));
   const rounded = raw.map((d) => d.map(f16Round));
   const run = async (backend: string, data: Float32Array[]) => {
@@ -77,11 +87,15 @@ async function compareMixed(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.T
   assert.ok(customKernelsActive());
   setKernelPrecision('mixed');
   try {
-    const gpuRounded = await run('webgpu', rounded);
-    const gpu = await run('webgpu', raw);
+    const gpus = [];
+    for (const s of setup ?? [() => {}]) {
+      s();
+      gpus.push([await run('webgpu', rounded), await run('webgpu', raw)] as const);
+    }
     const cpuRounded = await run('cpu', rounded);
     const cpu = await run('cpu', raw);
-    return [maxRelDiff(gpuRounded, cpuRounded), maxRelDiff(gpu, cpu)];
+    const pairs = gpus.map(([gr, g]): [number, number] => [maxRelDiff(gr, cpuRounded), maxRelDiff(g, cpu)]);
+    return setup ? pairs : pairs[0]!;
   } finally {
     setKernelPrecision('fp32');
     await tf.setBackend('webgpu');
@@ -89,7 +103,7 @@ async function compareMixed(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.T
 }
 
 function check(t: { diagnostic(s: string): void }, what: string, [vsRounded, vsRaw]: [number, number]): void {
-  t.diagnostic(`vs f16-rounded inputs ${vsRounded.toExponential(2)}, vs f32 inputs ${vsRaw.toExponential(2)}`);
+  t.diagnostic(`${what}: vs f16-rounded inputs ${vsRounded.toExponential(2)}, vs f32 inputs ${vsRaw.toExponential(2)}`);
   assert.ok(vsRounded <= TOL_F16_INPUTS, `${what}: vs f16-rounded inputs ${vsRounded}`);
   assert.ok(vsRaw <= TOL_F32_INPUTS, `${what}: vs f32 inputs ${vsRaw}`);
   assert.ok(vsRaw > MIN_ROUNDING, `${what}: vs f32 inputs ${vsRaw}, so small that the operands were not rounded to f16`);
@@ -187,11 +201,18 @@ function attentionAndGrads(heads: number) {
 }
 
 for (const a of ATTNS) {
-  test(`mixed: fused attention ${a.what}, forward and gradients w.r.t. q, k, v, match cpu`, async (t) => {
+  test(`mixed: fused attention ${a.what}, subgroup and plain variants, forward and gradients w.r.t. q, k, v, match cpu`, async (t) => {
     if (unavailable) return t.skip(unavailable);
+    t.after(() => useSubgroups(true));
     const kv = [a.q[0]!, a.m, a.q[2]!];
     const fn = attentionAndGrads(a.heads);
-    check(t, a.what, await compareMixed([a.q, kv, kv, a.q], (q, k, v, dy) => fn(q, k, v, dy)));
+    const variants = [true, false].filter((sub) => useSubgroups(sub) === sub); // the subgroup one where the adapter has it
+    const res = await compareMixed(
+      [a.q, kv, kv, a.q],
+      (q, k, v, dy) => fn(q, k, v, dy),
+      variants.map((sub) => () => useSubgroups(sub)),
+    );
+    res.forEach((r, i) => check(t, `${a.what}, ${variants[i] ? 'subgroup' : 'plain'} variant`, r));
   });
 }
 
