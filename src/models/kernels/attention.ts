@@ -23,13 +23,10 @@
  * of its own. Softmax statistics (running max, sum, log-sum-exp), P and dS (registers, never staged), D (tf ops on
  * the f32 dO and O) and every output stay f32: as FlashAttention under autocast except that P and dS are not rounded to f16 before their products
  * (a tensor-core kernel must round them; on this scalar-fma path it would only cost accuracy).
- * Subgroup operations are not used, in either precision: every row's max, sum and dot products are one thread's own
- * registers (a thread per row), so there is no cross-thread row reduction for subgroupMax/subgroupAdd to replace.
- * Using them would mean splitting a row over the lanes of a subgroup (keys or head dim across lanes, then the row's
- * max/sum/output combined with subgroupMax/subgroupAdd), a different kernel; without assuming a subgroup size or
- * which invocations form one, each subgroup would have to claim its rows at run time (a workgroup atomic) and keep
- * their running state in workgroup memory. That pays where a thread per row leaves the GPU idle (few rows: cross
- * attention at small batch), which lavapipe cannot show, so it is left for a GPU session. Assumes float32, d ≤ 64.
+ * Subgroups (features.ts `subgroupsWanted`, else the plain variant): a quad of 4 invocations per row instead of one
+ * thread, each holding every 4th column, the row's dot products summed over the quad with quadSwapX/Y (see lanesOf);
+ * a quarter of the registers per invocation and 4× the invocations. No subgroup size or layout is assumed. Both
+ * variants are tested (tests/gpu/kernels.test.ts, mixed.test.ts). Assumes float32, d ≤ 64.
  * Measured on lavapipe (docs/benchmarks.md, a CPU, not a speed claim): 256 tokens × 8 heads × 32, forward+backward
  * 1115 ms fused vs 1068 ms stock composite; tested against tf.grads of the composite on cpu within 1e-4 (≤ 9e-7 seen).
  */
