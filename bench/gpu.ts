@@ -11,8 +11,9 @@
  * PyTorch (bench/torch/bench.py, the UNet from bench/torch/twin.py, checked against the fixtures) runs the same
  * items in fp32 with TF32 off, TF32, and bf16 autocast; the tables give tfjs ms / PyTorch ms per mode.
  *
- * Where the adapter has shader-f16, the items whose time is in matmuls/convs (conv_*, matmul, unet_*) are timed a
- * second time under `--precision mixed` (f16 GEMM operands, f32 sums; unet_train with the loss scaled and the
+ * Where the adapter has shader-f16, the items whose time is in matmuls/convs/attention (conv_*, matmul, attention*,
+ * unet_*) are timed a second time under `--precision mixed` (f16 GEMM and attention operands, f32 sums and softmax
+ * statistics; unet_train with the loss scaled and the
  * gradients unscaled, as the trainer does) and set against PyTorch's bf16 autocast.
  *
  * Sizes: `full` (the H100 table's shapes and the paper UNet; for a real GPU) or `tiny` (the same code paths at toy
@@ -105,8 +106,8 @@ interface Item {
   frames?: number;
   run: () => tf.Tensor | tf.Tensor[] | Promise<unknown>;
   budget?: number;
-  /** Its time is in the GEMM kernels: timed under 'mixed' precision too, where the adapter can. */
-  gemm?: true;
+  /** Its time is in kernels with an f16 variant (GEMM, fused attention): timed under 'mixed' precision too, where the adapter can. */
+  mixed?: true;
   /** Its GEMMs take the split-K subgroup core: timed with subgroups off too (the tiled core), where the device has them. */
   splitk?: true;
 }
@@ -176,11 +177,11 @@ function opItems(s: GpuBenchSpec, keep: tf.Tensor[]): Item[] {
   const ma = k(randn([s.matmul.size, s.matmul.size], 8)) as tf.Tensor2D;
   const mb = k(randn([s.matmul.size, s.matmul.size], 9)) as tf.Tensor2D;
   return [
-    { name: 'conv_fwd', run: () => tf.conv2d(x, w, 1, 'same'), gemm: true },
-    { name: 'conv_dgrad', run: () => tf.conv2dTranspose(dy, w, [c.batch, c.size, c.size, c.channels], 1, 'same'), gemm: true },
+    { name: 'conv_fwd', run: () => tf.conv2d(x, w, 1, 'same'), mixed: true },
+    { name: 'conv_dgrad', run: () => tf.conv2dTranspose(dy, w, [c.batch, c.size, c.size, c.channels], 1, 'same'), mixed: true },
     {
       name: 'conv_wgrad',
-      gemm: true,
+      mixed: true,
       run: () =>
         tf
           .engine()
@@ -190,15 +191,16 @@ function opItems(s: GpuBenchSpec, keep: tf.Tensor[]): Item[] {
             { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, c.channels, c.channels] },
           ) as tf.Tensor,
     },
-    { name: 'conv_deep_fwd', run: () => tf.fused.conv2d({ x: xd, filter: wd, strides: 1, pad: 'same', bias: bd }), gemm: true, splitk: true },
-    { name: 'conv_deep_dgrad', run: () => tf.conv2dTranspose(xd, wd, xd.shape, 1, 'same'), gemm: true, splitk: true },
+    { name: 'conv_deep_fwd', run: () => tf.fused.conv2d({ x: xd, filter: wd, strides: 1, pad: 'same', bias: bd }), mixed: true, splitk: true },
+    { name: 'conv_deep_dgrad', run: () => tf.conv2dTranspose(xd, wd, xd.shape, 1, 'same'), mixed: true, splitk: true },
     { name: 'gn_silu', run: () => tf.tidy(() => groupNormSilu(gp, 'gn', xg, 32, 1e-5)) },
-    { name: 'attention', run: () => tf.tidy(() => attention(q!, kk!, v!, a.heads)) },
+    { name: 'attention', mixed: true, run: () => tf.tidy(() => attention(q!, kk!, v!, a.heads)) },
     {
       name: 'attention_train',
+      mixed: true,
       run: () => tf.tidy(() => tf.grads((qq: tf.Tensor, k2: tf.Tensor, vv: tf.Tensor) => tf.sum(tf.mul(attention(qq, k2, vv, a.heads), dya!)))([q!, kk!, v!])),
     },
-    { name: 'matmul', run: () => tf.matMul(ma, mb), gemm: true },
+    { name: 'matmul', run: () => tf.matMul(ma, mb), mixed: true },
   ];
 }
 
@@ -231,7 +233,7 @@ function unetItems(s: NonNullable<GpuBenchSpec['unet']>, keep: tf.Tensor[], clea
     {
       name: 'unet_train',
       budget: s.budget_s,
-      gemm: true,
+      mixed: true,
       run: () => {
         // under mixed, as the trainer: loss × scale before backprop, gradients ÷ scale after (GradScaler's init scale)
         const scale = kernelPrecision() === 'mixed' ? 65536 : 1;
@@ -250,7 +252,7 @@ function unetItems(s: NonNullable<GpuBenchSpec['unet']>, keep: tf.Tensor[], clea
         return value;
       },
     },
-    { name: 'unet_fwd', budget: s.budget_s, gemm: true, run: () => tf.tidy(() => unetForward(p, cfg, fw.x, fw.t, fw.ctx)) },
+    { name: 'unet_fwd', budget: s.budget_s, mixed: true, run: () => tf.tidy(() => unetForward(p, cfg, fw.x, fw.t, fw.ctx)) },
   ];
 }
 
@@ -363,7 +365,7 @@ export async function benchWebgpu(s: GpuBenchSpec, log: (line: string) => void =
             useSubgroups(true);
           }
         }
-        if (mixed && item.gemm) {
+        if (mixed && item.mixed) {
           setKernelPrecision('mixed');
           try {
             mixed[item.name] = await time(item, item.budget ?? s.budget_s, s.max_iters);
@@ -433,7 +435,7 @@ export function renderGpuBench(r: GpuBenchResult): string {
   return [
     `GPU bench (${r.spec.size} sizes) — webgpu adapter: ${r.webgpu.adapter ?? '?'}; kernels: ${r.webgpu.kernels}; ` +
       (r.torch ? `PyTorch ${r.torch.torch} on ${r.torch.device}` : `PyTorch: not run (${r.torchError ?? 'no interpreter'})`) +
-      (r.webgpu.mixed ? '; mixed: f16 GEMM operands, f32 sums' : `; mixed: not run (${r.webgpu.mixedUnavailable ?? '?'})`),
+      (r.webgpu.mixed ? '; mixed: f16 GEMM and attention operands, f32 sums' : `; mixed: not run (${r.webgpu.mixedUnavailable ?? '?'})`),
     '',
     md([head, head.map(() => '---'), ...rows]),
   ].join('\n');

@@ -3,8 +3,8 @@
  * (the ops of ../shared/docs/gpu.md's per-op table). On lavapipe (a CPU) the ratio says nothing about a GPU; it is
  * printed anyway so the same entry runs unchanged on one. BENCH_KERNEL_SHAPES=gpu uses gpu.md's shapes (B=16,
  * 128 ch at 64², GroupNorm 512 ch at 32², attention 1024 tokens × 16 heads, matmul 4096²); the default is a small set that lavapipe runs in about a minute.
- * GEMM ops (matmul, the conv passes) are also timed under 'mixed' precision (f16 operands, f32 sums) where the adapter
- * has shader-f16, with the difference to our fp32 result (max |mixed − fp32| / max(1, max |fp32|)): on lavapipe that
+ * GEMM ops (matmul, the conv passes) and fused attention are also timed under 'mixed' precision (f16 operands, f32
+ * sums; attention's softmax statistics f32) where the adapter has shader-f16, with the difference to our fp32 result (max |mixed − fp32| / max(1, max |fp32|)): on lavapipe that
  * column is the check, the time says nothing.
  * The split-K subgroup GEMM core (a deep 8² conv at sampling batch: 1024 ch, B=2 with gpu shapes; 256 ch, B=1 here)
  * is set against our own tiled core (subgroups off), and the fused conv + bias against our conv followed by tf.add.
@@ -19,7 +19,7 @@ export interface KernelRow {
   op: string;
   oursMs: number;
   stockMs: number;
-  /** GEMM ops where the adapter has shader-f16: ms under 'mixed', and its max difference to fp32 relative to max(1, max |fp32|). */
+  /** GEMM and attention ops where the adapter has shader-f16: ms under 'mixed', and its max difference to fp32 relative to max(1, max |fp32|). */
   mixedMs?: number;
   mixedDiff?: number;
 }
@@ -100,19 +100,19 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
   const attnLoss = (f: (x: tf.Tensor3D) => tf.Tensor) => () => tf.grads((qq: tf.Tensor) => tf.sum(tf.mul(f(qq as tf.Tensor3D), dyq)))([qkv]);
   const gnLoss = () => tf.grads((xx: tf.Tensor) => tf.sum(groupNormAct(xx as tf.Tensor4D, gamma, beta, 32, 1e-5, true)))([gx]);
   /** `baseline` (default: tfjs's stock kernels) is what the stock column runs under. */
-  const ops: Array<{ op: string; ours: () => tf.Tensor[]; stock: () => tf.Tensor[]; baseline?: () => void; gemm?: true }> = [
-    { op: `conv 3×3 ${c}→${c}, ${s}², B=${b}, forward`, ours: () => [tf.conv2d(x, w, 1, 'same')], stock: () => [tf.conv2d(x, w, 1, 'same')], gemm: true },
+  const ops: Array<{ op: string; ours: () => tf.Tensor[]; stock: () => tf.Tensor[]; baseline?: () => void; mixed?: true }> = [
+    { op: `conv 3×3 ${c}→${c}, ${s}², B=${b}, forward`, ours: () => [tf.conv2d(x, w, 1, 'same')], stock: () => [tf.conv2d(x, w, 1, 'same')], mixed: true },
     {
       op: 'conv backprop to input',
       ours: () => [tf.conv2dTranspose(dy, w, x.shape, 1, 'same')],
       stock: () => [tf.conv2dTranspose(dy, w, x.shape, 1, 'same')],
-      gemm: true,
+      mixed: true,
     },
     {
       op: 'conv backprop to filter',
       ours: () => [tf.grad((ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, ww as tf.Tensor4D, 1, 'same'), dy)))(w)],
       stock: () => [tf.grad((ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, ww as tf.Tensor4D, 1, 'same'), dy)))(w)],
-      gemm: true,
+      mixed: true,
     },
     {
       op: `GroupNorm(32)+SiLU ${gc} ch, ${gs}², B=${gb}, forward`,
@@ -128,17 +128,28 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
       op: `attention ${tokens} tokens, ${heads} heads × 32, forward`,
       ours: () => [fusedAttention(qkv, qkv, qkv, heads)],
       stock: () => [attentionComposite(qkv, heads)],
+      mixed: true,
     },
     {
       op: 'attention forward+backward (fused dQ, dK/dV)',
       ours: attnLoss((x) => fusedAttention(x, x, x, heads)),
       stock: attnLoss((x) => attentionComposite(x, heads)),
+      mixed: true,
     },
     {
       op: 'attention forward+backward; stock column: composite on our matmul',
       ours: attnLoss((x) => fusedAttention(x, x, x, heads)),
       stock: attnLoss((x) => attentionComposite(x, heads)),
       baseline: () => useCustomKernels(true),
+    },
+    {
+      op: 'attention fwd+bwd, subgroup variant (a quad per row); stock column: our plain variant (a thread per row)',
+      ours: attnLoss((x) => fusedAttention(x, x, x, heads)),
+      stock: attnLoss((x) => fusedAttention(x, x, x, heads)),
+      baseline: () => {
+        useCustomKernels(true);
+        useSubgroups(false);
+      },
     },
     {
       op: 'GroupNorm+SiLU fwd+bwd, subgroupAdd; stock column: our plain tree reductions',
@@ -154,23 +165,23 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
       ours: () => [tf.conv2d(xd, wd, 1, 'same')],
       stock: () => [tf.conv2d(xd, wd, 1, 'same')],
       baseline: oursTiled,
-      gemm: true,
+      mixed: true,
     },
     {
       op: 'same, backprop to input, split-K subgroup core; stock column: our tiled core',
       ours: () => [tf.conv2dTranspose(xd, wd, xd.shape, 1, 'same')],
       stock: () => [tf.conv2dTranspose(xd, wd, xd.shape, 1, 'same')],
       baseline: oursTiled,
-      gemm: true,
+      mixed: true,
     },
     {
       op: 'same, forward + bias fused in the store; stock column: our conv, then tf.add',
       ours: () => [tf.fused.conv2d({ x: xd, filter: wd, strides: 1, pad: 'same', bias: bd })],
       stock: () => [tf.add(tf.conv2d(xd, wd, 1, 'same'), bd)],
       baseline: () => useCustomKernels(true),
-      gemm: true,
+      mixed: true,
     },
-    { op: `matmul ${mm}²`, ours: () => [tf.matMul(ma, mb)], stock: () => [tf.matMul(ma, mb)], gemm: true },
+    { op: `matmul ${mm}²`, ours: () => [tf.matMul(ma, mb)], stock: () => [tf.matMul(ma, mb)], mixed: true },
   ];
   const rows: KernelRow[] = [];
   const mixed = mixedUnavailable() === undefined;
@@ -180,7 +191,7 @@ export async function benchKernels(): Promise<{ adapter: string; rows: KernelRow
       useSubgroups(true);
       const oursMs = await time(o.ours, reps);
       const row: KernelRow = { op: o.op, oursMs, stockMs: NaN };
-      if (o.gemm && mixed) {
+      if (o.mixed && mixed) {
         const ref = await readAll(o.ours);
         setKernelPrecision('mixed');
         try {

@@ -64,7 +64,7 @@ export interface CommonTrainOptions {
   force?: boolean;
   /**
    * Arithmetic of the run (resolved by the command from --precision, see models/kernels resolvePrecision): 'fp32'
-   * (default), or 'mixed' (webgpu with shader-f16: f16 GEMM operands, f32 accumulation, f32 master weights and AdamW
+   * (default), or 'mixed' (webgpu with shader-f16: f16 GEMM and attention operands, f32 accumulation, f32 master weights and AdamW
    * state, dynamic loss scaling).
    */
   precision?: Precision;

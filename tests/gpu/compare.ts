@@ -1,4 +1,7 @@
-/** The GPU tests' one comparison (and the runner of most of them, `compare`): max over outputs of max |a−b| / max(1, max |b|), the reference `b` computed on cpu. */
+/**
+ * The GPU tests' one comparison (`maxRelDiff`: max over outputs of max |a−b| / max(1, max |b|), the reference `b`
+ * computed on cpu), the runner of most of them (`compare`) and the composite reference they share (`attentionRef`).
+ */
 import assert from 'node:assert/strict';
 import { customKernelsActive } from '../../src/models/kernels/index.js';
 import { tf } from '../../src/util/tf.js';
@@ -49,4 +52,14 @@ export async function compare(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf
   const cpu = await run('cpu');
   await tf.setBackend('webgpu');
   return maxRelDiff(gpu, cpu);
+}
+
+/** The attention reference: blocks.ts's composite attention (head split, QKᵀ/√d, softmax, ·V), for tf.grads on cpu. */
+export function attentionRef(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number): tf.Tensor {
+  const [b, n, inner] = q.shape as [number, number, number];
+  const m = k.shape[1]!;
+  const d = inner / heads;
+  const split = (x: tf.Tensor, len: number) => x.reshape([b, len, heads, d]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+  const sim = tf.mul(tf.matMul(split(q, n), split(k, m), false, true), 1 / Math.sqrt(d));
+  return tf.matMul(tf.softmax(sim, -1), split(v, m)).transpose([0, 2, 1, 3]).reshape([b, n, inner]);
 }

@@ -18,7 +18,7 @@ import { hoistEnables, subgroupsWanted, useSubgroups } from '../../src/models/ke
 import { groupNormAct, groupNormActAvailable } from '../../src/models/kernels/group-norm.js';
 import { CUSTOM_KERNELS, customKernelsActive, useCustomKernels } from '../../src/models/kernels/index.js';
 import { initBackend, tf } from '../../src/util/tf.js';
-import { compare } from './compare.js';
+import { attentionRef, compare, maxRelDiff } from './compare.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const TOL = 1e-4;
@@ -220,16 +220,6 @@ test('kernels: matMul and conv2d of float32 tensors cast from int32 (their GPU b
   assert.ok(worst <= TOL, `worst ${worst}`);
 });
 
-/** The reference: blocks.ts's composite attention (head split, QKᵀ/√d, softmax, ·V). */
-function attentionRef(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number): tf.Tensor {
-  const [b, n, inner] = q.shape as [number, number, number];
-  const m = k.shape[1]!;
-  const d = inner / heads;
-  const split = (x: tf.Tensor, len: number) => x.reshape([b, len, heads, d]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
-  const sim = tf.mul(tf.matMul(split(q, n), split(k, m), false, true), 1 / Math.sqrt(d));
-  return tf.matMul(tf.softmax(sim, -1), split(v, m)).transpose([0, 2, 1, 3]).reshape([b, n, inner]);
-}
-
 const ATTNS = [
   { what: 'self-attention at 16² (256 tokens), 768 ch = 24 heads × 32', q: [1, 256, 768], m: 256, heads: 24 },
   { what: 'cross-attention, 64 queries (8²), 11 context tokens, 1024 ch = 32 heads × 32, batch 2', q: [2, 64, 1024], m: 11, heads: 32 },
@@ -238,21 +228,24 @@ const ATTNS = [
   { what: 'odd sizes: 15×17 = 255 queries, 97 keys, 2 heads × 20', q: [1, 255, 40], m: 97, heads: 2 },
 ];
 
-for (const a of ATTNS) {
-  test(`kernels: fused attention ${a.what}, forward and gradients w.r.t. q, k, v match cpu`, async (t) => {
-    if (unavailable) return t.skip(unavailable);
-    const kv = [a.q[0]!, a.m, a.q[2]!];
-    const worst = await compare([a.q, kv, kv, a.q], (q, k, v, dy) => {
-      // scores of a few units, as trained attention: softmax neither uniform nor one-hot
-      const [qs, ks] = [tf.mul(q!, 2), tf.mul(k!, 2)];
-      const fused = tf.getBackend() === 'webgpu';
-      if (fused) assert.ok(fusedAttentionAvailable(qs, ks, a.heads));
-      const f = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
-        fused ? fusedAttention(qq as tf.Tensor3D, kk as tf.Tensor3D, vv as tf.Tensor3D, a.heads) : attentionRef(qq, kk, vv, a.heads);
-      const loss = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => tf.sum(tf.mul(f(qq, kk, vv), dy!));
-      return [f(qs, ks, v!), ...tf.grads(loss)([qs, ks, v!])];
+for (const a of ATTNS)
+  for (const sub of [true, false]) {
+    test(`kernels: fused attention ${a.what}, ${sub ? 'subgroup (a quad per row)' : 'plain (a thread per row)'} variant, forward and gradients w.r.t. q, k, v match cpu`, async (t) => {
+      if (unavailable) return t.skip(unavailable);
+      if (useSubgroups(sub) !== sub) return t.skip('this adapter has no `subgroups` feature (lavapipe ≥ Mesa 25 has)');
+      t.after(() => useSubgroups(true));
+      const kv = [a.q[0]!, a.m, a.q[2]!];
+      const worst = await compare([a.q, kv, kv, a.q], (q, k, v, dy) => {
+        // scores of a few units, as trained attention: softmax neither uniform nor one-hot
+        const [qs, ks] = [tf.mul(q!, 2), tf.mul(k!, 2)];
+        const fused = tf.getBackend() === 'webgpu';
+        if (fused) assert.ok(fusedAttentionAvailable(qs, ks, a.heads));
+        const f = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
+          fused ? fusedAttention(qq as tf.Tensor3D, kk as tf.Tensor3D, vv as tf.Tensor3D, a.heads) : attentionRef(qq, kk, vv, a.heads);
+        const loss = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => tf.sum(tf.mul(f(qq, kk, vv), dy!));
+        return [f(qs, ks, v!), ...tf.grads(loss)([qs, ks, v!])];
+      });
+      t.diagnostic(`worst ${worst.toExponential(2)}`);
+      assert.ok(worst <= TOL, `attention ${a.what}: worst ${worst}`);
     });
-    t.diagnostic(`worst ${worst.toExponential(2)}`);
-    assert.ok(worst <= TOL, `attention ${a.what}: worst ${worst}`);
-  });
-}
+  }

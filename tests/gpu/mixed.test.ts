@@ -18,11 +18,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+import { fusedAttention, fusedAttentionAvailable } from '../../src/models/kernels/attention.js';
 import { subgroupsWanted, useSubgroups } from '../../src/models/kernels/features.js';
 import { gemmVariant, type GemmVariant } from '../../src/models/kernels/gemm.js';
 import { customKernelsActive, mixedUnavailable, setKernelPrecision } from '../../src/models/kernels/index.js';
 import { initBackend, tf } from '../../src/util/tf.js';
-import { maxRelDiff, size, values } from './compare.js';
+import { attentionRef, maxRelDiff, size, values } from './compare.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const TOL_F16_INPUTS = 1e-4;
@@ -54,8 +55,17 @@ function f16Round(x: number): number {
   return Math.sign(x) * f * q;
 }
 
-/** fn on webgpu with mixed kernels; on cpu with f16-rounded and with raw inputs: [worst vs rounded, worst vs raw]. */
-async function compareMixed(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor[]): Promise<[number, number]> {
+/**
+ * fn on webgpu with mixed kernels; on cpu with f16-rounded and with raw inputs: [worst vs rounded, worst vs raw].
+ * `setup`: run the webgpu side once per entry (a kernel variant), each against the same cpu results; one pair each.
+ */
+async function compareMixed(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor[]): Promise<[number, number]>;
+async function compareMixed(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.Tensor[], setup: Array<() => void>): Promise<Array<[number, number]>>;
+async function compareMixed(
+  shapes: number[][],
+  fn: (...xs: tf.Tensor[]) => tf.Tensor[],
+  setup?: Array<() => void>,
+): Promise<[number, number] | Array<[number, number]>> {
   const raw = shapes.map((s, i) => values(size(s), 101 + 37 * i));
   const rounded = raw.map((d) => d.map(f16Round));
   const run = async (backend: string, data: Float32Array[]) => {
@@ -68,11 +78,15 @@ async function compareMixed(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.T
   assert.ok(customKernelsActive());
   setKernelPrecision('mixed');
   try {
-    const gpuRounded = await run('webgpu', rounded);
-    const gpu = await run('webgpu', raw);
+    const gpus = [];
+    for (const s of setup ?? [() => {}]) {
+      s();
+      gpus.push([await run('webgpu', rounded), await run('webgpu', raw)] as const);
+    }
     const cpuRounded = await run('cpu', rounded);
     const cpu = await run('cpu', raw);
-    return [maxRelDiff(gpuRounded, cpuRounded), maxRelDiff(gpu, cpu)];
+    const pairs = gpus.map(([gr, g]): [number, number] => [maxRelDiff(gr, cpuRounded), maxRelDiff(g, cpu)]);
+    return setup ? pairs : pairs[0]!;
   } finally {
     setKernelPrecision('fp32');
     await tf.setBackend('webgpu');
@@ -80,7 +94,7 @@ async function compareMixed(shapes: number[][], fn: (...xs: tf.Tensor[]) => tf.T
 }
 
 function check(t: { diagnostic(s: string): void }, what: string, [vsRounded, vsRaw]: [number, number]): void {
-  t.diagnostic(`vs f16-rounded inputs ${vsRounded.toExponential(2)}, vs f32 inputs ${vsRaw.toExponential(2)}`);
+  t.diagnostic(`${what}: vs f16-rounded inputs ${vsRounded.toExponential(2)}, vs f32 inputs ${vsRaw.toExponential(2)}`);
   assert.ok(vsRounded <= TOL_F16_INPUTS, `${what}: vs f16-rounded inputs ${vsRounded}`);
   assert.ok(vsRaw <= TOL_F32_INPUTS, `${what}: vs f32 inputs ${vsRaw}`);
   assert.ok(vsRaw > MIN_ROUNDING, `${what}: vs f32 inputs ${vsRaw}, so small that the operands were not rounded to f16`);
@@ -182,5 +196,75 @@ test('mixed: an operand beyond f16 range gives ±inf (what the loss scaler detec
     }
   } finally {
     setKernelPrecision('fp32');
+  }
+});
+
+// the 1024-token case (the longest, and the slowest on lavapipe) runs the default variant only; the others run both
+const ATTNS: Array<{ what: string; q: number[]; m: number; heads: number; defaultOnly?: true }> = [
+  { what: 'self-attention at 32² (1024 tokens), 2 heads × 32', q: [1, 1024, 64], m: 1024, heads: 2, defaultOnly: true },
+  { what: 'self-attention at 16² (256 tokens), 8 heads × 32', q: [1, 256, 256], m: 256, heads: 8 },
+  { what: 'cross-attention, 64 queries, 11 context tokens, 32 heads × 32, batch 2', q: [2, 64, 1024], m: 11, heads: 32 },
+  { what: 'odd sizes: 77 queries, 45 keys, 3 heads × 64', q: [1, 77, 192], m: 45, heads: 3 },
+  { what: 'odd sizes: 255 queries, 97 keys, 2 heads × 20', q: [1, 255, 40], m: 97, heads: 2 },
+];
+
+/** Fused attention on webgpu, the composite reference elsewhere: [output, dq, dk, dv] for the loss Σ out·dy. */
+function attentionAndGrads(heads: number) {
+  return (q: tf.Tensor | undefined, k: tf.Tensor | undefined, v: tf.Tensor | undefined, dy: tf.Tensor | undefined): tf.Tensor[] => {
+    // q, k × 2: scores of a few units, as trained attention (softmax neither uniform nor one-hot); × 2 is exact in f16
+    const [qs, ks] = [tf.mul(q!, 2), tf.mul(k!, 2)];
+    const fused = tf.getBackend() === 'webgpu';
+    if (fused) assert.ok(fusedAttentionAvailable(qs, ks, heads));
+    const f = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
+      fused ? fusedAttention(qq as tf.Tensor3D, kk as tf.Tensor3D, vv as tf.Tensor3D, heads) : attentionRef(qq, kk, vv, heads);
+    const loss = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => tf.sum(tf.mul(f(qq, kk, vv), dy!));
+    return [f(qs, ks, v!), ...tf.grads(loss)([qs, ks, v!])];
+  };
+}
+
+for (const a of ATTNS) {
+  test(`mixed: fused attention ${a.what}, ${a.defaultOnly ? 'default variant' : 'subgroup and plain variants'}, forward and gradients w.r.t. q, k, v, match cpu`, async (t) => {
+    if (unavailable) return t.skip(unavailable);
+    t.after(() => useSubgroups(true));
+    const kv = [a.q[0]!, a.m, a.q[2]!];
+    const fn = attentionAndGrads(a.heads);
+    const variants = a.defaultOnly ? [useSubgroups(true)] : [true, false].filter((sub) => useSubgroups(sub) === sub); // subgroup: where the adapter has it
+    const res = await compareMixed(
+      [a.q, kv, kv, a.q],
+      (q, k, v, dy) => fn(q, k, v, dy),
+      variants.map((sub) => () => useSubgroups(sub)),
+    );
+    res.forEach((r, i) => check(t, `${a.what}, ${variants[i] ? 'subgroup' : 'plain'} variant`, r));
+  });
+}
+
+test('mixed: attention with Q beyond f16 range, or dO beyond it, gives non-finite results (the loss scaler skips); fp32 stays finite', async (t) => {
+  if (unavailable) return t.skip(unavailable);
+  const [n, m, heads, d] = [5, 7, 1, 32]; // d 32: the programs the cases above compiled
+  const q = tf.tensor3d(values(n * heads * d, 3), [1, n, heads * d]);
+  const k = tf.tensor3d(values(m * heads * d, 4), [1, m, heads * d]);
+  const v = tf.tensor3d(values(m * heads * d, 5), [1, m, heads * d]);
+  const big = (x: tf.Tensor3D) => tf.add(x, tf.oneHot([0], x.size).reshape(x.shape).mul(70000)) as tf.Tensor3D;
+  const grads = (dy: tf.Tensor) =>
+    tf.grads((qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
+      tf.sum(tf.mul(fusedAttention(qq as tf.Tensor3D, kk as tf.Tensor3D, vv as tf.Tensor3D, heads), dy)),
+    )([q, k, v]);
+  const finite = async (ts: tf.Tensor[]) => {
+    const data = await Promise.all(ts.map((x) => x.data()));
+    tf.dispose(ts);
+    return data.map((a) => a.every(Number.isFinite));
+  };
+  try {
+    for (const p of ['mixed', 'fp32'] as const) {
+      setKernelPrecision(p);
+      const fwd = await finite([fusedAttention(big(q), k, v, heads)]);
+      const bwd = await finite(grads(big(tf.onesLike(q) as tf.Tensor3D)));
+      const ok = p === 'fp32';
+      assert.deepEqual(fwd, [ok], `${p}: forward with a Q element of 70000`);
+      assert.deepEqual(bwd, [ok, ok, ok], `${p}: dq, dk, dv with a dO element of 70000`);
+    }
+  } finally {
+    setKernelPrecision('fp32');
+    tf.dispose([q, k, v]);
   }
 });

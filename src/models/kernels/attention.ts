@@ -15,13 +15,24 @@
  *   dV = Σ p·dO, dK = Σ ds·q/√d; both written to one buffer [2, B, M, H·d] and split.
  * WebGPU has no float atomics, so dQ and dK/dV are two passes (scores recomputed twice: ~3.5 forward's work in all,
  * against 2.5 for FlashAttention-2's atomic dQ). The backward programs are compiled per head dim (arrays sized d).
- * Subgroup operations are not used: every row's max and sum are one thread's own registers, with no cross-thread
- * reduction for subgroupMax/subgroupAdd to replace. f32 throughout. Assumes float32, d ≤ 64.
+ * Precision (program.ts `kernelPrecision`, part of each shader key): 'fp32' is f32 throughout; 'mixed' rounds Q, K, V
+ * and dO to f16 (`toF16`, overflow to ±inf so that the loss scaler sees it) as they are staged: the workgroup tiles
+ * (K/V in the forward and dQ pass, Q/dO in the dK/dV pass: half the workgroup memory and its traffic) and each
+ * thread's own row vectors are f16, widened for an f32 fma, so QKᵀ, dO·Vᵀ and the P·V / dS·K / Pᵀ·dO / dSᵀ·Q sums
+ * are f32 sums of products of f16 inputs. The scale 1/√d is applied to the f32 dot product, so it adds no rounding
+ * of its own. Softmax statistics (running max, sum, log-sum-exp), P and dS (registers, never staged), D (tf ops on
+ * the f32 dO and O) and every output stay f32: as FlashAttention under autocast except that P and dS are not rounded to f16 before their products
+ * (a tensor-core kernel must round them; on this scalar-fma path it would only cost accuracy).
+ * Subgroups (features.ts `subgroupsWanted`, else the plain variant): a quad of 4 invocations per row instead of one
+ * thread, each holding every 4th column, the row's dot products summed over the quad with quadSwapX/Y (see lanesOf);
+ * a quarter of the registers per invocation and 4× the invocations. No subgroup size or layout is assumed. Both
+ * variants are tested (tests/gpu/kernels.test.ts, mixed.test.ts). Assumes float32, d ≤ 64.
  * Measured on lavapipe (docs/benchmarks.md, a CPU, not a speed claim): 256 tokens × 8 heads × 32, forward+backward
  * 1115 ms fused vs 1068 ms stock composite; tested against tf.grads of the composite on cpu within 1e-4 (≤ 9e-7 seen).
  */
 import { tf } from '../../util/tf.js';
-import type { WebGPUBackendLike, WebGPUProgram } from './program.js';
+import { subgroupsWanted } from './features.js';
+import { F16_SUPPORT, kernelPrecision, type Precision, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 
 const KERNEL = 'DifftalkAttention';
 const GRAD_Q = 'DifftalkAttentionGradQ';
@@ -29,37 +40,101 @@ const GRAD_KV = 'DifftalkAttentionGradKV';
 export const MAX_HEAD_DIM = 64;
 const ROWS = 64;
 
-function forwardProgram(b: number, n: number, heads: number, inner: number, stats: boolean): WebGPUProgram {
+/**
+ * The operand arithmetic of one precision: the WGSL prelude, the element type `t` of staged tiles and of the
+ * per-thread Q/K/V/dO vectors, and `stage(v)`, how a loaded f32 becomes a `t` ('mixed': `toF16`, overflow to ±inf).
+ * Every use widens with f32(…), so the products are of `t` operands and all sums, the softmax and the outputs f32.
+ */
+function operands(p: Precision): { prelude: string; t: string; stage: (v: string) => string } {
+  return p === 'mixed' ? { prelude: F16_SUPPORT, t: 'f16', stage: (v) => `toF16(${v})` } : { prelude: '', t: 'f32', stage: (v) => v };
+}
+
+/**
+ * How a row is spread over invocations. Plain: one invocation per row (`lanes` 1). Subgroups: a quad (4 invocations,
+ * the unit of WGSL's quad operations; every subgroup size WebGPU allows is a multiple of 4) per row, each invocation
+ * holding every 4th column of the row's vectors, and each dot product summed over the quad with quadSwapX/quadSwapY
+ * (the sum is bit-identical in the 4 invocations, so they run one softmax). Which invocations form a quad, and which
+ * position an invocation holds in it, is read with quadBroadcast, and each quad claims its row with a workgroup
+ * atomic, so nothing depends on the subgroup size or on how local indices map to subgroups.
+ * WGSL it defines: `slot()` (the row within the workgroup's 64, in `rowOf` order; all invocations call it first),
+ * `part` (a module-scope var: the invocation's position in its row's quad) and `rowSum(x)`.
+ */
+interface Lanes {
+  lanes: 1 | 4;
+  wgsl: string;
+  /** A loop over this invocation's columns j of a row of `d` (register index r); d a WGSL expression. */
+  cols: (d: string, body: string) => string;
+}
+
+function lanesOf(sub: boolean): Lanes {
+  if (!sub) {
+    return {
+      lanes: 1,
+      wgsl: `
+var<private> part = 0;
+fn slot() -> i32 { return i32(localIndex); }
+fn rowSum(x : f32) -> f32 { return x; }`,
+      cols: (d, body) => `for (var j = 0; j < ${d}; j++) { let r = j; ${body} }`,
+    };
+  }
+  return {
+    lanes: 4,
+    wgsl: `
+enable subgroups;
+var<workgroup> claimed : atomic<u32>;
+var<private> part = 0;
+fn slot() -> i32 {
+  let li = localIndex;
+  let l1 = quadBroadcast(li, 1u);
+  let l2 = quadBroadcast(li, 2u);
+  let l3 = quadBroadcast(li, 3u);
+  part = select(select(select(0, 1, l1 == li), 2, l2 == li), 3, l3 == li);
+  var s = 0u;
+  if (part == 0) { s = atomicAdd(&claimed, 1u); }
+  return i32(quadBroadcast(s, 0u));
+}
+fn rowSum(x : f32) -> f32 {
+  let y = x + quadSwapX(x);
+  return y + quadSwapY(y);
+}`,
+    cols: (d, body) => `for (var r = 0; part + r * 4 < ${d}; r++) { let j = part + r * 4; ${body} }`,
+  };
+}
+
+function forwardProgram(b: number, n: number, heads: number, inner: number, stats: boolean, p: Precision, sub: boolean): WebGPUProgram {
+  const { prelude, t, stage } = operands(p);
+  const { lanes, wgsl, cols } = lanesOf(sub);
+  const regs = MAX_HEAD_DIM / lanes;
   return {
     outputShape: stats ? [b * n * (inner + heads)] : [b, n, inner],
-    shaderKey: `difftalkAttention_${stats}`,
+    shaderKey: `difftalkAttention_${stats}_${p}_${lanes}`,
     dispatchLayout: { x: [0], y: [1], z: [2] },
     dispatch: [Math.ceil(n / ROWS), b * heads, 1],
     variableNames: ['Q', 'Kt', 'Vt'],
     uniforms: 'B : i32, N : i32, M : i32, H : i32, D : i32, scale : f32,',
-    workgroupSize: [ROWS, 1, 1],
-    getUserCode: () => `
-var<workgroup> ks : array<f32, 2048>; // [32 keys][64]
-var<workgroup> vs : array<f32, 2048>;
+    workgroupSize: [ROWS * lanes, 1, 1],
+    getUserCode: () => `${prelude}${wgsl}
+var<workgroup> ks : array<${t}, 2048>; // [32 keys][64]
+var<workgroup> vs : array<${t}, 2048>;
 fn main() {
-  let tid = i32(localId.x);
-  let row = i32(workgroupId.x) * ${ROWS} + tid;
+  let lid = i32(localIndex);
+  let row = i32(workgroupId.x) * ${ROWS} + slot();
   let bh = i32(workgroupId.y);
   let b = bh / uniforms.H;
   let h = bh % uniforms.H;
   let D = uniforms.D;
   let inner = uniforms.H * D;
   let valid = row < uniforms.N;
-  var q : array<f32, 64>;
-  var acc : array<f32, 64>;
-  for (var j = 0; j < 64; j++) { q[j] = 0.0; acc[j] = 0.0; }
+  var q : array<${t}, ${regs}>;
+  var acc : array<f32, ${regs}>;
+  for (var r = 0; r < ${regs}; r++) { q[r] = ${t}(0.0); acc[r] = 0.0; }
   if (valid) {
-    for (var j = 0; j < D; j++) { q[j] = f32(Q[(b * uniforms.N + row) * inner + h * D + j]) * uniforms.scale; }
+    ${cols('D', `q[r] = ${stage('f32(Q[(b * uniforms.N + row) * inner + h * D + j])')};`)}
   }
   var mx = -3.0e38;
   var sum = 0.0;
   for (var k0 = 0; k0 < uniforms.M; k0 += 32) {
-    for (var e = tid; e < 32 * D; e += ${ROWS}) {
+    for (var e = lid; e < 32 * D; e += ${ROWS * lanes}) {
       let kk = e / D;
       let j = e % D;
       var kv = 0.0;
@@ -69,8 +144,8 @@ fn main() {
         kv = f32(Kt[src]);
         vv = f32(Vt[src]);
       }
-      ks[kk * 64 + j] = kv;
-      vs[kk * 64 + j] = vv;
+      ks[kk * 64 + j] = ${stage('kv')};
+      vs[kk * 64 + j] = ${stage('vv')};
     }
     workgroupBarrier();
     let count = min(32, uniforms.M - k0);
@@ -78,159 +153,158 @@ fn main() {
     var tmax = -3.0e38;
     for (var kk = 0; kk < count; kk++) {
       var dot = 0.0;
-      for (var j = 0; j < D; j++) { dot = fma(q[j], ks[kk * 64 + j], dot); }
-      s[kk] = dot;
-      tmax = max(tmax, dot);
+      ${cols('D', 'dot = fma(f32(q[r]), f32(ks[kk * 64 + j]), dot);')}
+      s[kk] = rowSum(dot) * uniforms.scale;
+      tmax = max(tmax, s[kk]);
     }
     let mnew = max(mx, tmax);
     let corr = exp(mx - mnew);
     sum = sum * corr;
-    for (var j = 0; j < D; j++) { acc[j] = acc[j] * corr; }
+    ${cols('D', 'acc[r] = acc[r] * corr;')}
     for (var kk = 0; kk < count; kk++) {
       let p = exp(s[kk] - mnew);
       sum += p;
-      for (var j = 0; j < D; j++) { acc[j] = fma(p, vs[kk * 64 + j], acc[j]); }
+      ${cols('D', 'acc[r] = fma(p, f32(vs[kk * 64 + j]), acc[r]);')}
     }
     mx = mnew;
     workgroupBarrier();
   }
   if (valid) {
-    for (var j = 0; j < D; j++) { result[(b * uniforms.N + row) * inner + h * D + j] = acc[j] / sum; }
-    ${stats ? 'result[uniforms.B * uniforms.N * inner + (b * uniforms.N + row) * uniforms.H + h] = mx + log(sum);' : ''}
+    ${cols('D', 'result[(b * uniforms.N + row) * inner + h * D + j] = acc[r] / sum;')}
+    ${stats ? 'if (part == 0) { result[uniforms.B * uniforms.N * inner + (b * uniforms.N + row) * uniforms.H + h] = mx + log(sum); }' : ''}
   }
 }`,
   };
 }
 
-/** Cooperative load of `rows` rows × d columns of head h from a [B, len, H·d] input into a workgroup array. */
-const tileLoad = (dst: string, src: string, rows: number, d: number, first: string, len: string, scale = '') => `
-  for (var e = tid; e < ${rows * d}; e += ${ROWS}) {
+/** Cooperative load of `rows` rows × d columns of head h from a [B, len, H·d] input into a workgroup array, staged. */
+const tileLoad = (dst: string, src: string, rows: number, d: number, first: string, len: string, stage: (v: string) => string, threads: number) => `
+  for (var e = lid; e < ${rows * d}; e += ${threads}) {
     let r = e / ${d};
     let j = e % ${d};
     var val = 0.0;
-    if (${first} + r < ${len}) { val = f32(${src}[(b * ${len} + ${first} + r) * inner + h * ${d} + j])${scale}; }
-    ${dst}[e] = val;
+    if (${first} + r < ${len}) { val = f32(${src}[(b * ${len} + ${first} + r) * inner + h * ${d} + j]); }
+    ${dst}[e] = ${stage('val')};
   }`;
 
 const PROLOGUE = (d: number) => `
-  let tid = i32(localId.x);
-  let row = i32(workgroupId.x) * ${ROWS} + tid;
+  let lid = i32(localIndex);
+  let row = i32(workgroupId.x) * ${ROWS} + slot();
   let bh = i32(workgroupId.y);
   let b = bh / uniforms.H;
   let h = bh % uniforms.H;
   let inner = uniforms.H * ${d};`;
 
-/** dQ: thread = query row; K/V tiles of 32 keys in workgroup memory. */
-function gradQProgram(b: number, n: number, heads: number, d: number): WebGPUProgram {
+/** dQ: a row (thread or quad) per query; K/V tiles of 32 keys in workgroup memory. */
+function gradQProgram(b: number, n: number, heads: number, d: number, p: Precision, sub: boolean): WebGPUProgram {
   const T = 32;
+  const { prelude, t, stage } = operands(p);
+  const { lanes, wgsl, cols } = lanesOf(sub);
+  const regs = Math.ceil(d / lanes);
+  const threads = ROWS * lanes;
   return {
     outputShape: [b, n, heads * d],
-    shaderKey: `difftalkAttentionGradQ_${d}`,
+    shaderKey: `difftalkAttentionGradQ_${d}_${p}_${lanes}`,
     dispatchLayout: { x: [0], y: [1], z: [2] },
     dispatch: [Math.ceil(n / ROWS), b * heads, 1],
     variableNames: ['Q', 'Kt', 'Vt', 'Dout', 'Lse', 'Dsum'],
     uniforms: 'B : i32, N : i32, M : i32, H : i32, scale : f32,',
-    workgroupSize: [ROWS, 1, 1],
-    getUserCode: () => `
-var<workgroup> ks : array<f32, ${T * d}>;
-var<workgroup> vs : array<f32, ${T * d}>;
+    workgroupSize: [threads, 1, 1],
+    getUserCode: () => `${prelude}${wgsl}
+var<workgroup> ks : array<${t}, ${T * d}>;
+var<workgroup> vs : array<${t}, ${T * d}>;
 fn main() {${PROLOGUE(d)}
   let valid = row < uniforms.N;
-  var q : array<f32, ${d}>;
-  var g : array<f32, ${d}>;
-  var dq : array<f32, ${d}>;
+  var q : array<${t}, ${regs}>;
+  var g : array<${t}, ${regs}>;
+  var dq : array<f32, ${regs}>;
   var lse = 0.0;
   var dd = 0.0;
-  for (var j = 0; j < ${d}; j++) { q[j] = 0.0; g[j] = 0.0; dq[j] = 0.0; }
+  for (var r = 0; r < ${regs}; r++) { q[r] = ${t}(0.0); g[r] = ${t}(0.0); dq[r] = 0.0; }
   if (valid) {
     let base = (b * uniforms.N + row) * inner + h * ${d};
-    for (var j = 0; j < ${d}; j++) { q[j] = f32(Q[base + j]) * uniforms.scale; g[j] = f32(Dout[base + j]); }
+    ${cols(`${d}`, `q[r] = ${stage('f32(Q[base + j])')}; g[r] = ${stage('f32(Dout[base + j])')};`)}
     lse = f32(Lse[(b * uniforms.N + row) * uniforms.H + h]);
     dd = f32(Dsum[(b * uniforms.N + row) * uniforms.H + h]);
   }
-  for (var k0 = 0; k0 < uniforms.M; k0 += ${T}) {${tileLoad('ks', 'Kt', T, d, 'k0', 'uniforms.M')}${tileLoad('vs', 'Vt', T, d, 'k0', 'uniforms.M')}
+  for (var k0 = 0; k0 < uniforms.M; k0 += ${T}) {${tileLoad('ks', 'Kt', T, d, 'k0', 'uniforms.M', stage, threads)}${tileLoad('vs', 'Vt', T, d, 'k0', 'uniforms.M', stage, threads)}
     workgroupBarrier();
     let count = min(${T}, uniforms.M - k0);
     for (var kk = 0; kk < count; kk++) {
       var s = 0.0;
       var dp = 0.0;
-      for (var j = 0; j < ${d}; j++) {
-        s = fma(q[j], ks[kk * ${d} + j], s);
-        dp = fma(g[j], vs[kk * ${d} + j], dp);
-      }
-      let ds = exp(s - lse) * (dp - dd);
-      for (var j = 0; j < ${d}; j++) { dq[j] = fma(ds, ks[kk * ${d} + j], dq[j]); }
+      ${cols(`${d}`, `s = fma(f32(q[r]), f32(ks[kk * ${d} + j]), s); dp = fma(f32(g[r]), f32(vs[kk * ${d} + j]), dp);`)}
+      let ds = exp(rowSum(s) * uniforms.scale - lse) * (rowSum(dp) - dd);
+      ${cols(`${d}`, `dq[r] = fma(ds, f32(ks[kk * ${d} + j]), dq[r]);`)}
     }
     workgroupBarrier();
   }
   if (valid) {
     let base = (b * uniforms.N + row) * inner + h * ${d};
-    for (var j = 0; j < ${d}; j++) { result[base + j] = dq[j] * uniforms.scale; }
+    ${cols(`${d}`, 'result[base + j] = dq[r] * uniforms.scale;')}
   }
 }`,
   };
 }
 
-/** dK and dV: thread = key row; Q (pre-scaled), dO, L, D tiles of T queries in workgroup memory. */
-function gradKVProgram(b: number, m: number, heads: number, d: number): WebGPUProgram {
+/** dK and dV: a row (thread or quad) per key; Q, dO, L, D tiles of T queries in workgroup memory. */
+function gradKVProgram(b: number, m: number, heads: number, d: number, p: Precision, sub: boolean): WebGPUProgram {
   const T = d <= 32 ? 32 : 16;
+  const { prelude, t, stage } = operands(p);
+  const { lanes, wgsl, cols } = lanesOf(sub);
+  const regs = Math.ceil(d / lanes);
+  const threads = ROWS * lanes;
   return {
     outputShape: [2, b, m, heads * d],
-    shaderKey: `difftalkAttentionGradKV_${d}`,
+    shaderKey: `difftalkAttentionGradKV_${d}_${p}_${lanes}`,
     dispatchLayout: { x: [0], y: [1], z: [2] },
     dispatch: [Math.ceil(m / ROWS), b * heads, 1],
     variableNames: ['Q', 'Kt', 'Vt', 'Dout', 'Lse', 'Dsum'],
     uniforms: 'B : i32, N : i32, M : i32, H : i32, scale : f32,',
-    workgroupSize: [ROWS, 1, 1],
-    getUserCode: () => `
-var<workgroup> qs : array<f32, ${T * d}>;
-var<workgroup> gs : array<f32, ${T * d}>;
+    workgroupSize: [threads, 1, 1],
+    getUserCode: () => `${prelude}${wgsl}
+var<workgroup> qs : array<${t}, ${T * d}>;
+var<workgroup> gs : array<${t}, ${T * d}>;
 var<workgroup> ls : array<f32, ${T}>;
 var<workgroup> ds_ : array<f32, ${T}>;
 fn main() {${PROLOGUE(d)}
   let valid = row < uniforms.M;
-  var k : array<f32, ${d}>;
-  var v : array<f32, ${d}>;
-  var dk : array<f32, ${d}>;
-  var dv : array<f32, ${d}>;
-  for (var j = 0; j < ${d}; j++) { k[j] = 0.0; v[j] = 0.0; dk[j] = 0.0; dv[j] = 0.0; }
+  var k : array<${t}, ${regs}>;
+  var v : array<${t}, ${regs}>;
+  var dk : array<f32, ${regs}>;
+  var dv : array<f32, ${regs}>;
+  for (var r = 0; r < ${regs}; r++) { k[r] = ${t}(0.0); v[r] = ${t}(0.0); dk[r] = 0.0; dv[r] = 0.0; }
   if (valid) {
     let base = (b * uniforms.M + row) * inner + h * ${d};
-    for (var j = 0; j < ${d}; j++) { k[j] = f32(Kt[base + j]); v[j] = f32(Vt[base + j]); }
+    ${cols(`${d}`, `k[r] = ${stage('f32(Kt[base + j])')}; v[r] = ${stage('f32(Vt[base + j])')};`)}
   }
-  for (var q0 = 0; q0 < uniforms.N; q0 += ${T}) {${tileLoad('qs', 'Q', T, d, 'q0', 'uniforms.N', ' * uniforms.scale')}${tileLoad('gs', 'Dout', T, d, 'q0', 'uniforms.N')}
-    if (tid < ${T}) {
+  for (var q0 = 0; q0 < uniforms.N; q0 += ${T}) {${tileLoad('qs', 'Q', T, d, 'q0', 'uniforms.N', stage, threads)}${tileLoad('gs', 'Dout', T, d, 'q0', 'uniforms.N', stage, threads)}
+    if (lid < ${T}) {
       var l = 0.0;
       var dd = 0.0;
-      if (q0 + tid < uniforms.N) {
-        l = f32(Lse[(b * uniforms.N + q0 + tid) * uniforms.H + h]);
-        dd = f32(Dsum[(b * uniforms.N + q0 + tid) * uniforms.H + h]);
+      if (q0 + lid < uniforms.N) {
+        l = f32(Lse[(b * uniforms.N + q0 + lid) * uniforms.H + h]);
+        dd = f32(Dsum[(b * uniforms.N + q0 + lid) * uniforms.H + h]);
       }
-      ls[tid] = l;
-      ds_[tid] = dd;
+      ls[lid] = l;
+      ds_[lid] = dd;
     }
     workgroupBarrier();
     let count = min(${T}, uniforms.N - q0);
     for (var i = 0; i < count; i++) {
       var s = 0.0;
       var dp = 0.0;
-      for (var j = 0; j < ${d}; j++) {
-        s = fma(qs[i * ${d} + j], k[j], s);
-        dp = fma(gs[i * ${d} + j], v[j], dp);
-      }
-      let p = exp(s - ls[i]);
-      let ds = p * (dp - ds_[i]);
-      for (var j = 0; j < ${d}; j++) {
-        dv[j] = fma(p, gs[i * ${d} + j], dv[j]);
-        dk[j] = fma(ds, qs[i * ${d} + j], dk[j]);
-      }
+      ${cols(`${d}`, `s = fma(f32(qs[i * ${d} + j]), f32(k[r]), s); dp = fma(f32(gs[i * ${d} + j]), f32(v[r]), dp);`)}
+      let p = exp(rowSum(s) * uniforms.scale - ls[i]);
+      let ds = p * (rowSum(dp) - ds_[i]);
+      ${cols(`${d}`, `dv[r] = fma(p, f32(gs[i * ${d} + j]), dv[r]); dk[r] = fma(ds, f32(qs[i * ${d} + j]), dk[r]);`)}
     }
     workgroupBarrier();
   }
   if (valid) {
     let base = (b * uniforms.M + row) * inner + h * ${d};
     let half = uniforms.B * uniforms.M * inner;
-    for (var j = 0; j < ${d}; j++) { result[base + j] = dk[j]; result[half + base + j] = dv[j]; }
+    ${cols(`${d}`, 'result[base + j] = dk[r] * uniforms.scale; result[half + base + j] = dv[r];')}
   }
 }`,
   };
@@ -243,7 +317,7 @@ function attentionKernel({ inputs, attrs, backend }: Args): tf.TensorInfo {
   const [b, n, inner] = inputs.q!.shape as [number, number, number];
   const m = inputs.k!.shape[1]!;
   const d = inner / heads;
-  const p = forwardProgram(b, n, heads, inner, Boolean(stats));
+  const p = forwardProgram(b, n, heads, inner, Boolean(stats), kernelPrecision(), subgroupsWanted());
   return (backend as WebGPUBackendLike).runWebGPUProgram(p, [inputs.q!, inputs.k!, inputs.v!], 'float32', [
     { type: 'int32', data: [b] },
     { type: 'int32', data: [n] },
@@ -260,7 +334,9 @@ function gradKernel(which: 'q' | 'kv') {
     const [b, n, inner] = inputs.q!.shape as [number, number, number];
     const m = inputs.k!.shape[1]!;
     const d = inner / heads;
-    const p = which === 'q' ? gradQProgram(b, n, heads, d) : gradKVProgram(b, m, heads, d);
+    const prec = kernelPrecision();
+    const sub = subgroupsWanted();
+    const p = which === 'q' ? gradQProgram(b, n, heads, d, prec, sub) : gradKVProgram(b, m, heads, d, prec, sub);
     const ins = [inputs.q!, inputs.k!, inputs.v!, inputs.dy!, inputs.lse!, inputs.dsum!];
     return (backend as WebGPUBackendLike).runWebGPUProgram(p, ins, 'float32', [
       { type: 'int32', data: [b] },

@@ -13,8 +13,8 @@
  *
  * features.ts says which optional WGSL features (subgroups) the kernels may use and lets a program carry its own
  * `enable` directive; `DIFFTALK_WEBGPU_SUBGROUPS=off` forces the plain variants (GroupNorm's tree reductions, the
- * tiled GEMM everywhere).
- * Precision: the GEMM kernels (matmul, conv2d) have an f16-operand variant for `--precision mixed` (program.ts
+ * tiled GEMM everywhere, one thread per attention row).
+ * Precision: the GEMM kernels (matmul, conv2d) and fused attention have an f16-operand variant for `--precision mixed` (program.ts
  * `kernelPrecision`, set by the run; `resolvePrecision` below decides what a run may use). No subgroup-matrix
  * (tensor-core) variant: lavapipe, the only adapter here, does not offer chromium-experimental-subgroup-matrix, so it
  * could not be tested; it is left out rather than shipped untested.
@@ -199,7 +199,8 @@ export function resolvePrecision(choice: PrecisionChoice): { precision: Precisio
 
 /** One line for run headers: the precision, what it means, and why it was chosen. */
 export function describePrecision(p: { precision: Precision; why: string }): string {
-  const what = p.precision === 'mixed' ? 'f16 GEMM operands, f32 accumulation, f32 weights and optimizer state, dynamic loss scaling' : 'float32 throughout';
+  const what =
+    p.precision === 'mixed' ? 'f16 GEMM and attention operands, f32 accumulation, f32 weights and optimizer state, dynamic loss scaling' : 'float32 throughout';
   return `precision ${p.precision} (${what}; ${p.why})`;
 }
 

@@ -37,22 +37,23 @@ export function allFloat32(inputs: tf.TensorInfo[]): boolean {
 export const gridLayout = (): WebGPUProgram['dispatchLayout'] => ({ x: [0], y: [1], z: [2] });
 
 /**
- * Arithmetic of the GEMM kernels (matmul, the three conv passes): 'fp32' (f32 operands, f32 accumulation) or 'mixed'
- * (operands rounded to f16 as they are staged in workgroup memory, f32 accumulation, f32 results; needs the device
- * feature `shader-f16`). A property of the run: the trainer / sampler sets it with `setKernelPrecision` (from its
- * resolved `--precision`), every GEMM program reads it and is compiled once per precision (it is part of the shader
- * key). GroupNorm, attention and everything else stay f32, as under PyTorch's autocast (norms and softmax in f32).
+ * Arithmetic of the GEMM kernels (matmul, the three conv passes) and of fused attention: 'fp32' (f32 operands, f32
+ * accumulation) or 'mixed' (operands rounded to f16 as they are staged in workgroup memory, f32 accumulation, f32
+ * results; attention's softmax statistics f32; needs the device feature `shader-f16`). A property of the run: the
+ * trainer / sampler sets it with `setKernelPrecision` (from its resolved `--precision`), every such program reads it
+ * and is compiled once per precision (it is part of the shader key). GroupNorm and everything else stay f32, as under
+ * PyTorch's autocast (norms in f32; group-norm.ts says why it has no f16 staging).
  */
 export type Precision = 'fp32' | 'mixed';
 
 let precision: Precision = 'fp32';
 
-/** The precision GEMM kernels use now ('fp32' until a run sets it). */
+/** The precision the GEMM and attention kernels use now ('fp32' until a run sets it). */
 export function kernelPrecision(): Precision {
   return precision;
 }
 
-/** Set the precision of the GEMM kernels (the caller checked the device has `shader-f16` for 'mixed'); returns the previous one. */
+/** Set the precision of the GEMM and attention kernels (the caller checked the device has `shader-f16` for 'mixed'); returns the previous one. */
 export function setKernelPrecision(p: Precision): Precision {
   const before = precision;
   precision = p;
