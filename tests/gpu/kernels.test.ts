@@ -18,7 +18,7 @@ import { hoistEnables, subgroupsWanted, useSubgroups } from '../../src/models/ke
 import { groupNormAct, groupNormActAvailable } from '../../src/models/kernels/group-norm.js';
 import { CUSTOM_KERNELS, customKernelsActive, useCustomKernels } from '../../src/models/kernels/index.js';
 import { initBackend, tf } from '../../src/util/tf.js';
-import { attentionRef, compare, maxRelDiff } from './compare.js';
+import { attentionRef, compare } from './compare.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const TOL = 1e-4;
