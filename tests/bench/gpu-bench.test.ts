@@ -58,9 +58,21 @@ test('GPU bench, tiny: every item on webgpu and in PyTorch fp32/tf32/bf16, ratio
   const col = head.indexOf('ratio vs fp32');
   const expected = r.webgpu.results.unet_train!.ms / r.torch!.results.fp32!.unet_train!.ms;
   assert.ok(Math.abs(parseFloat(row[col]!) - expected) <= 0.01 * expected + 0.5, `ratio ${row[col]} vs ${expected}`);
-  const GEMM = ['conv_fwd', 'conv_dgrad', 'conv_wgrad', 'conv_deep_fwd', 'conv_deep_dgrad', 'matmul', 'unet_train', 'unet_fwd'];
-  assert.deepEqual(Object.keys(r.webgpu.mixed ?? {}).sort(), [...GEMM].sort(), r.webgpu.mixedUnavailable);
-  for (const n of GEMM) assert.ok(r.webgpu.mixed![n]!.ms > 0, `webgpu mixed ${n}: ${JSON.stringify(r.webgpu.mixed![n])}`);
+  // the items with an f16 variant (GEMM kernels, fused attention) are timed under 'mixed' too
+  const MIXED = [
+    'conv_fwd',
+    'conv_dgrad',
+    'conv_wgrad',
+    'conv_deep_fwd',
+    'conv_deep_dgrad',
+    'matmul',
+    'attention',
+    'attention_train',
+    'unet_train',
+    'unet_fwd',
+  ];
+  assert.deepEqual(Object.keys(r.webgpu.mixed ?? {}).sort(), [...MIXED].sort(), r.webgpu.mixedUnavailable);
+  for (const n of MIXED) assert.ok(r.webgpu.mixed![n]!.ms > 0, `webgpu mixed ${n}: ${JSON.stringify(r.webgpu.mixed![n])}`);
   if (subgroupsWanted()) {
     // the deep convs take the split-K subgroup core; they are timed again on the tiled one (subgroups off)
     assert.deepEqual(Object.keys(r.webgpu.plain ?? {}).sort(), ['conv_deep_dgrad', 'conv_deep_fwd']);
