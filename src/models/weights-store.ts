@@ -240,7 +240,7 @@ export async function fetchWeights(kind: string, options: { cacheDir?: string; o
       sha256: s.sha256,
       sha256Prefix: s.sha256Prefix,
       onEvent,
-      offlineHint: `Without network access: download ${url} on another machine, then run: ${importCommand(spec)}`,
+      offlineHint: `Without network access: download ${spec.sources.map((x) => (mirror ? `${mirror.replace(/\/$/, '')}/${x.fileName}` : x.download!.url)).join(' and ')} on another machine, then run: ${importCommand(spec)}`,
     });
     downloads.push({ flag: s.flag, url, file: r.file, sha256: r.sha256, bytes: r.bytes, verified: r.verified, resumedFrom: r.resumedFrom });
   }

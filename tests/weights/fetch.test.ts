@@ -139,6 +139,13 @@ test('fetch: size cap, server down (URL + manual import named), and first use th
     assert.match(e.suggestion ?? '', /difftalk weights import --kind t-down --model/);
     return true;
   });
+  // A kind with two sources (LPIPS: backbone + linear layers): the offline hint names both files' URLs.
+  await assert.rejects(fetchWeights('lpips-alex', { cacheDir: cache, mirror: `${base}/nothere` }), (e: unknown) => {
+    assert.ok(e instanceof DifftalkError && e.code === 'download-failed', String(e));
+    const hint = `${e.message}\n${e.suggestion ?? ''}`;
+    assert.ok(hint.includes(`${base}/nothere/alexnet-owt-7be5be79.pth`) && hint.includes(`${base}/nothere/alex.pth`), hint);
+    return true;
+  });
   const logs: string[] = [];
   const file = await requireWeights('t-good', { cacheDir: cache, fetch: true, onEvent: (ev) => ev.type === 'log' && logs.push(ev.message) });
   assert.ok(existsSync(file));
