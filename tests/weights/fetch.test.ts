@@ -5,11 +5,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { fetchWeights, loadWeights, registerWeightKind, requireWeights, weightsEntry, weightsLabel } from '../../src/models/weights-store.js';
+import { fetchWeights, getWeightKind, loadWeights, registerWeightKind, requireWeights, weightsEntry, weightsLabel } from '../../src/models/weights-store.js';
 import { DifftalkError } from '../../src/util/errors.js';
 import { readTorchFile, stateDict } from '../../src/weights/torch.js';
 import { tmpDir } from '../helpers.js';
 import { writeLegacyTorch } from './legacy-writer.js';
+import { writeZip } from './zip-writer.js';
 
 // `difftalk weights fetch` against our own HTTP server on 127.0.0.1 (issue 12 point 3): deterministic torch files;
 // a good file (verified, converted, labelled "published weights"), a file without a published hash ("unverified
@@ -38,6 +39,18 @@ before(async () => {
   files.set('unpinned.pth', torchFile(2));
   files.set('wrong.pth', torchFile(3));
   files.set('cut.pth', torchFile(4));
+  // upstream ships some checkpoints inside a zip (LDM's vq-f4.zip holds model.ckpt): a deflated one, and one without it
+  files.set(
+    'pack.zip',
+    writeZip(
+      [
+        { name: 'pack/model.ckpt', data: torchFile(5) },
+        { name: 'pack/config.yaml', data: Buffer.from('model: {}\n') },
+      ],
+      { deflate: true },
+    ),
+  );
+  files.set('nockpt.zip', writeZip([{ name: 'pack/config.yaml', data: Buffer.from('model: {}\n') }], { deflate: true }));
   server = http.createServer((req, res) => {
     const name = decodeURIComponent((req.url ?? '').replace(/^\/+/, ''));
     requests.push({ path: name, range: req.headers.range });
@@ -76,6 +89,23 @@ before(async () => {
   kind('t-cut', 'cut.pth', sha(files.get('cut.pth')!));
   kind('t-big', 'good.pth', undefined, 100);
   kind('t-down', 'absent.pth');
+  const zipped = (k: string, zip: string) =>
+    registerWeightKind({
+      kind: k,
+      description: `test kind ${k}`,
+      sources: [
+        {
+          flag: 'model',
+          fileName: 'model.ckpt',
+          url: `${base}/${zip}`,
+          description: 'test file in a zip',
+          download: { url: `${base}/${zip}`, maxBytes: 1 << 20, archive: { fileName: zip, member: /^(?:[^/]+\/)?model\.ckpt$/ } },
+        },
+      ],
+      convert,
+    });
+  zipped('t-zip', 'pack.zip');
+  zipped('t-nockpt', 'nockpt.zip');
 });
 
 after(() => server.close());
@@ -153,4 +183,24 @@ test('fetch: size cap, server down (URL + manual import named), and first use th
     logs.some((l) => l.includes(`${base}/good.pth`)),
     logs.join('\n'),
   );
+});
+
+test('fetch: a checkpoint inside a zip (as vq-f4.zip ships model.ckpt) is downloaded, extracted and imported; a zip without it is refused', async () => {
+  const cache = tmpDir();
+  const r = await fetchWeights('t-zip', { cacheDir: cache });
+  assert.equal(r.downloads[0]!.sha256, sha(files.get('pack.zip')!)); // the file downloaded…
+  const ckpt = path.join(cache, 'downloads', 't-zip', 'model.ckpt');
+  assert.deepEqual(readFileSync(ckpt), torchFile(5)); // …and the member extracted byte for byte (reference: the bytes zipped)
+  assert.equal(r.label, `unverified file ${sha(torchFile(5)).slice(0, 12)}`); // the checkpoint's hash, as `weights import` of it records
+  assert.equal((await loadWeights('t-zip', { cacheDir: cache })).get('w')!.data[7], Math.fround(Math.sin(5 + 7)));
+  await assert.rejects(
+    fetchWeights('t-nockpt', { cacheDir: cache }),
+    (e: unknown) => e instanceof DifftalkError && e.code === 'bad-torch-file' && /0 entries matching/.test(e.message),
+  );
+  assert.equal(await weightsEntry('t-nockpt', { cacheDir: cache }), undefined);
+  // the real vq-f4 kind downloads the official zip and extracts model.ckpt (top level or under one folder)
+  const vq = getWeightKind('vq-f4').sources[0]!;
+  assert.equal(vq.download?.url, 'https://ommer-lab.com/files/latent-diffusion/vq-f4.zip');
+  assert.ok(vq.download?.archive?.member.test('model.ckpt') && vq.download.archive.member.test('vq-f4/model.ckpt'));
+  assert.ok(!vq.download?.archive?.member.test('__MACOSX/model.ckpt') && !vq.download?.archive?.member.test('a/b/model.ckpt'));
 });
