@@ -31,6 +31,14 @@ export function values(n: number, seed: number): Float32Array {
   return out;
 }
 
+/** LDM's VQ-f4 Downsample padding, (0, 1, 0, 1) before a stride-2 3×3 conv, as tfjs explicit NHWC padding. */
+export const VQ_DOWN_PAD: [[0, 0], [0, 1], [0, 1], [0, 0]] = [
+  [0, 0],
+  [0, 1],
+  [0, 1],
+  [0, 0],
+];
+
 export const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 /**

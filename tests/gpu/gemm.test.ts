@@ -18,7 +18,7 @@ import { useSubgroups } from '../../src/models/kernels/features.js';
 import { conv2d, linear, Params, spec } from '../../src/models/blocks.js';
 import { gemmVariant, type GemmVariant } from '../../src/models/kernels/gemm.js';
 import { initBackend, tf } from '../../src/util/tf.js';
-import { compare } from './compare.js';
+import { compare, VQ_DOWN_PAD } from './compare.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const TOL = 1e-4;
@@ -40,12 +40,7 @@ const CONVS: Array<{ what: string; x: [number, number, number, number]; w: [numb
     x: [1, 13, 11, 64],
     w: [3, 3, 64, 64],
     stride: 2,
-    pad: [
-      [0, 0],
-      [0, 1],
-      [0, 1],
-      [0, 0],
-    ],
+    pad: VQ_DOWN_PAD,
   },
   { what: 'skip 1×1, 1024→512, 6×6', x: [1, 6, 6, 1024], w: [1, 1, 1024, 512], stride: 1, pad: 0 },
 ];

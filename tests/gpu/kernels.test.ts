@@ -18,7 +18,7 @@ import { hoistEnables, subgroupsWanted, useSubgroups } from '../../src/models/ke
 import { groupNormAct, groupNormActAvailable } from '../../src/models/kernels/group-norm.js';
 import { CUSTOM_KERNELS, customKernelsActive, useCustomKernels } from '../../src/models/kernels/index.js';
 import { initBackend, tf } from '../../src/util/tf.js';
-import { attentionRef, compare } from './compare.js';
+import { attentionRef, compare, VQ_DOWN_PAD } from './compare.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const TOL = 1e-4;
@@ -59,12 +59,7 @@ const CONVS: Array<{
     x: [1, 15, 16, 128],
     w: [3, 3, 128, 128],
     stride: 2,
-    pad: [
-      [0, 0],
-      [0, 1],
-      [0, 1],
-      [0, 0],
-    ],
+    pad: VQ_DOWN_PAD,
   },
   { what: 'dilation 2 same, 6→5, 10×9', x: [1, 10, 9, 6], w: [3, 3, 6, 5], stride: 1, pad: 'same', dil: 2 },
   { what: 'valid 5×3 filter s(2), 7→70, 12×11', x: [2, 12, 11, 7], w: [5, 3, 7, 70], stride: 2, pad: 'valid' },

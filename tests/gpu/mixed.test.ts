@@ -23,7 +23,7 @@ import { subgroupsWanted, useSubgroups } from '../../src/models/kernels/features
 import { gemmVariant, type GemmVariant } from '../../src/models/kernels/gemm.js';
 import { customKernelsActive, mixedUnavailable, setKernelPrecision } from '../../src/models/kernels/index.js';
 import { initBackend, tf } from '../../src/util/tf.js';
-import { attentionRef, maxRelDiff, size, values } from './compare.js';
+import { attentionRef, maxRelDiff, size, values, VQ_DOWN_PAD } from './compare.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const TOL_F16_INPUTS = 1e-4;
@@ -146,12 +146,7 @@ const CONVS: Array<{ what: string; x: number[]; w: number[]; stride: number; pad
     x: [1, 15, 16, 32],
     w: [3, 3, 32, 32],
     stride: 2,
-    pad: [
-      [0, 0],
-      [0, 1],
-      [0, 1],
-      [0, 0],
-    ],
+    pad: VQ_DOWN_PAD,
   },
   { what: 'skip 1×1, 96→64, 7×5', x: [1, 7, 5, 96], w: [1, 1, 96, 64], stride: 1, pad: 0 },
 ];
